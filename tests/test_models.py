@@ -1,0 +1,123 @@
+"""Weights: synthetic files are tagged and reported, and DeepFace runs offline on them."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from facestream.models import (
+    ACTIONS,
+    MissingWeightsError,
+    WeightState,
+    check_weights,
+    require_weights,
+    synthesize_weights,
+    weights_dir_of,
+)
+from tests.conftest import cli_env, run_facestream
+
+
+def states(report):
+    return {(s.component, s.path.name): s.state for s in report}
+
+
+def test_synthesized_file_is_tagged_and_reported_synthetic(tmp_path):
+    weights_dir = weights_dir_of(tmp_path)
+    [path] = synthesize_weights(weights_dir, ["emotion"], seed=1)
+    assert path == weights_dir / "facial_expression_model_weights.h5"
+    report = states(check_weights(weights_dir, ["emotion", "age"], ()))
+    assert report == {
+        ("action emotion", "facial_expression_model_weights.h5"): WeightState.SYNTHETIC,
+        ("action age", "age_model_weights.h5"): WeightState.MISSING,
+    }
+    assert not list(weights_dir.glob(".*partial*")), "temporary files left behind"
+
+
+def test_untagged_h5_counts_as_real_and_garbage_as_unreadable(tmp_path):
+    weights_dir = weights_dir_of(tmp_path)
+    weights_dir.mkdir(parents=True)
+    with h5py.File(weights_dir / "age_model_weights.h5", "w") as real:
+        real.create_dataset("kernel", data=np.zeros(3))
+    (weights_dir / "gender_model_weights.h5").write_bytes(b"<html>Not Found</html>")
+    report = states(check_weights(weights_dir, ["age", "gender"], ()))
+    assert report[("action age", "age_model_weights.h5")] is WeightState.REAL
+    assert report[("action gender", "gender_model_weights.h5")] is WeightState.UNREADABLE
+
+
+def test_detectors_report_bundled_or_missing_files(tmp_path):
+    report = check_weights(weights_dir_of(tmp_path), (), ("opencv", "mtcnn", "ssd"))
+    by_detector = {}
+    for status in report:
+        by_detector.setdefault(status.component, set()).add(status.state)
+    assert by_detector == {
+        "detector opencv": {WeightState.BUNDLED},
+        "detector mtcnn": {WeightState.BUNDLED},
+        "detector ssd": {WeightState.MISSING},
+    }
+
+
+def test_require_weights_names_files_folder_and_fix(tmp_path):
+    weights_dir = weights_dir_of(tmp_path)
+    with pytest.raises(MissingWeightsError) as caught:
+        require_weights(weights_dir, ["age", "emotion"], "opencv")
+    message = str(caught.value)
+    assert str(weights_dir) in message
+    assert "age_model_weights.h5" in message
+    assert "facial_expression_model_weights.h5" in message
+    assert "facestream models synth" in message
+    assert "facestream models check" in message
+
+
+def test_cli_synth_says_synthetic_and_check_reports_it(tmp_path):
+    env = cli_env(DEEPFACE_HOME=str(tmp_path))
+    synth = run_facestream("models", "synth", "--actions", "emotion", env=env, timeout=300)
+    assert synth.returncode == 0, synth.stderr
+    assert "SYNTHETIC weights" in synth.stdout
+    assert "facial_expression_model_weights.h5" in synth.stdout
+
+    present = run_facestream("models", "check", "--actions", "emotion", env=env)
+    assert present.returncode == 0, present.stdout + present.stderr
+    assert "action emotion" in present.stdout and "synthetic" in present.stdout
+    assert "SYNTHETIC weights" in present.stdout
+
+    missing = run_facestream("models", "check", "--actions", "age", "--detectors", "ssd", env=env)
+    assert missing.returncode == 1
+    assert "missing" in missing.stdout
+    assert "3 file(s) missing or unreadable" in missing.stdout
+
+
+@pytest.mark.models
+def test_deepface_analyze_runs_offline_with_all_actions(synthetic_home, faces_dir):
+    from deepface import DeepFace
+
+    [face] = DeepFace.analyze(
+        str(faces_dir / "single_man_glasses.jpg"),
+        actions=ACTIONS,
+        detector_backend="opencv",
+        silent=True,
+    )
+    assert set(face["region"]) >= {"x", "y", "w", "h"} and face["region"]["w"] > 50
+    assert 0 <= face["age"] <= 100
+    for action, dominant in (
+        ("gender", "dominant_gender"),
+        ("emotion", "dominant_emotion"),
+        ("race", "dominant_race"),
+    ):
+        scores = face[action]
+        assert sum(scores.values()) == pytest.approx(100, abs=1e-3)
+        assert face[dominant] == max(scores, key=scores.get)
+
+
+@pytest.mark.models
+def test_synthetic_predictions_depend_on_the_face(synthetic_home, faces_dir):
+    from deepface import DeepFace
+
+    faces = [
+        DeepFace.analyze(str(faces_dir / name), actions=ACTIONS, silent=True)[0]
+        for name in ("single_man_glasses.jpg", "single_woman_blonde.jpg")
+    ]
+    for action in ("gender", "emotion", "race"):
+        first = np.array([faces[0][action][label] for label in faces[0][action]]) / 100
+        second = np.array([faces[1][action][label] for label in faces[0][action]]) / 100
+        assert np.abs(first - second).max() > 1e-3, action

@@ -1,0 +1,136 @@
+"""Settings: defaults, parsing, and a clear message for every kind of bad value."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from di.settings import VARIABLES, Settings, SettingsError
+from facestream.models import DETECTOR_BACKENDS
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_defaults_use_the_embedded_broker_and_all_actions(tmp_path):
+    settings = Settings.from_env({"DEEPFACE_HOME": str(tmp_path)})
+    assert settings.uses_embedded_broker
+    assert settings.bootstrap_servers == "127.0.0.1:19092"
+    assert settings.topic_requests == "faces.requests"
+    assert settings.topic_results == "faces.results"
+    assert settings.topic_dead_letter == "faces.dead-letter"
+    assert settings.actions == ("age", "gender", "emotion", "race")
+    assert settings.detector_backend == "opencv"
+    assert settings.max_image_bytes == 10 * 1024 * 1024
+    # Kafka must admit one maximum-size image plus its protobuf envelope.
+    assert settings.kafka_max_message_bytes > settings.max_image_bytes
+    assert settings.weights_dir == tmp_path / ".deepface" / "weights"
+    assert settings.auth_tokens == ()
+    assert settings.tls_cert is None
+
+
+def test_values_are_parsed_into_types(tmp_path):
+    cert = tmp_path / "cert.pem"
+    key = tmp_path / "key.pem"
+    cert.write_text("cert")
+    key.write_text("key")
+    settings = Settings.from_env(
+        {
+            "FACESTREAM_KAFKA_BOOTSTRAP": "kafka-1:9092, kafka-2:9092",
+            "FACESTREAM_MAX_IMAGE_BYTES": "12MiB",
+            "FACESTREAM_ACTIONS": "race, age",
+            "FACESTREAM_PARTITIONS": "8",
+            "FACESTREAM_AUTH_TOKENS": "alpha,beta",
+            "FACESTREAM_TLS_CERT": str(cert),
+            "FACESTREAM_TLS_KEY": str(key),
+            "FACESTREAM_LOG_LEVEL": "debug",
+            "FACESTREAM_GRPC_ADDRESS": "[::1]:6000",
+        }
+    )
+    assert not settings.uses_embedded_broker
+    assert settings.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
+    assert settings.max_image_bytes == 12 * 1024 * 1024
+    assert settings.actions == ("race", "age")
+    assert settings.partitions == 8
+    assert settings.auth_tokens == ("alpha", "beta")
+    assert (settings.tls_cert, settings.tls_key) == (cert, key)
+    assert settings.log_level == "DEBUG"
+    assert settings.grpc_address == "[::1]:6000"
+
+
+BAD_VALUES = [
+    ("FACESTREAM_KAFKA_BOOTSTRAP", "localhost", "host:port"),
+    ("FACESTREAM_EMBEDDED_BROKER_PORT", "70000", "an integer from 1 to 65535"),
+    ("FACESTREAM_EMBEDDED_BROKER_PORT", "abc", "an integer from 1 to 65535"),
+    ("FACESTREAM_TOPIC_REQUESTS", "bad topic!", "a Kafka topic name"),
+    ("FACESTREAM_TOPIC_RESULTS", "", "a Kafka topic name"),
+    ("FACESTREAM_TOPIC_DEAD_LETTER", "x" * 250, "a Kafka topic name"),
+    ("FACESTREAM_PARTITIONS", "0", "an integer from 1 to 1024"),
+    ("FACESTREAM_MAX_IMAGE_BYTES", "10MB", "KiB/MiB/GiB suffix"),
+    ("FACESTREAM_MAX_IMAGE_BYTES", "1GiB", "from 1KiB to 512MiB"),
+    ("FACESTREAM_MAX_PIXELS", "-5", "an integer from 1 to 1000000000"),
+    ("FACESTREAM_ACTIONS", "age,smile", "subset of age, gender, emotion, race"),
+    ("FACESTREAM_ACTIONS", "age,age", "each at most once"),
+    ("FACESTREAM_ACTIONS", "", "subset of age, gender, emotion, race"),
+    ("FACESTREAM_DETECTOR_BACKEND", "yolov8n", "one of opencv, mtcnn"),
+    ("FACESTREAM_BATCH_SIZE", "1000", "an integer from 1 to 256"),
+    ("FACESTREAM_GRPC_ADDRESS", "50051", "host:port"),
+    ("FACESTREAM_AUTH_TOKENS", "good, bad token", "bearer tokens without spaces"),
+    ("FACESTREAM_TLS_CERT", "/nonexistent/cert.pem", "the path of an existing PEM file"),
+    ("FACESTREAM_TLS_KEY", "/nonexistent/key.pem", "the path of an existing PEM file"),
+    ("FACESTREAM_LOG_LEVEL", "LOUD", "one of DEBUG, INFO, WARNING, ERROR"),
+    ("DEEPFACE_HOME", str(README), "a directory path"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), BAD_VALUES)
+def test_bad_value_names_the_variable_and_what_it_accepts(name, value, expected):
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({name: value})
+    message = str(caught.value)
+    assert f"{name}={value!r} is not valid" in message
+    assert expected in message
+    assert message.count("is not valid") == 1
+
+
+def test_every_bad_variable_is_reported_at_once():
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"FACESTREAM_BATCH_SIZE": "0", "FACESTREAM_PARTITIONS": "many"})
+    assert "FACESTREAM_BATCH_SIZE='0'" in str(caught.value)
+    assert "FACESTREAM_PARTITIONS='many'" in str(caught.value)
+
+
+def test_tls_cert_without_key_is_refused(tmp_path):
+    cert = tmp_path / "cert.pem"
+    cert.write_text("cert")
+    with pytest.raises(SettingsError, match="must be set together"):
+        Settings.from_env({"FACESTREAM_TLS_CERT": str(cert)})
+
+
+def test_topics_must_differ():
+    with pytest.raises(SettingsError, match="must differ"):
+        Settings.from_env({"FACESTREAM_TOPIC_RESULTS": "faces.requests"})
+
+
+def test_every_settings_field_has_exactly_one_variable():
+    assert [v.field for v in VARIABLES] == [f.name for f in fields(Settings)]
+    assert len({v.name for v in VARIABLES}) == len(VARIABLES)
+
+
+def test_readme_configuration_table_matches_the_settings():
+    rows = re.findall(
+        r"^\| `([A-Z_]+)` \| (`[^`]+`|\*\(empty\)\*) \|", README.read_text(), re.MULTILINE
+    )
+    documented = {name: default.strip("`") for name, default in rows}
+    expected = {v.name: v.default or "*(empty)*" for v in VARIABLES}
+    expected["DEEPFACE_HOME"] = "~"  # the default is the user's home, shown as ~
+    assert documented == expected
+
+
+def test_detector_backends_are_deepface_detectors():
+    from deepface.modules.modeling import AVAILABLE_MODELS
+
+    known = set(AVAILABLE_MODELS["face_detector"]) | {"skip"}
+    assert set(DETECTOR_BACKENDS) <= known
