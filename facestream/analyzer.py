@@ -62,11 +62,7 @@ class FaceAnalyzer:
             raise ValueError(f"faces must have shape (n, 224, 224, 3), got {faces.shape}")
         outputs = {}
         for action, model in self.models.items():
-            prediction = np.asarray(model.predict(faces))
             # DeepFace drops the batch axis when n == 1; keep one row per face.
-            outputs[action] = (
-                prediction.reshape(len(faces), -1).squeeze(-1)
-                if action == "age"
-                else prediction.reshape(len(faces), -1)
-            )
+            rows = np.asarray(model.predict(faces)).reshape(len(faces), -1)
+            outputs[action] = rows[:, 0] if action == "age" else rows
         return outputs

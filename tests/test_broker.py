@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 import uuid
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from facestream.broker import ensure_topics
 from facestream.kafka_config import TopicSpec, consumer_config, producer_config
+from tests.conftest import PROJECT_ROOT as ROOT
 from tests.conftest import cli_env, facestream_command, run_facestream
 
 MIB = 1024 * 1024
@@ -94,19 +98,42 @@ def test_ensure_topics_leaves_existing_topics_alone(embedded_broker):
     assert len(metadata.topics[topic].partitions) == 3
 
 
-def _read_until(process: subprocess.Popen, pattern: str, timeout: float) -> re.Match:
-    """Read the child's output line by line until a line matches; fail on timeout or exit."""
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        match = re.search(pattern, line)
-        if match:
-            return match
-    pytest.fail(f"no line matching {pattern!r} within {timeout} s; output: {''.join(seen)}")
+class OutputReader:
+    """Reads a child's output lines in a thread, so a silent child cannot block a test."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, args=(process.stdout,), daemon=True).start()
+
+    def _pump(self, stream) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _next(self, deadline: float) -> str | None:
+        try:
+            line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+        if line is not None:
+            self.seen.append(line)
+        return line
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match:
+        """The first line matching pattern; fail on timeout or when the output ends."""
+        deadline = time.monotonic() + timeout
+        while (line := self._next(deadline)) is not None:
+            if match := re.search(pattern, line):
+                return match
+        pytest.fail(f"no line matching {pattern!r} in {timeout} s; output: {''.join(self.seen)}")
+
+    def rest(self, timeout: float) -> str:
+        """Everything printed until the output closes (or timeout)."""
+        deadline = time.monotonic() + timeout
+        while self._next(deadline) is not None:
+            pass
+        return "".join(self.seen)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -114,8 +141,11 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    with open(f"/proc/{pid}/stat") as stat:  # a zombie is not alive
-        return stat.read().split()[2] != "Z"
+    try:
+        with open(f"/proc/{pid}/stat") as stat:  # a zombie is not alive
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:  # reaped meanwhile
+        return False
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
@@ -137,17 +167,25 @@ def test_cli_broker_serves_topics_and_stops_on_signal(stop_signal, tmp_path):
         text=True,
     )
     try:
-        ready = _read_until(process, r"ready on 127\.0\.0\.1:(\d+) \(pid (\d+)\)", timeout=60)
+        output = OutputReader(process)
+        ready = output.wait_for(r"ready on 127\.0\.0\.1:(\d+) \(pid (\d+)\)", timeout=60)
         assert int(ready.group(1)) == port
         broker_pid = int(ready.group(2))
-        metadata = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"}).list_topics(timeout=10)
-        for topic in ("faces.requests", "faces.results", "faces.dead-letter"):
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
+        metadata = admin.list_topics(timeout=10)
+        topics = ("faces.requests", "faces.results", "faces.dead-letter")
+        for topic in topics:
             assert len(metadata.topics[topic].partitions) == 3
+        # Topics admit a maximum-size image plus the record envelope.
+        described = admin.describe_configs([ConfigResource("topic", t) for t in topics])
+        for future in described.values():
+            assert int(future.result(timeout=10)["max.message.bytes"].value) > 9 * MIB
 
+        # Tansu waits up to 5 s for connected clients when it stops; let ours go first.
+        del admin, described, metadata
         process.send_signal(stop_signal)
-        output, _ = process.communicate(timeout=30)
-        assert process.returncode == 0, output
-        assert "Embedded broker stopped." in output
+        assert process.wait(timeout=30) == 0, output.rest(5)
+        assert "Embedded broker stopped." in output.rest(5)
         assert not _pid_alive(broker_pid)
     finally:
         if process.poll() is None:
@@ -192,3 +230,31 @@ def test_cli_reports_bad_settings_without_traceback(tmp_path):
         result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+def test_broker_does_not_outlive_a_killed_parent():
+    # The parent holds the broker until it is killed; SIGKILL skips every cleanup in it.
+    parent_code = (
+        "import threading\n"
+        "from facestream.broker import EmbeddedBroker, free_port\n"
+        "broker = EmbeddedBroker(free_port()); broker.start(); print(broker.pid, flush=True)\n"
+        "threading.Event().wait(120)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    broker_pid = None
+    try:
+        broker_pid = int(OutputReader(parent).wait_for(r"^(\d+)$", timeout=60).group(1))
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while _pid_alive(broker_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _pid_alive(broker_pid), "the broker outlived its killed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+        if broker_pid and _pid_alive(broker_pid):
+            os.kill(broker_pid, signal.SIGKILL)
