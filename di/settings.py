@@ -50,6 +50,11 @@ def _integer(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _integer_or_zero(low: int, high: int) -> Callable[[str], int]:
+    in_range = _integer(low, high)
+    return lambda raw: 0 if raw.strip() == "0" else in_range(raw)
+
+
 def _size(low: int, high: int) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         match = _SIZE.match(raw.strip())
@@ -217,6 +222,15 @@ VARIABLES: tuple[Variable, ...] = (
         "Faces per model call in the dataflow's batched analysis.",
     ),
     Variable(
+        "FACESTREAM_DETECTION_MAX_SIDE",
+        "detection_max_side",
+        "2048",
+        "0 (never downscale) or an integer from 64 to 65535",
+        _integer_or_zero(64, 65535),
+        "Images with a longer side are downscaled for face detection only; faces are "
+        "still cropped from the full image.",
+    ),
+    Variable(
         "FACESTREAM_GRPC_ADDRESS",
         "grpc_address",
         "127.0.0.1:50051",
@@ -282,6 +296,7 @@ class Settings:
     actions: tuple[str, ...]
     detector_backend: str
     batch_size: int
+    detection_max_side: int
     grpc_address: str
     auth_tokens: tuple[str, ...]
     tls_cert: Path | None

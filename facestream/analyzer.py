@@ -1,22 +1,46 @@
-"""The face analyzer: DeepFace's models for a set of actions, built and warmed once.
+"""The face analyzer: DeepFace's detector and attribute models, built and warmed once.
 
 One instance per process is shared by every worker thread. DeepFace's attribute models
 were measured correct when called concurrently; its OpenCV detector was not (4 threads:
-76/120 exceptions, 31/120 wrong faces), so detection runs under `detection_lock`.
+76/120 exceptions, 31/120 wrong faces), so `find_faces` runs under a lock.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from deepface.models.demography.DemographyUtils import (
+    EMOTION_LABELS,
+    GENDER_LABELS,
+    RACE_LABELS,
+)
 
+from facestream.faces import FACE_SIZE, Face, find_faces
 from facestream.models import ACTION_MODELS, require_weights
 
-FACE_SIZE = (224, 224)
+LABELS: dict[str, list[str]] = {
+    "gender": GENDER_LABELS,
+    "emotion": EMOTION_LABELS,
+    "race": RACE_LABELS,
+}
+
+
+@dataclass(frozen=True)
+class FaceAttributes:
+    """What the models say about one face, in DeepFace.analyze's units.
+
+    `scores` holds, per requested action among gender/emotion/race, the percentage of
+    each label; `dominant` its top label; `age` the apparent age when "age" was asked.
+    """
+
+    age: float | None
+    scores: dict[str, dict[str, float]]
+    dominant: dict[str, str]
 
 
 class FaceAnalyzer:
@@ -35,14 +59,15 @@ class FaceAnalyzer:
         from deepface.modules import modeling
 
         # modeling.build_model caches in DeepFace's own (unlocked) cache, which DeepFace.analyze
-        # shares; the container builds this object under lagom's singleton lock.
+        # shares; the container builds this object under lagom's singleton lock, and other
+        # detectors are built under the detection lock.
         self.models: dict[str, Any] = {
             action: modeling.build_model("facial_attribute", ACTION_MODELS[action].model_name)
             for action in self.actions
         }
-        if detector_backend != "skip":
-            modeling.build_model("face_detector", detector_backend)
-        self.detection_lock = threading.Lock()
+        self._detection_lock = threading.Lock()
+        blank = np.zeros((64, 64, 3), dtype=np.uint8)
+        self.find_faces(blank, detector_backend, detection_max_side=0)
         self._warm()
 
     def _warm(self) -> None:
@@ -52,17 +77,47 @@ class FaceAnalyzer:
         self.predict(blank[:1])
         self.predict(blank)
 
-    def predict(self, faces: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw model outputs for a batch of preprocessed faces of shape (n, 224, 224, 3).
+    def find_faces(
+        self, image: np.ndarray, detector_backend: str, detection_max_side: int
+    ) -> list[Face]:
+        """`faces.find_faces`, one thread at a time (DeepFace's detectors are not thread-safe)."""
+        with self._detection_lock:
+            return find_faces(image, detector_backend, detection_max_side)
 
-        Returns, per action, an array with one row per face: apparent ages (n,) for "age",
-        class probabilities (n, classes) for the others.
+    def predict(
+        self, faces: np.ndarray, actions: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Raw model outputs for a batch of model inputs of shape (n, 224, 224, 3).
+
+        Returns, per action (default: all loaded), one row per face: apparent ages (n,) for
+        "age", class probabilities (n, classes) for the others.
         """
         if faces.ndim != 4 or faces.shape[1:] != (*FACE_SIZE, 3):
             raise ValueError(f"faces must have shape (n, 224, 224, 3), got {faces.shape}")
         outputs = {}
-        for action, model in self.models.items():
+        for action in actions or self.actions:
             # DeepFace drops the batch axis when n == 1; keep one row per face.
-            rows = np.asarray(model.predict(faces)).reshape(len(faces), -1)
+            rows = np.asarray(self.models[action].predict(faces)).reshape(len(faces), -1)
             outputs[action] = rows[:, 0] if action == "age" else rows
         return outputs
+
+    def describe(self, faces: np.ndarray, actions: Sequence[str]) -> list[FaceAttributes]:
+        """Attributes of each face, computed as `DeepFace.analyze` computes them."""
+        outputs = self.predict(faces, actions)
+        described = []
+        for index in range(len(faces)):
+            scores, dominant = {}, {}
+            for action in actions:
+                if action == "age":
+                    continue
+                probabilities = outputs[action][index]
+                # DeepFace rescales emotion and race to sum to 100; gender it only multiplies.
+                total = 1.0 if action == "gender" else probabilities.sum()
+                labels = LABELS[action]
+                scores[action] = {
+                    label: float(100 * probabilities[i] / total) for i, label in enumerate(labels)
+                }
+                dominant[action] = labels[int(np.argmax(probabilities))]
+            age = float(outputs["age"][index]) if "age" in actions else None
+            described.append(FaceAttributes(age=age, scores=scores, dominant=dominant))
+        return described

@@ -35,16 +35,23 @@ def producer_config(bootstrap: str, max_message_bytes: int) -> dict[str, Any]:
     }
 
 
+def fetch_config(max_message_bytes: int) -> dict[str, Any]:
+    """Consumer fetch limits that admit one maximum-size record."""
+    fetch_bytes = max(max_message_bytes, 50 * 1024 * 1024)
+    return {
+        "fetch.max.bytes": fetch_bytes,
+        "max.partition.fetch.bytes": max_message_bytes,
+        # librdkafka requires this to exceed fetch.max.bytes by its 512-byte protocol overhead.
+        "receive.message.max.bytes": fetch_bytes + 1024,
+    }
+
+
 def consumer_config(bootstrap: str, max_message_bytes: int, group_id: str) -> dict[str, Any]:
     """Consumer able to fetch one maximum-size record; offsets are not committed to Kafka."""
-    fetch_bytes = max(max_message_bytes, 50 * 1024 * 1024)
     return {
         "bootstrap.servers": bootstrap,
         "group.id": group_id,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
-        "fetch.max.bytes": fetch_bytes,
-        "max.partition.fetch.bytes": max_message_bytes,
-        # librdkafka requires this to exceed fetch.max.bytes by its 512-byte protocol overhead.
-        "receive.message.max.bytes": fetch_bytes + 1024,
+        **fetch_config(max_message_bytes),
     }

@@ -88,3 +88,13 @@ def run_facestream(
         timeout=timeout,
         check=False,
     )
+
+
+@pytest.fixture(scope="session")
+def analyzer(synthetic_home):
+    """The process's FaceAnalyzer with all four actions, built through the container."""
+    from di import Settings, build_container
+    from facestream.analyzer import FaceAnalyzer
+
+    settings = Settings.from_env({"DEEPFACE_HOME": str(synthetic_home)})
+    return build_container(settings)[FaceAnalyzer]

@@ -1,0 +1,98 @@
+"""The facestream pipeline, built from the steps in `dataflow.steps`:
+
+    requests -> parse_request -+-> extract_faces -+-> spread -> analyze_faces (batched)
+                               |                  |     -> gather_results --+-> results
+                               |                  +-> invalid / no face ----+
+                               +-> unparseable ---------------------------------> dead letters
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import operators as kop
+from bytewax.dataflow import Dataflow
+
+from dataflow.sink import AcknowledgedKafkaSink
+from dataflow.steps import (
+    FaceJob,
+    ImageJob,
+    Limits,
+    analyze_faces,
+    dead_letter_out,
+    extract_faces,
+    gather_key,
+    gather_results,
+    parse_request,
+    report_kafka_error,
+    result_record_out,
+)
+from di.settings import Settings
+from facestream.analyzer import FaceAnalyzer
+from facestream.kafka_config import fetch_config, producer_config
+
+
+def build_flow(settings: Settings, analyzer: FaceAnalyzer, logger: logging.Logger) -> Dataflow:
+    """The dataflow for these settings; every step gets its singletons here, once."""
+    limits = Limits(
+        max_image_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_pixels,
+        detection_max_side=settings.detection_max_side,
+        default_detector=settings.detector_backend,
+    )
+    flow = Dataflow("facestream")
+    requests = kop.input(
+        "read_requests",
+        flow,
+        brokers=[settings.bootstrap_servers],
+        topics=[settings.topic_requests],
+        add_config=fetch_config(settings.kafka_max_message_bytes),
+        # Images per poll and partition: enough to fill a model batch, few enough that a
+        # backlog of large images does not land in memory at once.
+        batch_size=settings.batch_size,
+    )
+    op.inspect("report_kafka_errors", requests.errs, partial(report_kafka_error, logger=logger))
+
+    parsed = op.map("parse_request", requests.oks, parse_request)
+    jobs = op.branch("split_dead_letters", parsed, lambda item: isinstance(item, ImageJob))
+    extracted = op.flat_map(
+        "extract_faces",
+        jobs.trues,
+        partial(extract_faces, analyzer=analyzer, limits=limits, logger=logger),
+    )
+    faces = op.branch("split_finished_images", extracted, lambda item: isinstance(item, FaceJob))
+    # Detection runs where the record was read; the models run wherever a worker is free.
+    spread = op.redistribute("spread_faces", faces.trues)
+    analyzed = op.flat_map_batch(
+        "analyze_faces",
+        spread,
+        partial(analyze_faces, analyzer=analyzer, batch_size=settings.batch_size, logger=logger),
+    )
+    gathered = op.stateful_flat_map(
+        "gather_results",
+        op.key_on("key_by_image", analyzed, gather_key),
+        partial(gather_results, synthetic_weights=analyzer.synthetic_weights),
+    )
+    results = op.merge("all_results", op.key_rm("unkey_results", gathered), faces.falses)
+
+    records = op.merge(
+        "all_records",
+        op.map(
+            "result_record_out", results, partial(result_record_out, topic=settings.topic_results)
+        ),
+        op.map(
+            "dead_letter_out",
+            jobs.falses,
+            partial(dead_letter_out, topic=settings.topic_dead_letter),
+        ),
+    )
+    op.output(
+        "write_kafka",
+        records,
+        AcknowledgedKafkaSink(
+            producer_config(settings.bootstrap_servers, settings.kafka_max_message_bytes)
+        ),
+    )
+    return flow

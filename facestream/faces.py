@@ -1,0 +1,151 @@
+"""Finding faces in an image and preparing them for the attribute models, as DeepFace does.
+
+`find_faces` runs DeepFace's own detection and alignment (`detection.detect_faces`, the
+code behind `DeepFace.analyze`) and keeps each face as an aligned BGR uint8 crop. Large
+images may be downscaled for detection only: boxes are mapped back and the faces are
+cropped and aligned from the full-resolution image.
+
+`model_input` turns a crop into the (224, 224, 3) float32 array `DeepFace.analyze` feeds
+its models: divide by 255 once, then DeepFace's own letterbox resize.
+
+Detectors are not thread-safe (DeepFace's OpenCV detector gave wrong faces under 4
+threads): callers serialise `find_faces`, see FaceAnalyzer.find_faces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+FACE_SIZE = (224, 224)
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face: its box in the original image, the detector's confidence, and
+    the aligned BGR uint8 crop."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    confidence: float
+    crop: np.ndarray
+
+
+def _bordered(image: np.ndarray) -> tuple[np.ndarray, int, int]:
+    # DeepFace detects on the image with a 50% black border so that alignment cannot
+    # rotate a face near the edge out of the picture.
+    height_border, width_border = int(0.5 * image.shape[0]), int(0.5 * image.shape[1])
+    bordered = cv2.copyMakeBorder(
+        image,
+        height_border,
+        height_border,
+        width_border,
+        width_border,
+        cv2.BORDER_CONSTANT,
+        value=[0, 0, 0],
+    )
+    return bordered, width_border, height_border
+
+
+def _detect_downscaled(image: np.ndarray, detector_backend: str, scale: float) -> list:
+    """Detect on a copy scaled by `scale`; crop and align from the full-resolution image."""
+    from deepface.models.Detector import FacialAreaRegion
+    from deepface.modules import detection, modeling
+
+    height, width = image.shape[:2]
+    small = cv2.resize(
+        image,
+        (max(1, round(width * scale)), max(1, round(height * scale))),
+        interpolation=cv2.INTER_AREA,
+    )
+    bordered_small, border_x, border_y = _bordered(small)
+    detector = modeling.build_model(task="face_detector", model_name=detector_backend)
+
+    def to_full(point: tuple[int, int] | None) -> tuple[int, int] | None:
+        if point is None:
+            return None
+        return (round((point[0] - border_x) / scale), round((point[1] - border_y) / scale))
+
+    faces = []
+    for area in detector.detect_faces(bordered_small):
+        full_area = FacialAreaRegion(
+            x=round((area.x - border_x) / scale),
+            y=round((area.y - border_y) / scale),
+            w=round(area.w / scale),
+            h=round(area.h / scale),
+            left_eye=to_full(area.left_eye),
+            right_eye=to_full(area.right_eye),
+            confidence=area.confidence,
+            nose=to_full(area.nose),
+            mouth_left=to_full(area.mouth_left),
+            mouth_right=to_full(area.mouth_right),
+        )
+        # No border on the full image: extract_face pads the face's surroundings itself,
+        # and a bordered copy of a 14 Mpx image would cost ~170 MB.
+        faces.append(
+            detection.extract_face(
+                facial_area=full_area,
+                img=image,
+                align=True,
+                expand_percentage=0,
+                width_border=0,
+                height_border=0,
+                detector_backend=detector_backend,
+            )
+        )
+    return faces
+
+
+def find_faces(image: np.ndarray, detector_backend: str, detection_max_side: int) -> list[Face]:
+    """Detect and align the faces of a BGR image the way `DeepFace.analyze` does.
+
+    When the image's longer side exceeds `detection_max_side` (0: never), detection runs
+    on a downscaled copy. An image without faces gives an empty list. Not thread-safe.
+    """
+    from deepface.models.Detector import DetectedFace, FacialAreaRegion
+    from deepface.modules import detection
+
+    height, width = image.shape[:2]
+    if detector_backend == "skip":
+        detected = [
+            DetectedFace(img=image, facial_area=FacialAreaRegion(0, 0, width, height), confidence=0)
+        ]
+    elif detection_max_side and max(height, width) > detection_max_side:
+        detected = _detect_downscaled(
+            image, detector_backend, detection_max_side / max(height, width)
+        )
+    else:
+        detected = detection.detect_faces(
+            detector_backend=detector_backend, img=image, align=True, expand_percentage=0
+        )
+    faces = []
+    for face in detected:
+        if face.img.shape[0] == 0 or face.img.shape[1] == 0:
+            continue
+        # The same clipping and rounding as DeepFace's extract_faces.
+        area = face.facial_area
+        x, y = max(0, int(area.x)), max(0, int(area.y))
+        faces.append(
+            Face(
+                x=x,
+                y=y,
+                w=min(width - x - 1, int(area.w)),
+                h=min(height - y - 1, int(area.h)),
+                confidence=round(float(area.confidence or 0), 2),
+                crop=face.img,
+            )
+        )
+    return faces
+
+
+def model_input(crop: np.ndarray) -> np.ndarray:
+    """The (224, 224, 3) float32 array DeepFace's attribute models get for this BGR crop."""
+    from deepface.modules import preprocessing
+
+    # DeepFace normalises only when values exceed 1, and it does so once.
+    face = crop / 255 if crop.max() > 1 else crop
+    return preprocessing.resize_image(img=face, target_size=FACE_SIZE)[0]

@@ -1,0 +1,83 @@
+"""Conversion between the Kafka records (protobuf `facestream.v1`) and domain objects."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from google.protobuf.message import DecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from facestream.analyzer import FaceAttributes
+from facestream.faces import Face
+from facestream.requests import InvalidRequestError, check_request_id
+from facestream.v1 import records_pb2
+
+Status = records_pb2.AnalysisStatus
+
+
+class NotASubmissionError(ValueError):
+    """A record on the requests topic that is not a usable ImageSubmitted."""
+
+
+def parse_submission(value: bytes | None) -> records_pb2.ImageSubmitted:
+    """Parse a requests-topic record; raise NotASubmissionError saying why it is unusable."""
+    if value is None:
+        raise NotASubmissionError("the record has no value")
+    try:
+        submission = records_pb2.ImageSubmitted.FromString(value)
+    except DecodeError as error:
+        raise NotASubmissionError(f"not an ImageSubmitted protobuf: {error}") from None
+    if not submission.request_id:
+        raise NotASubmissionError("not an ImageSubmitted record: it has no request_id")
+    try:
+        check_request_id(submission.request_id)
+    except InvalidRequestError as error:
+        raise NotASubmissionError(error.message) from None
+    return submission
+
+
+def timestamp_now() -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(time.time_ns())
+    return stamp
+
+
+def face_record(face: Face, attributes: FaceAttributes) -> records_pb2.Face:
+    """The protobuf Face for one detected face and what the models said about it."""
+    record = records_pb2.Face(
+        region=records_pb2.Region(x=face.x, y=face.y, w=face.w, h=face.h),
+        confidence=face.confidence,
+    )
+    if attributes.age is not None:
+        record.age = attributes.age
+    for action, scores in attributes.scores.items():
+        distribution = getattr(record, action)
+        distribution.scores.update(scores)
+        distribution.dominant = attributes.dominant[action]
+    return record
+
+
+def result_record(
+    request_id: str,
+    status: int,
+    *,
+    faces: Sequence[records_pb2.Face] = (),
+    error: tuple[str, str] | None = None,
+    timings: records_pb2.StageTimings | None = None,
+    worker: str = "",
+    synthetic_weights: bool = False,
+) -> records_pb2.AnalysisResult:
+    """An AnalysisResult stamped with the current time; `error` is (code, message)."""
+    result = records_pb2.AnalysisResult(
+        request_id=request_id,
+        status=status,
+        faces=faces,
+        timings=timings,
+        worker=worker,
+        completed_at=timestamp_now(),
+        synthetic_weights=synthetic_weights,
+    )
+    if error is not None:
+        result.error.code, result.error.message = error
+    return result

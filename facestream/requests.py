@@ -1,0 +1,72 @@
+"""What a valid analysis request is: its id, actions and detector, checked the same way by
+the gRPC front (before publishing) and the dataflow (for records written by others)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+
+from facestream.models import ACTIONS, DETECTOR_BACKENDS
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+class InvalidRequestError(ValueError):
+    """A request option is not acceptable. `code` is stable, `message` is for a person."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def new_request_id() -> str:
+    """A fresh, unique request id."""
+    return uuid.uuid4().hex
+
+
+def check_request_id(request_id: str) -> str:
+    """Return the id if it is 1-128 characters of letters, digits and . _ : - (first one
+    a letter or digit); raise InvalidRequestError otherwise."""
+    if not REQUEST_ID.match(request_id):
+        raise InvalidRequestError(
+            "request.bad_id",
+            f"request id {request_id[:140]!r} is not valid: use 1 to 128 letters, digits, "
+            "'.', '_', ':' or '-', starting with a letter or digit.",
+        )
+    return request_id
+
+
+def resolve_options(
+    actions: Sequence[str],
+    detector_backend: str,
+    enabled_actions: Sequence[str],
+    default_detector: str,
+) -> tuple[tuple[str, ...], str]:
+    """The actions and detector a request runs with: its own, or the defaults when empty.
+
+    Raises InvalidRequestError for an unknown action or detector, or an action this
+    deployment has not loaded (FACESTREAM_ACTIONS).
+    """
+    chosen = tuple(dict.fromkeys(actions)) or tuple(enabled_actions)
+    unknown = [a for a in chosen if a not in ACTIONS]
+    if unknown:
+        raise InvalidRequestError(
+            "request.unknown_action",
+            f"unknown action(s) {', '.join(map(repr, unknown))}; use {', '.join(ACTIONS)}.",
+        )
+    disabled = [a for a in chosen if a not in enabled_actions]
+    if disabled:
+        raise InvalidRequestError(
+            "request.action_disabled",
+            f"action(s) {', '.join(disabled)} are not enabled here; enabled: "
+            f"{', '.join(enabled_actions)} (FACESTREAM_ACTIONS).",
+        )
+    detector = detector_backend or default_detector
+    if detector not in DETECTOR_BACKENDS:
+        raise InvalidRequestError(
+            "request.unknown_detector",
+            f"unknown detector backend {detector!r}; use {', '.join(DETECTOR_BACKENDS)}.",
+        )
+    return chosen, detector

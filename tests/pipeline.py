@@ -1,0 +1,170 @@
+"""Helpers to drive the real dataflow: its own topics on the test broker, a `bytewax.run`
+child process stopped by pid, and producing / consuming facestream records."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from facestream.broker import ensure_topics
+from facestream.kafka_config import TopicSpec, consumer_config, producer_config
+from facestream.records import timestamp_now
+from facestream.v1 import records_pb2
+from tests.conftest import PROJECT_ROOT, cli_env
+
+RECORD_LIMIT = 11 * 1024 * 1024
+
+
+class Topics:
+    """A fresh set of facestream topics on the broker, and the env that points at them."""
+
+    def __init__(self, bootstrap: str, partitions: int = 4) -> None:
+        suffix = uuid.uuid4().hex[:8]
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self.requests = f"requests.{suffix}"
+        self.results = f"results.{suffix}"
+        self.dead_letter = f"dead.{suffix}"
+        ensure_topics(
+            bootstrap,
+            [
+                TopicSpec(t, partitions, RECORD_LIMIT)
+                for t in (self.requests, self.results, self.dead_letter)
+            ],
+        )
+
+    def env(self, home: Path, **overrides: str) -> dict[str, str]:
+        return cli_env(
+            FACESTREAM_KAFKA_BOOTSTRAP=self.bootstrap,
+            FACESTREAM_TOPIC_REQUESTS=self.requests,
+            FACESTREAM_TOPIC_RESULTS=self.results,
+            FACESTREAM_TOPIC_DEAD_LETTER=self.dead_letter,
+            FACESTREAM_PARTITIONS=str(self.partitions),
+            DEEPFACE_HOME=str(home),
+            **overrides,
+        )
+
+
+def submission(request_id: str, image: bytes, actions: Sequence[str] = ()) -> bytes:
+    return records_pb2.ImageSubmitted(
+        request_id=request_id, image=image, actions=list(actions), submitted_at=timestamp_now()
+    ).SerializeToString()
+
+
+def produce(
+    bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes | None]]
+) -> None:
+    """Produce (key, value) records and wait until the broker acknowledged all of them."""
+    producer = Producer(producer_config(bootstrap, RECORD_LIMIT))
+    failures = []
+    for key, value in records:
+        producer.produce(
+            topic,
+            key=key,
+            value=value,
+            on_delivery=lambda error, _msg: failures.append(error) if error else None,
+        )
+    assert producer.flush(30) == 0 and not failures, failures
+
+
+def consume_until(
+    bootstrap: str, topic: str, partitions: int, done, timeout: float, process=None
+) -> list:
+    """Consume from the start until done(messages) is true; fail on timeout or if the
+    process given exits meanwhile."""
+    consumer = Consumer(consumer_config(bootstrap, RECORD_LIMIT, f"test-{uuid.uuid4()}"))
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    messages = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not done(messages):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s with {len(messages)} records")
+            if process is not None and process.exited():
+                raise AssertionError(f"the dataflow exited early:\n{process.log_tail()}")
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                messages.append(message)
+    finally:
+        consumer.close()
+    return messages
+
+
+def results_for(
+    bootstrap: str, topics: Topics, request_ids: Iterable[str], timeout: float, process=None
+) -> dict[str, list[records_pb2.AnalysisResult]]:
+    """Every AnalysisResult on the results topic, by request id, once all ids have one."""
+    wanted = set(request_ids)
+
+    def parsed(messages):
+        by_id: dict[str, list] = {}
+        for message in messages:
+            result = records_pb2.AnalysisResult.FromString(message.value())
+            assert message.key() == result.request_id.encode()
+            by_id.setdefault(result.request_id, []).append(result)
+        return by_id
+
+    messages = consume_until(
+        bootstrap,
+        topics.results,
+        topics.partitions,
+        lambda got: wanted <= set(parsed(got)),
+        timeout,
+        process,
+    )
+    return parsed(messages)
+
+
+class DataflowProcess:
+    """`python -m bytewax.run dataflow ARGS` as a child; stopped by its pid on exit."""
+
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self._log = tempfile.NamedTemporaryFile(prefix="dataflow-", suffix=".log")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", "dataflow", *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def exited(self) -> bool:
+        return self.process.poll() is not None
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(Path(self._log.name).read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, like a crash."""
+        self.process.kill()
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> DataflowProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+        self._log.close()

@@ -1,0 +1,207 @@
+"""The dataflow end to end: real `bytewax.run` processes, the embedded broker, DeepFace's
+own code with synthetic weights."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from facestream.broker import free_port
+from facestream.models import ACTIONS
+from facestream.v1 import records_pb2
+from tests.pipeline import (
+    DataflowProcess,
+    Topics,
+    consume_until,
+    produce,
+    results_for,
+    submission,
+)
+
+OK = records_pb2.ANALYSIS_STATUS_OK
+NO_FACE = records_pb2.ANALYSIS_STATUS_NO_FACE
+INVALID = records_pb2.ANALYSIS_STATUS_INVALID_IMAGE
+
+
+def all_images(faces_dir):
+    return sorted(p for p in faces_dir.rglob("*.*") if p.suffix != ".md")
+
+
+def reference_analysis(path):
+    """DeepFace.analyze on the file, or None when DeepFace finds no face."""
+    from deepface import DeepFace
+
+    try:
+        return DeepFace.analyze(str(path), actions=ACTIONS, detector_backend="opencv", silent=True)
+    except ValueError as error:
+        assert "Face could not be detected" in str(error)
+        return None
+
+
+def assert_same_as_deepface(result, reference, name):
+    assert result.status == OK, (name, result.error)
+    assert len(result.faces) == len(reference), name
+    for face, expected in zip(result.faces, reference, strict=True):
+        assert (face.region.x, face.region.y, face.region.w, face.region.h) == tuple(
+            expected["region"][k] for k in "xywh"
+        ), name
+        assert face.confidence == pytest.approx(expected["face_confidence"]), name
+        assert abs(face.age - expected["age"]) < 1, name  # DeepFace truncates age to int
+        for action in ("gender", "emotion", "race"):
+            ours = getattr(face, action)
+            assert ours.dominant == expected[f"dominant_{action}"], (name, action)
+            assert set(ours.scores) == set(expected[action]), (name, action)
+            for label, percent in expected[action].items():
+                # Probabilities within 1e-4; both sides are in percent.
+                assert abs(ours.scores[label] - percent) / 100 <= 1e-4, (name, action, label)
+
+
+@pytest.mark.models
+def test_four_workers_give_deepface_analyze_results_for_every_image(
+    embedded_broker, synthetic_home, faces_dir
+):
+    images = all_images(faces_dir)
+    ids = {path: f"image-{index}" for index, path in enumerate(images)}
+    topics = Topics(embedded_broker.bootstrap)
+    records = [(ids[p].encode(), submission(ids[p], p.read_bytes())) for p in images]
+    # Records that are not ours, in the middle of the stream: they must not stop it.
+    garbage = [(b"junk-1", b"\xff\xfe not protobuf"), (b"junk-2", None)]
+    records[3:3] = garbage
+    produce(topics.bootstrap, topics.requests, records)
+    env = topics.env(synthetic_home, FACESTREAM_DETECTION_MAX_SIDE="0", FACESTREAM_BATCH_SIZE="8")
+    with DataflowProcess(env, "-w", "4") as flow:
+        results = results_for(topics.bootstrap, topics, ids.values(), timeout=900, process=flow)
+        dead = consume_until(
+            topics.bootstrap,
+            topics.dead_letter,
+            topics.partitions,
+            lambda got: len(got) >= len(garbage),
+            timeout=60,
+            process=flow,
+        )
+    assert sorted((m.key(), m.value() or b"") for m in dead) == sorted(
+        (k, v or b"") for k, v in garbage
+    )
+    assert all(dict(m.headers())["facestream-error"] for m in dead)
+
+    compared = 0
+    for path, request_id in ids.items():
+        [result] = results[request_id]
+        assert result.synthetic_weights
+        assert result.worker, path.name
+        if path.parent.name == "bad":
+            assert result.status == INVALID, path.name
+            assert result.error.code.startswith("image."), result.error
+            assert result.error.message
+            continue
+        reference = reference_analysis(path)
+        if reference is None:
+            assert result.status == NO_FACE, path.name
+            assert not result.faces
+        else:
+            assert_same_as_deepface(result, reference, path.name)
+            compared += 1
+    assert compared >= 12, "too few images with faces were compared"
+
+
+def single_face_photos(faces_dir):
+    names = (
+        "single_man_glasses.jpg",
+        "single_woman_blonde.jpg",
+        "single_man_bald.jpg",
+        "single_woman_astronaut.png",
+    )
+    return [faces_dir / name for name in names]
+
+
+@pytest.mark.models
+def test_recovery_after_sigkill_loses_no_request(
+    embedded_broker, synthetic_home, faces_dir, tmp_path, capsys
+):
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    subprocess.run(
+        [sys.executable, "-m", "bytewax.recovery", str(recovery), "2"], check=True, timeout=60
+    )
+    topics = Topics(embedded_broker.bootstrap, partitions=2)
+    photos = single_face_photos(faces_dir)
+    ids = [f"req-{i}" for i in range(80)]
+    produce(
+        topics.bootstrap,
+        topics.requests,
+        [
+            (rid.encode(), submission(rid, photos[i % len(photos)].read_bytes()))
+            for i, rid in enumerate(ids)
+        ],
+    )
+    env = topics.env(synthetic_home, FACESTREAM_ACTIONS="emotion")
+    args = ("-w", "2", "-r", str(recovery), "-s", "1", "-b", "0")
+
+    with DataflowProcess(env, *args) as first:
+        before = consume_until(
+            topics.bootstrap,
+            topics.results,
+            topics.partitions,
+            lambda got: len(got) >= 15,
+            timeout=300,
+            process=first,
+        )
+        first.kill()  # mid-stream: no flush, no final snapshot
+    killed_at = len(before)
+    assert killed_at < len(ids), "the stream finished before the crash; nothing was tested"
+
+    with DataflowProcess(env, *args) as second:
+        results = results_for(topics.bootstrap, topics, ids, timeout=600, process=second)
+
+    assert set(results) == set(ids)
+    for request_id in ids:
+        for result in results[request_id]:
+            assert result.status == OK, result
+            assert len(result.faces) == 1 and result.faces[0].emotion.dominant
+    total = sum(len(r) for r in results.values())
+    with capsys.disabled():
+        print(
+            f"\nrecovery: {len(ids)} requests, killed after {killed_at} results, "
+            f"{total} results in all, {total - len(ids)} duplicates"
+        )
+
+
+@pytest.mark.models
+def test_two_process_cluster_processes_every_image(embedded_broker, synthetic_home, faces_dir):
+    images = all_images(faces_dir)
+    ids = {path: f"cluster-{index}" for index, path in enumerate(images)}
+    topics = Topics(embedded_broker.bootstrap)
+    produce(
+        topics.bootstrap,
+        topics.requests,
+        [(ids[p].encode(), submission(ids[p], p.read_bytes())) for p in images],
+    )
+    env = topics.env(synthetic_home, FACESTREAM_ACTIONS="emotion")
+    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    with (
+        DataflowProcess(env, "-w", "1", "-i", "0", "-a", addresses) as zero,
+        DataflowProcess(env, "-w", "1", "-i", "1", "-a", addresses) as one,
+    ):
+        results = results_for(topics.bootstrap, topics, ids.values(), timeout=600, process=zero)
+        assert not one.exited(), one.log_tail()
+    processes = {r.worker.rsplit("/", 1)[0] for rs in results.values() for r in rs}
+    assert len(processes) == 2, f"results came from {processes}, not from both processes"
+    status = {path.name: results[rid][0].status for path, rid in ids.items()}
+    assert status["truncated_half.jpg"] == INVALID
+    assert status["multi_7_selfie.jpg"] == OK
+    assert status["noface_coffee.png"] == NO_FACE
+
+
+def test_dataflow_refuses_to_start_without_weights(embedded_broker, tmp_path):
+    topics = Topics(embedded_broker.bootstrap)
+    with DataflowProcess(topics.env(tmp_path), "-w", "1") as flow:
+        flow.process.wait(120)
+        log = flow.log_tail(60)
+    assert flow.process.returncode == 1, log
+    assert "facestream dataflow cannot start" in log
+    assert str(tmp_path / ".deepface" / "weights") in log
+    assert "age_model_weights.h5" in log
+    assert "facestream models synth" in log
+    assert "Traceback" not in log

@@ -1,0 +1,100 @@
+"""Image checks: every bad input gets its own code and message; good images decode as
+OpenCV (and so DeepFace) decodes them."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from facestream.images import InvalidImageError, decode_image, inspect_image
+from facestream.requests import InvalidRequestError, check_request_id, resolve_options
+from tests.images import png_claiming
+
+MIB = 1024 * 1024
+
+
+def test_every_readable_photo_decodes_like_cv2_imread(faces_dir):
+    photos = [p for p in faces_dir.glob("*.*") if p.suffix != ".md"]
+    assert len(photos) >= 18
+    for path in photos:
+        decoded = decode_image(path.read_bytes(), 10 * MIB, 40_000_000)
+        assert np.array_equal(decoded, cv2.imread(str(path))), path.name
+
+
+def test_webp_named_jpg_is_recognised_by_its_bytes(faces_dir):
+    info = inspect_image((faces_dir / "edge_webp_named_jpg.jpg").read_bytes(), 10 * MIB, 10**8)
+    assert (info.format, info.width, info.height) == ("WEBP", 1350, 1800)
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "words"),
+    [
+        ("empty.jpg", "image.empty", "empty"),
+        ("text_as.jpg", "image.not_an_image", "not an image"),
+        # OpenCV would decode this one, grey-filling the missing half.
+        ("truncated_half.jpg", "image.truncated", "incomplete"),
+    ],
+)
+def test_bad_files_are_refused_with_their_reason(faces_dir, name, code, words):
+    with pytest.raises(InvalidImageError) as caught:
+        decode_image((faces_dir / "bad" / name).read_bytes(), 10 * MIB, 40_000_000)
+    assert caught.value.code == code
+    assert words in caught.value.message
+
+
+def test_pixel_bomb_is_refused_from_its_header():
+    with pytest.raises(InvalidImageError) as caught:
+        decode_image(png_claiming(50_000, 50_000), 10 * MIB, 40_000_000)
+    assert caught.value.code == "image.too_many_pixels"
+    assert "50000x50000" in caught.value.message
+
+
+def test_limits_on_bytes_and_pixels(faces_dir):
+    photo = (faces_dir / "single_man_glasses.jpg").read_bytes()  # 400x400
+    with pytest.raises(InvalidImageError, match="the limit is 1024") as too_big:
+        inspect_image(photo, 1024, 10**6)
+    assert too_big.value.code == "image.too_large"
+    with pytest.raises(InvalidImageError, match="160000 pixels") as too_many:
+        inspect_image(photo, MIB, 159_999)
+    assert too_many.value.code == "image.too_many_pixels"
+    assert inspect_image(photo, MIB, 160_000).pixels == 160_000
+
+
+def test_unsupported_format_is_named():
+    ok, gif = cv2.imencode(".tiff", np.zeros((8, 8, 3), np.uint8))
+    assert ok
+    with pytest.raises(InvalidImageError) as caught:
+        inspect_image(gif.tobytes(), MIB, 10**6)
+    assert caught.value.code == "image.unsupported_format"
+    assert "TIFF images are not supported" in caught.value.message
+
+
+@pytest.mark.parametrize("request_id", ["a", "req-1", "2026.11.22:batch_7", "x" * 128])
+def test_good_request_ids(request_id):
+    assert check_request_id(request_id) == request_id
+
+
+@pytest.mark.parametrize("request_id", ["", "-leading-dash", "has space", "x" * 129, "é"])
+def test_bad_request_ids(request_id):
+    with pytest.raises(InvalidRequestError) as caught:
+        check_request_id(request_id)
+    assert caught.value.code == "request.bad_id"
+
+
+def test_request_options_default_and_validate():
+    enabled = ("age", "emotion")
+    assert resolve_options([], "", enabled, "opencv") == (("age", "emotion"), "opencv")
+    assert resolve_options(["emotion", "emotion"], "mtcnn", enabled, "opencv") == (
+        ("emotion",),
+        "mtcnn",
+    )
+    with pytest.raises(InvalidRequestError, match="unknown action") as unknown:
+        resolve_options(["smile"], "", enabled, "opencv")
+    assert unknown.value.code == "request.unknown_action"
+    with pytest.raises(InvalidRequestError, match="FACESTREAM_ACTIONS") as disabled:
+        resolve_options(["race"], "", enabled, "opencv")
+    assert disabled.value.code == "request.action_disabled"
+    with pytest.raises(InvalidRequestError, match="unknown detector") as detector:
+        resolve_options([], "yolo", enabled, "opencv")
+    assert detector.value.code == "request.unknown_detector"

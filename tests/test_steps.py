@@ -1,0 +1,261 @@
+"""Each dataflow step alone. The real analyzer (synthetic weights) where models matter;
+small stand-ins only to make a detector or a model fail on purpose."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from bytewax.connectors.kafka import KafkaSourceMessage
+
+from dataflow.steps import (
+    AnalyzedFace,
+    DeadLetter,
+    FaceJob,
+    ImageJob,
+    ImageProgress,
+    Limits,
+    analyze_faces,
+    dead_letter_out,
+    extract_faces,
+    gather_key,
+    gather_results,
+    parse_request,
+    result_record_out,
+)
+from facestream.faces import Face
+from facestream.records import Status
+from facestream.v1 import records_pb2
+from tests.images import png_claiming
+from tests.pipeline import submission
+
+LOG = logging.getLogger("test")
+LIMITS = Limits(
+    max_image_bytes=10 * 1024 * 1024,
+    max_pixels=40_000_000,
+    detection_max_side=2048,
+    default_detector="opencv",
+)
+
+
+def message(value, key=b"k", offset=7):
+    return KafkaSourceMessage(
+        key=key, value=value, topic="faces.requests", partition=2, offset=offset
+    )
+
+
+def job(image: bytes, actions=(), request_id="r-1") -> ImageJob:
+    parsed = parse_request(message(submission(request_id, image, actions)))
+    assert isinstance(parsed, ImageJob)
+    return parsed
+
+
+# parse_request
+
+
+def test_parse_request_reads_a_submission():
+    parsed = parse_request(message(submission("req-9", b"bytes", ["age"])))
+    assert isinstance(parsed, ImageJob)
+    assert (parsed.request_id, parsed.image, parsed.actions) == ("req-9", b"bytes", ("age",))
+    assert parsed.submission == "faces.requests/2/7"
+    assert parsed.submitted_at is not None and parsed.submitted_at <= parsed.received_at
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (None, "no value"),
+        (b"\xff\xff\xff garbage", "not an ImageSubmitted protobuf"),
+        (records_pb2.ImageSubmitted(image=b"x").SerializeToString(), "no request_id"),
+        (records_pb2.ImageSubmitted(request_id="bad id").SerializeToString(), "not valid"),
+    ],
+)
+def test_parse_request_sends_unusable_records_to_dead_letters(value, reason):
+    parsed = parse_request(message(value))
+    assert isinstance(parsed, DeadLetter)
+    assert reason in parsed.reason
+    assert (parsed.key, parsed.value, parsed.source) == (b"k", value, "faces.requests/2/7")
+
+
+def test_dead_letter_record_keeps_bytes_and_says_why():
+    record = dead_letter_out(DeadLetter(b"k", b"v", "not ours", "t/0/1"), "faces.dead-letter")
+    assert (record.topic, record.key, record.value) == ("faces.dead-letter", b"k", b"v")
+    assert dict(record.headers) == {"facestream-error": b"not ours", "facestream-source": b"t/0/1"}
+
+
+# extract_faces
+
+
+@pytest.mark.models
+def test_extract_faces_gives_one_job_per_face(analyzer, faces_dir):
+    image = (faces_dir / "multi_2_couple.jpg").read_bytes()
+    faces = extract_faces(job(image), analyzer, LIMITS, LOG)
+    assert [f.index for f in faces] == [0, 1]
+    assert all(isinstance(f, FaceJob) and f.image.face_count == 2 for f in faces)
+    assert all(f.face.crop.dtype == np.uint8 and f.face.crop.ndim == 3 for f in faces)
+    assert faces[0].actions == ("age", "gender", "emotion", "race")
+    assert faces[0].image.detect > 0
+    pickle.loads(pickle.dumps(faces[0]))  # crosses workers
+
+
+@pytest.mark.models
+@pytest.mark.parametrize(
+    ("image", "status", "code"),
+    [
+        ("bad/empty.jpg", Status.ANALYSIS_STATUS_INVALID_IMAGE, "image.empty"),
+        ("bad/text_as.jpg", Status.ANALYSIS_STATUS_INVALID_IMAGE, "image.not_an_image"),
+        ("bad/truncated_half.jpg", Status.ANALYSIS_STATUS_INVALID_IMAGE, "image.truncated"),
+        ("noface_coffee.png", Status.ANALYSIS_STATUS_NO_FACE, ""),
+    ],
+)
+def test_extract_faces_finishes_images_without_faces(analyzer, faces_dir, image, status, code):
+    [result] = extract_faces(job((faces_dir / image).read_bytes()), analyzer, LIMITS, LOG)
+    assert isinstance(result, records_pb2.AnalysisResult)
+    assert (result.request_id, result.status, result.error.code) == ("r-1", status, code)
+    assert not result.faces
+    assert result.synthetic_weights
+
+
+@pytest.mark.models
+def test_extract_faces_refuses_a_pixel_bomb_and_unknown_actions(analyzer):
+    [bomb] = extract_faces(job(png_claiming(20_000, 20_000)), analyzer, LIMITS, LOG)
+    assert (bomb.status, bomb.error.code) == (
+        Status.ANALYSIS_STATUS_INVALID_IMAGE,
+        "image.too_many_pixels",
+    )
+    [unknown] = extract_faces(job(b"irrelevant", actions=["smile"]), analyzer, LIMITS, LOG)
+    assert (unknown.status, unknown.error.code) == (
+        Status.ANALYSIS_STATUS_FAILED,
+        "request.unknown_action",
+    )
+
+
+class BrokenDetector:
+    actions = ("emotion",)
+    synthetic_weights = True
+
+    def find_faces(self, image, detector_backend, detection_max_side):
+        raise RuntimeError("detector exploded")
+
+
+def test_a_detector_failure_fails_only_that_image(faces_dir):
+    image = (faces_dir / "single_man_glasses.jpg").read_bytes()
+    [result] = extract_faces(job(image), BrokenDetector(), LIMITS, LOG)
+    assert result.status == Status.ANALYSIS_STATUS_FAILED
+    assert result.error.code == "detect.failed"
+    assert "detector exploded" in result.error.message
+
+
+# analyze_faces
+
+
+def face_jobs(count, request_id="r-1", actions=("age", "gender", "emotion", "race"), seed=0):
+    rng = np.random.default_rng(seed)
+    progress = ImageProgress(request_id, f"t/0/{seed}", count, 0.0, 0.0, 0.0, 0.0)
+    return [
+        FaceJob(
+            image=progress,
+            index=i,
+            face=Face(1, 2, 30, 40, 0.9, rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)),
+            actions=actions,
+        )
+        for i in range(count)
+    ]
+
+
+class CountingAnalyzer:
+    """Wraps the real analyzer; records the batch size of each describe call."""
+
+    def __init__(self, real, fail_on_call=None):
+        self.real, self.calls, self.fail_on_call = real, [], fail_on_call
+
+    def describe(self, faces, actions):
+        self.calls.append((len(faces), tuple(actions)))
+        if len(self.calls) == self.fail_on_call:
+            raise RuntimeError("model exploded")
+        return self.real.describe(faces, actions)
+
+
+@pytest.mark.models
+def test_analyze_faces_calls_the_models_once_per_batch(analyzer):
+    counting = CountingAnalyzer(analyzer)
+    jobs = face_jobs(5) + face_jobs(2, request_id="r-2", actions=("emotion",), seed=1)
+    analyzed = analyze_faces(jobs, counting, batch_size=2, logger=LOG)
+    full = ("age", "gender", "emotion", "race")
+    assert counting.calls == [(2, full), (2, full), (1, full), (2, ("emotion",))]
+    assert len(analyzed) == 7 and all(a.error is None for a in analyzed)
+    emotion_only = [a.record for a in analyzed if a.image.request_id == "r-2"]
+    assert all(
+        r.emotion.dominant and not r.HasField("age") and not r.race.scores for r in emotion_only
+    )
+
+
+@pytest.mark.models
+def test_analyze_faces_matches_one_face_at_a_time(analyzer):
+    jobs = face_jobs(3, seed=3)
+    batched = analyze_faces(jobs, analyzer, batch_size=16, logger=LOG)
+    for job_, together in zip(jobs, batched, strict=True):
+        [alone] = analyze_faces([job_], analyzer, batch_size=1, logger=LOG)
+        assert alone.record.emotion.dominant == together.record.emotion.dominant
+        for label, value in alone.record.race.scores.items():
+            assert abs(value - together.record.race.scores[label]) / 100 <= 1e-4
+
+
+@pytest.mark.models
+def test_a_failing_batch_fails_only_its_faces(analyzer):
+    failing = CountingAnalyzer(analyzer, fail_on_call=2)
+    first, second = face_jobs(2, "r-1"), face_jobs(2, "r-2", seed=1)
+    analyzed = analyze_faces(first + second, failing, batch_size=2, logger=LOG)
+    errors = {a.image.request_id: a.error for a in analyzed}
+    assert errors["r-1"] is None
+    assert errors["r-2"][0] == "analyze.failed" and "model exploded" in errors["r-2"][1]
+
+
+# gather_results
+
+
+def analyzed(progress, index, error=None):
+    record = None if error else records_pb2.Face(region=records_pb2.Region(x=index), confidence=1)
+    return AnalyzedFace(progress, index, record, error, analyze_seconds=0.5)
+
+
+def test_gather_emits_once_all_faces_are_in_whatever_their_order():
+    progress = ImageProgress("r-1", "t/0/1", 3, 0.0, 0.1, 0.2, 0.3)
+    state, out = gather_results(None, analyzed(progress, 2), synthetic_weights=True)
+    assert out == []
+    state, out = gather_results(state, analyzed(progress, 0), synthetic_weights=True)
+    state, out = gather_results(state, analyzed(progress, 0), synthetic_weights=True)  # replayed
+    assert out == [] and len(state.faces) == 2
+    state, [result] = gather_results(state, analyzed(progress, 1), synthetic_weights=True)
+    assert state is None
+    assert result.status == Status.ANALYSIS_STATUS_OK
+    assert [f.region.x for f in result.faces] == [0, 1, 2]
+    assert (result.timings.decode, result.timings.detect, result.timings.analyze) == (0.2, 0.3, 0.5)
+    assert result.synthetic_weights
+
+
+def test_gather_fails_the_image_when_a_face_failed():
+    progress = ImageProgress("r-1", "t/0/1", 2, 0.0, 0.0, 0.0, 0.0)
+    state, _ = gather_results(None, analyzed(progress, 0), synthetic_weights=False)
+    _, [result] = gather_results(
+        state, analyzed(progress, 1, ("analyze.failed", "boom")), synthetic_weights=False
+    )
+    assert result.status == Status.ANALYSIS_STATUS_FAILED
+    assert (result.error.code, result.error.message) == ("analyze.failed", "boom")
+    assert not result.faces
+
+
+def test_two_submissions_of_one_request_id_are_gathered_apart():
+    first = ImageProgress("r-1", "t/0/1", 1, 0.0, 0.0, 0.0, 0.0)
+    retry = replace(first, submission="t/3/9")
+    assert gather_key(analyzed(first, 0)) != gather_key(analyzed(retry, 0))
+
+
+def test_result_record_is_keyed_by_request_id():
+    result = records_pb2.AnalysisResult(request_id="r-1", status=Status.ANALYSIS_STATUS_OK)
+    record = result_record_out(result, "faces.results")
+    assert (record.topic, record.key) == ("faces.results", b"r-1")
+    assert records_pb2.AnalysisResult.FromString(record.value) == result
