@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # The stamp's name carries a hash of pyproject.toml: a change there makes it stale.
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 
-.PHONY: venv test demo lint proto clean
+.PHONY: venv test demo bench lint proto clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,14 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/facestream demo
+
+# Benchmarks run on synthetic weights (same cost as the real ones) unless DEEPFACE_HOME
+# already holds weights; they are made once per machine, outside the repository.
+BENCH_DEEPFACE_HOME ?= $(HOME)/.cache/facestream/synthetic-deepface-home-20261122
+bench: $(STAMP)
+	@DEEPFACE_HOME=$${DEEPFACE_HOME:-$(BENCH_DEEPFACE_HOME)}; export DEEPFACE_HOME; \
+	$(VENV)/bin/facestream models check >/dev/null || $(VENV)/bin/facestream models synth; \
+	$(PY) -m bench.pipeline_parts
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,9 +1,9 @@
 """The facestream pipeline, built from the steps in `dataflow.steps`:
 
-    requests -> parse_request -+-> extract_faces -+-> spread -> analyze_faces (batched)
-                               |                  |     -> gather_results --+-> results
-                               |                  +-> invalid / no face ----+
-                               +-> unparseable ---------------------------------> dead letters
+requests -> parse_request -+-> extract_faces -+-> spread -> analyze_faces (batched)
+                           |                  |     -> gather_results --+-> results
+                           |                  +-> invalid / no face ----+
+                           +-> unparseable ---------------------------------> dead letters
 """
 
 from __future__ import annotations

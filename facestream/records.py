@@ -37,6 +37,19 @@ def parse_submission(value: bytes | None) -> records_pb2.ImageSubmitted:
     return submission
 
 
+def image_submitted(
+    request_id: str, image: bytes, actions: Sequence[str] = (), detector_backend: str = ""
+) -> records_pb2.ImageSubmitted:
+    """The requests-topic record for one image, stamped with the current time."""
+    return records_pb2.ImageSubmitted(
+        request_id=request_id,
+        image=image,
+        actions=list(actions),
+        detector_backend=detector_backend,
+        submitted_at=timestamp_now(),
+    )
+
+
 def timestamp_now() -> Timestamp:
     stamp = Timestamp()
     stamp.FromNanoseconds(time.time_ns())

@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from facestream.broker import ensure_topics
 from facestream.kafka_config import TopicSpec, consumer_config, producer_config
-from facestream.records import timestamp_now
+from facestream.records import image_submitted
 from facestream.v1 import records_pb2
 from tests.conftest import PROJECT_ROOT, cli_env
 
@@ -55,9 +55,8 @@ class Topics:
 
 
 def submission(request_id: str, image: bytes, actions: Sequence[str] = ()) -> bytes:
-    return records_pb2.ImageSubmitted(
-        request_id=request_id, image=image, actions=list(actions), submitted_at=timestamp_now()
-    ).SerializeToString()
+    """A serialized ImageSubmitted record."""
+    return image_submitted(request_id, image, actions).SerializeToString()
 
 
 def produce(

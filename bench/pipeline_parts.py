@@ -1,0 +1,126 @@
+"""Benchmark of the dataflow's heavy steps, in process (no Kafka), side by side in one run:
+
+- detection of the 14 Mpx photo on the full image vs downscaled (FACESTREAM_DETECTION_MAX_SIDE);
+- faces/s of extract_faces + analyze_faces over the photos with faces, batch size 1 vs
+  FACESTREAM_BATCH_SIZE.
+
+Medians over repeated runs. Uses the weights in DEEPFACE_HOME (synthetic ones cost the same).
+Usage: python -m bench.pipeline_parts [PHOTO_DIR] [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from dataflow.steps import FaceJob, Limits, analyze_faces, extract_faces, parse_request
+from di import build_container, load_settings
+from facestream.analyzer import FaceAnalyzer
+from facestream.images import decode_image
+from facestream.records import image_submitted
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PHOTOS = ROOT.parent / "shared" / "data" / "faces"
+LARGE_PHOTO = "large_single_3061x4600.jpg"
+
+
+def median_seconds(run: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("photos", nargs="?", type=Path, default=DEFAULT_PHOTOS)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    settings = load_settings()
+    container = build_container(settings)
+    analyzer = container[FaceAnalyzer]
+    logger = container[logging.Logger]
+    limits = Limits(
+        settings.max_image_bytes,
+        settings.max_pixels,
+        settings.detection_max_side,
+        settings.detector_backend,
+    )
+    report: dict[str, object] = {
+        "synthetic_weights": analyzer.synthetic_weights,
+        "repeat": args.repeat,
+    }
+
+    large = decode_image(
+        (args.photos / LARGE_PHOTO).read_bytes(), settings.max_image_bytes, settings.max_pixels
+    )
+    full = median_seconds(lambda: analyzer.find_faces(large, "opencv", 0), args.repeat)
+    scaled = median_seconds(
+        lambda: analyzer.find_faces(large, "opencv", settings.detection_max_side), args.repeat
+    )
+    report["detect_14mpx_full_s"] = full
+    report["detect_14mpx_downscaled_s"] = scaled
+    report["detection_max_side"] = settings.detection_max_side
+
+    from bytewax.connectors.kafka import KafkaSourceMessage
+
+    jobs = [
+        parse_request(
+            KafkaSourceMessage(
+                key=None, value=image_submitted(path.stem, path.read_bytes()).SerializeToString()
+            )
+        )
+        for path in sorted(args.photos.glob("*.*"))
+        if path.suffix.lower() in (".jpg", ".png") and not path.name.startswith("noface")
+    ]
+    faces = [
+        f
+        for job in jobs
+        for f in extract_faces(job, analyzer, limits, logger)
+        if isinstance(f, FaceJob)
+    ]
+
+    def pipeline(batch_size: int) -> None:
+        found = [
+            f
+            for job in jobs
+            for f in extract_faces(job, analyzer, limits, logger)
+            if isinstance(f, FaceJob)
+        ]
+        analyze_faces(found, analyzer, batch_size, logger)
+
+    for batch_size in (1, settings.batch_size):
+        seconds = median_seconds(lambda b=batch_size: pipeline(b), args.repeat)
+        report[f"faces_per_s_batch_{batch_size}"] = len(faces) / seconds
+    report["faces"] = len(faces)
+    report["images"] = len(jobs)
+
+    out = ROOT / "bench" / "results" / "pipeline_parts.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    batch = settings.batch_size
+    print(
+        f"| measure | value | ({report['images']} photos, {len(faces)} faces, median of "
+        f"{args.repeat}, synthetic weights: {analyzer.synthetic_weights}) |"
+    )
+    print("|---|---|---|")
+    print(f"| detect 14 Mpx photo, full image | {full:.2f} s | |")
+    print(
+        f"| detect 14 Mpx photo, downscaled to {settings.detection_max_side} px | "
+        f"{scaled:.2f} s | {full / scaled:.1f}x faster |"
+    )
+    b1, bn = report["faces_per_s_batch_1"], report[f"faces_per_s_batch_{batch}"]
+    print(f"| extract + analyze, batch 1 | {b1:.2f} faces/s | |")
+    print(f"| extract + analyze, batch {batch} | {bn:.2f} faces/s | {bn / b1:.2f}x batch 1 |")
+    print(f"written to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Face finding: DeepFace's own detection for normal images, downscaled detection for
+large ones (same faces, boxes in original pixels, crops from the full image)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facestream.faces import Face, find_faces, model_input
+from facestream.images import decode_image
+
+MIB = 1024 * 1024
+
+
+def iou(a: Face, b: Face) -> float:
+    x1, y1 = max(a.x, b.x), max(a.y, b.y)
+    x2, y2 = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
+    inter = max(0, x2 - x1) * max(0, y2 - y1)
+    return inter / (a.w * a.h + b.w * b.h - inter)
+
+
+def load(faces_dir, name):
+    return decode_image((faces_dir / name).read_bytes(), 10 * MIB, 40_000_000)
+
+
+@pytest.fixture
+def detector_inputs(analyzer, monkeypatch):
+    """Shapes of the images the real OpenCV detector is given."""
+    from deepface.modules import modeling
+
+    detector = modeling.build_model(task="face_detector", model_name="opencv")
+    shapes = []
+    real_detect = detector.detect_faces
+
+    def recording_detect(img):
+        shapes.append(img.shape)
+        return real_detect(img)
+
+    monkeypatch.setattr(detector, "detect_faces", recording_detect)
+    return shapes
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("name", ["large_single_3061x4600.jpg", "multi_2_couple.jpg"])
+def test_large_images_are_detected_downscaled_with_the_same_faces(
+    analyzer, faces_dir, detector_inputs, name
+):
+    image = load(faces_dir, name)
+    full = analyzer.find_faces(image, "opencv", detection_max_side=0)
+    detector_inputs.clear()
+    scaled = analyzer.find_faces(image, "opencv", detection_max_side=1024)
+    # DeepFace pads by half the size on each side: the detector saw at most 2 x 1024.
+    assert max(detector_inputs[0][:2]) <= 2 * 1024
+    assert len(scaled) == len(full) > 0
+    for face in scaled:
+        assert max(iou(face, other) for other in full) >= 0.8
+        # Cropped from the full-resolution image, not from the small copy.
+        assert face.crop.shape[0] >= 0.8 * face.h
+
+
+@pytest.mark.models
+def test_images_within_the_limit_are_detected_as_deepface_does(analyzer, faces_dir):
+    image = load(faces_dir, "multi_7_selfie.jpg")
+    limited = analyzer.find_faces(image, "opencv", detection_max_side=2048)
+    exact = analyzer.find_faces(image, "opencv", detection_max_side=0)
+    assert [(f.x, f.y, f.w, f.h, f.confidence) for f in limited] == [
+        (f.x, f.y, f.w, f.h, f.confidence) for f in exact
+    ]
+    assert all(np.array_equal(a.crop, b.crop) for a, b in zip(limited, exact, strict=True))
+
+
+@pytest.mark.models
+def test_model_input_is_what_deepface_analyze_feeds_the_models(analyzer, faces_dir):
+    from deepface import DeepFace
+    from deepface.modules import preprocessing
+
+    path = faces_dir / "single_woman_blonde.jpg"
+    [face] = find_faces(load(faces_dir, path.name), "opencv", 0)
+    [extracted] = DeepFace.extract_faces(str(path), detector_backend="opencv")
+    # DeepFace.analyze: RGB floats from extract_faces, flipped back to BGR, then resized.
+    expected = preprocessing.resize_image(extracted["face"][:, :, ::-1], (224, 224))[0]
+    ours = model_input(face.crop)
+    assert ours.dtype == np.float32 and ours.shape == (224, 224, 3)
+    assert np.array_equal(ours, expected)
+
+
+@pytest.mark.models
+def test_an_image_without_faces_gives_none(analyzer, faces_dir):
+    assert analyzer.find_faces(load(faces_dir, "noface_rocket.jpg"), "opencv", 2048) == []
