@@ -35,6 +35,7 @@ bench: $(STAMP)
 	@DEEPFACE_HOME=$${DEEPFACE_HOME:-$(BENCH_DEEPFACE_HOME)}; export DEEPFACE_HOME; \
 	$(VENV)/bin/facestream models check >/dev/null || $(VENV)/bin/facestream models synth; \
 	$(PY) -m bench.pipeline_parts
+	$(PY) -m bench.submit_throughput
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from facestream.kafka_config import TopicSpec
 from facestream.models import ACTIONS, DETECTOR_BACKENDS, weights_dir_of
 
 MIB = 1024 * 1024
@@ -68,6 +69,16 @@ def _size(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not low <= value <= high:
+            raise ValueError
+        return value
+
+    return parse
+
+
 def _choice(allowed: tuple[str, ...]) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip()
@@ -110,6 +121,12 @@ def _tokens(raw: str) -> tuple[str, ...]:
     if any(not t or re.search(r"\s", t) for t in tokens):
         raise ValueError
     return tokens
+
+
+def _client_token(raw: str) -> str:
+    if re.search(r"\s", raw.strip()) or "," in raw:
+        raise ValueError
+    return raw.strip()
 
 
 def _optional_file(raw: str) -> Path | None:
@@ -239,6 +256,30 @@ VARIABLES: tuple[Variable, ...] = (
         "Address the gRPC server binds to, and clients connect to.",
     ),
     Variable(
+        "FACESTREAM_MAX_IN_FLIGHT",
+        "max_in_flight",
+        "1024",
+        "an integer from 1 to 1000000",
+        _integer(1, 1_000_000),
+        "Publishes a gRPC server waits on at once; beyond it calls get RESOURCE_EXHAUSTED.",
+    ),
+    Variable(
+        "FACESTREAM_ACK_TIMEOUT",
+        "ack_timeout",
+        "10",
+        "seconds, a number from 0.1 to 300",
+        _seconds(0.1, 300),
+        "Longest wait for Kafka to acknowledge a record; then the call fails with UNAVAILABLE.",
+    ),
+    Variable(
+        "FACESTREAM_RESULT_TIMEOUT",
+        "result_timeout",
+        "300",
+        "seconds, a number from 1 to 86400",
+        _seconds(1, 86400),
+        "Longest wait of Analyze for its result when the client sets no shorter deadline.",
+    ),
+    Variable(
         "FACESTREAM_AUTH_TOKENS",
         "auth_tokens",
         "",
@@ -261,6 +302,22 @@ VARIABLES: tuple[Variable, ...] = (
         "the path of an existing PEM file, or empty",
         _optional_file,
         "Private key (PEM) of FACESTREAM_TLS_CERT.",
+    ),
+    Variable(
+        "FACESTREAM_CLIENT_TOKEN",
+        "client_token",
+        "",
+        "a bearer token without spaces, or empty",
+        _client_token,
+        "Token the `facestream submit/watch` client sends (when the server wants one).",
+    ),
+    Variable(
+        "FACESTREAM_TLS_CA",
+        "tls_ca",
+        "",
+        "the path of an existing PEM file, or empty",
+        _optional_file,
+        "CA certificate (PEM) the client trusts; set it to connect over TLS.",
     ),
     Variable(
         "FACESTREAM_LOG_LEVEL",
@@ -298,9 +355,14 @@ class Settings:
     batch_size: int
     detection_max_side: int
     grpc_address: str
+    max_in_flight: int
+    ack_timeout: float
+    result_timeout: float
     auth_tokens: tuple[str, ...]
     tls_cert: Path | None
     tls_key: Path | None
+    client_token: str
+    tls_ca: Path | None
     log_level: str
     deepface_home: Path
 
@@ -349,6 +411,14 @@ class Settings:
     def kafka_max_message_bytes(self) -> int:
         """Record size limit for producers, topics and consumers: one image plus envelope."""
         return self.max_image_bytes + KAFKA_RECORD_HEADROOM_BYTES
+
+    @property
+    def topics(self) -> list[TopicSpec]:
+        """The three facestream topics, sized for the largest image."""
+        return [
+            TopicSpec(name, self.partitions, self.kafka_max_message_bytes)
+            for name in (self.topic_requests, self.topic_results, self.topic_dead_letter)
+        ]
 
     @property
     def weights_dir(self) -> Path:

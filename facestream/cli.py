@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 
 from di import Settings, SettingsError, load_settings
@@ -21,7 +22,6 @@ from facestream.broker import (
     free_port,
     wait_for_kafka,
 )
-from facestream.kafka_config import TopicSpec
 from facestream.models import (
     ACTIONS,
     DEFAULT_SEED,
@@ -34,14 +34,6 @@ from facestream.models import (
 SYNTHETIC_NOTICE = (
     "SYNTHETIC weights: same architecture and cost as DeepFace's, predictions are meaningless."
 )
-
-
-def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The three facestream topics, sized for the largest image."""
-    return [
-        TopicSpec(name, settings.partitions, settings.kafka_max_message_bytes)
-        for name in (settings.topic_requests, settings.topic_results, settings.topic_dead_letter)
-    ]
 
 
 def _comma_list(allowed: Sequence[str]) -> Callable[[str], list[str]]:
@@ -81,7 +73,7 @@ def run_broker(settings: Settings) -> int:
 
     When FACESTREAM_KAFKA_BOOTSTRAP names a Kafka, start nothing: create missing topics there.
     """
-    topics = topic_specs(settings)
+    topics = settings.topics
     names = ", ".join(t.name for t in topics)
     if not settings.uses_embedded_broker:
         print(f"Using Kafka at {settings.bootstrap_servers}: the embedded broker is not started.")
@@ -141,12 +133,28 @@ def run_demo(settings: Settings) -> int:
     """Show what runs today: the broker with facestream's topics, and the model weights."""
     print("facestream demo: the foundation is in place; the pipeline is not built yet.")
     with EmbeddedBroker(free_port()) as broker:
-        created = ensure_topics(broker.bootstrap, topic_specs(settings))
+        created = ensure_topics(broker.bootstrap, settings.topics)
         print(f"  embedded broker: OK on {broker.bootstrap}, topics {', '.join(created)}")
     run_models_check(settings, settings.actions, (settings.detector_backend,))
     print("  dataflow (Bytewax): not built yet (issue 3)")
     print("  gRPC AnalyzeService: not built yet (issue 4)")
     return 0
+
+
+def run_client_or_server(settings: Settings, args: argparse.Namespace) -> int:
+    """The gRPC subcommands; imported here because the core does not depend on the server."""
+    import asyncio
+
+    from grpc_server.commands import run_submit, run_watch
+    from grpc_server.server import serve
+
+    if args.command == "serve":
+        return asyncio.run(serve(settings))
+    if args.command == "submit":
+        return run_submit(
+            settings, args.paths, args.wait, args.json, args.timeout, args.concurrency
+        )
+    return run_watch(settings, args.request_ids, args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,6 +195,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated detectors (default: FACESTREAM_DETECTOR_BACKEND)",
     )
     commands.add_parser("demo", help="run the whole system on demo images")
+    commands.add_parser("serve", help="run the gRPC AnalyzeService (same as python -m grpc_server)")
+    submit = commands.add_parser(
+        "submit", help="send image files or folders to the AnalyzeService (FACESTREAM_GRPC_ADDRESS)"
+    )
+    submit.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image file or folder")
+    submit.add_argument("--wait", action="store_true", help="wait for and print the results")
+    submit.add_argument("--json", action="store_true", help="print JSON lines, not a table")
+    submit.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds to wait per call (default 300)"
+    )
+    submit.add_argument(
+        "--concurrency", type=int, default=4, help="images in flight with --wait (default 4)"
+    )
+    watch = commands.add_parser(
+        "watch", help="print results as they arrive: for the request ids given, or all"
+    )
+    watch.add_argument("request_ids", nargs="*", metavar="REQUEST_ID")
+    watch.add_argument("--json", action="store_true", help="print JSON lines")
     return parser
 
 
@@ -202,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_broker(settings)
         if args.command == "demo":
             return run_demo(settings)
+        if args.command in ("serve", "submit", "watch"):
+            return run_client_or_server(settings, args)
         if args.models_command == "synth":
             return run_models_synth(settings, args.actions, args.seed)
         return run_models_check(

@@ -1,1 +1,2 @@
-"""The gRPC AnalyzeService server, results listener and client. Not built yet: see issue 4."""
+"""The gRPC front: AnalyzeService server, its Kafka publisher and results listener, and a
+Python client. Run it with `python -m grpc_server` or `facestream serve`."""

@@ -47,6 +47,8 @@ def test_values_are_parsed_into_types(tmp_path):
             "FACESTREAM_TLS_KEY": str(key),
             "FACESTREAM_LOG_LEVEL": "debug",
             "FACESTREAM_GRPC_ADDRESS": "[::1]:6000",
+            "FACESTREAM_ACK_TIMEOUT": "2.5",
+            "FACESTREAM_CLIENT_TOKEN": "alpha",
         }
     )
     assert not settings.uses_embedded_broker
@@ -58,6 +60,8 @@ def test_values_are_parsed_into_types(tmp_path):
     assert (settings.tls_cert, settings.tls_key) == (cert, key)
     assert settings.log_level == "DEBUG"
     assert settings.grpc_address == "[::1]:6000"
+    assert settings.ack_timeout == 2.5
+    assert settings.client_token == "alpha"
 
 
 BAD_VALUES = [
@@ -77,6 +81,11 @@ BAD_VALUES = [
     ("FACESTREAM_DETECTOR_BACKEND", "yolov8n", "one of opencv, mtcnn"),
     ("FACESTREAM_BATCH_SIZE", "1000", "an integer from 1 to 256"),
     ("FACESTREAM_GRPC_ADDRESS", "50051", "host:port"),
+    ("FACESTREAM_MAX_IN_FLIGHT", "0", "an integer from 1 to 1000000"),
+    ("FACESTREAM_ACK_TIMEOUT", "never", "seconds, a number from 0.1 to 300"),
+    ("FACESTREAM_RESULT_TIMEOUT", "0.5", "seconds, a number from 1 to 86400"),
+    ("FACESTREAM_CLIENT_TOKEN", "two words", "a bearer token without spaces"),
+    ("FACESTREAM_TLS_CA", "/nonexistent/ca.pem", "the path of an existing PEM file"),
     ("FACESTREAM_AUTH_TOKENS", "good, bad token", "bearer tokens without spaces"),
     ("FACESTREAM_TLS_CERT", "/nonexistent/cert.pem", "the path of an existing PEM file"),
     ("FACESTREAM_TLS_KEY", "/nonexistent/key.pem", "the path of an existing PEM file"),

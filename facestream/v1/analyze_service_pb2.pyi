@@ -2,8 +2,8 @@ from facestream.v1 import records_pb2 as _records_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -20,10 +20,12 @@ class SubmitRequest(_message.Message):
     def __init__(self, image: _Optional[bytes] = ..., actions: _Optional[_Iterable[str]] = ..., detector_backend: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SubmitReply(_message.Message):
-    __slots__ = ("request_id",)
+    __slots__ = ("request_id", "error")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     request_id: str
-    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+    error: _records_pb2.Error
+    def __init__(self, request_id: _Optional[str] = ..., error: _Optional[_Union[_records_pb2.Error, _Mapping]] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
     __slots__ = ("request_ids",)

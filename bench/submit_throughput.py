@@ -1,0 +1,190 @@
+"""Benchmark of ingestion: gRPC `Submit` with ~100 KB images against the real server
+(`python -m grpc_server`, a child process) and the embedded broker, next to a raw
+confluent-kafka producer sending the same records, side by side in one run.
+
+Reports Submit req/s at saturation (C concurrent calls) with p50/p99 latency, the raw
+producer's records/s, and their ratio; medians over repeated runs.
+Usage: python -m bench.submit_throughput [--requests N] [--concurrency C] [--repeat R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import grpc
+import numpy as np
+from confluent_kafka import Producer
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from di import Settings
+from facestream.broker import EmbeddedBroker, ensure_topics, free_port
+from facestream.kafka_config import producer_config
+from facestream.records import image_submitted
+from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_IMAGE_BYTES = 100 * 1024
+
+
+def image_of_about(target: int) -> bytes:
+    """A JPEG of noise close to `target` bytes (noise does not compress)."""
+    rng = np.random.default_rng(7)
+    side = 64
+    while True:
+        pixels = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+        encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+        if len(encoded) >= target:
+            return encoded
+        side += 8
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def submit_load(address: str, image: bytes, requests: int, concurrency: int) -> dict:
+    """`requests` Submit calls, `concurrency` at a time; req/s and latency percentiles."""
+    latencies: list[float] = []
+    async with grpc.aio.insecure_channel(
+        address, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    ) as channel:
+        stub = analyze_service_pb2_grpc.AnalyzeServiceStub(channel)
+        message = analyze_service_pb2.SubmitRequest(image=image)
+        remaining = iter(range(requests))
+
+        async def caller() -> None:
+            for _ in remaining:
+                start = time.perf_counter()
+                await stub.Submit(message, timeout=30)
+                latencies.append(time.perf_counter() - start)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {
+        "req_per_s": requests / elapsed,
+        "p50_ms": 1000 * percentile(latencies, 0.50),
+        "p99_ms": 1000 * percentile(latencies, 0.99),
+    }
+
+
+def raw_producer_rate(bootstrap: str, topic: str, image: bytes, records: int, limit: int) -> float:
+    """Records/s of a bare producer (same config as the server's) sending the same records."""
+    producer = Producer(producer_config(bootstrap, limit))
+    values = [image_submitted(f"raw-{i}", image).SerializeToString() for i in range(records)]
+    started = time.perf_counter()
+    for i, value in enumerate(values):
+        while True:
+            try:
+                producer.produce(topic, key=f"raw-{i}".encode(), value=value)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    return records / (time.perf_counter() - started)
+
+
+def wait_serving(address: str, server: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise SystemExit("the gRPC server exited during start-up")
+            try:
+                reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise SystemExit(f"the gRPC server was not SERVING within {timeout} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    image = image_of_about(TARGET_IMAGE_BYTES)
+    address = f"127.0.0.1:{free_port()}"
+    with EmbeddedBroker(free_port()) as broker:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("FACESTREAM_")},
+            "FACESTREAM_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "FACESTREAM_GRPC_ADDRESS": address,
+            "FACESTREAM_LOG_LEVEL": "WARNING",
+        }
+        settings = Settings.from_env(env)
+        ensure_topics(broker.bootstrap, settings.topics)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "grpc_server"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL
+        )
+        try:
+            wait_serving(address, server, 60)
+            asyncio.run(submit_load(address, image, 200, args.concurrency))  # warm-up
+            # Interleaved, so both see the broker in the same state (it fills up as it goes).
+            runs, raw = [], []
+            for _ in range(args.repeat):
+                runs.append(
+                    asyncio.run(submit_load(address, image, args.requests, args.concurrency))
+                )
+                raw.append(
+                    raw_producer_rate(
+                        broker.bootstrap,
+                        settings.topic_requests,
+                        image,
+                        args.requests,
+                        settings.kafka_max_message_bytes,
+                    )
+                )
+        finally:
+            server.terminate()
+            server.wait(30)
+
+    report = {
+        "image_bytes": len(image),
+        "requests_per_run": args.requests,
+        "concurrency": args.concurrency,
+        "repeat": args.repeat,
+        "submit_req_per_s": statistics.median(r["req_per_s"] for r in runs),
+        "submit_p50_ms": statistics.median(r["p50_ms"] for r in runs),
+        "submit_p99_ms": statistics.median(r["p99_ms"] for r in runs),
+        "raw_producer_records_per_s": statistics.median(raw),
+    }
+    report["submit_vs_raw"] = report["submit_req_per_s"] / report["raw_producer_records_per_s"]
+    out = ROOT / "bench" / "results" / "submit.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"| ingestion ({len(image) // 1024} KB images, {args.concurrency} concurrent, "
+        f"median of {args.repeat}) | value |"
+    )
+    print("|---|---|")
+    print(f"| Submit | {report['submit_req_per_s']:.0f} req/s |")
+    print(
+        f"| Submit latency p50 / p99 | {report['submit_p50_ms']:.1f} / "
+        f"{report['submit_p99_ms']:.1f} ms |"
+    )
+    print(
+        f"| raw confluent-kafka producer, same records | "
+        f"{report['raw_producer_records_per_s']:.0f} records/s |"
+    )
+    print(f"| Submit / raw producer | {report['submit_vs_raw']:.2f}x |")
+    print(f"written to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Results for people (an aligned table, one row per face) and for programs (JSON lines)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from google.protobuf.json_format import MessageToDict
+
+from facestream.v1 import records_pb2
+
+COLUMNS = ("image", "status", "face", "age", "gender", "emotion", "race", "region")
+SYNTHETIC_WARNING = "synthetic weights: attributes are not meaningful"
+
+
+def status_name(result: records_pb2.AnalysisResult) -> str:
+    """OK, NO_FACE, INVALID_IMAGE or FAILED."""
+    return records_pb2.AnalysisStatus.Name(result.status).removeprefix("ANALYSIS_STATUS_")
+
+
+def _label(distribution: records_pb2.Distribution) -> str:
+    if not distribution.dominant:
+        return "-"
+    return f"{distribution.dominant} {distribution.scores[distribution.dominant]:.0f}%"
+
+
+def result_rows(image: str, result: records_pb2.AnalysisResult) -> list[tuple[str, ...]]:
+    """Table rows for one result: a row per face, or one row saying why there is none."""
+    status = status_name(result)
+    if not result.faces:
+        detail = f"{result.error.code}: {result.error.message}" if result.error.code else "-"
+        return [(image, status, "-", "-", "-", "-", "-", detail)]
+    rows = []
+    for number, face in enumerate(result.faces, start=1):
+        region = face.region
+        rows.append(
+            (
+                image,
+                status,
+                str(number),
+                f"{face.age:.0f}" if face.HasField("age") else "-",
+                _label(face.gender),
+                _label(face.emotion),
+                _label(face.race),
+                f"{region.w}x{region.h}+{region.x}+{region.y}",
+            )
+        )
+    return rows
+
+
+def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] = COLUMNS) -> str:
+    """Rows as left-aligned columns under `header`."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = [header, ["-" * width for width in widths], *rows]
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def result_json(image: str, result: records_pb2.AnalysisResult) -> str:
+    """One JSON line: the result as protobuf's JSON mapping, plus the image it is for."""
+    return json.dumps(
+        {"image": image, **MessageToDict(result, always_print_fields_with_no_presence=True)},
+        sort_keys=True,
+    )

@@ -1,0 +1,196 @@
+"""The results listener: one consumer per server process on the results topic, handing each
+AnalysisResult to the calls waiting for it (Analyze, WatchResults).
+
+It reads every partition with `assign()` (no consumer group: every server process sees
+every result) from where the topic ended at start-up. Recent results are kept, so a call
+that starts waiting just after its result went by still gets it. Results can be duplicated
+(at-least-once); each waiter gets each request id once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from google.protobuf.message import DecodeError
+
+from facestream.kafka_config import consumer_config
+from facestream.v1 import records_pb2
+
+RECENT_RESULTS = 10_000
+# A stream that falls this far behind is closed rather than left to grow without bound.
+WAITER_BACKLOG = 10_000
+# Request ids a watch-everything stream remembers to drop duplicates.
+WATCH_ALL_MEMORY = 100_000
+
+
+class WaiterOverflowError(Exception):
+    """The waiter's reader fell more than WAITER_BACKLOG results behind."""
+
+
+class ResultWaiter:
+    """Results for some request ids (or all), each id once, in arrival order."""
+
+    def __init__(self, request_ids: Iterable[str] | None) -> None:
+        self.request_ids = frozenset(request_ids) if request_ids is not None else None
+        self._queue: asyncio.Queue[records_pb2.AnalysisResult] = asyncio.Queue(WAITER_BACKLOG)
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._overflowed = False
+
+    @property
+    def complete(self) -> bool:
+        """True when every requested id has been handed out (never for watch-all)."""
+        return (
+            self.request_ids is not None
+            and len(self._seen) == len(self.request_ids)
+            and self._queue.empty()
+        )
+
+    @property
+    def has_result(self) -> bool:
+        """True when a result is queued and `next` returns at once."""
+        return not self._queue.empty()
+
+    def wants(self, request_id: str) -> bool:
+        return self.request_ids is None or request_id in self.request_ids
+
+    def offer(self, result: records_pb2.AnalysisResult) -> None:
+        """Queue `result` unless this waiter already had its request id."""
+        if result.request_id in self._seen or self._overflowed:
+            return
+        try:
+            self._queue.put_nowait(result)
+        except asyncio.QueueFull:
+            self._overflowed = True
+            return
+        self._seen[result.request_id] = None
+        if self.request_ids is None and len(self._seen) > WATCH_ALL_MEMORY:
+            self._seen.popitem(last=False)
+
+    async def next(self, timeout: float | None = None) -> records_pb2.AnalysisResult:
+        """The next result; TimeoutError after `timeout` seconds, WaiterOverflowError if behind."""
+        if self._overflowed and self._queue.empty():
+            raise WaiterOverflowError(f"more than {WAITER_BACKLOG} results were waiting unread")
+        return await asyncio.wait_for(self._queue.get(), timeout)
+
+
+class ResultsListener:
+    """Consumes the results topic in a thread and dispatches on the given event loop."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        max_message_bytes: int,
+        logger: logging.Logger,
+    ) -> None:
+        self.topic = topic
+        self._logger = logger
+        self._consumer = Consumer(
+            {
+                **consumer_config(bootstrap, max_message_bytes, "facestream-results-listener"),
+                "logger": logger,
+            }
+        )
+        self._recent: OrderedDict[str, records_pb2.AnalysisResult] = OrderedDict()
+        self._waiters: set[ResultWaiter] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="results-listener", daemon=True)
+
+    def start(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        """Assign every partition of the results topic at its current end and start reading.
+
+        Blocking (Kafka metadata): run it in an executor. Raises KafkaException when Kafka
+        does not answer within `timeout`, LookupError when the topic does not exist.
+        """
+        metadata = self._consumer.list_topics(self.topic, timeout=timeout)
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise LookupError(f"the results topic {self.topic!r} does not exist")
+        start = []
+        for partition in sorted(topic.partitions):
+            # The end offset now: results produced after this are all seen. A broker that
+            # reports too low an end (the embedded one) only replays a few old results.
+            _low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(self.topic, partition), timeout=timeout
+            )
+            start.append(TopicPartition(self.topic, partition, high))
+        self._consumer.assign(start)
+        self._loop = loop
+        self._thread.start()
+        self._logger.info("listening to %s (%d partitions)", self.topic, len(start))
+
+    @property
+    def waiter_count(self) -> int:
+        """How many calls are waiting for results now."""
+        return len(self._waiters)
+
+    @contextmanager
+    def waiter(self, request_ids: Iterable[str] | None = None) -> Iterator[ResultWaiter]:
+        """Register a waiter for `request_ids` (None: every result) for the `with` block.
+
+        Call it on the event loop, before publishing, so no result can slip by. Recent
+        results for the ids are handed over at once.
+        """
+        waiter = ResultWaiter(request_ids)
+        if waiter.request_ids is not None:
+            for request_id in waiter.request_ids:
+                if request_id in self._recent:
+                    waiter.offer(self._recent[request_id])
+        self._waiters.add(waiter)
+        try:
+            yield waiter
+        finally:
+            self._waiters.discard(waiter)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self._consumer.close()
+
+    def _serve(self) -> None:
+        assert self._loop is not None
+        while not self._stop.is_set():
+            try:
+                message = self._consumer.poll(0.2)
+            except KafkaException as error:
+                self._logger.warning("results listener: %s", error)
+                continue
+            if message is None:
+                continue
+            if message.error() is not None:
+                self._logger.warning("results listener: %s", message.error())
+                continue
+            try:
+                result = records_pb2.AnalysisResult.FromString(message.value() or b"")
+            except DecodeError:
+                self._logger.warning(
+                    "results listener: skipped a record that is not an AnalysisResult "
+                    "(%s partition %d offset %d)",
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                )
+                continue
+            if not result.request_id:
+                continue
+            try:
+                self._loop.call_soon_threadsafe(self._dispatch, result)
+            except RuntimeError:  # the loop is closed: the server is gone
+                return
+
+    def _dispatch(self, result: records_pb2.AnalysisResult) -> None:
+        self._recent[result.request_id] = result
+        self._recent.move_to_end(result.request_id)
+        if len(self._recent) > RECENT_RESULTS:
+            self._recent.popitem(last=False)
+        for waiter in list(self._waiters):
+            if waiter.wants(result.request_id):
+                waiter.offer(result)

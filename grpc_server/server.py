@@ -1,0 +1,210 @@
+"""The gRPC server process: AnalyzeService, health, reflection, optional token auth and TLS.
+
+Start-up serves at once with health NOT_SERVING, then connects to Kafka (creating missing
+topics) and turns SERVING once the producer reaches Kafka and the results listener reads.
+SIGTERM/SIGINT: health NOT_SERVING, stop taking calls, let running calls finish (bounded),
+flush the producer, exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+from lagom import Container, Singleton
+
+from di import Settings, build_container
+from facestream.broker import ensure_topics
+from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc
+from grpc_server.auth import BearerTokenInterceptor
+from grpc_server.publisher import RequestPublisher
+from grpc_server.results import ResultsListener
+from grpc_server.service import AnalyzeServicer
+from grpc_server.validation import Limits
+
+SERVICE_NAME = analyze_service_pb2.DESCRIPTOR.services_by_name["AnalyzeService"].full_name
+SHUTDOWN_GRACE_SECONDS = 10.0
+# Between attempts to reach Kafka at start-up.
+CONNECT_RETRY_SECONDS = 1.0
+
+
+def build_server_container(settings: Settings) -> Container:
+    """The process container plus the server's Kafka clients, as singletons."""
+    container = build_container(settings)
+    container[RequestPublisher] = Singleton(
+        lambda c: RequestPublisher(
+            c[Settings].bootstrap_servers,
+            c[Settings].topic_requests,
+            c[Settings].kafka_max_message_bytes,
+            c[Settings].max_in_flight,
+            c[Settings].ack_timeout,
+            c[logging.Logger],
+        )
+    )
+    container[ResultsListener] = Singleton(
+        lambda c: ResultsListener(
+            c[Settings].bootstrap_servers,
+            c[Settings].topic_results,
+            c[Settings].kafka_max_message_bytes,
+            c[logging.Logger],
+        )
+    )
+    return container
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials from FACESTREAM_TLS_CERT/KEY, or None for plaintext."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    return grpc.ssl_server_credentials(
+        [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())]
+    )
+
+
+class AnalyzeServer:
+    """One server: the gRPC endpoint and the Kafka clients behind it."""
+
+    def __init__(self, settings: Settings, container: Container) -> None:
+        self.settings = settings
+        self._logger = container[logging.Logger]
+        self._publisher = container[RequestPublisher]
+        self._listener = container[ResultsListener]
+        self._health = health_aio.HealthServicer()
+        self._listening = False
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server = aio.server(
+            interceptors=[BearerTokenInterceptor(settings.auth_tokens)]
+            if settings.auth_tokens
+            else [],
+            options=[
+                ("grpc.max_receive_message_length", settings.kafka_max_message_bytes),
+                ("grpc.max_send_message_length", settings.kafka_max_message_bytes),
+            ],
+        )
+        analyze_service_pb2_grpc.add_AnalyzeServiceServicer_to_server(
+            AnalyzeServicer(
+                Limits(
+                    settings.max_image_bytes,
+                    settings.max_pixels,
+                    settings.actions,
+                    settings.detector_backend,
+                ),
+                self._publisher,
+                self._listener,
+                settings.ack_timeout,
+                settings.result_timeout,
+            ),
+            self._server,
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            self._server,
+        )
+
+    @property
+    def serving(self) -> bool:
+        return self._listening and self._publisher.reachable and not self._stopping
+
+    async def start(self) -> int:
+        """Bind and start; return the bound port. Kafka is connected in the background."""
+        credentials = server_credentials(self.settings)
+        address = self.settings.grpc_address
+        port = (
+            self._server.add_secure_port(address, credentials)
+            if credentials is not None
+            else self._server.add_insecure_port(address)
+        )
+        await self._update_health()
+        await self._server.start()
+        loop = asyncio.get_running_loop()
+        self._publisher.on_reachability = lambda _reachable: loop.call_soon_threadsafe(
+            self._schedule_health_update
+        )
+        self._publisher.start()
+        self._schedule(self._connect_listener())
+        self._logger.info(
+            "AnalyzeService on %s (%s, %s); Kafka at %s",
+            address.rsplit(":", 1)[0] + f":{port}",
+            "TLS" if credentials else "plaintext",
+            "token auth" if self.settings.auth_tokens else "no auth",
+            self.settings.bootstrap_servers,
+        )
+        return port
+
+    async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Refuse new calls, let running ones finish within `grace`, flush the producer."""
+        self._stopping = True
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(grace)
+        for task in self._tasks:
+            task.cancel()
+        loop = asyncio.get_running_loop()
+        left = await loop.run_in_executor(None, self._publisher.close, grace)
+        if left:
+            self._logger.error("%d records were not acknowledged by Kafka at shutdown", left)
+        await loop.run_in_executor(None, self._listener.close)
+        self._logger.info("AnalyzeService stopped")
+
+    async def _connect_listener(self) -> None:
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+        while not self._stopping:
+            try:
+                await loop.run_in_executor(
+                    None, ensure_topics, settings.bootstrap_servers, settings.topics, 5.0
+                )
+                await loop.run_in_executor(None, self._listener.start, loop, 5.0)
+            except Exception as error:  # any failure here means "not yet": retry
+                self._logger.warning(
+                    "waiting for Kafka at %s: %s", settings.bootstrap_servers, error
+                )
+                await asyncio.sleep(CONNECT_RETRY_SECONDS)
+                continue
+            self._listening = True
+            await self._update_health()
+            return
+
+    def _schedule(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _schedule_health_update(self) -> None:
+        if not self._stopping:
+            self._schedule(self._update_health())
+
+    async def _update_health(self) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", SERVICE_NAME):
+            await self._health.set(service, status)
+
+
+async def serve(settings: Settings) -> int:
+    """Run the server until SIGTERM or SIGINT; return the exit code."""
+    server = AnalyzeServer(settings, build_server_container(settings))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await server.start()
+    await stop.wait()
+    await server.stop()
+    return 0

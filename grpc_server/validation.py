@@ -1,0 +1,83 @@
+"""Checks a SubmitRequest must pass before anything is published: nothing invalid reaches
+Kafka. The checks themselves are the core's (`facestream.images`, `facestream.requests`),
+shared with the dataflow; this module only maps their errors to gRPC status codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from facestream.images import InvalidImageError, inspect_image
+from facestream.records import image_submitted
+from facestream.requests import (
+    InvalidRequestError,
+    check_request_id,
+    new_request_id,
+    resolve_options,
+)
+from facestream.v1 import analyze_service_pb2, records_pb2
+
+# Too big is a resource limit, not a malformed request (DESIGN.md, gRPC surface).
+RESOURCE_LIMIT_CODES = frozenset({"image.too_large", "image.too_many_pixels"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What this server accepts: sizes and the analysis options it has enabled."""
+
+    max_image_bytes: int
+    max_pixels: int
+    enabled_actions: tuple[str, ...]
+    default_detector: str
+
+
+class RequestRejectedError(Exception):
+    """A request that is refused with `status`; `code` is stable, `message` for a person."""
+
+    def __init__(self, status: grpc.StatusCode, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def as_error(self) -> records_pb2.Error:
+        return records_pb2.Error(code=self.code, message=self.message)
+
+
+def check_submission(
+    request: analyze_service_pb2.SubmitRequest, limits: Limits
+) -> records_pb2.ImageSubmitted:
+    """The record to publish for `request`, with its id (the client's or a new one) and the
+    actions and detector it runs with; raise RequestRejectedError when any check fails."""
+    try:
+        request_id = check_request_id(request.request_id) if request.request_id else None
+        actions, detector = resolve_options(
+            request.actions,
+            request.detector_backend,
+            limits.enabled_actions,
+            limits.default_detector,
+        )
+        inspect_image(request.image, limits.max_image_bytes, limits.max_pixels)
+    except InvalidRequestError as error:
+        raise RequestRejectedError(
+            grpc.StatusCode.INVALID_ARGUMENT, error.code, error.message
+        ) from None
+    except InvalidImageError as error:
+        status = (
+            grpc.StatusCode.RESOURCE_EXHAUSTED
+            if error.code in RESOURCE_LIMIT_CODES
+            else grpc.StatusCode.INVALID_ARGUMENT
+        )
+        raise RequestRejectedError(status, error.code, error.message) from None
+    return image_submitted(request_id or new_request_id(), request.image, actions, detector)
+
+
+def check_watch_ids(request_ids: list[str]) -> list[str]:
+    """The ids a WatchResults call asks for, each checked (RequestRejectedError if bad)."""
+    try:
+        return [check_request_id(request_id) for request_id in request_ids]
+    except InvalidRequestError as error:
+        raise RequestRejectedError(
+            grpc.StatusCode.INVALID_ARGUMENT, error.code, error.message
+        ) from None

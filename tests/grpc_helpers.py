@@ -1,0 +1,167 @@
+"""Running the real gRPC server for tests: in this process on its own event loop thread
+(so tests can look at its state), or as a `python -m grpc_server` child stopped by pid."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from grpc_health.v1 import health_pb2
+
+from di import Settings
+from facestream.kafka_config import consumer_config, producer_config
+from facestream.records import result_record
+from facestream.v1 import records_pb2
+from grpc_server.client import AnalyzeClient
+from grpc_server.publisher import RequestPublisher
+from grpc_server.results import ResultsListener
+from grpc_server.server import AnalyzeServer, build_server_container
+from tests.conftest import PROJECT_ROOT, SYNTHETIC_HOME
+from tests.pipeline import RECORD_LIMIT, Topics
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `condition` until true; fail after `timeout` seconds saying what was awaited."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def server_settings(topics: Topics, **overrides: str) -> Settings:
+    """Settings of a test server on a free loopback port, using `topics`."""
+    return Settings.from_env(
+        topics.env(SYNTHETIC_HOME, FACESTREAM_GRPC_ADDRESS="127.0.0.1:0", **overrides)
+    )
+
+
+def health_of(client: AnalyzeClient) -> int | None:
+    """The server's health, or None when it does not answer."""
+    import grpc
+
+    try:
+        return client.health(timeout=2)
+    except grpc.RpcError:
+        return None
+
+
+class ServerThread:
+    """An AnalyzeServer on 127.0.0.1 (free port) running in a background event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.server: AnalyzeServer = self.run(self._build(settings))
+        self.port: int = self.run(self.server.start())
+        self.address = f"127.0.0.1:{self.port}"
+        self._stopped = False
+
+    async def _build(self, settings: Settings) -> AnalyzeServer:
+        self.container = build_server_container(settings)
+        return AnalyzeServer(settings, self.container)
+
+    @property
+    def publisher(self) -> RequestPublisher:
+        return self.container[RequestPublisher]
+
+    @property
+    def listener(self) -> ResultsListener:
+        return self.container[ResultsListener]
+
+    def run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
+        """Run a coroutine on the server's loop and return its result."""
+        return self.start(coroutine).result(timeout)
+
+    def start(self, coroutine: Coroutine[Any, Any, Any]) -> Future[Any]:
+        """Start a coroutine on the server's loop; its future."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def client(self, **kwargs: Any) -> AnalyzeClient:
+        return AnalyzeClient(self.address, **kwargs)
+
+    def wait_serving(self, timeout: float = 30) -> None:
+        wait_for(lambda: self.server.serving, timeout, "the server to be SERVING")
+
+    def stop(self, grace: float = 5) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self.run(self.server.stop(grace))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    def __enter__(self) -> ServerThread:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+@contextmanager
+def server_process(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen, Path]]:
+    """`python -m grpc_server` as a child process and its log file; killed by pid on exit
+    if it is still running."""
+    with tempfile.NamedTemporaryFile(prefix="grpc-server-", suffix=".log") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "grpc_server"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process, Path(log.name)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(30)
+
+
+@contextmanager
+def stand_in_dataflow(topics: Topics, copies: int = 1) -> Iterator[None]:
+    """Answers each request on the topic with a NO_FACE result, `copies` times over (the
+    dataflow is at-least-once). A fast stand-in: the real dataflow is tested with the server
+    in test_grpc_e2e.py."""
+    stop = threading.Event()
+
+    def answer() -> None:
+        consumer = Consumer(consumer_config(topics.bootstrap, RECORD_LIMIT, "stand-in"))
+        consumer.assign([TopicPartition(topics.requests, p, 0) for p in range(topics.partitions)])
+        producer = Producer(producer_config(topics.bootstrap, RECORD_LIMIT))
+        try:
+            while not stop.is_set():
+                message = consumer.poll(0.1)
+                if message is None or message.error() is not None:
+                    continue
+                request_id = records_pb2.ImageSubmitted.FromString(message.value()).request_id
+                result = result_record(request_id, records_pb2.ANALYSIS_STATUS_NO_FACE)
+                for _ in range(copies):
+                    producer.produce(
+                        topics.results, key=message.key(), value=result.SerializeToString()
+                    )
+                producer.flush(10)
+        finally:
+            consumer.close()
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)

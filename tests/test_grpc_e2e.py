@@ -1,0 +1,85 @@
+"""gRPC -> Kafka -> the real dataflow (`bytewax.run`, DeepFace with synthetic weights)
+-> results -> back to gRPC clients and the `facestream` command."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from facestream.v1 import records_pb2
+from grpc_server.result_table import COLUMNS
+from tests.conftest import run_facestream
+from tests.grpc_helpers import ServerThread, server_settings, wait_for
+from tests.pipeline import DataflowProcess, Topics, results_for
+
+# Images with their face count from ../shared/data/faces/MANIFEST.md ("Haar count").
+IMAGES = {"single_man_glasses.jpg": 1, "multi_7_selfie.jpg": 5, "noface_coffee.png": 0}
+
+
+@pytest.mark.models
+def test_analyze_returns_the_dataflow_result_and_a_watcher_sees_it(
+    embedded_broker, synthetic_home, faces_dir
+):
+    topics = Topics(embedded_broker.bootstrap)
+    env = topics.env(synthetic_home)
+    with (
+        DataflowProcess(env, "-w", "2") as flow,
+        ServerThread(server_settings(topics)) as server,
+        server.client() as analyst,
+        server.client() as watcher,
+    ):
+        server.wait_serving()
+        ids = [f"e2e-{name.split('.')[0]}" for name in IMAGES]
+        watched: list[records_pb2.AnalysisResult] = []
+        watching = threading.Thread(target=lambda: watched.extend(watcher.watch(ids, timeout=600)))
+        watching.start()
+        wait_for(lambda: server.listener.waiter_count == 1, 10, "the watch to register")
+
+        answers = {}
+        for request_id, name in zip(ids, IMAGES, strict=True):
+            image = (faces_dir / name).read_bytes()
+            answers[request_id] = analyst.analyze(image, request_id=request_id, timeout=600)
+        watching.join(60)
+        on_topic = results_for(topics.bootstrap, topics, ids, 60, flow)
+
+    for (request_id, answer), faces in zip(answers.items(), IMAGES.values(), strict=True):
+        assert answer.request_id == request_id
+        assert len(answer.faces) == faces, request_id
+        expected = records_pb2.ANALYSIS_STATUS_OK if faces else records_pb2.ANALYSIS_STATUS_NO_FACE
+        assert answer.status == expected, answer.error
+        assert answer.synthetic_weights
+        assert answer in on_topic[request_id]  # the very record the dataflow wrote
+    assert sorted(r.request_id for r in watched) == sorted(ids)
+    assert all(r in on_topic[r.request_id] for r in watched)
+
+
+@pytest.mark.models
+def test_submit_command_prints_the_dataflow_results(embedded_broker, synthetic_home, faces_dir):
+    topics = Topics(embedded_broker.bootstrap)
+    env = topics.env(synthetic_home)
+    with (
+        DataflowProcess(env, "-w", "1"),
+        ServerThread(server_settings(topics)) as server,
+    ):
+        server.wait_serving()
+        client_env = {**env, "FACESTREAM_GRPC_ADDRESS": server.address}
+        image = str(faces_dir / "single_man_glasses.jpg")
+        as_json = run_facestream("submit", image, "--wait", "--json", env=client_env, timeout=600)
+        as_table = run_facestream("submit", image, "--wait", env=client_env, timeout=600)
+    assert as_json.returncode == 0, as_json.stderr
+    (line,) = as_json.stdout.splitlines()
+    record = json.loads(line)
+    assert record["status"] == "ANALYSIS_STATUS_OK"
+    assert len(record["faces"]) == 1
+    assert {"age", "gender", "emotion", "race", "region"} <= set(record["faces"][0])
+    assert as_table.returncode == 0, as_table.stderr
+    lines = as_table.stdout.splitlines()
+    assert lines[0] == "!! synthetic weights: attributes are not meaningful"
+    assert tuple(lines[1].split()) == COLUMNS
+    (row,) = [line for line in lines if line.startswith(image)]
+    cells = row.split()
+    assert cells[1:3] == ["OK", "1"]
+    assert 0 < float(cells[3]) < 120
+    assert "analyze" in as_table.stderr  # the progress bar

@@ -1,0 +1,484 @@
+"""The gRPC front over a real channel: a real AnalyzeServer on 127.0.0.1, the embedded
+broker, real Kafka clients. The dataflow is played by StandInDataflow here; the real one
+answers in test_grpc_e2e.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from PIL import Image
+
+from di import Settings
+from facestream.broker import EmbeddedBroker, ensure_topics, free_port
+from facestream.models import ACTIONS
+from facestream.records import result_record
+from facestream.v1 import records_pb2
+from grpc_server.client import AnalyzeClient, request
+from grpc_server.service import REQUEST_ID_METADATA
+from tests.conftest import PROJECT_ROOT, SYNTHETIC_HOME, run_facestream
+from tests.grpc_helpers import (
+    NOT_SERVING,
+    SERVING,
+    ServerThread,
+    health_of,
+    server_process,
+    server_settings,
+    stand_in_dataflow,
+    wait_for,
+)
+from tests.images import png_claiming
+from tests.pipeline import Topics, consume_until, produce
+
+TLS_DIR = PROJECT_ROOT / "tests" / "data" / "tls"
+MIB = 1024 * 1024
+
+
+def jpeg(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    ok, encoded = cv2.imencode(".jpg", pixels)
+    assert ok
+    return encoded.tobytes()
+
+
+def gif() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="GIF")
+    return buffer.getvalue()
+
+
+def requests_on_topic(topics: Topics, wanted: set[str], timeout: float = 30) -> dict:
+    """The ImageSubmitted records on the requests topic, by request id, once all `wanted`
+    are there."""
+    messages = consume_until(
+        topics.bootstrap,
+        topics.requests,
+        topics.partitions,
+        lambda got: wanted <= {m.key().decode() for m in got},
+        timeout,
+    )
+    records = {}
+    for message in messages:
+        record = records_pb2.ImageSubmitted.FromString(message.value())
+        assert message.key() == record.request_id.encode()
+        records.setdefault(record.request_id, []).append(record)
+    return records
+
+
+def assert_status(call, code: grpc.StatusCode, *fragments: str) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    error = caught.value
+    assert error.code() == code, error.details()
+    for fragment in fragments:
+        assert fragment in error.details(), error.details()
+    assert "Traceback" not in error.details() and 'File "' not in error.details()
+    return error
+
+
+@pytest.fixture
+def topics(embedded_broker):
+    return Topics(embedded_broker.bootstrap)
+
+
+@pytest.fixture
+def server(topics):
+    with ServerThread(server_settings(topics)) as running:
+        running.wait_serving()
+        yield running
+
+
+@pytest.fixture
+def client(server):
+    with server.client() as analyze_client:
+        yield analyze_client
+
+
+# Each invalid request: what to send, the status code, and words the message must hold.
+INVALID = {
+    "empty image": (request(b""), grpc.StatusCode.INVALID_ARGUMENT, "empty"),
+    "not an image": (request(b"hello " * 50), grpc.StatusCode.INVALID_ARGUMENT, "not an image"),
+    "unsupported format": (request(gif()), grpc.StatusCode.INVALID_ARGUMENT, "GIF"),
+    "truncated image": (
+        request(jpeg()[:-200]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "incomplete",
+    ),
+    "header over max pixels": (
+        request(png_claiming(20_000, 20_000)),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "20000x20000",
+    ),
+    "bytes over max": (
+        request(b"\xff\xd8\xff" + bytes(10 * MIB)),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "the limit is 10485760",
+    ),
+    "over the gRPC message limit": (
+        request(bytes(12 * MIB)),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "larger than max",
+    ),
+    "unknown action": (
+        request(jpeg(), actions=["age", "smile"]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "unknown action(s) 'smile'",
+    ),
+    "unknown detector": (
+        request(jpeg(), detector_backend="yolo"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "unknown detector backend 'yolo'",
+    ),
+    "malformed request id": (
+        request(jpeg(), request_id="two words"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "request id 'two words' is not valid",
+    ),
+}
+
+
+def test_invalid_requests_get_their_status_and_nothing_reaches_kafka(topics, server, client):
+    stub_calls = {"Submit": client._stub.Submit, "Analyze": client._stub.Analyze}
+    for name, (invalid, code, fragment) in INVALID.items():
+        for rpc, call in stub_calls.items():
+            error = assert_status(lambda: call(invalid, timeout=10), code, fragment)  # noqa: B023
+            assert error.details(), (name, rpc)
+    sentinel = client.submit(jpeg(), request_id="sentinel")
+    records = requests_on_topic(topics, {sentinel})
+    assert set(records) == {"sentinel"}, "an invalid request reached Kafka"
+
+
+def test_submit_replies_after_the_record_is_on_the_topic(topics, client):
+    image = jpeg(seed=1)
+    chosen = client.submit(image, actions=["age", "race"], request_id="client-chosen.1")
+    made = client.submit(image)
+    assert chosen == "client-chosen.1"
+    assert len(made) == 32 and int(made, 16) >= 0
+    records = requests_on_topic(topics, {chosen, made})
+    assert [r.image for r in records[chosen]] == [image]
+    assert list(records[chosen][0].actions) == ["age", "race"]
+    assert list(records[made][0].actions) == list(ACTIONS)  # the server's default
+    assert records[made][0].detector_backend == "opencv"
+    assert records[made][0].submitted_at.seconds > 0
+
+
+def test_submit_stream_replies_per_image_in_order(topics, client):
+    images = [request(jpeg(seed=i), request_id=f"stream-{i}") for i in range(150)]
+    images[40] = request(b"", request_id="stream-40")
+    images[90] = request(jpeg(), request_id="bad id!")
+    replies = list(client.submit_stream(images, timeout=60))
+    assert [r.request_id for r in replies] == [r.request_id for r in images]
+    rejected = {r.request_id: r.error for r in replies if r.error.code}
+    assert set(rejected) == {"stream-40", "bad id!"}
+    assert rejected["stream-40"].code == "image.empty"
+    assert rejected["bad id!"].code == "request.bad_id"
+    accepted = {r.request_id for r in replies if not r.error.code}
+    assert len(accepted) == 148
+    assert set(requests_on_topic(topics, accepted)) == accepted
+
+
+def test_analyze_gets_its_result_and_duplicates_reach_each_waiter_once(topics, server, client):
+    with stand_in_dataflow(topics, copies=2), server.client() as watcher_client:
+        ids = [f"analyze-{i}" for i in range(24)]
+        watched = []
+        watching = threading.Thread(
+            target=lambda: watched.extend(watcher_client.watch(ids[:6], timeout=60))
+        )
+        watching.start()
+        wait_for(lambda: server.listener.waiter_count >= 1, 10, "the watch to register")
+        with ThreadPoolExecutor(8) as pool:
+            results = list(
+                pool.map(
+                    lambda n: client.analyze(jpeg(seed=n), request_id=ids[n], timeout=30),
+                    range(len(ids)),
+                )
+            )
+        watching.join(60)
+    assert [r.request_id for r in results] == ids
+    assert all(r.status == records_pb2.ANALYSIS_STATUS_NO_FACE for r in results)
+    assert sorted(r.request_id for r in watched) == sorted(ids[:6])  # ended, each id once
+    assert server.listener.waiter_count == 0
+
+
+def test_watch_all_sees_results_of_requests_from_another_client(topics, server, client):
+    seen: list[records_pb2.AnalysisResult] = []
+    with stand_in_dataflow(topics, copies=3), server.client() as other:
+        stream = client.watch(timeout=60)
+
+        def read() -> None:
+            try:
+                for result in stream:
+                    seen.append(result)
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.CANCELLED
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        wait_for(lambda: server.listener.waiter_count == 1, 10, "the watch to register")
+        submitted = {other.submit(jpeg(seed=i)) for i in range(10)}
+        wait_for(lambda: {r.request_id for r in seen} >= submitted, 30, "all results")
+        stream.cancel()
+        reader.join(10)
+    ids = [r.request_id for r in seen]
+    assert len(ids) == len(set(ids)), "a duplicate result was delivered twice"
+
+
+def test_analyze_timeout_names_the_request_and_watch_gets_it_later(topics, client):
+    error = assert_status(
+        lambda: client.analyze(jpeg(), request_id="slow-1", timeout=1.5),
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        "slow-1",
+        "WatchResults",
+    )
+    assert (REQUEST_ID_METADATA, "slow-1") in error.trailing_metadata()
+    late = result_record("slow-1", records_pb2.ANALYSIS_STATUS_NO_FACE)
+    produce(topics.bootstrap, topics.results, [(b"slow-1", late.SerializeToString())])
+    watched = list(client.watch(["slow-1"], timeout=30))
+    assert [r.request_id for r in watched] == ["slow-1"]
+
+
+def test_watch_rejects_a_malformed_id(client):
+    assert_status(
+        lambda: list(client.watch(["no spaces please"], timeout=10)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "is not valid",
+    )
+
+
+def test_reflection_lists_the_service(server):
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+        ProtoReflectionDescriptorDatabase,
+    )
+
+    with grpc.insecure_channel(server.address) as channel:
+        services = ProtoReflectionDescriptorDatabase(channel).get_services()
+    assert "facestream.v1.AnalyzeService" in services
+    assert "grpc.health.v1.Health" in services
+
+
+@pytest.fixture
+def own_broker():
+    """A broker for this test alone, so it can be stopped, paused and restarted."""
+    broker = EmbeddedBroker(free_port())
+    broker.start()
+    try:
+        yield broker
+    finally:
+        if broker.running():
+            os.kill(broker.pid, signal.SIGCONT)
+        broker.stop()
+
+
+def test_broker_down_gives_unavailable_and_the_same_server_recovers(own_broker):
+    topics = Topics(own_broker.bootstrap)
+    with ServerThread(server_settings(topics, FACESTREAM_ACK_TIMEOUT="5")) as server:
+        server.wait_serving()
+        with server.client() as client:
+            assert health_of(client) == SERVING
+            client.submit(jpeg(), request_id="before")
+            own_broker.stop()
+            started = time.monotonic()
+            assert_status(
+                lambda: client.submit(jpeg(), request_id="during", timeout=3),
+                grpc.StatusCode.UNAVAILABLE,
+                "not accepted",
+            )
+            assert time.monotonic() - started < 3, "UNAVAILABLE came after the deadline"
+            wait_for(lambda: health_of(client) == NOT_SERVING, 30, "health NOT_SERVING")
+
+            restarted = EmbeddedBroker(own_broker.port)
+            restarted.start()
+            try:
+                ensure_topics(restarted.bootstrap, server_settings(topics).topics)
+                wait_for(lambda: health_of(client) == SERVING, 30, "health SERVING again")
+                assert client.submit(jpeg(), request_id="after", timeout=10) == "after"
+                records = requests_on_topic(topics, {"after"})
+                assert "during" not in records
+            finally:
+                restarted.stop()
+
+
+def test_a_silent_broker_gives_unavailable_and_in_flight_limit(own_broker):
+    topics = Topics(own_broker.bootstrap)
+    settings = server_settings(topics, FACESTREAM_MAX_IN_FLIGHT="1", FACESTREAM_ACK_TIMEOUT="2")
+    with ServerThread(settings) as server, server.client() as client:
+        server.wait_serving()
+        client.submit(jpeg(), request_id="warm")
+        os.kill(own_broker.pid, signal.SIGSTOP)  # connections stay open, nothing answers
+        try:
+            with ThreadPoolExecutor(1) as pool:
+                first = pool.submit(client.submit, jpeg(), request_id="stalled", timeout=10)
+                wait_for(lambda: server.publisher.in_flight == 1, 10, "a publish in flight")
+                assert_status(
+                    lambda: client.submit(jpeg(), request_id="second", timeout=10),
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    "already waits on 1 publishes",
+                )
+                started = time.monotonic()
+                with pytest.raises(grpc.RpcError) as caught:
+                    first.result(15)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "did not acknowledge the record within 2.0 s" in caught.value.details()
+            assert time.monotonic() - started < 3
+        finally:
+            os.kill(own_broker.pid, signal.SIGCONT)
+        wait_for(lambda: server.publisher.in_flight == 0, 10, "no publish in flight")
+        assert client.submit(jpeg(), request_id="resumed", timeout=10) == "resumed"
+
+
+def test_health_is_not_serving_until_kafka_answers():
+    port = free_port()
+    settings = Settings.from_env(
+        {
+            "FACESTREAM_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
+            "FACESTREAM_GRPC_ADDRESS": "127.0.0.1:0",
+            "DEEPFACE_HOME": str(SYNTHETIC_HOME),
+        }
+    )
+    with ServerThread(settings) as server, server.client() as client:
+        assert health_of(client) == NOT_SERVING
+        assert_status(
+            lambda: client.submit(jpeg(), timeout=5),
+            grpc.StatusCode.UNAVAILABLE,
+            "Kafka is not reachable",
+        )
+        with EmbeddedBroker(port):
+            wait_for(lambda: health_of(client) == SERVING, 30, "health SERVING")
+            assert client.submit(jpeg(), request_id="first", timeout=10) == "first"
+
+
+def test_shutdown_finishes_in_flight_acks_and_reports_not_serving(own_broker):
+    topics = Topics(own_broker.bootstrap)
+    server = ServerThread(server_settings(topics, FACESTREAM_ACK_TIMEOUT="20"))
+    try:
+        server.wait_serving()
+        client = server.client()
+        statuses: list[int] = []
+        health_watch = health_pb2_grpc.HealthStub(client._channel).Watch(
+            health_pb2.HealthCheckRequest(service=""), timeout=60
+        )
+        watcher = threading.Thread(
+            target=lambda: statuses.extend(r.status for r in _until_error(health_watch))
+        )
+        watcher.start()
+        wait_for(lambda: SERVING in statuses, 10, "the health watch")
+        os.kill(own_broker.pid, signal.SIGSTOP)
+        with ThreadPoolExecutor(1) as pool:
+            in_flight = pool.submit(client.submit, jpeg(), request_id="in-flight", timeout=30)
+            wait_for(lambda: server.publisher.in_flight == 1, 10, "a publish in flight")
+            stopped = server.start(server.server.stop(15))
+            wait_for(lambda: NOT_SERVING in statuses, 10, "health NOT_SERVING on shutdown")
+            with server.client() as late:
+                assert_status(lambda: late.submit(jpeg(), timeout=5), grpc.StatusCode.UNAVAILABLE)
+            os.kill(own_broker.pid, signal.SIGCONT)
+            assert in_flight.result(30) == "in-flight"
+        stopped.result(30)
+        health_watch.cancel()
+        watcher.join(10)
+        client.close()
+        assert set(requests_on_topic(topics, {"in-flight"})) == {"in-flight"}
+    finally:
+        os.kill(own_broker.pid, signal.SIGCONT)
+        server.stop()
+
+
+def _until_error(stream):
+    try:
+        yield from stream
+    except grpc.RpcError:
+        return
+
+
+def test_bearer_tokens(topics):
+    settings = server_settings(topics, FACESTREAM_AUTH_TOKENS="alpha,beta")
+    with ServerThread(settings) as server:
+        server.wait_serving()
+        for token in ("", "wrong", "alph"):
+            with server.client(token=token) as client:
+                assert health_of(client) == SERVING  # probes need no token
+                for call in (
+                    lambda c=client: c.submit(jpeg(), timeout=5),
+                    lambda c=client: c.analyze(jpeg(), timeout=5),
+                    lambda c=client: list(c.watch(["x"], timeout=5)),
+                    lambda c=client: list(c.submit_stream([request(jpeg())], timeout=5)),
+                ):
+                    assert_status(call, grpc.StatusCode.UNAUTHENTICATED, "authorization: Bearer")
+        with server.client(token="beta") as client:
+            assert client.submit(jpeg(), request_id="with-token", timeout=10) == "with-token"
+
+
+def test_tls(topics):
+    settings = server_settings(
+        topics,
+        FACESTREAM_TLS_CERT=str(TLS_DIR / "server.pem"),
+        FACESTREAM_TLS_KEY=str(TLS_DIR / "server.key"),
+    )
+    with ServerThread(settings) as server:
+        server.wait_serving()
+        with server.client(ca_cert=TLS_DIR / "server.pem") as client:
+            assert client.submit(jpeg(), request_id="over-tls", timeout=10) == "over-tls"
+        with server.client() as plaintext:
+            assert_status(lambda: plaintext.submit(jpeg(), timeout=5), grpc.StatusCode.UNAVAILABLE)
+    assert set(requests_on_topic(topics, {"over-tls"})) == {"over-tls"}
+
+
+def test_server_process_stops_cleanly_on_sigterm(topics):
+    port = free_port()
+    env = topics.env(SYNTHETIC_HOME, FACESTREAM_GRPC_ADDRESS=f"127.0.0.1:{port}")
+    with server_process(env) as (process, log), AnalyzeClient(f"127.0.0.1:{port}") as client:
+        wait_for(lambda: health_of(client) == SERVING, 60, "the server process to serve")
+        assert client.submit(jpeg(), request_id="from-process") == "from-process"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, log.read_text()
+        assert "AnalyzeService stopped" in log.read_text()
+    assert set(requests_on_topic(topics, {"from-process"})) == {"from-process"}
+
+
+def test_submit_and_watch_commands(topics, server, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"img{i}.jpg").write_bytes(jpeg(seed=i))
+    (folder / "notes.txt").write_text("not an image, skipped by suffix")
+    (folder / "broken.png").write_bytes(b"not a png")
+    env = topics.env(SYNTHETIC_HOME, FACESTREAM_GRPC_ADDRESS=server.address)
+
+    submitted = run_facestream("submit", str(folder), env=env)
+    assert submitted.returncode == 1, submitted.stderr  # broken.png was refused
+    lines = submitted.stdout.splitlines()
+    assert lines[0].split() == ["image", "request", "id", "accepted"]
+    assert sum(line.endswith(" yes") for line in lines) == 3
+    assert any("broken.png" in line and "not an image" in line for line in lines)
+
+    with stand_in_dataflow(topics):
+        waited = run_facestream("submit", str(folder / "img0.jpg"), "--wait", "--json", env=env)
+        assert waited.returncode == 0, waited.stderr
+        (line,) = waited.stdout.splitlines()
+        record = json.loads(line)
+        assert record["status"] == "ANALYSIS_STATUS_NO_FACE"
+        assert record["image"].endswith("img0.jpg")
+        watched = run_facestream("watch", record["requestId"], env=env, timeout=60)
+    assert watched.returncode == 0, watched.stderr
+    assert watched.stdout.split()[:2] == [record["requestId"], "NO_FACE"]
+
+
+def test_submit_command_explains_a_missing_path_and_a_down_server(tmp_path):
+    missing = run_facestream("submit", str(tmp_path / "nope.jpg"))
+    assert missing.returncode == 2
+    assert "no such file or folder" in missing.stderr
+    image = tmp_path / "a.jpg"
+    image.write_bytes(jpeg())
+    env = {**os.environ, "FACESTREAM_GRPC_ADDRESS": f"127.0.0.1:{free_port()}"}
+    down = run_facestream("submit", str(image), "--timeout", "3", env=env)
+    assert down.returncode == 1
+    assert "UNAVAILABLE" in down.stderr and "Traceback" not in down.stderr
