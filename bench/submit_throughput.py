@@ -23,13 +23,14 @@ import cv2
 import grpc
 import numpy as np
 from confluent_kafka import Producer
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from di import Settings
 from facestream.broker import EmbeddedBroker, ensure_topics, free_port
 from facestream.kafka_config import producer_config
 from facestream.records import image_submitted
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc
+from grpc_server.client import AnalyzeClient
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_IMAGE_BYTES = 100 * 1024
@@ -97,14 +98,12 @@ def raw_producer_rate(bootstrap: str, topic: str, image: bytes, records: int, li
 
 def wait_serving(address: str, server: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
+    with AnalyzeClient(address) as client:
         while time.monotonic() < deadline:
             if server.poll() is not None:
                 raise SystemExit("the gRPC server exited during start-up")
             try:
-                reply = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                if client.health(timeout=1) == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.RpcError:
                 pass

@@ -100,7 +100,7 @@ class RequestPublisher:
                 self._failed.set()
             # The loop may have closed meanwhile: then nobody waits any more.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, acknowledged, error)
+                loop.call_soon_threadsafe(_settle, acknowledged, error, self._ack_timeout)
 
         self._in_flight += 1
         try:
@@ -188,10 +188,14 @@ class RequestPublisher:
             self.on_reachability(reachable)
 
 
-def _settle(future: asyncio.Future[None], error: KafkaError | None) -> None:
+def _settle(future: asyncio.Future[None], error: KafkaError | None, ack_timeout: float) -> None:
     if future.done():
         return
     if error is None:
         future.set_result(None)
+    elif error.code() == KafkaError._MSG_TIMED_OUT:
+        # librdkafka's own timeout is the ack timeout: say so as the wait above would.
+        message = f"Kafka did not acknowledge the record within {ack_timeout:.1f} s"
+        future.set_exception(PublishUnavailableError(message))
     else:
         future.set_exception(PublishUnavailableError(f"Kafka did not accept the record: {error}"))

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc
 from confluent_kafka import Consumer, Producer, TopicPartition
 from grpc_health.v1 import health_pb2
 
@@ -51,8 +52,6 @@ def server_settings(topics: Topics, **overrides: str) -> Settings:
 
 def health_of(client: AnalyzeClient) -> int | None:
     """The server's health, or None when it does not answer."""
-    import grpc
-
     try:
         return client.health(timeout=2)
     except grpc.RpcError:
