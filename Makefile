@@ -25,8 +25,9 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# `make demo IMAGES=path/to/folder` runs it on your own images.
 demo: $(STAMP)
-	$(VENV)/bin/facestream demo
+	$(VENV)/bin/facestream demo $(if $(IMAGES),--images "$(IMAGES)")
 
 # Benchmarks run on synthetic weights (same cost as the real ones) unless DEEPFACE_HOME
 # already holds weights; they are made once per machine, outside the repository.

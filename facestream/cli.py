@@ -15,19 +15,15 @@ from pathlib import Path
 from types import FrameType
 
 from di import Settings, SettingsError, load_settings
-from facestream.broker import (
-    BrokerError,
-    EmbeddedBroker,
-    ensure_topics,
-    free_port,
-    wait_for_kafka,
-)
+from facestream.broker import BrokerError, EmbeddedBroker, ensure_topics, wait_for_kafka
 from facestream.models import (
     ACTIONS,
     DEFAULT_SEED,
     DETECTOR_BACKENDS,
+    WeightsDownloadError,
     WeightState,
     check_weights,
+    download_weights,
     synthesize_weights,
 )
 
@@ -129,16 +125,69 @@ def run_models_check(settings: Settings, actions: Sequence[str], detectors: Sequ
     return 0
 
 
-def run_demo(settings: Settings) -> int:
-    """Show what runs today: the broker with facestream's topics, and the model weights."""
-    print("facestream demo: the foundation is in place; the pipeline is not built yet.")
-    with EmbeddedBroker(free_port()) as broker:
-        created = ensure_topics(broker.bootstrap, settings.topics)
-        print(f"  embedded broker: OK on {broker.bootstrap}, topics {', '.join(created)}")
-    run_models_check(settings, settings.actions, (settings.detector_backend,))
-    print("  dataflow (Bytewax): not built yet (issue 3)")
-    print("  gRPC AnalyzeService: not built yet (issue 4)")
+def run_models_download(settings: Settings, actions: Sequence[str]) -> int:
+    """Download DeepFace's real weights for `actions` into the weights folder."""
+    print(f"Downloading DeepFace weights for {', '.join(actions)} to {settings.weights_dir} ...")
+    try:
+        fetched = download_weights(settings.weights_dir, actions)
+    except WeightsDownloadError as error:
+        print(f"error: download failed: {error}", file=sys.stderr)
+        return 1
+    print(f"Downloaded {len(fetched)} file(s); the others were already there.")
+    return run_models_check(settings, actions, (settings.detector_backend,))
+
+
+def run_recovery_init(folder: Path, partitions: int) -> int:
+    """Create Bytewax's recovery store in `folder` once; a second call changes nothing."""
+    existing = sorted(folder.glob("part-*.sqlite3")) if folder.is_dir() else []
+    if existing:
+        if len(existing) != partitions:
+            print(
+                f"error: {folder} already holds {len(existing)} recovery partitions, not "
+                f"{partitions}; use a new folder to change the count.",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"Recovery store {folder} already holds {partitions} partitions; left as is.")
+        return 0
+    from bytewax.recovery import init_db_dir
+
+    folder.mkdir(parents=True, exist_ok=True)
+    init_db_dir(folder, partitions)
+    print(f"Recovery store created in {folder} with {partitions} partitions.")
     return 0
+
+
+def run_health(settings: Settings, timeout: float) -> int:
+    """Exit 0 when the server at FACESTREAM_GRPC_ADDRESS is SERVING, 1 otherwise."""
+    import grpc
+    from grpc_health.v1 import health_pb2
+
+    from grpc_server.commands import client_for
+
+    with client_for(settings) as client:
+        try:
+            status = client.health(timeout=timeout)
+        except grpc.RpcError as error:
+            print(f"{settings.grpc_address}: no answer ({error.code().name})")
+            return 1
+    name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+    print(f"{settings.grpc_address}: {name}")
+    return 0 if status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+def run_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """The whole system on this machine; see facestream.demo."""
+    from facestream import demo
+
+    options = demo.DemoOptions(
+        images=args.images,
+        report=args.report,
+        download=not args.no_download,
+        timeout=args.timeout,
+        concurrency=args.concurrency,
+    )
+    return demo.main(settings, options)
 
 
 def run_client_or_server(settings: Settings, args: argparse.Namespace) -> int:
@@ -194,7 +243,52 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated detectors (default: FACESTREAM_DETECTOR_BACKEND)",
     )
-    commands.add_parser("demo", help="run the whole system on demo images")
+    download = model_commands.add_parser(
+        "download", help="download DeepFace's real weights (needs internet)"
+    )
+    download.add_argument(
+        "--actions",
+        type=_comma_list(ACTIONS),
+        default=None,
+        help="comma-separated actions (default: FACESTREAM_ACTIONS)",
+    )
+    demo = commands.add_parser(
+        "demo",
+        help="run the whole system (broker, dataflow, gRPC server) on demo images and "
+        "write a report",
+    )
+    demo.add_argument(
+        "--images",
+        type=Path,
+        default=None,
+        help="a folder (or file) of your images; default: the public demo set",
+    )
+    demo.add_argument(
+        "--report",
+        type=Path,
+        default=Path("facestream-demo-report"),
+        help="folder for the report (default: ./facestream-demo-report)",
+    )
+    demo.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never download weights: use synthetic ones when the real ones are missing",
+    )
+    demo.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds to wait per image (default 300)"
+    )
+    demo.add_argument("--concurrency", type=int, default=4, help="images in flight (default 4)")
+    health = commands.add_parser(
+        "health", help="exit 0 when the gRPC server at FACESTREAM_GRPC_ADDRESS is SERVING"
+    )
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    recovery = commands.add_parser(
+        "recovery-init",
+        help="create the dataflow's recovery store once (python -m bytewax.recovery, "
+        "but safe to repeat)",
+    )
+    recovery.add_argument("folder", type=Path)
+    recovery.add_argument("partitions", type=int, help="at least the total number of workers")
     commands.add_parser("serve", help="run the gRPC AnalyzeService (same as python -m grpc_server)")
     submit = commands.add_parser(
         "submit", help="send image files or folders to the AnalyzeService (FACESTREAM_GRPC_ADDRESS)"
@@ -227,11 +321,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "broker":
             return run_broker(settings)
         if args.command == "demo":
-            return run_demo(settings)
+            return run_demo(settings, args)
         if args.command in ("serve", "submit", "watch"):
             return run_client_or_server(settings, args)
+        if args.command == "health":
+            return run_health(settings, args.timeout)
+        if args.command == "recovery-init":
+            return run_recovery_init(args.folder, args.partitions)
         if args.models_command == "synth":
             return run_models_synth(settings, args.actions, args.seed)
+        if args.models_command == "download":
+            return run_models_download(settings, args.actions or settings.actions)
         return run_models_check(
             settings,
             args.actions or settings.actions,

@@ -26,6 +26,8 @@ import numpy as np
 
 ACTIONS: tuple[str, ...] = ("age", "gender", "emotion", "race")
 SYNTHETIC_TAG = "facestream_synthetic"
+# How every output made with synthetic weights is marked.
+SYNTHETIC_WARNING = "synthetic weights: attributes are not meaningful"
 DEFAULT_SEED = 20261122
 
 
@@ -95,6 +97,12 @@ class WeightStatus:
 
 class MissingWeightsError(RuntimeError):
     """Weights the configured actions or detector need are not on disk."""
+
+
+def synthetic_deepface_home() -> Path:
+    """The DEEPFACE_HOME of this machine's synthetic weights (~1.6 GB): made once, in the
+    user's cache, never next to real weights."""
+    return Path.home() / ".cache" / "facestream" / f"synthetic-deepface-home-{DEFAULT_SEED}"
 
 
 def weights_dir_of(deepface_home: Path) -> Path:
@@ -225,3 +233,35 @@ def synthesize_weights(
         os.replace(partial, target)
         written.append(target)
     return written
+
+
+class WeightsDownloadError(RuntimeError):
+    """DeepFace could not download a weight file (no internet, or the source failed)."""
+
+
+def download_weights(weights_dir: Path, actions: Iterable[str] = ACTIONS) -> list[Path]:
+    """Download the real weight files of `actions` that are missing or unreadable in
+    `weights_dir`, with DeepFace's own downloader and sources; return the paths fetched.
+
+    DeepFace writes into `$DEEPFACE_HOME/.deepface/weights` of this process, so
+    `weights_dir` must be that folder. Raises WeightsDownloadError when a download fails.
+    """
+    from deepface import DeepFace  # noqa: F401  (before TensorFlow, see synthesize_weights)
+    from deepface.commons import folder_utils, weight_utils
+
+    if weights_dir_of(Path(folder_utils.get_deepface_home())).resolve() != weights_dir.resolve():
+        raise ValueError(f"DeepFace downloads into $DEEPFACE_HOME, not into {weights_dir}")
+    fetched = []
+    for status in check_weights(weights_dir, actions, ()):
+        if status.state in (WeightState.REAL, WeightState.SYNTHETIC):
+            continue
+        spec = ACTION_MODELS[status.component.removeprefix("action ")]
+        status.path.unlink(missing_ok=True)  # an unreadable file is a broken download
+        sources = importlib.import_module(spec.builder_module).WEIGHTS_URL
+        try:
+            weight_utils.download_weights_if_necessary(spec.weight_file, sources)
+        except Exception as error:  # DeepFace raises ValueError, gdown and requests their own
+            status.path.unlink(missing_ok=True)
+            raise WeightsDownloadError(f"{spec.weight_file}: {error}") from error
+        fetched.append(status.path)
+    return fetched

@@ -4,39 +4,23 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from tqdm import tqdm
 
 from di import Settings
+from facestream.image_sources import NamedImage, image_files
+from facestream.models import SYNTHETIC_WARNING
 from facestream.v1 import analyze_service_pb2, records_pb2
 from grpc_server.client import AnalyzeClient, request
-from grpc_server.result_table import (
-    SYNTHETIC_WARNING,
-    format_table,
-    result_json,
-    result_rows,
-)
+from grpc_server.result_table import format_table, result_json, result_rows
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 SUBMIT_COLUMNS = ("image", "request id", "accepted")
-
-
-def image_files(paths: Sequence[Path]) -> list[Path]:
-    """The files named, and the image files (by suffix) under the folders named, sorted.
-    Raises FileNotFoundError for a path that does not exist."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"{path}: no such file or folder")
-    return files
 
 
 def client_for(settings: Settings) -> AnalyzeClient:
@@ -112,45 +96,79 @@ def acceptance_json(image: str, request_id: str, accepted: str) -> str:
     return json.dumps({"image": image, "request_id": request_id, "accepted": accepted})
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """What `Analyze` gave for one image: its result, or why there is none, and how long
+    the call took (seconds)."""
+
+    name: str
+    result: records_pb2.AnalysisResult | None
+    error: str
+    seconds: float
+
+
+def analyze_images(
+    client: AnalyzeClient,
+    images: Sequence[Callable[[], NamedImage]],
+    timeout: float,
+    concurrency: int,
+    request_ids: Sequence[str] = (),
+) -> list[Analysis]:
+    """Call `Analyze` for each image, `concurrency` at a time, with a progress bar on
+    stderr; one Analysis per image, in order. `images` are loaders, so a file that cannot
+    be read fails only its own entry. `request_ids`, when given, name the requests."""
+
+    def analyze(index: int) -> Analysis:
+        started = time.monotonic()
+        name = f"#{index}"
+        try:
+            image = images[index]()
+            name = image.name
+            request_id = request_ids[index] if request_ids else ""
+            result = client.analyze(image.data, request_id=request_id, timeout=timeout)
+        except OSError as error:
+            return Analysis(name, None, f"unreadable: {error}", time.monotonic() - started)
+        except grpc.RpcError as error:
+            return Analysis(name, None, describe_rpc_error(error), time.monotonic() - started)
+        return Analysis(name, result, "", time.monotonic() - started)
+
+    analyses: dict[int, Analysis] = {}
+    pool = ThreadPoolExecutor(concurrency)
+    try:
+        with tqdm(total=len(images), unit="img", file=sys.stderr, desc="analyze") as progress:
+            futures = {pool.submit(analyze, index): index for index in range(len(images))}
+            for future in as_completed(futures):
+                analyses[futures[future]] = future.result()
+                progress.update(1)
+    finally:
+        # On Ctrl-C, do not wait for calls still in flight: closing the channel ends them.
+        pool.shutdown(wait=False, cancel_futures=True)
+    return [analyses[index] for index in range(len(images))]
+
+
+def _file_loader(path: Path) -> Callable[[], NamedImage]:
+    return lambda: NamedImage(str(path), path.read_bytes())
+
+
 def _analyze_all(
     client: AnalyzeClient, files: list[Path], as_json: bool, timeout: float, concurrency: int
 ) -> int:
-    results: dict[Path, records_pb2.AnalysisResult | str] = {}
-
-    def analyze(path: Path) -> records_pb2.AnalysisResult | str:
-        try:
-            return client.analyze(path.read_bytes(), timeout=timeout)
-        except OSError as error:
-            return f"unreadable: {error}"
-        except grpc.RpcError as error:
-            return describe_rpc_error(error)
-
-    with (
-        ThreadPoolExecutor(concurrency) as pool,
-        tqdm(total=len(files), unit="img", file=sys.stderr, desc="analyze") as progress,
-    ):
-        futures = {pool.submit(analyze, path): path for path in files}
-        for future in as_completed(futures):
-            results[futures[future]] = future.result()
-            progress.update(1)
+    analyses = analyze_images(client, [_file_loader(p) for p in files], timeout, concurrency)
     rows = []
-    synthetic = False
-    for path in files:
-        outcome = results[path]
-        if isinstance(outcome, str):
-            rows.append((str(path), "ERROR", "-", "-", "-", "-", "-", outcome))
+    for path, analysis in zip(files, analyses, strict=True):
+        if analysis.result is None:
+            rows.append((str(path), "ERROR", "-", "-", "-", "-", "-", analysis.error))
             if as_json:
-                print(acceptance_json(str(path), "-", f"no: {outcome}"))
+                print(acceptance_json(str(path), "-", f"no: {analysis.error}"))
             continue
-        synthetic = synthetic or outcome.synthetic_weights
-        rows.extend(result_rows(str(path), outcome))
+        rows.extend(result_rows(str(path), analysis.result))
         if as_json:
-            print(result_json(str(path), outcome))
+            print(result_json(str(path), analysis.result))
     if not as_json:
-        if synthetic:
+        if any(a.result is not None and a.result.synthetic_weights for a in analyses):
             print(f"!! {SYNTHETIC_WARNING}")
         print(format_table(rows))
-    return 0 if not any(isinstance(o, str) for o in results.values()) else 1
+    return 0 if all(a.result is not None for a in analyses) else 1
 
 
 def run_watch(settings: Settings, request_ids: Sequence[str], as_json: bool) -> int:

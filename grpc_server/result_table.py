@@ -10,7 +10,6 @@ from google.protobuf.json_format import MessageToDict
 from facestream.v1 import records_pb2
 
 COLUMNS = ("image", "status", "face", "age", "gender", "emotion", "race", "region")
-SYNTHETIC_WARNING = "synthetic weights: attributes are not meaningful"
 
 
 def status_name(result: records_pb2.AnalysisResult) -> str:

@@ -18,13 +18,14 @@ from facestream.models import (
     WeightState,
     check_weights,
     synthesize_weights,
+    synthetic_deepface_home,
     weights_dir_of,
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_FACES = PROJECT_ROOT.parent / "shared" / "data" / "faces"
 # Synthetic weights are ~1.6 GB: made once per machine, never inside the repository.
-SYNTHETIC_HOME = Path.home() / ".cache" / "facestream" / f"synthetic-deepface-home-{DEFAULT_SEED}"
+SYNTHETIC_HOME = synthetic_deepface_home()
 
 # DeepFace reads DEEPFACE_HOME when it loads weights; point it at the synthetic cache
 # before anything imports DeepFace, so no test can reach for a download.

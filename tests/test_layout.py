@@ -19,7 +19,7 @@ FORBIDDEN = {
     "grpc_server": {"dataflow"},
 }
 # Entry points compose everything, so they may reach upwards.
-ENTRY_POINTS = {Path("facestream/cli.py")}
+ENTRY_POINTS = {Path("facestream/cli.py"), Path("facestream/demo.py")}
 
 
 def imported_packages(path: Path) -> set[str]:
