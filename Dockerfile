@@ -1,5 +1,8 @@
 # facestream image: the core, the dataflow and the gRPC server share it.
 FROM python:3.11-slim
+ENV PYTHONUNBUFFERED=1 \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    DEEPFACE_HOME=/weights
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY proto proto
@@ -7,7 +10,13 @@ COPY facestream facestream
 COPY di di
 COPY dataflow dataflow
 COPY grpc_server grpc_server
-RUN pip install --no-cache-dir .
-# DeepFace weights live in a volume mounted here (see docker-compose.yml).
-ENV DEEPFACE_HOME=/weights
+RUN pip install --no-cache-dir . \
+ && useradd --create-home facestream \
+ && mkdir -p /weights/.deepface/weights /recovery \
+ && chown -R facestream /weights /recovery
+# Named volumes mounted on these folders start with the folder's owner: not root.
+USER facestream
+# 50051: gRPC AnalyzeService; 2101: Bytewax cluster traffic between dataflow processes.
+EXPOSE 50051 2101
 ENTRYPOINT ["facestream"]
+CMD ["--help"]

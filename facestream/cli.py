@@ -158,21 +158,22 @@ def run_recovery_init(folder: Path, partitions: int) -> int:
     return 0
 
 
-def run_health(settings: Settings, timeout: float) -> int:
-    """Exit 0 when the server at FACESTREAM_GRPC_ADDRESS is SERVING, 1 otherwise."""
+def run_health(settings: Settings, address: str | None, timeout: float) -> int:
+    """Exit 0 when the server at `address` (default FACESTREAM_GRPC_ADDRESS) is SERVING."""
     import grpc
     from grpc_health.v1 import health_pb2
 
-    from grpc_server.commands import client_for
+    from grpc_server.client import AnalyzeClient
 
-    with client_for(settings) as client:
+    address = address or settings.grpc_address
+    with AnalyzeClient(address, ca_cert=settings.tls_ca) as client:
         try:
             status = client.health(timeout=timeout)
         except grpc.RpcError as error:
-            print(f"{settings.grpc_address}: no answer ({error.code().name})")
+            print(f"{address}: no answer ({error.code().name})")
             return 1
     name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
-    print(f"{settings.grpc_address}: {name}")
+    print(f"{address}: {name}")
     return 0 if status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
@@ -281,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     health = commands.add_parser(
         "health", help="exit 0 when the gRPC server at FACESTREAM_GRPC_ADDRESS is SERVING"
     )
+    health.add_argument(
+        "--address", default=None, help="host:port (default: FACESTREAM_GRPC_ADDRESS)"
+    )
     health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     recovery = commands.add_parser(
         "recovery-init",
@@ -325,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("serve", "submit", "watch"):
             return run_client_or_server(settings, args)
         if args.command == "health":
-            return run_health(settings, args.timeout)
+            return run_health(settings, args.address, args.timeout)
         if args.command == "recovery-init":
             return run_recovery_init(args.folder, args.partitions)
         if args.models_command == "synth":

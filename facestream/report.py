@@ -128,7 +128,8 @@ def _text(
 
 
 def _file_name(index: int, name: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:60]
+    # The whole name, folders included, so that "a/x.jpg" and "b/x.jpg" stay apart.
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name.rsplit(".", 1)[0])[-60:]
     return f"{index:03d}-{stem}.jpg"
 
 

@@ -1,0 +1,203 @@
+"""`facestream demo` end to end: the embedded broker, `bytewax.run dataflow -w 2` and the
+gRPC server as its children, the public demo images, the printed table and summary, the
+report folder, and every child stopped on exit, Ctrl-C included."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facestream.broker import free_port
+from facestream.image_sources import PUBLIC_PHOTOS, demo_images
+from facestream.models import SYNTHETIC_WARNING
+from facestream.processes import process_alive
+from facestream.report import BOX_COLOR
+from tests.conftest import PROJECT_ROOT, cli_env, facestream_command
+from tests.grpc_helpers import wait_for
+
+CHILD_LINE = re.compile(r"^(broker|dataflow|grpc-server): .*\(pid (\d+)", re.MULTILINE)
+
+
+class DemoRun:
+    """`facestream demo ARGS` as a child process whose output is collected as it comes."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            facestream_command("demo", *args),
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.output: list[str] = []
+        self.errors: list[str] = []
+        self._readers = [
+            threading.Thread(target=self.output.extend, args=(self.process.stdout,), daemon=True),
+            threading.Thread(target=self.errors.extend, args=(self.process.stderr,), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @property
+    def stdout(self) -> str:
+        return "".join(self.output)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.errors)
+
+    def child_pids(self) -> dict[str, int]:
+        return {name: int(pid) for name, pid in CHILD_LINE.findall(self.stdout)}
+
+    def wait(self, timeout: float) -> int:
+        code = self.process.wait(timeout)
+        for reader in self._readers:
+            reader.join(10)
+        return code
+
+
+@contextmanager
+def demo_run(args: list[str], env: dict[str, str], cwd: Path) -> Iterator[DemoRun]:
+    """Run the demo; whatever happens, its process and every child it started are stopped
+    by pid before the test ends."""
+    run = DemoRun(args, env, cwd)
+    try:
+        yield run
+    finally:
+        pids = run.child_pids()
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait(30)
+        for pid in pids.values():
+            if process_alive(pid):
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def demo_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """Free loopback ports, and a DEEPFACE_HOME without real weights (as on this machine)."""
+    return cli_env(
+        FACESTREAM_EMBEDDED_BROKER_PORT=str(free_port()),
+        FACESTREAM_GRPC_ADDRESS=f"127.0.0.1:{free_port()}",
+        DEEPFACE_HOME=str(tmp_path / "no-weights-here"),
+        **overrides,
+    )
+
+
+@pytest.mark.models
+def test_demo_runs_the_whole_system_and_writes_a_marked_report(synthetic_home, tmp_path):
+    report = tmp_path / "report"
+    with demo_run(["--no-download", "--report", str(report)], demo_env(tmp_path), tmp_path) as run:
+        code = run.wait(900)
+        pids = run.child_pids()
+    out = run.stdout
+    assert code == 0, f"{out}\n{run.stderr}"
+
+    # Three children were started, and none outlives the demo.
+    assert set(pids) == {"broker", "dataflow", "grpc-server"}, out
+    assert not [name for name, pid in pids.items() if process_alive(pid)]
+    assert "python -m bytewax.run dataflow -w 2" in out
+    for name in pids:
+        assert re.search(rf"^{name}: stopped \(pid {pids[name]}", out, re.MULTILINE), out
+
+    # Weights: said plainly, and every output is marked synthetic.
+    assert "downloading is off (--no-download)" in out
+    assert f"using SYNTHETIC weights from {synthetic_home}" in out
+    assert f"Results ({SYNTHETIC_WARNING})" in out
+    summary = out[out.index("\nSummary\n") :]
+    assert f"!! {SYNTHETIC_WARNING}" in summary
+
+    # The table: real detection on the public images (astronaut 1 face, the group 2).
+    names = [*PUBLIC_PHOTOS, "group.jpg"]
+    rows = {name: [line.split() for line in out.splitlines() if line.startswith(name)]
+            for name in names}  # fmt: skip
+    assert [row[1] for row in rows["astronaut.png"]] == ["OK"]
+    assert [row[1:3] for row in rows["group.jpg"]] == [["OK", "1"], ["OK", "2"]]
+    for name in ("coffee.png", "rocket.jpg", "chelsea.png"):
+        assert [row[1] for row in rows[name]] == ["NO_FACE"], rows[name]
+    faces = sum(1 for name in names for row in rows[name] if row[1] == "OK")
+    assert f"images: {len(names)} ({len(names)} answered)" in summary
+    assert f"faces: {faces}" in summary
+    throughput = re.search(r"throughput: ([\d.]+) faces/s", summary)
+    latency = re.search(r"latency per image: p50 ([\d.]+) s, p99 ([\d.]+) s", summary)
+    assert throughput and float(throughput.group(1)) > 0
+    assert latency and 0 < float(latency.group(1)) <= float(latency.group(2))
+    assert "analyze" in run.stderr  # the progress bar
+
+    # The report: a gallery of annotated images, the results and the summary, all marked.
+    index = (report / "index.html").read_text()
+    assert f"report: {(report / 'index.html').resolve()}" in out
+    assert 'class="warning"' in index and SYNTHETIC_WARNING in index
+    shown = re.findall(r'<img src="images/([^"]+)"', index)
+    assert len(shown) == len(names)
+    assert all((report / "images" / image).is_file() for image in shown)
+    records = [json.loads(line) for line in (report / "results.jsonl").read_text().splitlines()]
+    assert [r["image"] for r in records] == names
+    assert all(r["result"]["syntheticWeights"] for r in records)
+    stats = json.loads((report / "summary.json").read_text())
+    assert stats["faces"] == faces == sum(len(r["result"].get("faces", [])) for r in records)
+    assert stats["synthetic_weights"] is True
+
+    # Boxes are drawn where the faces are: the box colour lies on the astronaut's box.
+    (astronaut,) = [r for r in records if r["image"] == "astronaut.png"]
+    region = astronaut["result"]["faces"][0]["region"]
+    drawn = cv2.imread(str(report / "images" / shown[0]))
+    edge = drawn[region["y"] + region["h"] // 2, region["x"]].astype(int)
+    assert np.abs(edge - BOX_COLOR).max() < 60, edge
+
+
+def test_ctrl_c_stops_the_demo_and_every_child(synthetic_home, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "astronaut.png").write_bytes(demo_images()[0].data)
+    args = ["--no-download", "--images", str(folder), "--report", str(tmp_path / "r")]
+    with demo_run(args, demo_env(tmp_path), tmp_path) as run:
+        wait_for(lambda: "grpc-server" in run.child_pids(), 60, "the demo to start its children")
+        pids = run.child_pids()
+        assert all(process_alive(pid) for pid in pids.values())
+        run.process.send_signal(signal.SIGINT)
+        code = run.wait(120)
+    assert code == 130, run.stdout + run.stderr
+    assert "interrupted: every child process was stopped" in run.stdout
+    assert "images: 1 from" in run.stdout
+    assert set(pids) == {"broker", "dataflow", "grpc-server"}
+    assert not [name for name, pid in pids.items() if process_alive(pid)]
+
+
+def test_a_child_that_dies_stops_the_demo_with_its_log(synthetic_home, tmp_path):
+    # retinaface needs a weight file that is not here: the dataflow refuses to start.
+    env = demo_env(tmp_path, FACESTREAM_DETECTOR_BACKEND="retinaface")
+    args = ["--no-download", "--report", str(tmp_path / "r")]
+    with demo_run(args, env, tmp_path) as run:
+        code = run.wait(300)
+        pids = run.child_pids()
+    assert code == 1
+    assert re.search(r"error: the dataflow \(pid \d+\) exited with code", run.stderr), run.stderr
+    assert "retinaface.h5" in run.stderr  # the dataflow's own reason, from its log
+    assert not [name for name, pid in pids.items() if process_alive(pid)]
+    assert not (tmp_path / "r").exists()
+
+
+def test_make_demo_passes_images_to_the_command():
+    dry = subprocess.run(
+        ["make", "-n", "demo", "IMAGES=some folder"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert '.venv/bin/facestream demo --images "some folder"' in dry.stdout

@@ -1,0 +1,185 @@
+"""docker-compose.yml and the Dockerfile, checked statically (no Docker engine runs on the
+development machines): every command is one facestream has, every variable one the
+settings know, and ports, volumes, partitions and Kafka limits agree."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from di import Settings
+from di.settings import VARIABLES
+from facestream.broker import free_port
+from facestream.cli import build_parser
+from tests.conftest import run_facestream
+from tests.grpc_helpers import ServerThread, server_settings
+from tests.pipeline import Topics
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES: dict[str, dict] = COMPOSE["services"]
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+OURS = sorted(name for name, service in SERVICES.items() if service.get("build") == ".")
+DATAFLOW = sorted(name for name in OURS if name.startswith("dataflow-"))
+
+
+def dockerfile_list(instruction: str) -> list[str]:
+    (line,) = re.findall(rf"^{instruction} (\[.*\])$", DOCKERFILE, re.MULTILINE)
+    return yaml.safe_load(line)
+
+
+def argv_of(service: dict) -> list[str]:
+    """What the container runs: its entrypoint (or the image's) and its command."""
+    entrypoint = service.get("entrypoint", dockerfile_list("ENTRYPOINT"))
+    return [*entrypoint, *service.get("command", dockerfile_list("CMD"))]
+
+
+def option(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+def mounts(service: dict) -> dict[str, str]:
+    """Container path -> named volume."""
+    return {target: source for source, target in (v.split(":")[:2] for v in service["volumes"])}
+
+
+def test_the_file_parses_and_has_every_part():
+    assert set(SERVICES) == {
+        "kafka",
+        "topics",
+        "weights",
+        "recovery-init",
+        "grpc-server",
+        "dataflow-0",
+        "dataflow-1",
+    }
+    assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
+    assert SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def check_facestream_argv(argv: list[str]) -> None:
+    assert argv[0] == "facestream", argv
+    build_parser().parse_args(argv[1:])  # exits (fails the test) on an unknown command
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_every_command_is_a_real_console_script_or_module(name):
+    argv = argv_of(SERVICES[name])
+    if argv[:2] == ["python", "-m"]:
+        assert importlib.util.find_spec(argv[2]) is not None, argv
+        assert argv[2] == "bytewax.run" and argv[3] == "dataflow"
+        assert importlib.util.find_spec(argv[3]) is not None
+    else:
+        check_facestream_argv(argv)
+    health = SERVICES[name].get("healthcheck", {}).get("test")
+    if health:
+        assert health[0] == "CMD"
+        check_facestream_argv(health[1:])
+
+
+def test_the_console_script_is_the_images_entrypoint():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert dockerfile_list("ENTRYPOINT") == ["facestream"]
+    assert scripts["facestream"] == "facestream.cli:main"
+    for source in re.findall(r"^COPY (\S+)", DOCKERFILE, re.MULTILINE):
+        assert (ROOT / source).exists(), source
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_environment_is_made_of_settings_that_validate(name):
+    environment = SERVICES[name]["environment"]
+    known = {variable.name for variable in VARIABLES}
+    assert set(environment) <= known, set(environment) - known
+    Settings.from_env(environment)  # raises SettingsError on a bad value
+
+
+def test_kafka_accepts_the_largest_image():
+    settings = Settings.from_env(SERVICES["grpc-server"]["environment"])
+    kafka = SERVICES["kafka"]["environment"]
+    assert int(kafka["KAFKA_MESSAGE_MAX_BYTES"]) >= settings.kafka_max_message_bytes
+    assert int(kafka["KAFKA_REPLICA_FETCH_MAX_BYTES"]) >= settings.kafka_max_message_bytes
+    host, port = settings.bootstrap_servers.split(":")
+    assert host == "kafka" and f"PLAINTEXT://{host}:{port}" in kafka["KAFKA_ADVERTISED_LISTENERS"]
+
+
+def test_the_grpc_port_is_published_and_health_checked():
+    server = SERVICES["grpc-server"]
+    port = Settings.from_env(server["environment"]).grpc_address.rsplit(":", 1)[1]
+    assert server["ports"] == [f"{port}:{port}"]
+    health = server["healthcheck"]["test"]
+    assert option(health, "--address") == f"127.0.0.1:{port}"
+
+
+def test_the_dataflow_is_a_cluster_of_processes_that_find_each_other():
+    assert DATAFLOW == ["dataflow-0", "dataflow-1"]
+    argvs = [argv_of(SERVICES[name]) for name in DATAFLOW]
+    addresses = {option(argv, "-a") for argv in argvs}
+    (address_list,) = addresses  # every process names the same cluster
+    peers = address_list.split(";")
+    assert [peer.split(":")[0] for peer in peers] == DATAFLOW
+    assert [int(option(argv, "-i")) for argv in argvs] == list(range(len(DATAFLOW)))
+    assert all(re.fullmatch(r"\d+", peer.split(":")[1]) for peer in peers)
+    (exposed,) = re.findall(r"^EXPOSE (.*)$", DOCKERFILE, re.MULTILINE)
+    assert {peer.split(":")[1] for peer in peers} <= set(exposed.split())
+    workers = sum(int(option(argv, "-w")) for argv in argvs)
+    partitions = Settings.from_env(SERVICES["dataflow-0"]["environment"]).partitions
+    assert partitions >= workers
+    for name in DATAFLOW:
+        assert SERVICES[name]["restart"] == "always"  # both come back after a crash
+
+
+def test_recovery_store_weights_and_volumes_are_consistent():
+    recovery_argv = argv_of(SERVICES["recovery-init"])
+    store, store_partitions = recovery_argv[2], int(recovery_argv[3])
+    argvs = [argv_of(SERVICES[name]) for name in DATAFLOW]
+    workers = sum(int(option(argv, "-w")) for argv in argvs)
+    assert store_partitions >= workers
+    recovery_volume = mounts(SERVICES["recovery-init"])[store]
+    for name, argv in zip(DATAFLOW, argvs, strict=True):
+        assert option(argv, "-r") == store
+        assert mounts(SERVICES[name])[store] == recovery_volume  # one shared store
+        home = Settings.from_env(SERVICES[name]["environment"]).deepface_home
+        assert mounts(SERVICES[name])[str(home)] == mounts(SERVICES["weights"])[str(home)]
+        depends = SERVICES[name]["depends_on"]
+        for setup in ("topics", "weights", "recovery-init"):
+            assert depends[setup]["condition"] == "service_completed_successfully"
+    used = {
+        source
+        for service in SERVICES.values()
+        for source, _ in (v.split(":")[:2] for v in service.get("volumes", []))
+    }
+    assert used == set(COMPOSE["volumes"])
+
+
+def test_depends_on_names_services():
+    for service in SERVICES.values():
+        assert set(service.get("depends_on", {})) <= set(SERVICES)
+
+
+def test_recovery_init_creates_the_store_once(tmp_path):
+    store = tmp_path / "recovery"
+    first = run_facestream("recovery-init", str(store), "4")
+    assert first.returncode == 0, first.stderr
+    parts = sorted(p.name for p in store.iterdir())
+    assert parts == [f"part-{i}.sqlite3" for i in range(4)]
+    again = run_facestream("recovery-init", str(store), "4")
+    assert again.returncode == 0 and "left as is" in again.stdout
+    other = run_facestream("recovery-init", str(store), "2")
+    assert other.returncode == 1 and "already holds 4 recovery partitions" in other.stderr
+    assert sorted(p.name for p in store.iterdir()) == parts
+
+
+def test_health_command_tells_serving_from_no_answer(embedded_broker):
+    topics = Topics(embedded_broker.bootstrap)
+    with ServerThread(server_settings(topics)) as server:
+        server.wait_serving()
+        serving = run_facestream("health", "--address", server.address)
+    down = run_facestream("health", "--address", f"127.0.0.1:{free_port()}", "--timeout", "1")
+    assert serving.returncode == 0, serving.stdout
+    assert serving.stdout.strip() == f"{server.address}: SERVING"
+    assert down.returncode == 1 and "no answer (UNAVAILABLE)" in down.stdout
