@@ -231,12 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated subset of {','.join(ACTIONS)} (default: all)",
     )
     synth.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    check = model_commands.add_parser("check", help="list which weights are present")
-    check.add_argument(
+    configured_actions = argparse.ArgumentParser(add_help=False)
+    configured_actions.add_argument(
         "--actions",
         type=_comma_list(ACTIONS),
         default=None,
         help="comma-separated actions (default: FACESTREAM_ACTIONS)",
+    )
+    check = model_commands.add_parser(
+        "check", parents=[configured_actions], help="list which weights are present"
     )
     check.add_argument(
         "--detectors",
@@ -244,14 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated detectors (default: FACESTREAM_DETECTOR_BACKEND)",
     )
-    download = model_commands.add_parser(
-        "download", help="download DeepFace's real weights (needs internet)"
-    )
-    download.add_argument(
-        "--actions",
-        type=_comma_list(ACTIONS),
-        default=None,
-        help="comma-separated actions (default: FACESTREAM_ACTIONS)",
+    model_commands.add_parser(
+        "download",
+        parents=[configured_actions],
+        help="download DeepFace's real weights (needs internet)",
     )
     demo = commands.add_parser(
         "demo",

@@ -130,11 +130,16 @@ def test_every_settings_field_has_exactly_one_variable():
 
 def test_readme_configuration_table_matches_the_settings():
     rows = re.findall(
-        r"^\| `([A-Z_]+)` \| (`[^`]+`|\*\(empty\)\*) \|", README.read_text(), re.MULTILINE
+        r"^\| `([A-Z_]+)` \| (`[^`]+`|\*\(empty\)\*) \| (.+?) \| (.+?) \|$",
+        README.read_text(),
+        re.MULTILINE,
     )
-    documented = {name: default.strip("`") for name, default in rows}
-    expected = {v.name: v.default or "*(empty)*" for v in VARIABLES}
-    expected["DEEPFACE_HOME"] = "~"  # the default is the user's home, shown as ~
+    documented = {
+        name: (default.strip("`"), accepts, meaning) for name, default, accepts, meaning in rows
+    }
+    expected = {v.name: (v.default or "*(empty)*", v.accepts, v.help) for v in VARIABLES}
+    # The default of DEEPFACE_HOME is the user's home, shown as ~.
+    expected["DEEPFACE_HOME"] = ("~", *expected["DEEPFACE_HOME"][1:])
     assert documented == expected
 
 
