@@ -18,7 +18,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from facestream.kafka_config import TopicSpec
-from facestream.processes import DIE_WITH_PARENT
+from facestream.processes import prepare_child
 
 
 class BrokerError(RuntimeError):
@@ -150,7 +150,7 @@ class EmbeddedBroker:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=DIE_WITH_PARENT,
+            preexec_fn=prepare_child,
         )
         try:
             deadline = time.monotonic() + timeout

@@ -335,6 +335,9 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 
 def main(settings: Settings, options: DemoOptions) -> int:
     """Run the demo; Ctrl-C or SIGTERM stops it (and its children) with exit code 130."""
+    # Set for SIGINT too: a shell that starts the demo in the background makes it ignore
+    # SIGINT, and the demo must stop its children whoever asks.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         return run(settings, options)

@@ -16,13 +16,15 @@ _PRCTL = ctypes.CDLL(None).prctl if sys.platform == "linux" else None
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    # Runs in the child before exec: if the Python parent dies (even by SIGKILL), the
+def prepare_child() -> None:
+    """Run in a child between fork and exec (Popen's preexec_fn): ties it to its parent."""
+    # If the Python parent dies (even by SIGKILL), the
     # kernel sends SIGTERM to the child, so no orphan keeps a port or GBs of models.
-    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-DIE_WITH_PARENT = _die_with_parent if _PRCTL else None
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # A parent started in the background by a shell ignores SIGINT, and children inherit
+    # that; the child must still stop when asked with SIGINT (Bytewax's way).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def process_alive(pid: int) -> bool:
@@ -52,7 +54,7 @@ class ChildProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=DIE_WITH_PARENT,
+            preexec_fn=prepare_child,
         )
 
     @property

@@ -4,19 +4,17 @@ child process stopped by pid, and producing / consuming facestream records."""
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from types import TracebackType
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from facestream.broker import ensure_topics
 from facestream.kafka_config import TopicSpec, consumer_config, producer_config
+from facestream.processes import ChildProcess
 from facestream.records import image_submitted
 from facestream.v1 import records_pb2
 from tests.conftest import PROJECT_ROOT, cli_env
@@ -123,47 +121,23 @@ def results_for(
     return parsed(messages)
 
 
-class DataflowProcess:
+class DataflowProcess(ChildProcess):
     """`python -m bytewax.run dataflow ARGS` as a child; stopped by its pid on exit."""
 
     def __init__(self, env: dict[str, str], *args: str) -> None:
-        self._log = tempfile.NamedTemporaryFile(prefix="dataflow-", suffix=".log")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bytewax.run", "dataflow", *args],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        argv = [sys.executable, "-m", "bytewax.run", "dataflow", *args]
+        super().__init__("dataflow", argv, env, cwd=PROJECT_ROOT)
 
     def exited(self) -> bool:
-        return self.process.poll() is not None
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(Path(self._log.name).read_text(errors="replace").splitlines()[-lines:])
+        return not self.running()
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, like a crash."""
         self.process.kill()
         self.process.wait(30)
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
     def __enter__(self) -> DataflowProcess:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-        self._log.close()
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop(signal.SIGINT)
