@@ -12,6 +12,7 @@ gRPC client, so it may import `di` and `grpc_server`.
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -37,7 +38,6 @@ from facestream.models import (
     WeightsDownloadError,
     WeightState,
     check_weights,
-    download_weights,
     synthesize_weights,
     synthetic_deepface_home,
     weights_dir_of,
@@ -87,7 +87,7 @@ def choose_weights(
     weights are used from the user's cache (made there if needed), never mixed into
     DEEPFACE_HOME.
     """
-    download = download or (lambda folder: download_weights(folder, settings.actions))
+    download = download or (lambda _folder: download_in_child(settings))
     actions = check_weights(settings.weights_dir, settings.actions, ())
     missing = [s for s in actions if not s.usable]
     if not missing:
@@ -124,6 +124,17 @@ def choose_weights(
         f"{settings.weights_dir} (see the README, 'Model weights')."
     )
     return home, True
+
+
+def download_in_child(settings: Settings) -> None:
+    """`facestream models download` in a child process, so that TensorFlow's and DeepFace's
+    start-up chatter stays out of the demo's output; WeightsDownloadError when it fails."""
+    command = [sys.executable, "-m", "facestream.cli", "models", "download"]
+    env = child_environment(DEEPFACE_HOME=str(settings.deepface_home), TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
+        raise WeightsDownloadError(lines[-1].removeprefix("error: download failed: "))
 
 
 def warmup_image() -> bytes:

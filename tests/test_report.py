@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import cv2
@@ -190,3 +191,18 @@ def test_download_refuses_a_folder_deepface_would_not_write_to(tmp_path):
 
     with pytest.raises(ValueError, match="DeepFace downloads into"):
         download_weights(tmp_path / "elsewhere", ACTIONS)
+
+
+def test_download_in_child_runs_the_real_command(synthetic_home):
+    # Every file is there (synthetic), so the command downloads nothing: no network.
+    demo.download_in_child(Settings.from_env({"DEEPFACE_HOME": str(synthetic_home)}))
+
+
+def test_download_in_child_reports_the_commands_error(tmp_path):
+    # A settings object whose DEEPFACE_HOME the child cannot use: the child refuses.
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    settings = Settings.from_env({"DEEPFACE_HOME": str(tmp_path)})
+    settings = dataclasses.replace(settings, deepface_home=not_a_folder)
+    with pytest.raises(WeightsDownloadError, match="DEEPFACE_HOME="):
+        demo.download_in_child(settings)
