@@ -35,8 +35,7 @@ BENCH_DEEPFACE_HOME ?= $(HOME)/.cache/facestream/synthetic-deepface-home-2026112
 bench: $(STAMP)
 	@DEEPFACE_HOME=$${DEEPFACE_HOME:-$(BENCH_DEEPFACE_HOME)}; export DEEPFACE_HOME; \
 	$(VENV)/bin/facestream models check >/dev/null || $(VENV)/bin/facestream models synth; \
-	$(PY) -m bench.pipeline_parts
-	$(PY) -m bench.submit_throughput
+	$(PY) -m bench.suite $(BENCH_ARGS) && $(PY) -m bench.pipeline_parts
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -104,6 +104,8 @@ def main() -> None:
     report["images"] = len(jobs)
 
     out = ROOT / "bench" / "results" / "pipeline_parts.json"
+
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     batch = settings.batch_size
     print(

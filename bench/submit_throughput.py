@@ -166,6 +166,7 @@ def main() -> None:
     }
     report["submit_vs_raw"] = report["submit_req_per_s"] / report["raw_producer_records_per_s"]
     out = ROOT / "bench" / "results" / "submit.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(
         f"| ingestion ({len(image) // 1024} KB images, {args.concurrency} concurrent, "

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,32 +151,43 @@ def _loopback_address(configured: str) -> str:
     return f"127.0.0.1:{free_port()}"
 
 
-class DemoSystem:
-    """The broker, the dataflow and the gRPC server as children of this process."""
+class LocalSystem:
+    """The broker, the dataflow and the gRPC server as children of this process.
 
-    def __init__(self, settings: Settings, deepface_home: Path) -> None:
+    `dataflows` holds the `bytewax.run` arguments of each dataflow process (one process by
+    default); `env` is given to every child on top of this process's environment.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        deepface_home: Path,
+        dataflows: Sequence[Sequence[str]] = (("-w", str(DEMO_WORKERS)),),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.deepface_home = deepface_home
+        self.dataflows = dataflows
+        self.env = dict(env or {})
         self.children: list[ChildProcess] = []
         self.address = _loopback_address(settings.grpc_address)
 
     @contextmanager
-    def running(self) -> Iterator[DemoSystem]:
+    def running(self) -> Iterator[LocalSystem]:
         """Start everything; stop every child (server, dataflow, broker) on the way out."""
         with ExitStack() as stack:
             bootstrap = self._kafka(stack)
             ensure_topics(bootstrap, self.settings.topics)
             env = child_environment(
+                **self.env,
                 FACESTREAM_KAFKA_BOOTSTRAP=bootstrap,
                 FACESTREAM_GRPC_ADDRESS=self.address,
                 DEEPFACE_HOME=str(self.deepface_home),
             )
             stack.callback(self._stop_children)
-            self._start(
-                "dataflow",
-                [sys.executable, "-m", "bytewax.run", "dataflow", "-w", str(DEMO_WORKERS)],
-                env,
-            )
+            for index, args in enumerate(self.dataflows):
+                name = "dataflow" if len(self.dataflows) == 1 else f"dataflow-{index}"
+                self._start(name, [sys.executable, "-m", "bytewax.run", "dataflow", *args], env)
             self._start("grpc-server", [sys.executable, "-m", "grpc_server"], env)
             yield self
 
@@ -205,7 +216,8 @@ class DemoSystem:
         # The server first, so no new request arrives; then the dataflow (SIGINT is how
         # Bytewax is asked to stop), each by its pid, killed if it does not end in time.
         for child in reversed(self.children):
-            code = child.stop(signal.SIGINT if child.name == "dataflow" else signal.SIGTERM)
+            dataflow = child.name.startswith("dataflow")
+            code = child.stop(signal.SIGINT if dataflow else signal.SIGTERM)
             say(f"{child.name}: stopped (pid {child.pid}, exit code {code})")
 
     @staticmethod
@@ -246,7 +258,8 @@ class DemoSystem:
         return outcome[0]
 
 
-def _wait_serving(system: DemoSystem, client: AnalyzeClient) -> None:
+def wait_serving(system: LocalSystem, client: AnalyzeClient) -> None:
+    """Return once the server is SERVING; DemoError if a child dies or it takes too long."""
     deadline = time.monotonic() + HEALTH_TIMEOUT
     while True:
         system.check()
@@ -260,7 +273,9 @@ def _wait_serving(system: DemoSystem, client: AnalyzeClient) -> None:
         time.sleep(0.2)
 
 
-def _wait_first_result(system: DemoSystem, client: AnalyzeClient, run_id: str) -> None:
+def wait_first_result(system: LocalSystem, client: AnalyzeClient, run_id: str) -> None:
+    """Return once the dataflow has answered a warm-up image (its models are loaded)."""
+
     def warm_up() -> object:
         return client.analyze(
             warmup_image(), request_id=f"{run_id}-warmup", timeout=FIRST_RESULT_TIMEOUT
@@ -298,12 +313,12 @@ def run(settings: Settings, options: DemoOptions) -> int:
     home, synthetic = choose_weights(settings, options.download)
     run_id = f"demo-{uuid.uuid4().hex[:8]}"
     with (
-        DemoSystem(settings, home).running() as system,
+        LocalSystem(settings, home).running() as system,
         AnalyzeClient(system.address) as client,
     ):
-        _wait_serving(system, client)
+        wait_serving(system, client)
         say(f"grpc-server: SERVING on {system.address}")
-        _wait_first_result(system, client, run_id)
+        wait_first_result(system, client, run_id)
         ids = [f"{run_id}-{index}" for index in range(len(images))]
         started = time.monotonic()
         loaders = [_loader(image) for image in images]

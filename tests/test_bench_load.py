@@ -1,0 +1,43 @@
+"""The benchmarks' load generator, with a stand-in service (the services themselves are
+the real ones in `make bench`)."""
+
+from __future__ import annotations
+
+import threading
+
+from bench.load import median_run, offer, saturate
+
+
+def test_saturate_sends_every_image_each_round_with_the_concurrency_asked():
+    seen: list[bytes] = []
+    in_flight = 0
+    most = 0
+    lock = threading.Lock()
+    all_in = threading.Barrier(3, timeout=10)
+
+    def service(image: bytes) -> int:
+        nonlocal in_flight, most
+        with lock:
+            in_flight += 1
+            most = max(most, in_flight)
+            seen.append(image)
+        if len(seen) <= 3:
+            all_in.wait()  # the first three calls meet: three were in flight at once
+        with lock:
+            in_flight -= 1
+        return len(image)
+
+    run = saturate(service, [b"a", b"bb", b"ccc"], rounds=2, concurrency=3)
+    assert sorted(seen) == [b"a", b"a", b"bb", b"bb", b"ccc", b"ccc"]
+    assert (run.images, run.faces, len(run.latencies)) == (6, 12, 6)
+    assert most == 3
+    assert run.faces_per_s > 0 and run.p50 <= run.p99
+
+
+def test_offer_sends_rate_times_seconds_calls_in_turn():
+    seen: list[bytes] = []
+    run = offer(lambda image: seen.append(image) or 1, [b"x", b"y"], rate=50, seconds=0.2)
+    assert sorted(seen) == [b"x"] * 5 + [b"y"] * 5
+    assert (run.images, run.faces) == (10, 10)
+    summary = median_run([run, run])
+    assert summary["runs"] == 2 and summary["faces_per_run"] == 10
