@@ -10,7 +10,7 @@ by side in one run, on the same images, weights and load generator.
 - DI: what an operator pays per message to reach its singletons, against a direct call.
 
 Writes bench/results/latest.json and prints a markdown table with the targets.
-Usage: python -m bench.suite [--repeat N] [--rounds N] [--quick]
+Usage: python -m bench.suite [--repeat N] [--rounds N] [--concurrency C] [--latency-seconds S]
 """
 
 from __future__ import annotations
@@ -272,8 +272,10 @@ def cluster_args(processes: int, workers: int) -> list[list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
-    parser.add_argument("--rounds", type=int, default=2, help="passes over the images per run")
+    parser.add_argument("--rounds", type=int, default=1, help="passes over the images per run")
     parser.add_argument("--concurrency", type=int, default=8, help="calls in flight")
+    # DeepFace's server gives wrong answers and errors with 2 worker threads (its detector
+    # is shared and not thread-safe; DESIGN.md), so its best setting is 1.
     parser.add_argument("--peer-workers", type=int, default=1)
     parser.add_argument("--latency-seconds", type=float, default=60.0)
     args = parser.parse_args()
