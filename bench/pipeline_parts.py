@@ -15,11 +15,18 @@ import json
 import logging
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from dataflow.steps import FaceJob, Limits, analyze_faces, extract_faces, parse_request
-from di import build_container, load_settings
+from dataflow.steps import (
+    FaceJob,
+    ImageJob,
+    Limits,
+    analyze_faces,
+    extract_faces,
+    parse_request,
+)
+from di import Settings, build_container, load_settings
 from facestream.analyzer import FaceAnalyzer
 from facestream.images import decode_image
 from facestream.records import image_submitted
@@ -38,6 +45,49 @@ def median_seconds(run: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
+def in_process_steps(settings: Settings) -> tuple[FaceAnalyzer, logging.Logger, Limits]:
+    """What the dataflow's steps get when the flow is built, for running them in process."""
+    container = build_container(settings)
+    limits = Limits(
+        settings.max_image_bytes,
+        settings.max_pixels,
+        settings.detection_max_side,
+        settings.detector_backend,
+    )
+    return container[FaceAnalyzer], container[logging.Logger], limits
+
+
+def submissions(images: Sequence[bytes]) -> list[ImageJob]:
+    """The images as the dataflow's first step gives them on (parsed requests-topic records)."""
+    from bytewax.connectors.kafka import KafkaSourceMessage
+
+    return [
+        parse_request(
+            KafkaSourceMessage(key=None, value=image_submitted(f"b{i}", data).SerializeToString())
+        )
+        for i, data in enumerate(images)
+    ]
+
+
+def extract_and_analyze(
+    jobs: Sequence[ImageJob],
+    analyzer: FaceAnalyzer,
+    limits: Limits,
+    logger: logging.Logger,
+    batch_size: int,
+) -> int:
+    """The dataflow's extraction and batched analysis steps over `jobs`, in this process,
+    with no Kafka around them; the number of faces analysed."""
+    faces = [
+        face
+        for job in jobs
+        for face in extract_faces(job, analyzer, limits, logger)
+        if isinstance(face, FaceJob)
+    ]
+    analyze_faces(faces, analyzer, batch_size, logger)
+    return len(faces)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("photos", nargs="?", type=Path, default=DEFAULT_PHOTOS)
@@ -45,15 +95,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = load_settings()
-    container = build_container(settings)
-    analyzer = container[FaceAnalyzer]
-    logger = container[logging.Logger]
-    limits = Limits(
-        settings.max_image_bytes,
-        settings.max_pixels,
-        settings.detection_max_side,
-        settings.detector_backend,
-    )
+    analyzer, logger, limits = in_process_steps(settings)
     report: dict[str, object] = {
         "synthetic_weights": analyzer.synthetic_weights,
         "repeat": args.repeat,
@@ -70,46 +112,29 @@ def main() -> None:
     report["detect_14mpx_downscaled_s"] = scaled
     report["detection_max_side"] = settings.detection_max_side
 
-    from bytewax.connectors.kafka import KafkaSourceMessage
-
-    jobs = [
-        parse_request(
-            KafkaSourceMessage(
-                key=None, value=image_submitted(path.stem, path.read_bytes()).SerializeToString()
-            )
-        )
+    photos = [
+        path
         for path in sorted(args.photos.glob("*.*"))
         if path.suffix.lower() in (".jpg", ".png") and not path.name.startswith("noface")
     ]
-    faces = [
-        f
-        for job in jobs
-        for f in extract_faces(job, analyzer, limits, logger)
-        if isinstance(f, FaceJob)
-    ]
+    jobs = submissions([path.read_bytes() for path in photos])
+    faces = extract_and_analyze(jobs, analyzer, limits, logger, settings.batch_size)
 
     def pipeline(batch_size: int) -> None:
-        found = [
-            f
-            for job in jobs
-            for f in extract_faces(job, analyzer, limits, logger)
-            if isinstance(f, FaceJob)
-        ]
-        analyze_faces(found, analyzer, batch_size, logger)
+        extract_and_analyze(jobs, analyzer, limits, logger, batch_size)
 
     for batch_size in (1, settings.batch_size):
         seconds = median_seconds(lambda b=batch_size: pipeline(b), args.repeat)
-        report[f"faces_per_s_batch_{batch_size}"] = len(faces) / seconds
-    report["faces"] = len(faces)
+        report[f"faces_per_s_batch_{batch_size}"] = faces / seconds
+    report["faces"] = faces
     report["images"] = len(jobs)
 
     out = ROOT / "bench" / "results" / "pipeline_parts.json"
-
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     batch = settings.batch_size
     print(
-        f"| measure | value | ({report['images']} photos, {len(faces)} faces, median of "
+        f"| measure | value | ({report['images']} photos, {faces} faces, median of "
         f"{args.repeat}, synthetic weights: {analyzer.synthetic_weights}) |"
     )
     print("|---|---|---|")

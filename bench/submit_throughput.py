@@ -12,10 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,10 +20,9 @@ import cv2
 import grpc
 import numpy as np
 from confluent_kafka import Producer
-from grpc_health.v1 import health_pb2
 
 from di import Settings
-from facestream.broker import EmbeddedBroker, ensure_topics, free_port
+from facestream.demo import LocalSystem, wait_serving
 from facestream.kafka_config import producer_config
 from facestream.records import image_submitted
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc
@@ -34,6 +30,7 @@ from grpc_server.client import AnalyzeClient
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_IMAGE_BYTES = 100 * 1024
+QUIET = {"FACESTREAM_LOG_LEVEL": "WARNING"}
 
 
 def image_of_about(target: int) -> bytes:
@@ -96,21 +93,6 @@ def raw_producer_rate(bootstrap: str, topic: str, image: bytes, records: int, li
     return records / (time.perf_counter() - started)
 
 
-def wait_serving(address: str, server: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    with AnalyzeClient(address) as client:
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise SystemExit("the gRPC server exited during start-up")
-            try:
-                if client.health(timeout=1) == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise SystemExit(f"the gRPC server was not SERVING within {timeout} s")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
@@ -119,40 +101,26 @@ def main() -> None:
     args = parser.parse_args()
 
     image = image_of_about(TARGET_IMAGE_BYTES)
-    address = f"127.0.0.1:{free_port()}"
-    with EmbeddedBroker(free_port()) as broker:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("FACESTREAM_")},
-            "FACESTREAM_KAFKA_BOOTSTRAP": broker.bootstrap,
-            "FACESTREAM_GRPC_ADDRESS": address,
-            "FACESTREAM_LOG_LEVEL": "WARNING",
-        }
-        settings = Settings.from_env(env)
-        ensure_topics(broker.bootstrap, settings.topics)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "grpc_server"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL
-        )
-        try:
-            wait_serving(address, server, 60)
-            asyncio.run(submit_load(address, image, 200, args.concurrency))  # warm-up
-            # Interleaved, so both see the broker in the same state (it fills up as it goes).
-            runs, raw = [], []
-            for _ in range(args.repeat):
-                runs.append(
-                    asyncio.run(submit_load(address, image, args.requests, args.concurrency))
+    settings = Settings.from_env(QUIET)
+    system = LocalSystem(settings, settings.deepface_home, dataflows=(), env=QUIET)
+    with system.running(), AnalyzeClient(system.address) as client:
+        wait_serving(system, client)
+        asyncio.run(submit_load(system.address, image, 200, args.concurrency))  # warm-up
+        # Interleaved, so both see the broker in the same state (it fills up as it goes).
+        runs, raw = [], []
+        for _ in range(args.repeat):
+            runs.append(
+                asyncio.run(submit_load(system.address, image, args.requests, args.concurrency))
+            )
+            raw.append(
+                raw_producer_rate(
+                    system.bootstrap,
+                    settings.topic_requests,
+                    image,
+                    args.requests,
+                    settings.kafka_max_message_bytes,
                 )
-                raw.append(
-                    raw_producer_rate(
-                        broker.bootstrap,
-                        settings.topic_requests,
-                        image,
-                        args.requests,
-                        settings.kafka_max_message_bytes,
-                    )
-                )
-        finally:
-            server.terminate()
-            server.wait(30)
+            )
 
     report = {
         "image_bytes": len(image),

@@ -32,8 +32,8 @@ from typing import Any
 
 from bench.load import LoadRun, median_run, offer, saturate
 from bench.peer_server import peer_analyze, peer_stub
+from bench.pipeline_parts import extract_and_analyze, in_process_steps, submissions
 from di import Settings, build_container, child_environment, load_settings
-from facestream.analyzer import FaceAnalyzer
 from facestream.broker import free_port
 from facestream.demo import LocalSystem, wait_first_result, wait_serving
 from facestream.image_sources import demo_images
@@ -84,39 +84,13 @@ def peak_rss_mb(pid: int) -> float:
 def ceiling(settings: Settings, images: Sequence[bytes], repeat: int) -> dict[str, Any]:
     """Faces/s of decode + extraction + batched analysis in this process, as the dataflow's
     own steps do it, with no Kafka or gRPC around them."""
-    from bytewax.connectors.kafka import KafkaSourceMessage
-
-    from dataflow.steps import FaceJob, Limits, analyze_faces, extract_faces, parse_request
-    from facestream.records import image_submitted
-
-    container = build_container(settings)
-    analyzer, logger = container[FaceAnalyzer], container[logging.Logger]
-    limits = Limits(
-        settings.max_image_bytes,
-        settings.max_pixels,
-        settings.detection_max_side,
-        settings.detector_backend,
-    )
-    messages = [
-        KafkaSourceMessage(key=None, value=image_submitted(f"c{i}", data).SerializeToString())
-        for i, data in enumerate(images)
-    ]
-
-    def run() -> int:
-        faces = [
-            face
-            for message in messages
-            for face in extract_faces(parse_request(message), analyzer, limits, logger)
-            if isinstance(face, FaceJob)
-        ]
-        analyze_faces(faces, analyzer, settings.batch_size, logger)
-        return len(faces)
-
-    run()  # warm-up
+    analyzer, logger, limits = in_process_steps(settings)
+    jobs = submissions(images)
+    extract_and_analyze(jobs, analyzer, limits, logger, settings.batch_size)  # warm-up
     rates: list[float] = []
     for _ in range(repeat):
         started = time.perf_counter()
-        faces = run()
+        faces = extract_and_analyze(jobs, analyzer, limits, logger, settings.batch_size)
         rates.append(faces / (time.perf_counter() - started))
     return {
         "faces_per_s": statistics.median(rates),
@@ -126,8 +100,10 @@ def ceiling(settings: Settings, images: Sequence[bytes], repeat: int) -> dict[st
     }
 
 
-def peer(home: Path, images: Sequence[bytes], args: argparse.Namespace) -> dict[str, Any]:
-    """DeepFace's gRPC server with one worker thread, saturated and at half its load."""
+def peer(
+    home: Path, images: Sequence[bytes], faces_per_image: float, args: argparse.Namespace
+) -> dict[str, Any]:
+    """DeepFace's gRPC server, saturated, then at half its saturated faces/s."""
     port = free_port()
     env = child_environment(DEEPFACE_HOME=str(home), **LOUD_CHILDREN)
     server = ChildProcess(
@@ -143,17 +119,19 @@ def peer(home: Path, images: Sequence[bytes], args: argparse.Namespace) -> dict[
         runs = [
             saturate(service, images, args.rounds, args.concurrency) for _ in range(args.repeat)
         ]
+        saturated = median_run(runs)
+        say("bench: peer at half its saturated load")
+        half_load = _half_load(
+            service, images, saturated["faces_per_s"] / 2, faces_per_image, args.latency_seconds
+        )
         return {
             "workers": args.peer_workers,
-            "saturated": median_run(runs),
+            "saturated": saturated,
+            "half_load": half_load,
             "peak_rss_mb": peak_rss_mb(server.pid),
-            "service": service,
         }
-    except BaseException:
-        server.stop()
-        raise
     finally:
-        args.stop_later.append(server)
+        server.stop()
 
 
 def _peer_call(stub: Any, image: bytes) -> int:
@@ -182,10 +160,10 @@ def facestream_shape(
     dataflows: Sequence[Sequence[str]],
     images: Sequence[bytes],
     args: argparse.Namespace,
-    offered_faces_per_s: float | None = None,
+    half_load: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """Analyze end to end at saturation (and at an offered load, if given) with these
-    dataflow processes; their peak RSS."""
+    """Analyze end to end at saturation with these dataflow processes, their peak RSS, and
+    with `half_load` = (faces/s, faces per image) the latency at that offered load."""
     system = LocalSystem(settings, home, dataflows, LOUD_CHILDREN)
     with system.running(), AnalyzeClient(system.address) as client:
         wait_serving(system, client)
@@ -205,8 +183,8 @@ def facestream_shape(
             for _ in range(args.repeat)
         ]
         result["saturated"] = median_run(runs)
-        if offered_faces_per_s:
-            result["half_load"] = _half_load(service, images, offered_faces_per_s, args)
+        if half_load:
+            result["half_load"] = _half_load(service, images, *half_load, args.latency_seconds)
         dataflow_pids = [c.pid for c in system.children if c.name.startswith("dataflow")]
         result["peak_rss_mb"] = [peak_rss_mb(pid) for pid in dataflow_pids]
     return result
@@ -216,11 +194,11 @@ def _half_load(
     service: Callable[[bytes], int],
     images: Sequence[bytes],
     faces_per_s: float,
-    args: argparse.Namespace,
+    faces_per_image: float,
+    seconds: float,
 ) -> dict[str, Any]:
-    faces_per_image = args.faces_per_image
     rate = faces_per_s / faces_per_image
-    runs: list[LoadRun] = [offer(service, images, rate, args.latency_seconds)]
+    runs: list[LoadRun] = [offer(service, images, rate, seconds)]
     return {"offered_faces_per_s": faces_per_s, "images_per_s": rate, **median_run(runs)}
 
 
@@ -279,7 +257,6 @@ def main() -> None:
     parser.add_argument("--peer-workers", type=int, default=1)
     parser.add_argument("--latency-seconds", type=float, default=60.0)
     args = parser.parse_args()
-    args.stop_later = []
 
     settings = load_settings()
     home = settings.deepface_home
@@ -300,20 +277,12 @@ def main() -> None:
     report["ceiling"] = ceiling(settings, images, args.repeat)
     report["synthetic_weights"] = report["ceiling"]["synthetic_weights"]
     say(f"bench: ceiling {report['ceiling']['faces_per_s']:.2f} faces/s")
-    args.faces_per_image = report["ceiling"]["faces_per_run"] / len(images)
-    try:
-        say("bench: peer (DeepFace's gRPC server)")
-        peer_report = peer(home, images, args)
-        peer_service = peer_report.pop("service")
-        half = peer_report["saturated"]["faces_per_s"] / 2
-        say("bench: peer at half its saturated load")
-        peer_report["half_load"] = _half_load(peer_service, images, half, args)
-        report["peer"] = peer_report
-        save(report)
-        say(f"bench: peer {peer_report['saturated']} half load {peer_report['half_load']}")
-    finally:
-        for child in args.stop_later:
-            child.stop()
+    faces_per_image = report["ceiling"]["faces_per_run"] / len(images)
+    say("bench: peer (DeepFace's gRPC server)")
+    report["peer"] = peer(home, images, faces_per_image, args)
+    save(report)
+    say(f"bench: peer {report['peer']['saturated']} half load {report['peer']['half_load']}")
+    half = report["peer"]["half_load"]["offered_faces_per_s"]
     shapes = {
         "w1": [["-w", "1"]],
         "w2": [["-w", "2"]],
@@ -324,7 +293,12 @@ def main() -> None:
     for name, dataflows in shapes.items():
         say(f"bench: facestream {name}")
         report["facestream"][name] = facestream_shape(
-            settings, home, dataflows, images, args, half if name == "w2" else None
+            settings,
+            home,
+            dataflows,
+            images,
+            args,
+            (half, faces_per_image) if name == "w2" else None,
         )
         save(report)
         say(f"bench: facestream {name} {report['facestream'][name]}")

@@ -6,19 +6,17 @@ Tansu's memory storage is lost when it stops: it is for one laptop, tests and th
 
 from __future__ import annotations
 
+import signal
 import socket
-import subprocess
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from types import TracebackType
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from facestream.kafka_config import TopicSpec
-from facestream.processes import prepare_child
+from facestream.processes import ChildProcess
 
 
 class BrokerError(RuntimeError):
@@ -110,8 +108,7 @@ class EmbeddedBroker:
     def __init__(self, port: int, host: str = "127.0.0.1") -> None:
         self.host = host
         self.port = port
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log")  # noqa: SIM115
+        self._child: ChildProcess | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -119,13 +116,13 @@ class EmbeddedBroker:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process else None
+        return self._child.pid if self._child else None
 
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._child is not None and self._child.running()
 
     def log_tail(self, lines: int = 20) -> str:
-        return "\n".join(Path(self._log.name).read_text(errors="replace").splitlines()[-lines:])
+        return self._child.log_tail(lines) if self._child else ""
 
     def start(self, timeout: float = 15) -> None:
         """Start the broker and return once it answers metadata requests."""
@@ -136,29 +133,15 @@ class EmbeddedBroker:
                 "or point FACESTREAM_KAFKA_BOOTSTRAP at a running Kafka."
             )
         url = f"tcp://{self.bootstrap}"
-        self._process = subprocess.Popen(
-            [
-                broker_binary(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=prepare_child,
-        )
+        argv = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url"]
+        self._child = ChildProcess("tansu", [*argv, url, "--storage-engine", "memory://tansu/"])
         try:
             deadline = time.monotonic() + timeout
             while not _accepts_connections(self.host, self.port):
                 if not self.running():
                     raise BrokerError(
-                        f"The embedded broker exited at start (code {self._process.returncode}):\n"
-                        f"{self.log_tail()}"
+                        "The embedded broker exited at start (code "
+                        f"{self._child.process.returncode}):\n{self.log_tail()}"
                     )
                 if time.monotonic() > deadline:
                     raise BrokerError(f"The embedded broker did not listen within {timeout} s")
@@ -170,16 +153,7 @@ class EmbeddedBroker:
 
     def stop(self, timeout: float = 10) -> int | None:
         """Stop the broker (SIGTERM, then SIGKILL after timeout); return its exit code."""
-        if self._process is None:
-            return None
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout)
-        return self._process.returncode
+        return self._child.stop(signal.SIGTERM, timeout) if self._child else None
 
     def __enter__(self) -> EmbeddedBroker:
         self.start()
@@ -192,4 +166,3 @@ class EmbeddedBroker:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
-        self._log.close()

@@ -33,12 +33,11 @@ from di import Settings, child_environment
 from facestream.broker import EmbeddedBroker, ensure_topics, free_port, port_is_free, wait_for_kafka
 from facestream.image_sources import NamedImage, demo_images, folder_images
 from facestream.models import (
-    DEFAULT_SEED,
     SYNTHETIC_WARNING,
     WeightsDownloadError,
     WeightState,
     check_weights,
-    synthesize_weights,
+    ensure_synthetic_weights,
     synthetic_deepface_home,
     weights_dir_of,
 )
@@ -46,7 +45,7 @@ from facestream.processes import ChildProcess
 from facestream.report import ReportEntry, summarize, write_report
 from grpc_server.client import AnalyzeClient
 from grpc_server.commands import analyze_images, describe_rpc_error
-from grpc_server.result_table import format_table, result_rows
+from grpc_server.result_table import error_row, format_table, result_rows
 
 DEMO_WORKERS = 2
 HEALTH_TIMEOUT = 120.0
@@ -108,16 +107,8 @@ def choose_weights(
         say("weights: downloading is off (--no-download)")
     home = synthetic_deepface_home()
     folder = weights_dir_of(home)
-    absent = [
-        action
-        for action, status in zip(
-            settings.actions, check_weights(folder, settings.actions, ()), strict=True
-        )
-        if status.state is not WeightState.SYNTHETIC
-    ]
-    if absent:
-        say(f"weights: generating SYNTHETIC weights in {folder} (once, ~1.6 GB, a minute) ...")
-        synthesize_weights(folder, absent, DEFAULT_SEED)
+    say(f"weights: SYNTHETIC weights in {folder} (made on first use: ~1.6 GB, a minute)")
+    ensure_synthetic_weights(folder, settings.actions)
     say(f"weights: using SYNTHETIC weights from {folder}: {SYNTHETIC_WARNING}.")
     say(
         "weights: for real attributes, put DeepFace's weight files in "
@@ -155,7 +146,8 @@ class LocalSystem:
     """The broker, the dataflow and the gRPC server as children of this process.
 
     `dataflows` holds the `bytewax.run` arguments of each dataflow process (one process by
-    default); `env` is given to every child on top of this process's environment.
+    default, none for the gRPC front alone); `env` is given to every child on top of this
+    process's environment. `bootstrap` is Kafka's address once it runs.
     """
 
     def __init__(
@@ -171,16 +163,17 @@ class LocalSystem:
         self.env = dict(env or {})
         self.children: list[ChildProcess] = []
         self.address = _loopback_address(settings.grpc_address)
+        self.bootstrap = settings.bootstrap_servers
 
     @contextmanager
     def running(self) -> Iterator[LocalSystem]:
         """Start everything; stop every child (server, dataflow, broker) on the way out."""
         with ExitStack() as stack:
-            bootstrap = self._kafka(stack)
-            ensure_topics(bootstrap, self.settings.topics)
+            self.bootstrap = self._kafka(stack)
+            ensure_topics(self.bootstrap, self.settings.topics)
             env = child_environment(
                 **self.env,
-                FACESTREAM_KAFKA_BOOTSTRAP=bootstrap,
+                FACESTREAM_KAFKA_BOOTSTRAP=self.bootstrap,
                 FACESTREAM_GRPC_ADDRESS=self.address,
                 DEEPFACE_HOME=str(self.deepface_home),
             )
@@ -347,7 +340,7 @@ def _print_results(entries: list[ReportEntry], synthetic: bool) -> None:
     rows: list[tuple[str, ...]] = []
     for entry in entries:
         if entry.result is None:
-            rows.append((entry.name, "ERROR", "-", "-", "-", "-", "-", entry.error))
+            rows.append(error_row(entry.name, entry.error))
         else:
             rows.extend(result_rows(entry.name, entry.result))
     say("")

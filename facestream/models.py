@@ -235,6 +235,22 @@ def synthesize_weights(
     return written
 
 
+def ensure_synthetic_weights(
+    weights_dir: Path, actions: Iterable[str] = ACTIONS, seed: int = DEFAULT_SEED
+) -> list[str]:
+    """Write synthetic weights for the actions whose file in `weights_dir` is not already
+    synthetic; return those actions (empty when nothing had to be made)."""
+    actions = list(actions)
+    absent = [
+        action
+        for action, status in zip(actions, check_weights(weights_dir, actions, ()), strict=True)
+        if status.state is not WeightState.SYNTHETIC
+    ]
+    if absent:
+        synthesize_weights(weights_dir, absent, seed)
+    return absent
+
+
 class WeightsDownloadError(RuntimeError):
     """DeepFace could not download a weight file (no internet, or the source failed)."""
 

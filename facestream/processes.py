@@ -16,7 +16,7 @@ _PRCTL = ctypes.CDLL(None).prctl if sys.platform == "linux" else None
 _PR_SET_PDEATHSIG = 1
 
 
-def prepare_child() -> None:
+def _prepare_child() -> None:
     """Run in a child between fork and exec (Popen's preexec_fn): ties it to its parent."""
     # If the Python parent dies (even by SIGKILL), the
     # kernel sends SIGTERM to the child, so no orphan keeps a port or GBs of models.
@@ -39,22 +39,26 @@ def process_alive(pid: int) -> bool:
 class ChildProcess:
     """A command run as a child in its own session (so a terminal's Ctrl-C reaches only the
     parent, which stops children in order), its output in a log file, ended with its
-    parent at the latest."""
+    parent at the latest. Without `env` it inherits this process's environment."""
 
     def __init__(
-        self, name: str, argv: Sequence[str], env: Mapping[str, str], cwd: Path | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> None:
         self.name = name
         self._log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log")  # noqa: SIM115
         self.process = subprocess.Popen(
             list(argv),
             cwd=cwd,
-            env=dict(env),
+            env=dict(env) if env is not None else None,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=prepare_child,
+            preexec_fn=_prepare_child,
         )
 
     @property

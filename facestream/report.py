@@ -15,6 +15,7 @@ import numpy as np
 from google.protobuf.json_format import MessageToDict
 
 from facestream.models import SYNTHETIC_WARNING
+from facestream.result_text import region_text, status_name
 from facestream.v1 import records_pb2
 
 # Annotated images are shown in a browser: larger ones are scaled down to this side.
@@ -134,17 +135,14 @@ def _file_name(index: int, name: str) -> str:
 
 
 def _status(entry: ReportEntry) -> str:
-    if entry.result is None:
-        return f"ERROR {entry.error}"
-    status = records_pb2.AnalysisStatus.Name(entry.result.status)
-    return status.removeprefix("ANALYSIS_STATUS_")
+    return f"ERROR {entry.error}" if entry.result is None else status_name(entry.result)
 
 
 def _card(entry: ReportEntry, image_file: str | None) -> str:
     result = entry.result
     rows = "".join(
         f"<tr><td>{n}</td><td>{html.escape(face_label(face))}</td>"
-        f"<td>{face.region.w}x{face.region.h}+{face.region.x}+{face.region.y}</td></tr>"
+        f"<td>{region_text(face.region)}</td></tr>"
         for n, face in enumerate(result.faces if result else (), start=1)
     )
     problem = ""

@@ -18,7 +18,7 @@ from facestream.image_sources import NamedImage, image_files
 from facestream.models import SYNTHETIC_WARNING
 from facestream.v1 import analyze_service_pb2, records_pb2
 from grpc_server.client import AnalyzeClient, request
-from grpc_server.result_table import format_table, result_json, result_rows
+from grpc_server.result_table import error_row, format_table, result_json, result_rows
 
 SUBMIT_COLUMNS = ("image", "request id", "accepted")
 
@@ -157,7 +157,7 @@ def _analyze_all(
     rows = []
     for path, analysis in zip(files, analyses, strict=True):
         if analysis.result is None:
-            rows.append((str(path), "ERROR", "-", "-", "-", "-", "-", analysis.error))
+            rows.append(error_row(str(path), analysis.error))
             if as_json:
                 print(acceptance_json(str(path), "-", f"no: {analysis.error}"))
             continue

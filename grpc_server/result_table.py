@@ -7,14 +7,10 @@ from collections.abc import Sequence
 
 from google.protobuf.json_format import MessageToDict
 
+from facestream.result_text import region_text, status_name
 from facestream.v1 import records_pb2
 
 COLUMNS = ("image", "status", "face", "age", "gender", "emotion", "race", "region")
-
-
-def status_name(result: records_pb2.AnalysisResult) -> str:
-    """OK, NO_FACE, INVALID_IMAGE or FAILED."""
-    return records_pb2.AnalysisStatus.Name(result.status).removeprefix("ANALYSIS_STATUS_")
 
 
 def _label(distribution: records_pb2.Distribution) -> str:
@@ -31,7 +27,6 @@ def result_rows(image: str, result: records_pb2.AnalysisResult) -> list[tuple[st
         return [(image, status, "-", "-", "-", "-", "-", detail)]
     rows = []
     for number, face in enumerate(result.faces, start=1):
-        region = face.region
         rows.append(
             (
                 image,
@@ -41,10 +36,15 @@ def result_rows(image: str, result: records_pb2.AnalysisResult) -> list[tuple[st
                 _label(face.gender),
                 _label(face.emotion),
                 _label(face.race),
-                f"{region.w}x{region.h}+{region.x}+{region.y}",
+                region_text(face.region),
             )
         )
     return rows
+
+
+def error_row(image: str, error: str) -> tuple[str, ...]:
+    """The table row of an image that got no result, saying why."""
+    return (image, "ERROR", "-", "-", "-", "-", "-", error)
 
 
 def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] = COLUMNS) -> str:

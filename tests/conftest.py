@@ -15,9 +15,7 @@ from facestream.broker import EmbeddedBroker, free_port
 from facestream.models import (
     ACTIONS,
     DEFAULT_SEED,
-    WeightState,
-    check_weights,
-    synthesize_weights,
+    ensure_synthetic_weights,
     synthetic_deepface_home,
     weights_dir_of,
 )
@@ -36,14 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 @pytest.fixture(scope="session")
 def synthetic_home() -> Path:
     """DEEPFACE_HOME holding synthetic weights for all four actions (generated if missing)."""
-    weights_dir = weights_dir_of(SYNTHETIC_HOME)
-    missing = [
-        action
-        for action, status in zip(ACTIONS, check_weights(weights_dir, ACTIONS, ()), strict=True)
-        if status.state is not WeightState.SYNTHETIC
-    ]
-    if missing:
-        synthesize_weights(weights_dir, missing, DEFAULT_SEED)
+    ensure_synthetic_weights(weights_dir_of(SYNTHETIC_HOME), ACTIONS, DEFAULT_SEED)
     return SYNTHETIC_HOME
 
 
