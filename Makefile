@@ -30,10 +30,11 @@ demo: $(STAMP)
 	$(VENV)/bin/facestream demo $(if $(IMAGES),--images "$(IMAGES)")
 
 # Benchmarks run on synthetic weights (same cost as the real ones) unless DEEPFACE_HOME
-# already holds weights; they are made once per machine, outside the repository.
-BENCH_DEEPFACE_HOME ?= $(HOME)/.cache/facestream/synthetic-deepface-home-20261122
+# already holds weights; they are made once per machine, outside the repository, in the
+# cache the tests and the demo use.
 bench: $(STAMP)
-	@DEEPFACE_HOME=$${DEEPFACE_HOME:-$(BENCH_DEEPFACE_HOME)}; export DEEPFACE_HOME; \
+	@DEEPFACE_HOME=$${DEEPFACE_HOME:-$$($(PY) -c 'from facestream.models import synthetic_deepface_home as h; print(h())')}; \
+	export DEEPFACE_HOME; \
 	$(VENV)/bin/facestream models check >/dev/null || $(VENV)/bin/facestream models synth; \
 	$(PY) -m bench.suite $(BENCH_ARGS) && $(PY) -m bench.pipeline_parts
 

@@ -33,6 +33,11 @@ def make_analyzer(settings: Settings, logger: logging.Logger) -> FaceAnalyzer:
     """Build and warm the DeepFace models the settings ask for (seconds, GBs of memory)."""
     logger.info("building DeepFace models for %s", ", ".join(settings.actions))
     analyzer = FaceAnalyzer(settings.actions, settings.detector_backend, settings.weights_dir)
+    if analyzer.shared_trunk is not None:
+        logger.info(
+            "%s share one VGG-Face trunk: it runs once per face",
+            ", ".join(analyzer.shared_trunk.actions),
+        )
     if analyzer.synthetic_weights:
         logger.warning(
             "synthetic weights in %s: attributes are not meaningful", settings.weights_dir

@@ -2,7 +2,8 @@
 
 One instance per process is shared by every worker thread. DeepFace's attribute models
 were measured correct when called concurrently; its OpenCV detector was not (4 threads:
-76/120 exceptions, 31/120 wrong faces), so `find_faces` runs under a lock.
+76/120 exceptions, 31/120 wrong faces), so `find_faces` runs under a lock. When the age,
+gender and race weights share their VGG-Face trunk, it runs once per face (shared_trunk.py).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from deepface.models.demography.DemographyUtils import (
     EMOTION_LABELS,
     GENDER_LABELS,
     RACE_LABELS,
+    find_apparent_age,
 )
 
 from facestream.faces import FACE_SIZE, Face, find_faces
 from facestream.models import ACTION_MODELS, require_weights
+from facestream.shared_trunk import SharedTrunk
 
 LABELS: dict[str, list[str]] = {
     "gender": GENDER_LABELS,
@@ -65,6 +68,9 @@ class FaceAnalyzer:
             action: modeling.build_model("facial_attribute", ACTION_MODELS[action].model_name)
             for action in self.actions
         }
+        self.shared_trunk = SharedTrunk.of(
+            {action: model.model for action, model in self.models.items()}
+        )
         self._detection_lock = threading.Lock()
         blank = np.zeros((64, 64, 3), dtype=np.uint8)
         self.find_faces(blank, detector_backend, detection_max_side=0)
@@ -94,11 +100,23 @@ class FaceAnalyzer:
         """
         if faces.ndim != 4 or faces.shape[1:] != (*FACE_SIZE, 3):
             raise ValueError(f"faces must have shape (n, 224, 224, 3), got {faces.shape}")
+        actions = tuple(actions or self.actions)
         outputs = {}
-        for action in actions or self.actions:
-            # DeepFace drops the batch axis when n == 1; keep one row per face.
-            rows = np.asarray(self.models[action].predict(faces)).reshape(len(faces), -1)
-            outputs[action] = rows[:, 0] if action == "age" else rows
+        shared = self.shared_trunk
+        if shared is not None and len(set(actions) & set(shared.actions)) > 1:
+            for action, rows in shared.predict(faces).items():
+                if action in actions:
+                    # What DeepFace's age model does with its probabilities, row by row.
+                    outputs[action] = (
+                        np.array([find_apparent_age(row) for row in rows])
+                        if action == "age"
+                        else rows
+                    )
+        for action in actions:
+            if action not in outputs:
+                # DeepFace drops the batch axis when n == 1; keep one row per face.
+                rows = np.asarray(self.models[action].predict(faces)).reshape(len(faces), -1)
+                outputs[action] = rows[:, 0] if action == "age" else rows
         return outputs
 
     def describe(self, faces: np.ndarray, actions: Sequence[str]) -> list[FaceAttributes]:

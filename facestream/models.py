@@ -3,8 +3,10 @@
 DeepFace keeps weights in `$DEEPFACE_HOME/.deepface/weights` and downloads them on first
 use. Machines without internet cannot, so `synthesize_weights` writes files of the same
 architecture from DeepFace's own model builders with a seeded random init: the cost of
-inference is real, the predictions are meaningless. Every synthetic file is tagged inside
-(an HDF5 attribute), so `check_weights` and anything built on it can say "synthetic".
+inference is real, the predictions are meaningless. Like the real files, the age, gender
+and race files share one VGG-Face trunk (see shared_trunk.py). Every synthetic file is
+tagged inside (an HDF5 attribute), so `check_weights` and anything built on it can say
+"synthetic".
 
 Importing this module is cheap: DeepFace and TensorFlow load only inside the functions.
 """
@@ -29,6 +31,8 @@ SYNTHETIC_TAG = "facestream_synthetic"
 # How every output made with synthetic weights is marked.
 SYNTHETIC_WARNING = "synthetic weights: attributes are not meaningful"
 DEFAULT_SEED = 20261122
+# Bumped when synthetic files change shape; 2: age, gender and race share their trunk.
+SYNTHETIC_LAYOUT = 2
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,8 @@ class MissingWeightsError(RuntimeError):
 def synthetic_deepface_home() -> Path:
     """The DEEPFACE_HOME of this machine's synthetic weights (~1.6 GB): made once, in the
     user's cache, never next to real weights."""
-    return Path.home() / ".cache" / "facestream" / f"synthetic-deepface-home-{DEFAULT_SEED}"
+    name = f"synthetic-deepface-home-{DEFAULT_SEED}-v{SYNTHETIC_LAYOUT}"
+    return Path.home() / ".cache" / "facestream" / name
 
 
 def weights_dir_of(deepface_home: Path) -> Path:
@@ -193,10 +198,10 @@ def _without_weight_loading() -> Iterator[None]:
             weight_utils.load_model_weights = load
 
 
-def _randomize(model: Any, rng: np.random.Generator) -> None:
+def _randomize(layers: Iterable[Any], rng: np.random.Generator) -> None:
     # He-normal kernels and zero biases keep the signal alive through VGG's 16 ReLU layers;
     # with Keras' default Glorot init the outputs barely depend on the input (~1e-6).
-    for layer in model.layers:
+    for layer in layers:
         weights = layer.get_weights()
         if not weights:
             continue
@@ -212,24 +217,35 @@ def synthesize_weights(
     """Write synthetic, tagged weight files for these actions; return their paths.
 
     Same architecture (and so the same inference cost) as the real files, seeded random
-    values, so predictions are meaningless but do depend on the input.
+    values, so predictions are meaningless but do depend on the input. As in the real
+    files, age, gender and race get the same VGG-Face trunk and heads of their own.
     """
     # DeepFace must be imported before TensorFlow: it switches TF to legacy (tf-keras) mode.
     import h5py
     from deepface import DeepFace  # noqa: F401
 
+    from facestream.shared_trunk import VGG_ACTIONS, split_trunk
+
     weights_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for index, action in enumerate(actions):
+    for action in actions:
         spec = ACTION_MODELS[action]
         with _without_weight_loading():
             model = importlib.import_module(spec.builder_module).load_model()
-        _randomize(model, np.random.default_rng(seed + index))
+        own_rng = np.random.default_rng([seed, ACTIONS.index(action)])
+        if action in VGG_ACTIONS:
+            trunk, head = split_trunk(model)
+            _randomize(trunk, np.random.default_rng(seed))  # the same trunk in every file
+            _randomize(head, own_rng)
+        else:
+            _randomize(model.layers, own_rng)
         target = weights_dir / spec.weight_file
         partial = target.with_name(f".{target.stem}.partial.h5")
         model.save_weights(str(partial))
         with h5py.File(partial, "a") as weights:
-            weights.attrs[SYNTHETIC_TAG] = json.dumps({"seed": seed + index, "action": action})
+            weights.attrs[SYNTHETIC_TAG] = json.dumps(
+                {"seed": seed, "action": action, "layout": SYNTHETIC_LAYOUT}
+            )
         os.replace(partial, target)
         written.append(target)
     return written
