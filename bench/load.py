@@ -71,10 +71,10 @@ def saturate(service: Service, images: Sequence[bytes], rounds: int, concurrency
     return LoadRun(len(images) * rounds, faces, time.perf_counter() - started, latencies)
 
 
-def offer(service: Service, images: Sequence[bytes], rate: float, seconds: float) -> LoadRun:
-    """Start one call every 1/`rate` s for `seconds` (images in turn), however long the
+def offer(service: Service, images: Sequence[bytes], rate: float, calls: int) -> LoadRun:
+    """Start one call every 1/`rate` s, `calls` in all (images in turn), however long the
     calls take; latency counts from each call's scheduled start."""
-    count = max(1, round(rate * seconds))
+    count = max(1, calls)
     latencies: list[float] = []
     faces: list[int] = []
     lock = threading.Lock()

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from dataflow.steps import (
     FaceJob,
     ImageJob,
@@ -30,6 +32,7 @@ from di import Settings, build_container, load_settings
 from facestream.analyzer import FaceAnalyzer
 from facestream.images import decode_image
 from facestream.records import image_submitted
+from facestream.shared_trunk import VGG_ACTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PHOTOS = ROOT.parent / "shared" / "data" / "faces"
@@ -123,16 +126,27 @@ def main() -> None:
     def pipeline(batch_size: int) -> None:
         extract_and_analyze(jobs, analyzer, limits, logger, batch_size)
 
-    for batch_size in (1, settings.batch_size):
+    batch_sizes = sorted({1, settings.batch_size, 16})
+    for batch_size in batch_sizes:
         seconds = median_seconds(lambda b=batch_size: pipeline(b), args.repeat)
         report[f"faces_per_s_batch_{batch_size}"] = faces / seconds
     report["faces"] = faces
     report["images"] = len(jobs)
 
+    # The shared VGG-Face trunk against DeepFace's age, gender and race models one by one,
+    # on one batch of the configured size.
+    batch = np.random.default_rng(0).random((settings.batch_size, 224, 224, 3), np.float32)
+    separate = median_seconds(
+        lambda: [analyzer.models[action].predict(batch) for action in VGG_ACTIONS], args.repeat
+    )
+    shared = median_seconds(lambda: analyzer.predict(batch, VGG_ACTIONS), args.repeat)
+    report["shared_trunk"] = analyzer.shared_trunk is not None
+    report["age_gender_race_separate_s_per_face"] = separate / len(batch)
+    report["age_gender_race_shared_s_per_face"] = shared / len(batch)
+
     out = ROOT / "bench" / "results" / "pipeline_parts.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    batch = settings.batch_size
     print(
         f"| measure | value | ({report['images']} photos, {faces} faces, median of "
         f"{args.repeat}, synthetic weights: {analyzer.synthetic_weights}) |"
@@ -143,9 +157,15 @@ def main() -> None:
         f"| detect 14 Mpx photo, downscaled to {settings.detection_max_side} px | "
         f"{scaled:.2f} s | {full / scaled:.1f}x faster |"
     )
-    b1, bn = report["faces_per_s_batch_1"], report[f"faces_per_s_batch_{batch}"]
-    print(f"| extract + analyze, batch 1 | {b1:.2f} faces/s | |")
-    print(f"| extract + analyze, batch {batch} | {bn:.2f} faces/s | {bn / b1:.2f}x batch 1 |")
+    b1 = report["faces_per_s_batch_1"]
+    for size in batch_sizes:
+        rate = report[f"faces_per_s_batch_{size}"]
+        print(f"| extract + analyze, batch {size} | {rate:.2f} faces/s | {rate / b1:.2f}x |")
+    print(
+        f"| age + gender + race, batch {settings.batch_size}: three models / shared trunk | "
+        f"{separate / len(batch):.3f} / {shared / len(batch):.3f} s per face | "
+        f"{separate / shared:.2f}x (shared: {report['shared_trunk']}) |"
+    )
     print(f"written to {out.relative_to(ROOT)}")
 
 

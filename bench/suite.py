@@ -5,12 +5,13 @@ by side in one run, on the same images, weights and load generator.
 - peer: DeepFace's gRPC server (deepface 0.0.103) on 127.0.0.1, its Analyze RPC;
 - facestream: Analyze end to end (gRPC -> Kafka -> Bytewax -> results -> reply) with
   `-w 1`, `-w 2`, 2 processes and `-w 4`, with each dataflow process's peak RSS;
-- latency: p50/p99 of the peer and of facestream at half the peer's saturated faces/s;
+- latency: p50/p99 of the peer and of facestream `-w 2` at half the peer's saturated
+  faces/s, each run one pass over the images at a fixed rate (open loop);
 - ingest: `python -m bench.submit_throughput` (Submit vs a raw producer);
 - DI: what an operator pays per message to reach its singletons, against a direct call.
 
 Writes bench/results/latest.json and prints a markdown table with the targets.
-Usage: python -m bench.suite [--repeat N] [--rounds N] [--concurrency C] [--latency-seconds S]
+Usage: python -m bench.suite [--repeat N] [--rounds N] [--concurrency C]
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def peer(
         saturated = median_run(runs)
         say("bench: peer at half its saturated load")
         half_load = _half_load(
-            service, images, saturated["faces_per_s"] / 2, faces_per_image, args.latency_seconds
+            service, images, saturated["faces_per_s"] / 2, faces_per_image, args.repeat
         )
         return {
             "workers": args.peer_workers,
@@ -184,7 +185,7 @@ def facestream_shape(
         ]
         result["saturated"] = median_run(runs)
         if half_load:
-            result["half_load"] = _half_load(service, images, *half_load, args.latency_seconds)
+            result["half_load"] = _half_load(service, images, *half_load, args.repeat)
         dataflow_pids = [c.pid for c in system.children if c.name.startswith("dataflow")]
         result["peak_rss_mb"] = [peak_rss_mb(pid) for pid in dataflow_pids]
     return result
@@ -195,10 +196,12 @@ def _half_load(
     images: Sequence[bytes],
     faces_per_s: float,
     faces_per_image: float,
-    seconds: float,
+    repeat: int,
 ) -> dict[str, Any]:
+    # Each run offers every image once, in the same order for both systems, so that their
+    # p99s are over the same requests.
     rate = faces_per_s / faces_per_image
-    runs: list[LoadRun] = [offer(service, images, rate, seconds)]
+    runs: list[LoadRun] = [offer(service, images, rate, len(images)) for _ in range(repeat)]
     return {"offered_faces_per_s": faces_per_s, "images_per_s": rate, **median_run(runs)}
 
 
@@ -250,12 +253,13 @@ def cluster_args(processes: int, workers: int) -> list[list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
-    parser.add_argument("--rounds", type=int, default=1, help="passes over the images per run")
+    # Three passes per saturated run: with one, the ramp-up and the drain at the ends of a
+    # run (a first call alone, the last ones in small batches) weigh more than saturation.
+    parser.add_argument("--rounds", type=int, default=3, help="passes over the images per run")
     parser.add_argument("--concurrency", type=int, default=8, help="calls in flight")
     # DeepFace's server gives wrong answers and errors with 2 worker threads (its detector
     # is shared and not thread-safe; DESIGN.md), so its best setting is 1.
     parser.add_argument("--peer-workers", type=int, default=1)
-    parser.add_argument("--latency-seconds", type=float, default=60.0)
     args = parser.parse_args()
 
     settings = load_settings()

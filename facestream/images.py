@@ -49,6 +49,10 @@ def _is_truncated(image_format: str, data: bytes) -> bool:
     # so completeness is checked on the bytes.
     if image_format == "JPEG":
         # Entropy-coded data never holds FF D9, so the last scan must be followed by EOI.
+        if data.endswith(b"\xff\xd9"):
+            # The common case, and the same answer without searching the whole image
+            # backwards (~170 us for 100 KB, a sixth of a Submit's CPU time).
+            return b"\xff\xda" not in data
         last_scan = data.rfind(b"\xff\xda")
         return last_scan == -1 or data.find(b"\xff\xd9", last_scan) == -1
     if image_format == "PNG":

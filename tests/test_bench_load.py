@@ -34,10 +34,12 @@ def test_saturate_sends_every_image_each_round_with_the_concurrency_asked():
     assert run.faces_per_s > 0 and run.p50 <= run.p99
 
 
-def test_offer_sends_rate_times_seconds_calls_in_turn():
+def test_offer_sends_the_calls_in_turn_at_the_rate():
     seen: list[bytes] = []
-    run = offer(lambda image: seen.append(image) or 1, [b"x", b"y"], rate=50, seconds=0.2)
+    run = offer(lambda image: seen.append(image) or 1, [b"x", b"y"], rate=50, calls=10)
     assert sorted(seen) == [b"x"] * 5 + [b"y"] * 5
     assert (run.images, run.faces) == (10, 10)
+    # The open loop's clock: the 10th call starts 9/50 s after the first.
+    assert run.seconds >= 9 / 50
     summary = median_run([run, run])
     assert summary["runs"] == 2 and summary["faces_per_run"] == 10

@@ -43,6 +43,25 @@ def test_bad_files_are_refused_with_their_reason(faces_dir, name, code, words):
     assert words in caught.value.message
 
 
+def test_jpeg_completeness_with_and_without_bytes_after_its_end(faces_dir):
+    photo = (faces_dir / "single_man_glasses.jpg").read_bytes()
+    assert photo.endswith(b"\xff\xd9")
+    # Complete: ending in EOI, or with bytes after it (some cameras pad their files).
+    assert inspect_image(photo, MIB, 10**6).format == "JPEG"
+    assert inspect_image(photo + b"\x00" * 64, MIB, 10**6).format == "JPEG"
+    # Cut inside the last scan, with or without the padding: the EOI is gone.
+    cut = photo[: len(photo) * 3 // 4]
+    for data in (cut, cut + b"\xff\xd9"[:1]):
+        with pytest.raises(InvalidImageError) as caught:
+            inspect_image(data, MIB, 10**6)
+        assert caught.value.code == "image.truncated"
+    # Headers alone, cut before any scan, yet ending in an EOI marker: no image data.
+    headers = photo[: photo.find(b"\xff\xda")] + b"\xff\xd9"
+    with pytest.raises(InvalidImageError) as caught:
+        inspect_image(headers, MIB, 10**6)
+    assert caught.value.code == "image.truncated"
+
+
 def test_pixel_bomb_is_refused_from_its_header():
     with pytest.raises(InvalidImageError) as caught:
         decode_image(png_claiming(50_000, 50_000), 10 * MIB, 40_000_000)
