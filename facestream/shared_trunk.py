@@ -1,7 +1,7 @@
 """Age, gender and race on one VGG-Face trunk.
 
 DeepFace's age, gender and race models are VGG-Face with their own top layers. They were
-trained with VGG-Face's convolutional layers frozen, so those layers (98% of the
+trained with VGG-Face's convolutional layers frozen, so those layers (99% of the
 arithmetic) hold the same weights in all three files: DeepFace's author rebuilt the age
 model from VGG-Face plus the age file's last three layers (deepface issue #925). When the
 loaded weights show this, facestream runs the trunk once per face and the three heads on
