@@ -2,8 +2,9 @@
 (`python -m grpc_server`, a child process) and the embedded broker, next to a raw
 confluent-kafka producer sending the same records, side by side in one run.
 
-Reports Submit req/s at saturation (C concurrent calls) with p50/p99 latency, the raw
-producer's records/s, and their ratio; medians over repeated runs.
+Reports Submit req/s at saturation (C concurrent calls) with p50/p99 latency, SubmitStream
+req/s (bulk ingestion over a few streams), the raw producer's records/s, and the ratio of
+Submit to it; medians over repeated runs.
 Usage: python -m bench.submit_throughput [--requests N] [--concurrency C] [--repeat R]
 """
 
@@ -31,6 +32,8 @@ from grpc_server.client import AnalyzeClient
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_IMAGE_BYTES = 100 * 1024
 QUIET = {"FACESTREAM_LOG_LEVEL": "WARNING"}
+# Bulk ingestion: a few long streams instead of one call per image.
+STREAMS = 4
 
 
 def image_of_about(target: int) -> bytes:
@@ -76,6 +79,28 @@ async def submit_load(address: str, image: bytes, requests: int, concurrency: in
     }
 
 
+async def stream_load(address: str, image: bytes, requests: int, streams: int) -> dict:
+    """`requests` publishes over `streams` SubmitStream calls; req/s (every reply checked)."""
+    async with grpc.aio.insecure_channel(
+        address, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    ) as channel:
+        stub = analyze_service_pb2_grpc.AnalyzeServiceStub(channel)
+        message = analyze_service_pb2.SubmitRequest(image=image)
+
+        async def one_stream(count: int) -> None:
+            replies = 0
+            async for reply in stub.SubmitStream(iter([message] * count), timeout=120):
+                assert reply.request_id and not reply.HasField("error"), reply.error
+                replies += 1
+            assert replies == count
+
+        started = time.perf_counter()
+        share = requests // streams
+        await asyncio.gather(*(one_stream(share) for _ in range(streams)))
+        elapsed = time.perf_counter() - started
+    return {"req_per_s": share * streams / elapsed}
+
+
 def raw_producer_rate(bootstrap: str, topic: str, image: bytes, records: int, limit: int) -> float:
     """Records/s of a bare producer (same config as the server's) sending the same records."""
     producer = Producer(producer_config(bootstrap, limit))
@@ -107,11 +132,12 @@ def main() -> None:
         wait_serving(system, client)
         asyncio.run(submit_load(system.address, image, 200, args.concurrency))  # warm-up
         # Interleaved, so both see the broker in the same state (it fills up as it goes).
-        runs, raw = [], []
+        runs, streamed, raw = [], [], []
         for _ in range(args.repeat):
             runs.append(
                 asyncio.run(submit_load(system.address, image, args.requests, args.concurrency))
             )
+            streamed.append(asyncio.run(stream_load(system.address, image, args.requests, STREAMS)))
             raw.append(
                 raw_producer_rate(
                     system.bootstrap,
@@ -131,6 +157,8 @@ def main() -> None:
         "submit_p50_ms": statistics.median(r["p50_ms"] for r in runs),
         "submit_p99_ms": statistics.median(r["p99_ms"] for r in runs),
         "raw_producer_records_per_s": statistics.median(raw),
+        "submit_stream_req_per_s": statistics.median(r["req_per_s"] for r in streamed),
+        "streams": STREAMS,
     }
     report["submit_vs_raw"] = report["submit_req_per_s"] / report["raw_producer_records_per_s"]
     out = ROOT / "bench" / "results" / "submit.json"
@@ -146,6 +174,7 @@ def main() -> None:
         f"| Submit latency p50 / p99 | {report['submit_p50_ms']:.1f} / "
         f"{report['submit_p99_ms']:.1f} ms |"
     )
+    print(f"| SubmitStream, {STREAMS} streams | {report['submit_stream_req_per_s']:.0f} req/s |")
     print(
         f"| raw confluent-kafka producer, same records | "
         f"{report['raw_producer_records_per_s']:.0f} records/s |"

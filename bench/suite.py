@@ -7,7 +7,7 @@ by side in one run, on the same images, weights and load generator.
   `-w 1`, `-w 2`, 2 processes and `-w 4`, with each dataflow process's peak RSS;
 - latency: p50/p99 of the peer and of facestream `-w 2` at half the peer's saturated
   faces/s, each run one pass over the images at a fixed rate (open loop);
-- ingest: `python -m bench.submit_throughput` (Submit vs a raw producer);
+- ingest: `python -m bench.submit_throughput` (Submit and SubmitStream vs a raw producer);
 - DI: what an operator pays per message to reach its singletons, against a direct call.
 
 Writes bench/results/latest.json and prints a markdown table with the targets.
@@ -374,6 +374,8 @@ def table(report: dict[str, Any]) -> str:
         f"| Submit, {ingest_report['image_bytes'] // 1024} KB images | "
         f"{ingest_report['submit_req_per_s']:.0f} req/s (p50 {ingest_report['submit_p50_ms']:.1f}"
         f" ms, p99 {ingest_report['submit_p99_ms']:.1f} ms) |",
+        f"| SubmitStream (bulk), {ingest_report['streams']} streams | "
+        f"{ingest_report['submit_stream_req_per_s']:.0f} req/s |",
         f"| raw confluent-kafka producer, same records | "
         f"{ingest_report['raw_producer_records_per_s']:.0f} records/s |",
         f"| DI: operator's bound singletons vs direct call, per message | "
