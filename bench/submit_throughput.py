@@ -15,6 +15,8 @@ import asyncio
 import json
 import statistics
 import time
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import cv2
@@ -53,15 +55,28 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def submit_load(address: str, image: bytes, requests: int, concurrency: int) -> dict:
-    """`requests` Submit calls, `concurrency` at a time; req/s and latency percentiles."""
-    latencies: list[float] = []
+@asynccontextmanager
+async def analyze_stub(address: str) -> AsyncIterator[analyze_service_pb2_grpc.AnalyzeServiceStub]:
+    """An asyncio AnalyzeService stub on a channel that admits ~100 KB requests and more."""
     async with grpc.aio.insecure_channel(
         address, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
     ) as channel:
-        stub = analyze_service_pb2_grpc.AnalyzeServiceStub(channel)
-        message = analyze_service_pb2.SubmitRequest(image=image)
-        remaining = iter(range(requests))
+        yield analyze_service_pb2_grpc.AnalyzeServiceStub(channel)
+
+
+async def seconds_to_run(calls: Iterable[Awaitable[None]]) -> float:
+    """Wall-clock seconds until all `calls`, run concurrently, are done."""
+    started = time.perf_counter()
+    await asyncio.gather(*calls)
+    return time.perf_counter() - started
+
+
+async def submit_load(address: str, image: bytes, requests: int, concurrency: int) -> dict:
+    """`requests` Submit calls, `concurrency` at a time; req/s and latency percentiles."""
+    latencies: list[float] = []
+    message = analyze_service_pb2.SubmitRequest(image=image)
+    remaining = iter(range(requests))
+    async with analyze_stub(address) as stub:
 
         async def caller() -> None:
             for _ in remaining:
@@ -69,9 +84,7 @@ async def submit_load(address: str, image: bytes, requests: int, concurrency: in
                 await stub.Submit(message, timeout=30)
                 latencies.append(time.perf_counter() - start)
 
-        started = time.perf_counter()
-        await asyncio.gather(*(caller() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+        elapsed = await seconds_to_run(caller() for _ in range(concurrency))
     return {
         "req_per_s": requests / elapsed,
         "p50_ms": 1000 * percentile(latencies, 0.50),
@@ -81,23 +94,18 @@ async def submit_load(address: str, image: bytes, requests: int, concurrency: in
 
 async def stream_load(address: str, image: bytes, requests: int, streams: int) -> dict:
     """`requests` publishes over `streams` SubmitStream calls; req/s (every reply checked)."""
-    async with grpc.aio.insecure_channel(
-        address, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
-    ) as channel:
-        stub = analyze_service_pb2_grpc.AnalyzeServiceStub(channel)
-        message = analyze_service_pb2.SubmitRequest(image=image)
+    message = analyze_service_pb2.SubmitRequest(image=image)
+    share = requests // streams
+    async with analyze_stub(address) as stub:
 
-        async def one_stream(count: int) -> None:
+        async def one_stream() -> None:
             replies = 0
-            async for reply in stub.SubmitStream(iter([message] * count), timeout=120):
+            async for reply in stub.SubmitStream(iter([message] * share), timeout=120):
                 assert reply.request_id and not reply.HasField("error"), reply.error
                 replies += 1
-            assert replies == count
+            assert replies == share
 
-        started = time.perf_counter()
-        share = requests // streams
-        await asyncio.gather(*(one_stream(share) for _ in range(streams)))
-        elapsed = time.perf_counter() - started
+        elapsed = await seconds_to_run(one_stream() for _ in range(streams))
     return {"req_per_s": share * streams / elapsed}
 
 

@@ -101,19 +101,21 @@ class FaceAnalyzer:
         if faces.ndim != 4 or faces.shape[1:] != (*FACE_SIZE, 3):
             raise ValueError(f"faces must have shape (n, 224, 224, 3), got {faces.shape}")
         actions = tuple(actions or self.actions)
-        outputs = {}
         shared = self.shared_trunk
-        if shared is not None and len(set(actions) & set(shared.actions)) > 1:
-            for action, rows in shared.predict(faces).items():
-                if action in actions:
-                    # What DeepFace's age model does with its probabilities, row by row.
-                    outputs[action] = (
-                        np.array([find_apparent_age(row) for row in rows])
-                        if action == "age"
-                        else rows
-                    )
+        probabilities = (
+            shared.predict(faces)
+            if shared is not None and len(set(actions) & set(shared.actions)) > 1
+            else {}
+        )
+        outputs = {}
         for action in actions:
-            if action not in outputs:
+            if action in probabilities:
+                rows = probabilities[action]
+                # What DeepFace's age model does with its probabilities, row by row.
+                outputs[action] = (
+                    np.array([find_apparent_age(row) for row in rows]) if action == "age" else rows
+                )
+            else:
                 # DeepFace drops the batch axis when n == 1; keep one row per face.
                 rows = np.asarray(self.models[action].predict(faces)).reshape(len(faces), -1)
                 outputs[action] = rows[:, 0] if action == "age" else rows

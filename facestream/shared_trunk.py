@@ -40,10 +40,10 @@ def same_trunk(models: Sequence[Any]) -> bool:
             if type(mine) is not type(theirs):
                 return False
             ours, others = mine.get_weights(), theirs.get_weights()
-            if len(ours) != len(others):
-                return False
             # array_equal is False for different shapes too.
-            if not all(np.array_equal(a, b) for a, b in zip(ours, others, strict=True)):
+            if len(ours) != len(others) or not all(
+                np.array_equal(a, b) for a, b in zip(ours, others, strict=True)
+            ):
                 return False
     return True
 
