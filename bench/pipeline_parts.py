@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dataflow.flow import step_limits
 from dataflow.steps import (
     FaceJob,
     ImageJob,
@@ -51,13 +52,7 @@ def median_seconds(run: Callable[[], object], repeat: int) -> float:
 def in_process_steps(settings: Settings) -> tuple[FaceAnalyzer, logging.Logger, Limits]:
     """What the dataflow's steps get when the flow is built, for running them in process."""
     container = build_container(settings)
-    limits = Limits(
-        settings.max_image_bytes,
-        settings.max_pixels,
-        settings.detection_max_side,
-        settings.detector_backend,
-    )
-    return container[FaceAnalyzer], container[logging.Logger], limits
+    return container[FaceAnalyzer], container[logging.Logger], step_limits(settings)
 
 
 def submissions(images: Sequence[bytes]) -> list[ImageJob]:

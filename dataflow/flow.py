@@ -32,16 +32,23 @@ from dataflow.steps import (
 from di.settings import Settings
 from facestream.analyzer import FaceAnalyzer
 from facestream.kafka_config import fetch_config, producer_config
+from facestream.models import usable_detectors
 
 
-def build_flow(settings: Settings, analyzer: FaceAnalyzer, logger: logging.Logger) -> Dataflow:
-    """The dataflow for these settings; every step gets its singletons here, once."""
-    limits = Limits(
+def step_limits(settings: Settings) -> Limits:
+    """What the image steps need to know of the settings (and of the installed detectors)."""
+    return Limits(
         max_image_bytes=settings.max_image_bytes,
         max_pixels=settings.max_pixels,
         detection_max_side=settings.detection_max_side,
         default_detector=settings.detector_backend,
+        available_detectors=usable_detectors(settings.weights_dir),
     )
+
+
+def build_flow(settings: Settings, analyzer: FaceAnalyzer, logger: logging.Logger) -> Dataflow:
+    """The dataflow for these settings; every step gets its singletons here, once."""
+    limits = step_limits(settings)
     flow = Dataflow("facestream")
     requests = kop.input(
         "read_requests",

@@ -50,6 +50,7 @@ class Limits:
     max_pixels: int
     detection_max_side: int
     default_detector: str
+    available_detectors: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,11 @@ def extract_faces(
 
     try:
         actions, detector = resolve_options(
-            job.actions, job.detector_backend, analyzer.actions, limits.default_detector
+            job.actions,
+            job.detector_backend,
+            analyzer.actions,
+            limits.default_detector,
+            limits.available_detectors,
         )
         image = decode_image(job.image, limits.max_image_bytes, limits.max_pixels)
     except InvalidRequestError as error:

@@ -162,6 +162,19 @@ def check_weights(
     return report
 
 
+def usable_detectors(weights_dir: Path) -> tuple[str, ...]:
+    """The detector backends whose files are all here, so that none of them would download.
+
+    Detection under a request's own backend runs while holding the process's detection lock:
+    a download there would stall every image, so only these backends are accepted.
+    """
+    return tuple(
+        detector
+        for detector in DETECTOR_BACKENDS
+        if all(status.usable for status in check_weights(weights_dir, (), (detector,)))
+    )
+
+
 def require_weights(weights_dir: Path, actions: Iterable[str], detector: str) -> bool:
     """Raise MissingWeightsError naming what is missing and the fix; return True if synthetic."""
     report = check_weights(weights_dir, actions, (detector,))
@@ -271,15 +284,19 @@ class WeightsDownloadError(RuntimeError):
     """DeepFace could not download a weight file (no internet, or the source failed)."""
 
 
-def download_weights(weights_dir: Path, actions: Iterable[str] = ACTIONS) -> list[Path]:
-    """Download the real weight files of `actions` that are missing or unreadable in
-    `weights_dir`, with DeepFace's own downloader and sources; return the paths fetched.
+def download_weights(
+    weights_dir: Path, actions: Iterable[str] = ACTIONS, detectors: Iterable[str] = ()
+) -> list[Path]:
+    """Download the real weight files of `actions` and `detectors` that are missing or
+    unreadable in `weights_dir`, with DeepFace's own downloader and sources; return the
+    paths fetched.
 
     DeepFace writes into `$DEEPFACE_HOME/.deepface/weights` of this process, so
     `weights_dir` must be that folder. Raises WeightsDownloadError when a download fails.
     """
     from deepface import DeepFace  # noqa: F401  (before TensorFlow, see synthesize_weights)
     from deepface.commons import folder_utils, weight_utils
+    from deepface.modules import modeling
 
     if weights_dir_of(Path(folder_utils.get_deepface_home())).resolve() != weights_dir.resolve():
         raise ValueError(f"DeepFace downloads into $DEEPFACE_HOME, not into {weights_dir}")
@@ -296,4 +313,13 @@ def download_weights(weights_dir: Path, actions: Iterable[str] = ACTIONS) -> lis
             status.path.unlink(missing_ok=True)
             raise WeightsDownloadError(f"{spec.weight_file}: {error}") from error
         fetched.append(status.path)
+    for detector in detectors:
+        missing = [s.path for s in check_weights(weights_dir, (), (detector,)) if not s.usable]
+        if not missing:
+            continue
+        try:  # building a detector is how DeepFace fetches its files
+            modeling.build_model(task="face_detector", model_name=detector)
+        except Exception as error:
+            raise WeightsDownloadError(f"detector {detector}: {error}") from error
+        fetched += missing
     return fetched

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from facestream.models import ACTIONS, DETECTOR_BACKENDS
 
@@ -43,11 +43,13 @@ def resolve_options(
     detector_backend: str,
     enabled_actions: Sequence[str],
     default_detector: str,
+    available_detectors: Collection[str],
 ) -> tuple[tuple[str, ...], str]:
     """The actions and detector a request runs with: its own, or the defaults when empty.
 
-    Raises InvalidRequestError for an unknown action or detector, or an action this
-    deployment has not loaded (FACESTREAM_ACTIONS).
+    Raises InvalidRequestError for an unknown action or detector, an action this
+    deployment has not loaded (FACESTREAM_ACTIONS), or a detector whose files are not
+    installed (it would try to download them while every other image waits).
     """
     chosen = tuple(dict.fromkeys(actions)) or tuple(enabled_actions)
     unknown = [a for a in chosen if a not in ACTIONS]
@@ -68,5 +70,12 @@ def resolve_options(
         raise InvalidRequestError(
             "request.unknown_detector",
             f"unknown detector backend {detector!r}; use {', '.join(DETECTOR_BACKENDS)}.",
+        )
+    if detector not in available_detectors:
+        raise InvalidRequestError(
+            "request.detector_unavailable",
+            f"detector backend {detector!r} is not installed here (its files are missing); "
+            f"available: {', '.join(available_detectors)}. An operator installs it with "
+            f"`facestream models download --detectors {detector}`.",
         )
     return chosen, detector

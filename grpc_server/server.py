@@ -23,6 +23,7 @@ from lagom import Container, Singleton
 
 from di import Settings, build_container
 from facestream.broker import ensure_topics
+from facestream.models import usable_detectors
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc
 from grpc_server.auth import BearerTokenInterceptor
 from grpc_server.publisher import RequestPublisher
@@ -97,6 +98,7 @@ class AnalyzeServer:
                     settings.max_pixels,
                     settings.actions,
                     settings.detector_backend,
+                    usable_detectors(settings.weights_dir),
                 ),
                 self._publisher,
                 self._listener,

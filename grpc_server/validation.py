@@ -30,6 +30,7 @@ class Limits:
     max_pixels: int
     enabled_actions: tuple[str, ...]
     default_detector: str
+    available_detectors: tuple[str, ...]
 
 
 class RequestRejectedError(Exception):
@@ -57,6 +58,7 @@ def check_submission(
             request.detector_backend,
             limits.enabled_actions,
             limits.default_detector,
+            limits.available_detectors,
         )
         inspect_image(request.image, limits.max_image_bytes, limits.max_pixels)
     except InvalidRequestError as error:

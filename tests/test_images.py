@@ -9,7 +9,7 @@ import pytest
 
 from facestream.images import InvalidImageError, decode_image, inspect_image
 from facestream.requests import InvalidRequestError, check_request_id, resolve_options
-from tests.images import png_claiming
+from tests.images import astronaut_jpeg, dds_header, mpo, png_claiming
 
 MIB = 1024 * 1024
 
@@ -62,6 +62,48 @@ def test_jpeg_completeness_with_and_without_bytes_after_its_end(faces_dir):
     assert caught.value.code == "image.truncated"
 
 
+def decoded_like_cv2_imread(data: bytes, tmp_path) -> bool:
+    """decode_image gives what cv2.imread (and so DeepFace.analyze) reads from the file."""
+    path = tmp_path / "image.jpg"
+    path.write_bytes(data)
+    return np.array_equal(decode_image(data, 10 * MIB, 40_000_000), cv2.imread(str(path)))
+
+
+def test_multi_picture_jpeg_is_read_as_its_first_picture(tmp_path):
+    first, second = astronaut_jpeg(90), astronaut_jpeg(40)
+    phone_photo = mpo(first, second)
+    assert inspect_image(phone_photo, MIB, 10**6).format == "JPEG"
+    assert decoded_like_cv2_imread(phone_photo, tmp_path)
+    # A cut first picture is refused even though a complete second one follows it.
+    second_start = phone_photo.find(b"\xff\xd8", 2)
+    broken = phone_photo[: second_start // 2] + phone_photo[second_start:]
+    with pytest.raises(InvalidImageError) as caught:
+        inspect_image(broken, MIB, 10**6)
+    assert caught.value.code == "image.truncated"
+
+
+@pytest.mark.parametrize(
+    "trailer",
+    [
+        # A Motion Photo's video: marker-like bytes, a scan marker, and no EOI at the end.
+        b"\x00\x00\x00\x18ftypmp42" + b"\xff\xda\x12\x34" * 50 + b"\x00" * 300,
+        b"\xff\xd9" + b"\x00" * 10,  # a stray EOI after the real one
+        b"\x00" * 4096,  # camera padding
+    ],
+)
+def test_jpeg_with_data_after_its_image_is_accepted(trailer, tmp_path):
+    photo = astronaut_jpeg() + trailer
+    assert inspect_image(photo, MIB, 10**6).format == "JPEG"
+    assert decoded_like_cv2_imread(photo, tmp_path)
+
+
+def test_headers_pillow_recognises_but_cannot_read_get_a_typed_error():
+    # Pillow raises NotImplementedError for this DDS header; it must not escape untyped.
+    with pytest.raises(InvalidImageError) as caught:
+        decode_image(dds_header(), MIB, 10**6)
+    assert caught.value.code == "image.not_an_image"
+
+
 def test_pixel_bomb_is_refused_from_its_header():
     with pytest.raises(InvalidImageError) as caught:
         decode_image(png_claiming(50_000, 50_000), 10 * MIB, 40_000_000)
@@ -101,19 +143,26 @@ def test_bad_request_ids(request_id):
     assert caught.value.code == "request.bad_id"
 
 
+INSTALLED = ("opencv", "mtcnn", "skip")
+
+
 def test_request_options_default_and_validate():
     enabled = ("age", "emotion")
-    assert resolve_options([], "", enabled, "opencv") == (("age", "emotion"), "opencv")
-    assert resolve_options(["emotion", "emotion"], "mtcnn", enabled, "opencv") == (
+    assert resolve_options([], "", enabled, "opencv", INSTALLED) == (("age", "emotion"), "opencv")
+    assert resolve_options(["emotion", "emotion"], "mtcnn", enabled, "opencv", INSTALLED) == (
         ("emotion",),
         "mtcnn",
     )
     with pytest.raises(InvalidRequestError, match="unknown action") as unknown:
-        resolve_options(["smile"], "", enabled, "opencv")
+        resolve_options(["smile"], "", enabled, "opencv", INSTALLED)
     assert unknown.value.code == "request.unknown_action"
     with pytest.raises(InvalidRequestError, match="FACESTREAM_ACTIONS") as disabled:
-        resolve_options(["race"], "", enabled, "opencv")
+        resolve_options(["race"], "", enabled, "opencv", INSTALLED)
     assert disabled.value.code == "request.action_disabled"
     with pytest.raises(InvalidRequestError, match="unknown detector") as detector:
-        resolve_options([], "yolo", enabled, "opencv")
+        resolve_options([], "yolo", enabled, "opencv", INSTALLED)
     assert detector.value.code == "request.unknown_detector"
+    # A known detector whose files are not installed is refused before anything downloads.
+    with pytest.raises(InvalidRequestError, match="models download --detectors ssd") as missing:
+        resolve_options([], "ssd", enabled, "opencv", INSTALLED)
+    assert missing.value.code == "request.detector_unavailable"

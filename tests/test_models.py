@@ -13,6 +13,7 @@ from facestream.models import (
     check_weights,
     require_weights,
     synthesize_weights,
+    usable_detectors,
     weights_dir_of,
 )
 from tests.conftest import cli_env, run_facestream
@@ -55,6 +56,16 @@ def test_detectors_report_bundled_or_missing_files(tmp_path):
         "detector mtcnn": {WeightState.BUNDLED},
         "detector ssd": {WeightState.MISSING},
     }
+
+
+def test_only_detectors_with_all_their_files_are_usable(tmp_path):
+    weights_dir = weights_dir_of(tmp_path)
+    assert usable_detectors(weights_dir) == ("opencv", "mtcnn", "skip")
+    weights_dir.mkdir(parents=True)
+    (weights_dir / "deploy.prototxt").write_text("layer {}")
+    assert "ssd" not in usable_detectors(weights_dir)  # one of its two files is still missing
+    (weights_dir / "res10_300x300_ssd_iter_140000.caffemodel").write_bytes(b"\0" * 16)
+    assert "ssd" in usable_detectors(weights_dir)
 
 
 def test_require_weights_names_files_folder_and_fix(tmp_path):

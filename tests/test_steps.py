@@ -38,6 +38,7 @@ LIMITS = Limits(
     max_pixels=40_000_000,
     detection_max_side=2048,
     default_detector="opencv",
+    available_detectors=("opencv", "mtcnn", "skip"),
 )
 
 
