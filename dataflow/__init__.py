@@ -20,12 +20,15 @@ def _build() -> Dataflow:
     from dataflow.flow import build_flow
     from di import Settings, SettingsError, build_container, load_settings
     from facestream.analyzer import FaceAnalyzer
+    from facestream.attempts import AttemptLog
     from facestream.models import MissingWeightsError
 
     try:
         container = build_container(load_settings())
         logger = container[logging.Logger]
-        flow = build_flow(container[Settings], container[FaceAnalyzer], logger)
+        flow = build_flow(
+            container[Settings], container[FaceAnalyzer], container[AttemptLog], logger
+        )
     except (SettingsError, MissingWeightsError) as error:
         sys.exit(f"facestream dataflow cannot start: {error}")
     logger.info("dataflow built; reading %s", container[Settings].topic_requests)

@@ -1,8 +1,10 @@
 """The facestream pipeline, built from the steps in `dataflow.steps`:
 
 requests -> parse_request -+-> extract_faces -+-> spread -> analyze_faces (batched)
-                           |                  |     -> gather_results --+-> results
+                           |  (quarantine)    |     -> gather_results --+-> results
                            |                  +-> invalid / no face ----+
+                           |                  +-> poison: FAILED -------+
+                           |                        and the record -------> dead letters
                            +-> unparseable ---------------------------------> dead letters
 """
 
@@ -17,12 +19,14 @@ from bytewax.dataflow import Dataflow
 
 from dataflow.sink import AcknowledgedKafkaSink
 from dataflow.steps import (
+    DeadLetter,
     FaceJob,
     ImageJob,
     Limits,
     analyze_faces,
     dead_letter_out,
     extract_faces,
+    extract_faces_with_quarantine,
     gather_key,
     gather_results,
     parse_request,
@@ -31,6 +35,7 @@ from dataflow.steps import (
 )
 from di.settings import Settings
 from facestream.analyzer import FaceAnalyzer
+from facestream.attempts import AttemptLog
 from facestream.kafka_config import fetch_config, producer_config
 from facestream.models import usable_detectors
 
@@ -46,7 +51,9 @@ def step_limits(settings: Settings) -> Limits:
     )
 
 
-def build_flow(settings: Settings, analyzer: FaceAnalyzer, logger: logging.Logger) -> Dataflow:
+def build_flow(
+    settings: Settings, analyzer: FaceAnalyzer, attempts: AttemptLog, logger: logging.Logger
+) -> Dataflow:
     """The dataflow for these settings; every step gets its singletons here, once."""
     limits = step_limits(settings)
     flow = Dataflow("facestream")
@@ -67,9 +74,18 @@ def build_flow(settings: Settings, analyzer: FaceAnalyzer, logger: logging.Logge
     extracted = op.flat_map(
         "extract_faces",
         jobs.trues,
-        partial(extract_faces, analyzer=analyzer, limits=limits, logger=logger),
+        partial(
+            extract_faces_with_quarantine,
+            extract=partial(extract_faces, analyzer=analyzer, limits=limits, logger=logger),
+            attempts=attempts,
+            logger=logger,
+            crash_request_prefix=settings.failpoint_crash_on,
+        ),
     )
     faces = op.branch("split_finished_images", extracted, lambda item: isinstance(item, FaceJob))
+    finished = op.branch(
+        "split_quarantined", faces.falses, lambda item: not isinstance(item, DeadLetter)
+    )
     # Detection runs where the record was read; the models run wherever a worker is free.
     spread = op.redistribute("spread_faces", faces.trues)
     analyzed = op.flat_map_batch(
@@ -82,7 +98,7 @@ def build_flow(settings: Settings, analyzer: FaceAnalyzer, logger: logging.Logge
         op.key_on("key_by_image", analyzed, gather_key),
         partial(gather_results, synthetic_weights=analyzer.synthetic_weights),
     )
-    results = op.merge("all_results", op.key_rm("unkey_results", gathered), faces.falses)
+    results = op.merge("all_results", op.key_rm("unkey_results", gathered), finished.trues)
 
     records = op.merge(
         "all_records",
@@ -91,7 +107,7 @@ def build_flow(settings: Settings, analyzer: FaceAnalyzer, logger: logging.Logge
         ),
         op.map(
             "dead_letter_out",
-            jobs.falses,
+            op.merge("all_dead_letters", jobs.falses, finished.falses),
             partial(dead_letter_out, topic=settings.topic_dead_letter),
         ),
     )

@@ -1,7 +1,7 @@
 """The dataflow's steps: small plain functions, in the order the pipeline runs them.
 
-    parse_request -> extract_faces -> analyze_faces (batched) -> gather_results
-    -> result_record_out / dead_letter_out
+    parse_request -> extract_faces_with_quarantine (extract_faces) -> analyze_faces (batched)
+    -> gather_results -> result_record_out / dead_letter_out
 
 Each takes what it needs as arguments (bound once when the flow is built), so each can be
 tested alone. A bad record or image ends in its own result or dead letter, never in an
@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 
 from facestream.analyzer import FaceAnalyzer
+from facestream.attempts import AttemptLog
 from facestream.faces import Face, model_input
 from facestream.images import InvalidImageError, decode_image
 from facestream.records import (
@@ -64,6 +66,12 @@ class ImageJob:
     detector_backend: str
     submitted_at: float | None  # seconds since the epoch, as the front stamped it
     received_at: float
+    record: bytes  # the record as read, for the dead-letter topic if it is quarantined
+
+    @property
+    def attempt_key(self) -> str:
+        """Names this record (request and position) in the attempt log."""
+        return f"{self.request_id}@{self.submission}"
 
 
 @dataclass(frozen=True)
@@ -147,12 +155,54 @@ def parse_request(message: KafkaSourceMessage) -> ImageJob | DeadLetter:
         detector_backend=submission.detector_backend,
         submitted_at=submitted_at,
         received_at=time.time(),
+        record=message.value,
     )
 
 
 def report_kafka_error(step_id: str, error: KafkaError, logger: logging.Logger) -> None:
     """Log a consumer error from the Kafka input, so it is seen rather than dropped."""
     logger.error("%s: Kafka consumer error: %s", step_id, error.err)
+
+
+def extract_faces_with_quarantine(
+    job: ImageJob,
+    extract: Callable[[ImageJob], list[FaceJob] | list[records_pb2.AnalysisResult]],
+    attempts: AttemptLog,
+    logger: logging.Logger,
+    crash_request_prefix: str = "",
+) -> list[FaceJob] | list[records_pb2.AnalysisResult | DeadLetter]:
+    """`extract(job)`, counted in the attempt log; a record that crashed the process on
+    `attempts.max_attempts` earlier attempts is skipped: FAILED (request.poison) and moved
+    to the dead-letter topic, so the stream goes on.
+
+    `crash_request_prefix` is a fail point for tests (FACESTREAM_FAILPOINT_CRASH_ON): the
+    process crashes, as a native decoder would, on requests whose id starts with it.
+    """
+    earlier = attempts.begin(job.attempt_key)
+    if attempts.is_poison(earlier):
+        reason = (
+            f"the record crashed the dataflow on {earlier} attempts "
+            f"(FACESTREAM_MAX_ATTEMPTS={attempts.max_attempts}); it was skipped"
+        )
+        logger.error("request %s quarantined: %s", job.request_id, reason)
+        result = result_record(
+            job.request_id,
+            Status.ANALYSIS_STATUS_FAILED,
+            error=("request.poison", f"{reason} and moved to the dead-letter topic"),
+            worker=worker_name(),
+        )
+        letter = DeadLetter(
+            key=job.request_id.encode(),
+            value=job.record,
+            reason=f"request.poison: {reason}",
+            source=job.submission,
+        )
+        return [result, letter]
+    if crash_request_prefix and job.request_id.startswith(crash_request_prefix):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    extracted = extract(job)
+    attempts.finish(job.attempt_key)
+    return extracted
 
 
 def extract_faces(
@@ -190,6 +240,10 @@ def extract_faces(
         return finished(Status.ANALYSIS_STATUS_FAILED, (error.code, error.message))
     except InvalidImageError as error:
         return finished(Status.ANALYSIS_STATUS_INVALID_IMAGE, (error.code, error.message))
+    except Exception as error:  # whatever else a decoder raises fails this image only
+        logger.exception("decoding failed for request %s", job.request_id)
+        message = f"The image could not be decoded: {type(error).__name__}."
+        return finished(Status.ANALYSIS_STATUS_INVALID_IMAGE, ("image.undecodable", message))
     decoded = time.time()
     try:
         faces = analyzer.find_faces(image, detector, limits.detection_max_side)

@@ -13,6 +13,7 @@ from lagom import Container, Singleton
 
 from di.settings import Settings
 from facestream.analyzer import FaceAnalyzer
+from facestream.attempts import AttemptLog
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d/%(threadName)s] %(message)s"
 
@@ -55,6 +56,9 @@ def build_container(settings: Settings) -> Container:
     container[Settings] = settings
     container[logging.Logger] = Singleton(lambda: make_logger(settings.log_level))
     container[FaceAnalyzer] = Singleton(lambda c: make_analyzer(c[Settings], c[logging.Logger]))
+    container[AttemptLog] = Singleton(
+        lambda c: AttemptLog(c[Settings].attempts_dir, c[Settings].max_attempts)
+    )
     return container
 
 

@@ -249,6 +249,33 @@ VARIABLES: tuple[Variable, ...] = (
         "still cropped from the full image.",
     ),
     Variable(
+        "FACESTREAM_MAX_ATTEMPTS",
+        "max_attempts",
+        "3",
+        "an integer from 1 to 100",
+        _integer(1, 100),
+        "Crashes of the dataflow on one record before it is quarantined (FAILED with "
+        "request.poison, record to the dead-letter topic).",
+    ),
+    Variable(
+        "FACESTREAM_ATTEMPTS_DIR",
+        "attempts_dir",
+        "~/.cache/facestream/attempts",
+        "a directory path",
+        _directory,
+        "Where the dataflow counts attempts per record, durably; share it between the "
+        "processes of a cluster (e.g. the recovery volume).",
+    ),
+    Variable(
+        "FACESTREAM_FAILPOINT_CRASH_ON",
+        "failpoint_crash_on",
+        "",
+        "a request id prefix, or empty (off)",
+        str.strip,
+        "Testing only: the dataflow process crashes (SIGSEGV) on requests whose id starts "
+        "with this. Off when empty.",
+    ),
+    Variable(
         "FACESTREAM_GRPC_ADDRESS",
         "grpc_address",
         "127.0.0.1:50051",
@@ -263,6 +290,32 @@ VARIABLES: tuple[Variable, ...] = (
         "an integer from 1 to 1000000",
         _integer(1, 1_000_000),
         "Publishes a gRPC server waits on at once; beyond it calls get RESOURCE_EXHAUSTED.",
+    ),
+    Variable(
+        "FACESTREAM_MAX_CONCURRENT_RPCS",
+        "max_concurrent_rpcs",
+        "1000",
+        "an integer from 1 to 1000000",
+        _integer(1, 1_000_000),
+        "Calls a gRPC server runs at once (streams included); beyond it calls get "
+        "RESOURCE_EXHAUSTED.",
+    ),
+    Variable(
+        "FACESTREAM_MAX_HELD_IMAGE_BYTES",
+        "max_held_image_bytes",
+        "256MiB",
+        "a size from 1KiB to 64GiB, in bytes or with a KiB/MiB/GiB suffix",
+        _size(1024, 64 * 1024 * MIB),
+        "Image bytes a gRPC server holds for calls in progress (an Analyze keeps its image "
+        "until its result); beyond it calls get RESOURCE_EXHAUSTED.",
+    ),
+    Variable(
+        "FACESTREAM_MAX_WATCHERS",
+        "max_watchers",
+        "256",
+        "an integer from 1 to 100000",
+        _integer(1, 100_000),
+        "WatchResults streams a gRPC server serves at once; beyond it they get RESOURCE_EXHAUSTED.",
     ),
     Variable(
         "FACESTREAM_ACK_TIMEOUT",
@@ -355,8 +408,14 @@ class Settings:
     detector_backend: str
     batch_size: int
     detection_max_side: int
+    max_attempts: int
+    attempts_dir: Path
+    failpoint_crash_on: str
     grpc_address: str
     max_in_flight: int
+    max_concurrent_rpcs: int
+    max_held_image_bytes: int
+    max_watchers: int
     ack_timeout: float
     result_timeout: float
     auth_tokens: tuple[str, ...]

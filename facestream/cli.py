@@ -125,16 +125,22 @@ def run_models_check(settings: Settings, actions: Sequence[str], detectors: Sequ
     return 0
 
 
-def run_models_download(settings: Settings, actions: Sequence[str]) -> int:
-    """Download DeepFace's real weights for `actions` into the weights folder."""
-    print(f"Downloading DeepFace weights for {', '.join(actions)} to {settings.weights_dir} ...")
+def run_models_download(
+    settings: Settings, actions: Sequence[str], detectors: Sequence[str]
+) -> int:
+    """Download DeepFace's real weights for `actions` and the files of `detectors` into the
+    weights folder: the only place facestream downloads anything."""
+    print(
+        f"Downloading DeepFace weights for {', '.join((*actions, *detectors))} to "
+        f"{settings.weights_dir} ..."
+    )
     try:
-        fetched = download_weights(settings.weights_dir, actions)
+        fetched = download_weights(settings.weights_dir, actions, detectors)
     except WeightsDownloadError as error:
         print(f"error: download failed: {error}", file=sys.stderr)
         return 1
     print(f"Downloaded {len(fetched)} file(s); the others were already there.")
-    return run_models_check(settings, actions, (settings.detector_backend,))
+    return run_models_check(settings, actions, detectors)
 
 
 def run_recovery_init(folder: Path, partitions: int) -> int:
@@ -238,19 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated actions (default: FACESTREAM_ACTIONS)",
     )
-    check = model_commands.add_parser(
-        "check", parents=[configured_actions], help="list which weights are present"
-    )
-    check.add_argument(
+    configured_actions.add_argument(
         "--detectors",
         type=_comma_list(DETECTOR_BACKENDS),
         default=None,
         help="comma-separated detectors (default: FACESTREAM_DETECTOR_BACKEND)",
     )
     model_commands.add_parser(
+        "check", parents=[configured_actions], help="list which weights are present"
+    )
+    model_commands.add_parser(
         "download",
         parents=[configured_actions],
-        help="download DeepFace's real weights (needs internet)",
+        help="download DeepFace's real weights and detector files (needs internet)",
     )
     demo = commands.add_parser(
         "demo",
@@ -333,13 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_recovery_init(args.folder, args.partitions)
         if args.models_command == "synth":
             return run_models_synth(settings, args.actions, args.seed)
+        actions = args.actions or settings.actions
+        detectors = args.detectors or (settings.detector_backend,)
         if args.models_command == "download":
-            return run_models_download(settings, args.actions or settings.actions)
-        return run_models_check(
-            settings,
-            args.actions or settings.actions,
-            args.detectors or (settings.detector_backend,),
-        )
+            return run_models_download(settings, actions, detectors)
+        return run_models_check(settings, actions, detectors)
     except BrokerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -17,13 +17,19 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from facestream.kafka_config import producer_config
 from facestream.v1 import records_pb2
+from grpc_server.background import run_or_report
 
 # While Kafka is unreachable, ask it for metadata this often to notice when it is back.
 RECONNECT_PROBE_SECONDS = 1.0
 
 
 class PublishUnavailableError(Exception):
-    """Kafka did not acknowledge the record in time, or refused it: it is not accepted."""
+    """Kafka did not acknowledge the record. `maybe_accepted`: it timed out, so the record
+    may still land; otherwise Kafka refused it."""
+
+    def __init__(self, message: str, maybe_accepted: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_accepted = maybe_accepted
 
 
 class PublishOverloadedError(Exception):
@@ -33,8 +39,9 @@ class PublishOverloadedError(Exception):
 class RequestPublisher:
     """Acknowledged publishing of submissions, at most `max_in_flight` waiting at once.
 
-    Use from one asyncio event loop. Set `on_reachability` before `start`: it is called
-    from the producer's thread whenever Kafka becomes reachable or unreachable.
+    Use from one asyncio event loop. Set the callbacks before `start`; they are called from
+    the producer's thread: `on_reachability` whenever Kafka becomes reachable or
+    unreachable, `on_fatal` if that thread dies.
     """
 
     def __init__(
@@ -51,6 +58,7 @@ class RequestPublisher:
         self._ack_timeout = ack_timeout
         self._logger = logger
         self.on_reachability: Callable[[bool], None] = lambda _reachable: None
+        self.on_fatal: Callable[[str], None] = lambda _reason: None
         self._in_flight = 0
         self._reachable = False
         self._had_outage = False
@@ -65,7 +73,12 @@ class RequestPublisher:
             "logger": logger,
         }
         self._producer = Producer(self._config)
-        self._thread = threading.Thread(target=self._serve, name="kafka-producer", daemon=True)
+        self._thread = threading.Thread(
+            target=run_or_report,
+            args=(self._serve, lambda reason: self.on_fatal(reason), logger),
+            name="kafka-producer",
+            daemon=True,
+        )
 
     @property
     def reachable(self) -> bool:
@@ -123,7 +136,8 @@ class RequestPublisher:
                 await asyncio.wait_for(asyncio.shield(acknowledged), wait)
             except TimeoutError:
                 raise PublishUnavailableError(
-                    f"Kafka did not acknowledge the record within {wait:.1f} s"
+                    f"Kafka did not acknowledge the record within {wait:.1f} s",
+                    maybe_accepted=True,
                 ) from None
         finally:
             self._in_flight -= 1
@@ -196,6 +210,6 @@ def _settle(future: asyncio.Future[None], error: KafkaError | None, ack_timeout:
     elif error.code() == KafkaError._MSG_TIMED_OUT:
         # librdkafka's own timeout is the ack timeout: say so as the wait above would.
         message = f"Kafka did not acknowledge the record within {ack_timeout:.1f} s"
-        future.set_exception(PublishUnavailableError(message))
+        future.set_exception(PublishUnavailableError(message, maybe_accepted=True))
     else:
         future.set_exception(PublishUnavailableError(f"Kafka did not accept the record: {error}"))

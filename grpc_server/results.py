@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 
 from facestream.kafka_config import consumer_config
 from facestream.v1 import records_pb2
+from grpc_server.background import run_or_report
 
 RECENT_RESULTS = 10_000
 # A stream that falls this far behind is closed rather than left to grow without bound.
@@ -50,6 +51,11 @@ class ResultWaiter:
             and len(self._seen) == len(self.request_ids)
             and self._queue.empty()
         )
+
+    @property
+    def missing(self) -> int:
+        """How many of the requested ids have had no result yet (0 for watch-all)."""
+        return 0 if self.request_ids is None else len(self.request_ids) - len(self._seen)
 
     @property
     def has_result(self) -> bool:
@@ -101,7 +107,14 @@ class ResultsListener:
         self._waiters: set[ResultWaiter] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="results-listener", daemon=True)
+        # Called from the listener's thread if it dies: the server must not go on unaware.
+        self.on_fatal: Callable[[str], None] = lambda _reason: None
+        self._thread = threading.Thread(
+            target=run_or_report,
+            args=(self._serve, lambda reason: self.on_fatal(reason), logger),
+            name="results-listener",
+            daemon=True,
+        )
 
     def start(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         """Assign every partition of the results topic at its current end and start reading.

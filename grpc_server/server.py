@@ -3,7 +3,7 @@
 Start-up serves at once with health NOT_SERVING, then connects to Kafka (creating missing
 topics) and turns SERVING once the producer reaches Kafka and the results listener reads.
 SIGTERM/SIGINT: health NOT_SERVING, stop taking calls, let running calls finish (bounded),
-flush the producer, exit.
+flush the producer, exit. If a Kafka client's thread dies, the same, with exit code 1.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from di import Settings, build_container
 from facestream.broker import ensure_topics
 from facestream.models import usable_detectors
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc
+from grpc_server.admission import Admission
 from grpc_server.auth import BearerTokenInterceptor
 from grpc_server.publisher import RequestPublisher
 from grpc_server.results import ResultsListener
@@ -81,6 +82,8 @@ class AnalyzeServer:
         self._health = health_aio.HealthServicer()
         self._listening = False
         self._stopping = False
+        self.failure: str | None = None  # why the server must stop, when a thread died
+        self.done = asyncio.Event()  # set when the server should stop (a fatal failure)
         self._tasks: set[asyncio.Task[None]] = set()
         self._server = aio.server(
             interceptors=[BearerTokenInterceptor(settings.auth_tokens)]
@@ -90,6 +93,8 @@ class AnalyzeServer:
                 ("grpc.max_receive_message_length", settings.kafka_max_message_bytes),
                 ("grpc.max_send_message_length", settings.kafka_max_message_bytes),
             ],
+            # Beyond this, gRPC itself answers RESOURCE_EXHAUSTED.
+            maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         )
         analyze_service_pb2_grpc.add_AnalyzeServiceServicer_to_server(
             AnalyzeServicer(
@@ -102,6 +107,7 @@ class AnalyzeServer:
                 ),
                 self._publisher,
                 self._listener,
+                Admission(settings.max_held_image_bytes, settings.max_watchers),
                 settings.ack_timeout,
                 settings.result_timeout,
             ),
@@ -119,7 +125,12 @@ class AnalyzeServer:
 
     @property
     def serving(self) -> bool:
-        return self._listening and self._publisher.reachable and not self._stopping
+        return (
+            self._listening
+            and self._publisher.reachable
+            and not self._stopping
+            and self.failure is None
+        )
 
     async def start(self) -> int:
         """Bind and start; return the bound port. Kafka is connected in the background."""
@@ -136,6 +147,8 @@ class AnalyzeServer:
         self._publisher.on_reachability = lambda _reachable: loop.call_soon_threadsafe(
             self._schedule_health_update
         )
+        for client in (self._publisher, self._listener):
+            client.on_fatal = lambda reason: loop.call_soon_threadsafe(self._fail, reason)
         self._publisher.start()
         self._schedule(self._connect_listener())
         self._logger.info(
@@ -185,6 +198,15 @@ class AnalyzeServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _fail(self, reason: str) -> None:
+        """A Kafka client's thread died: NOT_SERVING at once, and the process exits non-zero
+        (a supervisor restarts it) instead of accepting calls it cannot serve."""
+        if self.failure is None:
+            self.failure = reason
+            self._logger.error("stopping: %s", reason)
+            self._schedule(self._update_health())
+            self.done.set()
+
     def _schedule_health_update(self) -> None:
         if not self._stopping:
             self._schedule(self._update_health())
@@ -207,6 +229,9 @@ async def serve(settings: Settings) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await server.start()
-    await stop.wait()
+    stopped, failed = asyncio.ensure_future(stop.wait()), asyncio.ensure_future(server.done.wait())
+    await asyncio.wait((stopped, failed), return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    failed.cancel()
     await server.stop()
-    return 0
+    return 0 if server.failure is None else 1

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 
@@ -11,11 +12,18 @@ import grpc
 from grpc import aio
 
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc, records_pb2
+from grpc_server.admission import Admission
 from grpc_server.publisher import PublishOverloadedError, PublishUnavailableError, RequestPublisher
 from grpc_server.results import ResultsListener, WaiterOverflowError
-from grpc_server.validation import Limits, RequestRejectedError, check_submission, check_watch_ids
+from grpc_server.validation import (
+    Limits,
+    RequestRejectedError,
+    check_submission,
+    check_watch_ids,
+)
 
-# Trailing metadata key that carries the request id when Analyze gives up waiting.
+# Trailing metadata key that names the request when a call fails after its id was known
+# (result timeout, Kafka unavailable, overload): the client retries or watches under it.
 REQUEST_ID_METADATA = "facestream-request-id"
 # Publishes one SubmitStream keeps waiting on before it stops reading further requests;
 # gRPC's own flow control then holds the client back.
@@ -38,12 +46,14 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
         limits: Limits,
         publisher: RequestPublisher,
         listener: ResultsListener,
+        admission: Admission,
         ack_timeout: float,
         result_timeout: float,
     ) -> None:
         self._limits = limits
         self._publisher = publisher
         self._listener = listener
+        self._admission = admission
         self._ack_timeout = ack_timeout
         self._result_timeout = result_timeout
 
@@ -51,36 +61,38 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
         self, request: analyze_service_pb2.SubmitRequest, context: aio.ServicerContext
     ) -> analyze_service_pb2.SubmitReply:
         try:
-            submission = await self._accept(request, context)
+            request_id = await self._accept(request, context)
         except RequestRejectedError as rejected:
-            await context.abort(rejected.status, rejected.message)
-        return analyze_service_pb2.SubmitReply(request_id=submission.request_id)
+            await context.abort(
+                rejected.status, rejected.message, trailing_metadata=_id_trailer(rejected)
+            )
+        return analyze_service_pb2.SubmitReply(request_id=request_id)
 
     async def Analyze(
         self, request: analyze_service_pb2.SubmitRequest, context: aio.ServicerContext
     ) -> records_pb2.AnalysisResult:
         try:
-            submission = check_submission(request, self._limits)
-            with self._listener.waiter([submission.request_id]) as waiter:
-                # A recent result for a retried id is answered without publishing again.
-                if not waiter.has_result:
-                    await self._publish(submission, context)
-                try:
-                    return await waiter.next(time_left(context, self._result_timeout))
-                except TimeoutError:
-                    raise RequestRejectedError(
-                        grpc.StatusCode.DEADLINE_EXCEEDED,
-                        "result.timeout",
-                        f"request {submission.request_id} was accepted but its result was "
-                        "not ready in time; get it with WatchResults",
-                    ) from None
+            with self._admission.hold_image(len(request.image)):
+                submission = check_submission(request, self._limits)
+                request_id = submission.request_id
+                with self._listener.waiter([request_id]) as waiter:
+                    # A recent result for a retried id is answered without publishing again.
+                    if not waiter.has_result:
+                        await self._publish(submission, context)
+                    try:
+                        return await waiter.next(time_left(context, self._result_timeout))
+                    except TimeoutError:
+                        raise RequestRejectedError(
+                            grpc.StatusCode.DEADLINE_EXCEEDED,
+                            "result.timeout",
+                            f"request {request_id} was accepted but its result was "
+                            "not ready in time; get it with WatchResults",
+                            request_id,
+                        ) from None
         except RequestRejectedError as rejected:
-            trailer = (
-                ((REQUEST_ID_METADATA, submission.request_id),)
-                if rejected.status is grpc.StatusCode.DEADLINE_EXCEEDED
-                else ()
+            await context.abort(
+                rejected.status, rejected.message, trailing_metadata=_id_trailer(rejected)
             )
-            await context.abort(rejected.status, rejected.message, trailing_metadata=trailer)
 
     async def SubmitStream(
         self,
@@ -104,53 +116,87 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
     ) -> AsyncIterator[records_pb2.AnalysisResult]:
         try:
             request_ids = check_watch_ids(list(request.request_ids)) or None
+            with self._admission.watch(), self._listener.waiter(request_ids) as waiter:
+                # Results for given ids are awaited until the deadline (or the result
+                # timeout): an id whose result is gone from memory must not hang the call.
+                deadline = (
+                    None
+                    if request_ids is None
+                    else time.monotonic() + time_left(context, self._result_timeout)
+                )
+                while not waiter.complete:
+                    wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    try:
+                        yield await waiter.next(wait)
+                    except WaiterOverflowError as overflow:
+                        raise RequestRejectedError(
+                            grpc.StatusCode.RESOURCE_EXHAUSTED, "watch.overflow", str(overflow)
+                        ) from None
+                    except TimeoutError:
+                        raise RequestRejectedError(
+                            grpc.StatusCode.DEADLINE_EXCEEDED,
+                            "result.timeout",
+                            f"{waiter.missing} of {len(request_ids or ())} results did not "
+                            "arrive in time; results older than the server's memory are on "
+                            "the results topic",
+                        ) from None
         except RequestRejectedError as rejected:
             await context.abort(rejected.status, rejected.message)
-        with self._listener.waiter(request_ids) as waiter:
-            while not waiter.complete:
-                try:
-                    yield await waiter.next()
-                except WaiterOverflowError as overflow:
-                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(overflow))
 
     async def _submit_one(
         self, request: analyze_service_pb2.SubmitRequest, context: aio.ServicerContext
     ) -> analyze_service_pb2.SubmitReply:
+        """One SubmitStream reply: the request's id, and the error if it was refused."""
         try:
-            submission = await self._accept(request, context)
+            request_id = await self._accept(request, context)
         except RequestRejectedError as rejected:
             return analyze_service_pb2.SubmitReply(
-                request_id=request.request_id[:128], error=rejected.as_error()
+                request_id=rejected.request_id or request.request_id[:128],
+                error=rejected.as_error(),
             )
-        return analyze_service_pb2.SubmitReply(request_id=submission.request_id)
+        return analyze_service_pb2.SubmitReply(request_id=request_id)
 
     async def _accept(
         self, request: analyze_service_pb2.SubmitRequest, context: aio.ServicerContext
-    ) -> records_pb2.ImageSubmitted:
-        """Check and publish; the published record. RequestRejectedError says why not."""
-        submission = check_submission(request, self._limits)
-        await self._publish(submission, context)
-        return submission
+    ) -> str:
+        """Check and publish; the request id. RequestRejectedError says why not."""
+        with self._admission.hold_image(len(request.image)):
+            submission = check_submission(request, self._limits)
+            await self._publish(submission, context)
+        return submission.request_id
 
     async def _publish(
         self, submission: records_pb2.ImageSubmitted, context: aio.ServicerContext
     ) -> None:
+        request_id = submission.request_id
         if not self._publisher.reachable:
             raise RequestRejectedError(
                 grpc.StatusCode.UNAVAILABLE,
                 "kafka.unavailable",
-                "Kafka is not reachable; the request was not accepted. Retry with the same "
-                "request_id.",
+                f"Kafka is not reachable; request {request_id} was not accepted. Retry with "
+                "the same request_id.",
+                request_id,
             )
         try:
             await self._publisher.publish(submission, time_left(context, self._ack_timeout))
         except PublishOverloadedError as error:
             raise RequestRejectedError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED, "server.overloaded", str(error)
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "server.overloaded", str(error), request_id
             ) from None
         except PublishUnavailableError as error:
+            outcome = (
+                "it may have been accepted: retry with the same request_id"
+                if error.maybe_accepted
+                else "it was not accepted. Retry with the same request_id"
+            )
             raise RequestRejectedError(
                 grpc.StatusCode.UNAVAILABLE,
                 "kafka.unavailable",
-                f"{error}; the request was not accepted. Retry with the same request_id.",
+                f"{error}; request {request_id}: {outcome}.",
+                request_id,
             ) from None
+
+
+def _id_trailer(rejected: RequestRejectedError) -> tuple[tuple[str, str], ...]:
+    """Trailing metadata naming the request, so a client can retry or watch under that id."""
+    return ((REQUEST_ID_METADATA, rejected.request_id),) if rejected.request_id else ()

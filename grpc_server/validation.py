@@ -34,13 +34,17 @@ class Limits:
 
 
 class RequestRejectedError(Exception):
-    """A request that is refused with `status`; `code` is stable, `message` for a person."""
+    """A request that is refused with `status`; `code` is stable, `message` for a person,
+    `request_id` the id it was to run under, once known (empty before)."""
 
-    def __init__(self, status: grpc.StatusCode, code: str, message: str) -> None:
+    def __init__(
+        self, status: grpc.StatusCode, code: str, message: str, request_id: str = ""
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.request_id = request_id
 
     def as_error(self) -> records_pb2.Error:
         return records_pb2.Error(code=self.code, message=self.message)

@@ -37,7 +37,7 @@ from tests.grpc_helpers import (
     stand_in_dataflow,
     wait_for,
 )
-from tests.images import png_claiming
+from tests.images import dds_header, png_claiming
 from tests.pipeline import Topics, consume_until, produce
 
 TLS_DIR = PROJECT_ROOT / "tests" / "data" / "tls"
@@ -138,6 +138,16 @@ INVALID = {
         request(jpeg(), detector_backend="yolo"),
         grpc.StatusCode.INVALID_ARGUMENT,
         "unknown detector backend 'yolo'",
+    ),
+    "detector without its files": (
+        request(jpeg(), detector_backend="retinaface"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "'retinaface' is not installed here",
+    ),
+    "a header Pillow cannot read (NotImplementedError inside)": (
+        request(dds_header()),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "not an image",
     ),
     "malformed request id": (
         request(jpeg(), request_id="two words"),
@@ -247,6 +257,90 @@ def test_analyze_timeout_names_the_request_and_watch_gets_it_later(topics, clien
     assert [r.request_id for r in watched] == ["slow-1"]
 
 
+def test_watch_for_ids_ends_at_the_result_timeout_when_a_result_never_comes(topics):
+    settings = server_settings(topics, FACESTREAM_RESULT_TIMEOUT="1")
+    with ServerThread(settings) as server, server.client() as client:
+        server.wait_serving()
+        started = time.monotonic()
+        # No deadline from the client, and a result that never arrives: it must not hang.
+        assert_status(
+            lambda: list(client.watch(["never-answered"])),
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            "1 of 1 results did not arrive in time",
+        )
+        assert time.monotonic() - started < 10
+
+
+def test_calls_beyond_the_image_byte_budget_are_refused_until_bytes_are_freed(topics):
+    image = jpeg(256, 256)
+    budget = str(len(image) * 3 // 2)  # room for one waiting image, not two
+    settings = server_settings(topics, FACESTREAM_MAX_HELD_IMAGE_BYTES=budget)
+    with ServerThread(settings) as server, server.client() as client:
+        server.wait_serving()
+        with ThreadPoolExecutor(1) as pool:
+            # No dataflow answers: this Analyze keeps its image until its deadline.
+            waiting = pool.submit(client.analyze, image, request_id="held", timeout=6)
+            wait_for(lambda: server.listener.waiter_count == 1, 10, "Analyze waiting")
+            assert_status(
+                lambda: client.submit(image, request_id="refused", timeout=5),
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "FACESTREAM_MAX_HELD_IMAGE_BYTES",
+            )
+            with pytest.raises(grpc.RpcError) as timed_out:
+                waiting.result(30)
+            assert timed_out.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert client.submit(image, request_id="after", timeout=10) == "after"
+
+
+def test_watch_streams_and_concurrent_calls_are_capped(topics):
+    settings = server_settings(
+        topics, FACESTREAM_MAX_WATCHERS="1", FACESTREAM_MAX_CONCURRENT_RPCS="2"
+    )
+    with ServerThread(settings) as server, server.client() as client:
+        server.wait_serving()
+        first = client.watch(timeout=20)  # watch-all: stays open
+
+        def read_until_cancelled():
+            with pytest.raises(grpc.RpcError) as ended:
+                list(first)
+            return ended.value.code()
+
+        with ThreadPoolExecutor(2) as pool:
+            opened = pool.submit(read_until_cancelled)
+            wait_for(lambda: server.listener.waiter_count == 1, 10, "the first watch open")
+            assert_status(
+                lambda: list(client.watch(timeout=10)),
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "FACESTREAM_MAX_WATCHERS",
+            )
+            # One RPC runs (the watch); an Analyze waiting makes two; a third is refused.
+            waiting = pool.submit(client.analyze, jpeg(), request_id="capped", timeout=4)
+            wait_for(lambda: server.listener.waiter_count == 2, 10, "Analyze waiting")
+            with pytest.raises(grpc.RpcError) as refused:
+                client.submit(jpeg(), request_id="third", timeout=5)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            first.cancel()
+            with pytest.raises(grpc.RpcError):
+                waiting.result(30)
+            assert opened.result(30) == grpc.StatusCode.CANCELLED
+
+
+def test_a_dead_kafka_client_thread_turns_health_not_serving(topics):
+    class BrokenConsumer:
+        def poll(self, _timeout):
+            raise ValueError("a bug, not a Kafka error")
+
+        def close(self):
+            pass
+
+    with ServerThread(server_settings(topics)) as server, server.client() as client:
+        server.wait_serving()
+        server.listener._consumer = BrokenConsumer()
+        wait_for(lambda: server.server.done.is_set(), 10, "the server to see the dead thread")
+        assert "results-listener died: ValueError" in server.server.failure
+        assert health_of(client) == NOT_SERVING
+
+
 def test_watch_rejects_a_malformed_id(client):
     assert_status(
         lambda: list(client.watch(["no spaces please"], timeout=10)),
@@ -329,6 +423,11 @@ def test_a_silent_broker_gives_unavailable_and_in_flight_limit(own_broker):
                     first.result(15)
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
             assert "did not acknowledge the record within 2.0 s" in caught.value.details()
+            # The record may still land: the client is told so, and the id to retry with.
+            assert "may have been accepted: retry with the same request_id" in (
+                caught.value.details()
+            )
+            assert (REQUEST_ID_METADATA, "stalled") in caught.value.trailing_metadata()
             assert time.monotonic() - started < 3
         finally:
             os.kill(own_broker.pid, signal.SIGCONT)

@@ -21,11 +21,13 @@ from dataflow.steps import (
     analyze_faces,
     dead_letter_out,
     extract_faces,
+    extract_faces_with_quarantine,
     gather_key,
     gather_results,
     parse_request,
     result_record_out,
 )
+from facestream.attempts import AttemptLog
 from facestream.faces import Face
 from facestream.records import Status
 from facestream.v1 import records_pb2
@@ -148,6 +150,72 @@ def test_a_detector_failure_fails_only_that_image(faces_dir):
     assert result.status == Status.ANALYSIS_STATUS_FAILED
     assert result.error.code == "detect.failed"
     assert "detector exploded" in result.error.message
+
+
+def test_an_exception_from_a_decoder_fails_only_that_image(monkeypatch):
+    # Whatever a native decoder raises on hostile bytes ends as a typed INVALID_IMAGE.
+    def exploding_decoder(*_args):
+        raise MemoryError("cannot allocate")
+
+    monkeypatch.setattr("dataflow.steps.decode_image", exploding_decoder)
+    [result] = extract_faces(job(b"bytes"), BrokenDetector(), LIMITS, LOG)
+    assert (result.status, result.error.code) == (
+        Status.ANALYSIS_STATUS_INVALID_IMAGE,
+        "image.undecodable",
+    )
+    assert "cannot allocate" not in result.error.message  # no raw exception text
+
+
+# extract_faces_with_quarantine
+
+
+def test_attempts_survive_the_log_object_and_are_forgotten_when_finished(tmp_path):
+    log = AttemptLog(tmp_path / "attempts", max_attempts=2)
+    assert log.begin("r-1@t/0/1") == 0
+    # A new process (a new AttemptLog on the same folder) sees the attempt that never ended.
+    again = AttemptLog(tmp_path / "attempts", max_attempts=2)
+    assert again.begin("r-1@t/0/1") == 1
+    assert again.begin("r-2@t/0/2") == 0  # other records count apart
+    again.finish("r-1@t/0/1")
+    assert again.begin("r-1@t/0/1") == 0
+    assert not again.is_poison(1) and again.is_poison(2)
+
+
+def test_a_record_that_crashed_max_attempts_times_is_quarantined(tmp_path):
+    attempts = AttemptLog(tmp_path, max_attempts=3)
+    poison = job(b"crashes the decoder", request_id="poison-1")
+    calls = []
+
+    def crashing_extract(image_job):
+        calls.append(image_job)
+        raise SystemExit("stands for a crash: the step never returns")
+
+    for _crash in range(3):
+        with pytest.raises(SystemExit):
+            extract_faces_with_quarantine(poison, crashing_extract, attempts, LOG)
+    result, letter = extract_faces_with_quarantine(poison, crashing_extract, attempts, LOG)
+    assert len(calls) == 3  # the fourth read never reaches the decoder
+    assert (result.request_id, result.status, result.error.code) == (
+        "poison-1",
+        Status.ANALYSIS_STATUS_FAILED,
+        "request.poison",
+    )
+    assert isinstance(letter, DeadLetter)
+    assert letter.value == poison.record  # the record as read, for a person to look at
+    assert records_pb2.ImageSubmitted.FromString(letter.value).image == b"crashes the decoder"
+    assert letter.reason.startswith("request.poison") and "3 attempts" in letter.reason
+    # A replay of the same record is quarantined again, not retried.
+    again = extract_faces_with_quarantine(poison, crashing_extract, attempts, LOG)
+    assert again[0].error.code == "request.poison" and len(calls) == 3
+
+
+def test_records_that_finish_are_never_quarantined(tmp_path):
+    attempts = AttemptLog(tmp_path, max_attempts=1)
+    healthy = job(b"fine", request_id="ok-1")
+    for _ in range(3):
+        assert extract_faces_with_quarantine(healthy, lambda _job: ["done"], attempts, LOG) == [
+            "done"
+        ]
 
 
 # analyze_faces
