@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # The stamp's name carries a hash of pyproject.toml: a change there makes it stale.
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
 
-.PHONY: venv test demo bench lint proto clean
+.PHONY: venv test demo bench reliability lint proto clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,11 @@ bench: $(STAMP)
 	export DEEPFACE_HOME; \
 	$(VENV)/bin/facestream models check >/dev/null || $(VENV)/bin/facestream models synth; \
 	$(PY) -m bench.suite $(BENCH_ARGS) && $(PY) -m bench.pipeline_parts
+
+# Faults and overload against the real system (README, Reliability); not part of `make test`,
+# which runs the same scenarios at small sizes.
+reliability: $(STAMP)
+	$(PY) -m bench.reliability $(RELIABILITY_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -39,7 +39,7 @@ from facestream.broker import free_port
 from facestream.demo import LocalSystem, wait_first_result, wait_serving
 from facestream.image_sources import demo_images
 from facestream.models import ACTIONS
-from facestream.processes import ChildProcess
+from facestream.processes import ChildProcess, memory_mb
 from grpc_server.client import AnalyzeClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,14 +72,6 @@ def bench_images() -> tuple[str, list[bytes]]:
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def peak_rss_mb(pid: int) -> float:
-    """The high-water mark of a process's resident memory, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise ValueError(f"no VmHWM for pid {pid}")
 
 
 def ceiling(settings: Settings, images: Sequence[bytes], repeat: int) -> dict[str, Any]:
@@ -129,7 +121,7 @@ def peer(
             "workers": args.peer_workers,
             "saturated": saturated,
             "half_load": half_load,
-            "peak_rss_mb": peak_rss_mb(server.pid),
+            "peak_rss_mb": memory_mb(server.pid, "VmHWM"),
         }
     finally:
         server.stop()
@@ -187,7 +179,7 @@ def facestream_shape(
         if half_load:
             result["half_load"] = _half_load(service, images, *half_load, args.repeat)
         dataflow_pids = [c.pid for c in system.children if c.name.startswith("dataflow")]
-        result["peak_rss_mb"] = [peak_rss_mb(pid) for pid in dataflow_pids]
+        result["peak_rss_mb"] = [memory_mb(pid, "VmHWM") for pid in dataflow_pids]
     return result
 
 

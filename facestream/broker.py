@@ -103,11 +103,15 @@ class EmbeddedBroker:
     """A Tansu broker process on loopback with in-memory storage.
 
     Use as a context manager, or call start() and stop(). stop() ends the process by its pid.
+    With `advertised_port`, clients are told to connect there (a proxy in front of it).
     """
 
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, port: int, host: str = "127.0.0.1", advertised_port: int | None = None
+    ) -> None:
         self.host = host
         self.port = port
+        self.advertised_port = advertised_port or port
         self._child: ChildProcess | None = None
 
     @property
@@ -133,8 +137,11 @@ class EmbeddedBroker:
                 "or point FACESTREAM_KAFKA_BOOTSTRAP at a running Kafka."
             )
         url = f"tcp://{self.bootstrap}"
+        advertised = f"tcp://{self.host}:{self.advertised_port}"
         argv = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url"]
-        self._child = ChildProcess("tansu", [*argv, url, "--storage-engine", "memory://tansu/"])
+        self._child = ChildProcess(
+            "tansu", [*argv, advertised, "--storage-engine", "memory://tansu/"]
+        )
         try:
             deadline = time.monotonic() + timeout
             while not _accepts_connections(self.host, self.port):

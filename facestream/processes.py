@@ -36,6 +36,14 @@ def process_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def memory_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's memory from /proc in MB: resident now (VmRSS) or its peak (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no {field} for pid {pid}")
+
+
 class ChildProcess:
     """A command run as a child in its own session (so a terminal's Ctrl-C reaches only the
     parent, which stops children in order), its output in a log file, ended with its

@@ -143,8 +143,11 @@ def test_recovery_store_weights_and_volumes_are_consistent():
     for name, argv in zip(DATAFLOW, argvs, strict=True):
         assert option(argv, "-r") == store
         assert mounts(SERVICES[name])[store] == recovery_volume  # one shared store
-        home = Settings.from_env(SERVICES[name]["environment"]).deepface_home
+        settings = Settings.from_env(SERVICES[name]["environment"])
+        home = settings.deepface_home
         assert mounts(SERVICES[name])[str(home)] == mounts(SERVICES["weights"])[str(home)]
+        # The quarantine's attempt counts live in the shared recovery volume.
+        assert settings.attempts_dir.is_relative_to(store)
         depends = SERVICES[name]["depends_on"]
         for setup in ("topics", "weights", "recovery-init"):
             assert depends[setup]["condition"] == "service_completed_successfully"
