@@ -341,6 +341,21 @@ def test_a_dead_kafka_client_thread_turns_health_not_serving(topics):
         assert health_of(client) == NOT_SERVING
 
 
+def test_the_server_process_exits_non_zero_when_a_kafka_client_thread_dies(topics, monkeypatch):
+    import asyncio
+
+    from grpc_server import results
+    from grpc_server.server import serve
+
+    def dies(_listener):
+        raise RuntimeError("a bug in the listener")
+
+    monkeypatch.setattr(results.ResultsListener, "_serve", dies)
+    # serve() is what `python -m grpc_server` runs; it must stop by itself, with code 1.
+    code = asyncio.run(asyncio.wait_for(serve(server_settings(topics)), 60))
+    assert code == 1
+
+
 def test_watch_rejects_a_malformed_id(client):
     assert_status(
         lambda: list(client.watch(["no spaces please"], timeout=10)),

@@ -31,7 +31,7 @@ from facestream.attempts import AttemptLog
 from facestream.faces import Face
 from facestream.records import Status
 from facestream.v1 import records_pb2
-from tests.images import png_claiming
+from tests.images import astronaut_jpeg, mpo, png_claiming
 from tests.pipeline import submission
 
 LOG = logging.getLogger("test")
@@ -164,6 +164,28 @@ def test_an_exception_from_a_decoder_fails_only_that_image(monkeypatch):
         "image.undecodable",
     )
     assert "cannot allocate" not in result.error.message  # no raw exception text
+
+
+@pytest.mark.parametrize("kind", ["multi-picture JPEG (MPO)", "JPEG with a trailer"])
+def test_phone_photos_give_what_deepface_analyze_gives(analyzer, tmp_path, kind):
+    from tests.test_dataflow_e2e import assert_same_as_deepface, reference_analysis
+
+    photo = astronaut_jpeg()
+    data = (
+        mpo(photo, astronaut_jpeg(40))
+        if kind.startswith("multi")
+        else photo + b"\x00\x00\x00\x18ftypmp42" + b"\xff\xda" * 64
+    )
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(data)
+    faces = extract_faces(job(data), analyzer, LIMITS, LOG)
+    analyzed = analyze_faces(faces, analyzer, 8, LOG)
+    state, emitted = None, []
+    for face in analyzed:
+        state, out = gather_results(state, face, True)
+        emitted += out
+    [result] = emitted
+    assert_same_as_deepface(result, reference_analysis(path), kind)
 
 
 # extract_faces_with_quarantine
