@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class Variable:
     accepts: str
     parse: Callable[[str], Any]
     help: str
+    secret: bool = False  # its value is never printed, not even when it is invalid
 
 
 def _integer(low: int, high: int) -> Callable[[str], int]:
@@ -340,6 +341,7 @@ VARIABLES: tuple[Variable, ...] = (
         "comma-separated bearer tokens without spaces, or empty",
         _tokens,
         "When set, gRPC calls need the metadata 'authorization: Bearer TOKEN' with one of these.",
+        secret=True,
     ),
     Variable(
         "FACESTREAM_TLS_CERT",
@@ -364,6 +366,7 @@ VARIABLES: tuple[Variable, ...] = (
         "a bearer token without spaces, or empty",
         _client_token,
         "Token the `facestream submit/watch` client sends (when the server wants one).",
+        secret=True,
     ),
     Variable(
         "FACESTREAM_TLS_CA",
@@ -418,10 +421,10 @@ class Settings:
     max_watchers: int
     ack_timeout: float
     result_timeout: float
-    auth_tokens: tuple[str, ...]
+    auth_tokens: tuple[str, ...] = field(repr=False)  # secrets: never in a repr or a log
     tls_cert: Path | None
     tls_key: Path | None
-    client_token: str
+    client_token: str = field(repr=False)
     tls_ca: Path | None
     log_level: str
     deepface_home: Path
@@ -436,7 +439,8 @@ class Settings:
             try:
                 values[var.field] = var.parse(raw)
             except ValueError:
-                problems.append(f"{var.name}={raw!r} is not valid: expected {var.accepts}.")
+                shown = "(value hidden: a secret)" if var.secret else f"={raw!r}"
+                problems.append(f"{var.name}{shown} is not valid: expected {var.accepts}.")
         if not problems and (values["tls_cert"] is None) != (values["tls_key"] is None):
             problems.append(
                 "FACESTREAM_TLS_CERT and FACESTREAM_TLS_KEY must be set together "

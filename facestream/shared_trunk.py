@@ -87,9 +87,15 @@ class SharedTrunk:
 
     def predict(self, faces: np.ndarray) -> dict[str, np.ndarray]:
         """Class probabilities of each head, (n, classes) per action, for (n, 224, 224, 3)."""
-        # DeepFace calls a model directly for one face; predict_on_batch gives the same
-        # numbers (tests/test_shared_trunk.py) in a traced graph, ~15% faster.
-        outputs = self.model.predict_on_batch(faces)
+        # Called the way DeepFace calls its own models: directly (eagerly) for one face,
+        # predict_on_batch (a traced graph) for several. The two can differ in the last
+        # bits on some CPUs (the graph fuses operations the eager call runs one by one),
+        # so each size takes DeepFace's own path (tests/test_shared_trunk.py).
+        outputs = (
+            self.model(faces, training=False)
+            if len(faces) == 1
+            else self.model.predict_on_batch(faces)
+        )
         return {
             action: np.asarray(rows).reshape(len(faces), -1)
             for action, rows in zip(self.actions, outputs, strict=True)

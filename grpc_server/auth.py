@@ -4,6 +4,7 @@ balancers probe it without credentials)."""
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
@@ -24,10 +25,12 @@ def token_is_valid(metadata: Sequence[tuple[str, str | bytes]], tokens: Sequence
 
 
 class BearerTokenInterceptor(aio.ServerInterceptor):
-    """Refuses calls without a valid token with UNAUTHENTICATED."""
+    """Refuses calls without a valid token with UNAUTHENTICATED, and logs each refusal with
+    the method (never the token offered)."""
 
-    def __init__(self, tokens: Sequence[str]) -> None:
+    def __init__(self, tokens: Sequence[str], logger: logging.Logger) -> None:
         self._tokens = tuple(tokens)
+        self._logger = logger
 
         async def refuse(_request: object, context: aio.ServicerContext) -> None:
             await context.abort(
@@ -57,4 +60,10 @@ class BearerTokenInterceptor(aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:  # unknown method: let gRPC answer UNIMPLEMENTED
             return handler
+        offered = any(key == "authorization" for key, _ in handler_call_details.invocation_metadata)
+        self._logger.warning(
+            "refused %s: principal unknown (%s token)",
+            handler_call_details.method,
+            "invalid" if offered else "no",
+        )
         return self._refusals[(handler.request_streaming, handler.response_streaming)]

@@ -86,7 +86,7 @@ class AnalyzeServer:
         self.done = asyncio.Event()  # set when the server should stop (a fatal failure)
         self._tasks: set[asyncio.Task[None]] = set()
         self._server = aio.server(
-            interceptors=[BearerTokenInterceptor(settings.auth_tokens)]
+            interceptors=[BearerTokenInterceptor(settings.auth_tokens, self._logger)]
             if settings.auth_tokens
             else [],
             options=[

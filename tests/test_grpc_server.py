@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import signal
 import threading
@@ -513,22 +514,48 @@ def _until_error(stream):
         return
 
 
+class KeptRecords(logging.Handler):
+    """Keeps what facestream's logger says (it does not propagate to pytest's caplog)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
 def test_bearer_tokens(topics):
     settings = server_settings(topics, FACESTREAM_AUTH_TOKENS="alpha,beta")
-    with ServerThread(settings) as server:
-        server.wait_serving()
-        for token in ("", "wrong", "alph"):
-            with server.client(token=token) as client:
-                assert health_of(client) == SERVING  # probes need no token
-                for call in (
-                    lambda c=client: c.submit(jpeg(), timeout=5),
-                    lambda c=client: c.analyze(jpeg(), timeout=5),
-                    lambda c=client: list(c.watch(["x"], timeout=5)),
-                    lambda c=client: list(c.submit_stream([request(jpeg())], timeout=5)),
-                ):
-                    assert_status(call, grpc.StatusCode.UNAUTHENTICATED, "authorization: Bearer")
-        with server.client(token="beta") as client:
-            assert client.submit(jpeg(), request_id="with-token", timeout=10) == "with-token"
+    kept = KeptRecords()
+    logging.getLogger("facestream").addHandler(kept)
+    try:
+        with ServerThread(settings) as server:
+            server.wait_serving()
+            for token in ("", "wrong", "alph"):
+                with server.client(token=token) as client:
+                    assert health_of(client) == SERVING  # probes need no token
+                    for call in (
+                        lambda c=client: c.submit(jpeg(), timeout=5),
+                        lambda c=client: c.analyze(jpeg(), timeout=5),
+                        lambda c=client: list(c.watch(["x"], timeout=5)),
+                        lambda c=client: list(c.submit_stream([request(jpeg())], timeout=5)),
+                    ):
+                        assert_status(
+                            call, grpc.StatusCode.UNAUTHENTICATED, "authorization: Bearer"
+                        )
+            with server.client(token="beta") as client:
+                assert client.submit(jpeg(), request_id="with-token", timeout=10) == "with-token"
+    finally:
+        logging.getLogger("facestream").removeHandler(kept)
+    refusals = [line for line in kept.lines if line.startswith("refused")]
+    assert "refused /facestream.v1.AnalyzeService/Submit: principal unknown (no token)" in (
+        refusals
+    )
+    assert any("(invalid token)" in line for line in refusals)
+    logged = "\n".join(kept.lines)
+    for token in ("alpha", "beta", "wrong", "alph"):
+        assert token not in logged  # never a token, valid or not
 
 
 def test_tls(topics):
