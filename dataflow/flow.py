@@ -62,7 +62,10 @@ def build_flow(
         flow,
         brokers=[settings.bootstrap_servers],
         topics=[settings.topic_requests],
-        add_config=fetch_config(settings.kafka_max_message_bytes),
+        add_config={
+            **fetch_config(settings.kafka_max_message_bytes),
+            **settings.kafka_security.client_config,
+        },
         # Images per poll and partition: enough to fill a model batch, few enough that a
         # backlog of large images does not land in memory at once.
         batch_size=settings.batch_size,
@@ -115,7 +118,11 @@ def build_flow(
         "write_kafka",
         records,
         AcknowledgedKafkaSink(
-            producer_config(settings.bootstrap_servers, settings.kafka_max_message_bytes)
+            producer_config(
+                settings.bootstrap_servers,
+                settings.kafka_max_message_bytes,
+                settings.kafka_security,
+            )
         ),
     )
     return flow

@@ -67,6 +67,7 @@ class ImageJob:
     submitted_at: float | None  # seconds since the epoch, as the front stamped it
     received_at: float
     record: bytes  # the record as read, for the dead-letter topic if it is quarantined
+    principal: str = ""  # who submitted it; its result goes to it alone
 
     @property
     def attempt_key(self) -> str:
@@ -89,6 +90,7 @@ class ImageProgress:
     """What every face of one image carries: who it belongs to and the time spent so far."""
 
     request_id: str
+    principal: str
     submission: str
     face_count: int
     started_at: float  # submitted_at, or received_at when the submitter gave no time
@@ -156,6 +158,7 @@ def parse_request(message: KafkaSourceMessage) -> ImageJob | DeadLetter:
         submitted_at=submitted_at,
         received_at=time.time(),
         record=message.value,
+        principal=submission.principal,
     )
 
 
@@ -190,6 +193,7 @@ def extract_faces_with_quarantine(
             Status.ANALYSIS_STATUS_FAILED,
             error=("request.poison", f"{reason} and moved to the dead-letter topic"),
             worker=worker_name(),
+            principal=job.principal,
         )
         letter = DeadLetter(
             key=job.request_id.encode(),
@@ -224,6 +228,7 @@ def extract_faces(
                 timings=timings,
                 worker=worker_name(),
                 synthetic_weights=analyzer.synthetic_weights,
+                principal=job.principal,
             )
         ]
 
@@ -261,6 +266,7 @@ def extract_faces(
         )
     progress = ImageProgress(
         request_id=job.request_id,
+        principal=job.principal,
         submission=job.submission,
         face_count=len(faces),
         started_at=started_at,
@@ -347,6 +353,7 @@ def gather_results(
         timings=timings,
         worker=worker_name(),
         synthetic_weights=synthetic_weights,
+        principal=progress.principal,
     )
     return None, [result]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facestream.kafka_config import TopicSpec
+from facestream.kafka_config import SASL_MECHANISMS, SECURITY_PROTOCOLS, KafkaSecurity, TopicSpec
 from facestream.models import ACTIONS, DETECTOR_BACKENDS, weights_dir_of
 
 MIB = 1024 * 1024
@@ -158,6 +158,65 @@ VARIABLES: tuple[Variable, ...] = (
         "host:port[,host:port...] or empty",
         _bootstrap,
         "Kafka bootstrap servers. Empty: use the embedded broker on 127.0.0.1.",
+    ),
+    Variable(
+        "FACESTREAM_KAFKA_SECURITY_PROTOCOL",
+        "kafka_security_protocol",
+        "PLAINTEXT",
+        f"one of {', '.join(SECURITY_PROTOCOLS)}",
+        _choice(SECURITY_PROTOCOLS),
+        "How every facestream client connects to Kafka (producers, consumers, topic creation).",
+    ),
+    Variable(
+        "FACESTREAM_KAFKA_SASL_MECHANISM",
+        "kafka_sasl_mechanism",
+        "",
+        f"one of {', '.join(SASL_MECHANISMS)}, or empty",
+        _choice(("", *SASL_MECHANISMS)),
+        "SASL mechanism, with a SASL_* protocol.",
+    ),
+    Variable(
+        "FACESTREAM_KAFKA_SASL_USERNAME",
+        "kafka_sasl_username",
+        "",
+        "a user name, or empty",
+        str.strip,
+        "SASL user name, with a SASL_* protocol.",
+    ),
+    Variable(
+        "FACESTREAM_KAFKA_SASL_PASSWORD",
+        "kafka_sasl_password",
+        "",
+        "a password, or empty",
+        str,
+        "SASL password, with a SASL_* protocol. Never printed or logged.",
+        secret=True,
+    ),
+    Variable(
+        "FACESTREAM_KAFKA_SSL_CA",
+        "kafka_ssl_ca",
+        "",
+        "the path of an existing PEM file, or empty",
+        _optional_file,
+        "CA (PEM) that signed Kafka's certificates, with SSL or SASL_SSL (else the system's).",
+    ),
+    Variable(
+        "FACESTREAM_TOPIC_REPLICATION_FACTOR",
+        "topic_replication_factor",
+        "1",
+        "an integer from 1 to 32",
+        _integer(1, 32),
+        "Replicas of each topic facestream creates; 1 for the embedded broker, 3 on a "
+        "production Kafka (acks=all means little with one copy).",
+    ),
+    Variable(
+        "FACESTREAM_TOPIC_MIN_INSYNC_REPLICAS",
+        "topic_min_insync_replicas",
+        "1",
+        "an integer from 1 to 32, at most the replication factor",
+        _integer(1, 32),
+        "Replicas that must have a record before Kafka acknowledges it (min.insync.replicas "
+        "of the topics facestream creates); 2 with 3 replicas.",
     ),
     Variable(
         "FACESTREAM_EMBEDDED_BROKER_PORT",
@@ -344,12 +403,31 @@ VARIABLES: tuple[Variable, ...] = (
         secret=True,
     ),
     Variable(
+        "FACESTREAM_AUTH_FILE",
+        "auth_file",
+        "",
+        "the path of an existing TOML file, or empty",
+        _optional_file,
+        "Principals, their scopes and token hashes or certificate names (README, Security); "
+        "re-read when it changes or on SIGHUP.",
+    ),
+    Variable(
+        "FACESTREAM_MAX_IN_FLIGHT_PER_PRINCIPAL",
+        "max_in_flight_per_principal",
+        "256",
+        "an integer from 1 to 1000000",
+        _integer(1, 1_000_000),
+        "Publishes one principal may have waiting on Kafka at once; beyond it its calls get "
+        "RESOURCE_EXHAUSTED.",
+    ),
+    Variable(
         "FACESTREAM_TLS_CERT",
         "tls_cert",
         "",
         "the path of an existing PEM file, or empty",
         _optional_file,
-        "Server certificate chain (PEM). Set with FACESTREAM_TLS_KEY to serve TLS.",
+        "Certificate chain (PEM): the server's, set with FACESTREAM_TLS_KEY to serve TLS; "
+        "for the `facestream` client, its own client certificate.",
     ),
     Variable(
         "FACESTREAM_TLS_KEY",
@@ -358,6 +436,15 @@ VARIABLES: tuple[Variable, ...] = (
         "the path of an existing PEM file, or empty",
         _optional_file,
         "Private key (PEM) of FACESTREAM_TLS_CERT.",
+    ),
+    Variable(
+        "FACESTREAM_TLS_CLIENT_CA",
+        "tls_client_ca",
+        "",
+        "the path of an existing PEM file, or empty",
+        _optional_file,
+        "CA (PEM) whose client certificates the server requires (mTLS); the certificate's CN "
+        "or SAN names a principal of FACESTREAM_AUTH_FILE.",
     ),
     Variable(
         "FACESTREAM_CLIENT_TOKEN",
@@ -400,6 +487,13 @@ class Settings:
     """Validated configuration of one facestream process. Build it with `Settings.from_env`."""
 
     kafka_bootstrap: str
+    kafka_security_protocol: str
+    kafka_sasl_mechanism: str
+    kafka_sasl_username: str
+    kafka_sasl_password: str = field(repr=False)
+    kafka_ssl_ca: Path | None
+    topic_replication_factor: int
+    topic_min_insync_replicas: int
     embedded_broker_port: int
     topic_requests: str
     topic_results: str
@@ -422,8 +516,11 @@ class Settings:
     ack_timeout: float
     result_timeout: float
     auth_tokens: tuple[str, ...] = field(repr=False)  # secrets: never in a repr or a log
+    auth_file: Path | None
+    max_in_flight_per_principal: int
     tls_cert: Path | None
     tls_key: Path | None
+    tls_client_ca: Path | None
     client_token: str = field(repr=False)
     tls_ca: Path | None
     log_level: str
@@ -445,6 +542,33 @@ class Settings:
             problems.append(
                 "FACESTREAM_TLS_CERT and FACESTREAM_TLS_KEY must be set together "
                 "(both for TLS, neither for plaintext)."
+            )
+        if (
+            not problems
+            and values["kafka_security_protocol"].startswith("SASL")
+            and not (
+                values["kafka_sasl_mechanism"]
+                and values["kafka_sasl_username"]
+                and values["kafka_sasl_password"]
+            )
+        ):
+            problems.append(
+                "FACESTREAM_KAFKA_SECURITY_PROTOCOL="
+                f"{values['kafka_security_protocol']} needs FACESTREAM_KAFKA_SASL_MECHANISM, "
+                "FACESTREAM_KAFKA_SASL_USERNAME and FACESTREAM_KAFKA_SASL_PASSWORD."
+            )
+        if (
+            not problems
+            and values["topic_min_insync_replicas"] > values["topic_replication_factor"]
+        ):
+            problems.append(
+                "FACESTREAM_TOPIC_MIN_INSYNC_REPLICAS must not exceed "
+                "FACESTREAM_TOPIC_REPLICATION_FACTOR: no write could be acknowledged."
+            )
+        if not problems and values["tls_client_ca"] and values["tls_cert"] is None:
+            problems.append(
+                "FACESTREAM_TLS_CLIENT_CA needs FACESTREAM_TLS_CERT and FACESTREAM_TLS_KEY: "
+                "client certificates are checked over TLS."
             )
         if not problems:
             topics = [
@@ -472,6 +596,20 @@ class Settings:
         return self.kafka_bootstrap or f"127.0.0.1:{self.embedded_broker_port}"
 
     @property
+    def kafka_security(self) -> KafkaSecurity:
+        """How clients connect to Kafka: plaintext to the embedded broker, as configured
+        otherwise."""
+        if self.uses_embedded_broker:
+            return KafkaSecurity()
+        return KafkaSecurity(
+            self.kafka_security_protocol,
+            self.kafka_sasl_mechanism,
+            self.kafka_sasl_username,
+            self.kafka_sasl_password,
+            self.kafka_ssl_ca,
+        )
+
+    @property
     def kafka_max_message_bytes(self) -> int:
         """Record size limit for producers, topics and consumers: one image plus envelope."""
         return self.max_image_bytes + KAFKA_RECORD_HEADROOM_BYTES
@@ -480,7 +618,13 @@ class Settings:
     def topics(self) -> list[TopicSpec]:
         """The three facestream topics, sized for the largest image."""
         return [
-            TopicSpec(name, self.partitions, self.kafka_max_message_bytes)
+            TopicSpec(
+                name,
+                self.partitions,
+                self.kafka_max_message_bytes,
+                self.topic_replication_factor,
+                self.topic_min_insync_replicas,
+            )
             for name in (self.topic_requests, self.topic_results, self.topic_dead_letter)
         ]
 

@@ -15,7 +15,7 @@ from types import TracebackType
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from facestream.kafka_config import TopicSpec
+from facestream.kafka_config import PLAINTEXT, KafkaSecurity, TopicSpec
 from facestream.processes import ChildProcess
 
 
@@ -23,9 +23,9 @@ class BrokerError(RuntimeError):
     """The broker could not be started, or Kafka did not answer."""
 
 
-def wait_for_kafka(bootstrap: str, timeout: float) -> None:
+def wait_for_kafka(bootstrap: str, timeout: float, security: KafkaSecurity = PLAINTEXT) -> None:
     """Return once Kafka at `bootstrap` answers a metadata request; BrokerError after timeout."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **security.client_config, "log_level": 0})
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
@@ -39,18 +39,31 @@ def wait_for_kafka(bootstrap: str, timeout: float) -> None:
                 ) from error
 
 
-def ensure_topics(bootstrap: str, topics: Sequence[TopicSpec], timeout: float = 30) -> list[str]:
+def ensure_topics(
+    bootstrap: str,
+    topics: Sequence[TopicSpec],
+    timeout: float = 30,
+    security: KafkaSecurity = PLAINTEXT,
+) -> list[str]:
     """Create the topics that do not exist yet; return the names of those created.
 
     Existing topics are left as they are (partitions cannot be changed on every broker).
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **security.client_config})
     existing = admin.list_topics(timeout=timeout).topics
     missing = [t for t in topics if t.name not in existing]
     if not missing:
         return []
     futures = admin.create_topics(
-        [NewTopic(t.name, num_partitions=t.partitions, config=t.config) for t in missing],
+        [
+            NewTopic(
+                t.name,
+                num_partitions=t.partitions,
+                replication_factor=t.replication_factor,
+                config=t.config,
+            )
+            for t in missing
+        ],
         operation_timeout=timeout,
         request_timeout=timeout,
     )

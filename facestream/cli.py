@@ -73,8 +73,9 @@ def run_broker(settings: Settings) -> int:
     names = ", ".join(t.name for t in topics)
     if not settings.uses_embedded_broker:
         print(f"Using Kafka at {settings.bootstrap_servers}: the embedded broker is not started.")
-        wait_for_kafka(settings.bootstrap_servers, timeout=30)
-        created = ensure_topics(settings.bootstrap_servers, topics)
+        security = settings.kafka_security
+        wait_for_kafka(settings.bootstrap_servers, timeout=30, security=security)
+        created = ensure_topics(settings.bootstrap_servers, topics, security=security)
         print(f"Topics ready ({names}); created now: {', '.join(created) or 'none'}.")
         return 0
     with EmbeddedBroker(settings.embedded_broker_port) as broker:
@@ -202,15 +203,33 @@ def run_client_or_server(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
 
     from grpc_server.commands import run_submit, run_watch
+    from grpc_server.principals import CredentialsError
     from grpc_server.server import serve
 
     if args.command == "serve":
-        return asyncio.run(serve(settings))
+        try:
+            return asyncio.run(serve(settings))
+        except CredentialsError as error:
+            print(f"error: the gRPC server cannot start: {error}", file=sys.stderr)
+            return 2
     if args.command == "submit":
         return run_submit(
             settings, args.paths, args.wait, args.json, args.timeout, args.concurrency
         )
     return run_watch(settings, args.request_ids, args.json)
+
+
+def run_hash_token() -> int:
+    """Read a bearer token from standard input (never an argument: process lists and shell
+    history would keep it) and print its SHA-256, as the credentials file stores it."""
+    from grpc_server.principals import hash_token
+
+    token = sys.stdin.readline().strip()
+    if not token or any(c.isspace() for c in token):
+        print("error: give one token without spaces on standard input", file=sys.stderr)
+        return 2
+    print(hash_token(token))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     recovery.add_argument("folder", type=Path)
     recovery.add_argument("partitions", type=int, help="at least the total number of workers")
     commands.add_parser("serve", help="run the gRPC AnalyzeService (same as python -m grpc_server)")
+    auth = commands.add_parser("auth", help="credentials of the gRPC server")
+    auth.add_subparsers(dest="auth_command", required=True).add_parser(
+        "hash-token",
+        help="print the SHA-256 of the token read from standard input, for FACESTREAM_AUTH_FILE",
+    )
     submit = commands.add_parser(
         "submit", help="send image files or folders to the AnalyzeService (FACESTREAM_GRPC_ADDRESS)"
     )
@@ -335,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_client_or_server(settings, args)
         if args.command == "health":
             return run_health(settings, args.address, args.timeout)
+        if args.command == "auth":
+            return run_hash_token()
         if args.command == "recovery-init":
             return run_recovery_init(args.folder, args.partitions)
         if args.models_command == "synth":

@@ -170,7 +170,9 @@ class LocalSystem:
         """Start everything; stop every child (server, dataflow, broker) on the way out."""
         with ExitStack() as stack:
             self.bootstrap = self._kafka(stack)
-            ensure_topics(self.bootstrap, self.settings.topics)
+            ensure_topics(
+                self.bootstrap, self.settings.topics, security=self.settings.kafka_security
+            )
             env = child_environment(
                 **self.env,
                 FACESTREAM_KAFKA_BOOTSTRAP=self.bootstrap,
@@ -188,7 +190,7 @@ class LocalSystem:
         settings = self.settings
         if not settings.uses_embedded_broker:
             say(f"kafka: using {settings.bootstrap_servers} (FACESTREAM_KAFKA_BOOTSTRAP)")
-            wait_for_kafka(settings.bootstrap_servers, timeout=30)
+            wait_for_kafka(settings.bootstrap_servers, timeout=30, security=settings.kafka_security)
             return settings.bootstrap_servers
         port = settings.embedded_broker_port
         if not port_is_free("127.0.0.1", port):

@@ -38,7 +38,11 @@ def parse_submission(value: bytes | None) -> records_pb2.ImageSubmitted:
 
 
 def image_submitted(
-    request_id: str, image: bytes, actions: Sequence[str] = (), detector_backend: str = ""
+    request_id: str,
+    image: bytes,
+    actions: Sequence[str] = (),
+    detector_backend: str = "",
+    principal: str = "",
 ) -> records_pb2.ImageSubmitted:
     """The requests-topic record for one image, stamped with the current time."""
     return records_pb2.ImageSubmitted(
@@ -47,6 +51,7 @@ def image_submitted(
         actions=list(actions),
         detector_backend=detector_backend,
         submitted_at=timestamp_now(),
+        principal=principal,
     )
 
 
@@ -80,10 +85,12 @@ def result_record(
     timings: records_pb2.StageTimings | None = None,
     worker: str = "",
     synthetic_weights: bool = False,
+    principal: str = "",
 ) -> records_pb2.AnalysisResult:
     """An AnalysisResult stamped with the current time; `error` is (code, message)."""
     result = records_pb2.AnalysisResult(
         request_id=request_id,
+        principal=principal,
         status=status,
         faces=faces,
         timings=timings,

@@ -1,11 +1,13 @@
-"""What one server takes on at once, so that its memory has a ceiling: the image bytes held
-by calls in progress (an Analyze keeps its image until its result arrives) and the number
-of WatchResults streams. Beyond either, calls get RESOURCE_EXHAUSTED at once; the backlog
-belongs in Kafka, not in the server. (The number of concurrent RPCs is capped by gRPC
-itself: FACESTREAM_MAX_CONCURRENT_RPCS.)"""
+"""What one server takes on at once, so that its memory has a ceiling and no client takes
+all of it: the image bytes held by calls in progress (an Analyze keeps its image until its
+result arrives), the number of WatchResults streams, and the publishes each principal has
+waiting. Beyond any of them, calls get RESOURCE_EXHAUSTED at once; the backlog belongs in
+Kafka, not in the server. (The number of concurrent RPCs is capped by gRPC itself:
+FACESTREAM_MAX_CONCURRENT_RPCS.)"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,11 +19,15 @@ from grpc_server.validation import RequestRejectedError
 class Admission:
     """Budgets of one server. Use from its event loop only (no lock needed)."""
 
-    def __init__(self, max_image_bytes_held: int, max_watchers: int) -> None:
+    def __init__(
+        self, max_image_bytes_held: int, max_watchers: int, max_publishes_per_principal: int
+    ) -> None:
         self.max_image_bytes_held = max_image_bytes_held
         self.max_watchers = max_watchers
+        self.max_publishes_per_principal = max_publishes_per_principal
         self.image_bytes_held = 0
         self.watchers = 0
+        self.publishes: Counter[str] = Counter()
 
     @contextmanager
     def hold_image(self, size: int) -> Iterator[None]:
@@ -39,6 +45,24 @@ class Admission:
             yield
         finally:
             self.image_bytes_held -= size
+
+    @contextmanager
+    def publishing(self, principal: str) -> Iterator[None]:
+        """Count one publish of `principal` waiting for Kafka, or refuse it."""
+        if self.publishes[principal] >= self.max_publishes_per_principal:
+            raise RequestRejectedError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "principal.overloaded",
+                f"principal {principal!r} already has {self.publishes[principal]} publishes "
+                "waiting (FACESTREAM_MAX_IN_FLIGHT_PER_PRINCIPAL); retry shortly",
+            )
+        self.publishes[principal] += 1
+        try:
+            yield
+        finally:
+            self.publishes[principal] -= 1
+            if not self.publishes[principal]:
+                del self.publishes[principal]
 
     @contextmanager
     def watch(self) -> Iterator[None]:

@@ -1,42 +1,85 @@
-"""Optional bearer-token authentication for every RPC except the health service (load
-balancers probe it without credentials)."""
+"""Authentication and authorization of calls: who calls (grpc_server/principals.py) and
+whether its scopes allow the method.
+
+AnalyzeService's methods authorize themselves (`authorize`), since only the servicer sees
+the client certificate; `AuthInterceptor` guards the other services (reflection). The
+health service stays open: load balancers probe it without credentials. Every refusal is
+logged with the principal (or "unknown") and the method, never a token.
+"""
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import grpc
 from grpc import aio
 
+from grpc_server.principals import Authenticator, Principal
+
 HEALTH_SERVICE_PREFIX = "/grpc.health.v1.Health/"
+UNAUTHENTICATED_MESSAGE = (
+    "missing or invalid credentials: send the metadata 'authorization: Bearer <token>' "
+    "(or a client certificate the server knows)"
+)
 
 
-def token_is_valid(metadata: Sequence[tuple[str, str | bytes]], tokens: Sequence[str]) -> bool:
-    """Whether `metadata` carries 'authorization: Bearer T' with T one of `tokens`."""
-    for key, value in metadata:
-        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-            offered = value.removeprefix("Bearer ").encode()
-            # compare_digest against every token: timing does not reveal which one is close.
-            matches = [hmac.compare_digest(offered, token.encode()) for token in tokens]
-            return any(matches)
-    return False
+def certificate_names(auth_context: Mapping[str, Sequence[bytes]]) -> list[str]:
+    """The names a verified client certificate carries: its CN and its SANs."""
+    names = [
+        *auth_context.get("x509_common_name", ()),
+        *auth_context.get("x509_subject_alternative_name", ()),
+    ]
+    return [name.decode() for name in names]
 
 
-class BearerTokenInterceptor(aio.ServerInterceptor):
-    """Refuses calls without a valid token with UNAUTHENTICATED, and logs each refusal with
-    the method (never the token offered)."""
+def _token_state(metadata: Sequence[tuple[str, str | bytes]]) -> str:
+    return "invalid" if any(key == "authorization" for key, _ in metadata) else "no"
 
-    def __init__(self, tokens: Sequence[str], logger: logging.Logger) -> None:
-        self._tokens = tuple(tokens)
+
+async def authorize(
+    context: aio.ServicerContext,
+    authenticator: Authenticator,
+    method: str,
+    scopes: Sequence[str],
+    logger: logging.Logger,
+) -> Principal:
+    """The calling principal, once it proved who it is and holds every one of `scopes`;
+    otherwise the call ends with UNAUTHENTICATED or PERMISSION_DENIED (naming the scope)."""
+    metadata = tuple(context.invocation_metadata() or ())
+    principal = authenticator.identify(metadata, certificate_names(context.auth_context()))
+    if principal is None:
+        logger.warning("refused %s: principal unknown (%s token)", method, _token_state(metadata))
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
+    missing = [scope for scope in scopes if not principal.allows(scope)]
+    if missing:
+        logger.warning("refused %s: principal %s lacks %s", method, principal.name, missing[0])
+        await context.abort(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"principal {principal.name!r} lacks the scope {missing[0]!r} this call needs",
+        )
+    return principal
+
+
+class AuthInterceptor(aio.ServerInterceptor):
+    """Refuses calls to services other than health and AnalyzeService (reflection) without
+    a known bearer token. With client certificates required, TLS has already verified one
+    issued by FACESTREAM_TLS_CLIENT_CA, and that suffices for reflection."""
+
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        self_authorizing_prefix: str,
+        certificates_required: bool,
+        logger: logging.Logger,
+    ) -> None:
+        self._authenticator = authenticator
+        self._open_prefixes = (HEALTH_SERVICE_PREFIX, self_authorizing_prefix)
+        self._certificates_required = certificates_required
         self._logger = logger
 
         async def refuse(_request: object, context: aio.ServicerContext) -> None:
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "missing or invalid token: send the metadata 'authorization: Bearer <token>'",
-            )
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
 
         async def refuse_stream(_requests: object, context: aio.ServicerContext) -> None:
             await refuse(None, context)
@@ -53,17 +96,18 @@ class BearerTokenInterceptor(aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        if handler_call_details.method.startswith(HEALTH_SERVICE_PREFIX) or token_is_valid(
-            handler_call_details.invocation_metadata, self._tokens
+        method = handler_call_details.method
+        metadata = tuple(handler_call_details.invocation_metadata or ())
+        if (
+            method.startswith(self._open_prefixes)
+            or self._certificates_required
+            or self._authenticator.identify(metadata) is not None
         ):
             return await continuation(handler_call_details)
         handler = await continuation(handler_call_details)
         if handler is None:  # unknown method: let gRPC answer UNIMPLEMENTED
             return handler
-        offered = any(key == "authorization" for key, _ in handler_call_details.invocation_metadata)
         self._logger.warning(
-            "refused %s: principal unknown (%s token)",
-            handler_call_details.method,
-            "invalid" if offered else "no",
+            "refused %s: principal unknown (%s token)", method, _token_state(metadata)
         )
         return self._refusals[(handler.request_streaming, handler.response_streaming)]

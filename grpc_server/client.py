@@ -15,7 +15,9 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 class AnalyzeClient:
     """Calls AnalyzeService at `address`; `token` is sent as a bearer token, `ca_cert`
-    (a PEM file) switches to TLS and is the certificate authority trusted."""
+    (a PEM file) switches to TLS and is the certificate authority trusted, and
+    `client_certificate` (certificate chain, key: PEM files) is presented to a server
+    that requires one (mTLS)."""
 
     def __init__(
         self,
@@ -23,6 +25,7 @@ class AnalyzeClient:
         token: str = "",
         ca_cert: Path | None = None,
         server_name: str | None = None,
+        client_certificate: tuple[Path, Path] | None = None,
     ) -> None:
         options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -31,7 +34,12 @@ class AnalyzeClient:
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
         if ca_cert is not None:
-            credentials = grpc.ssl_channel_credentials(root_certificates=ca_cert.read_bytes())
+            chain, key = client_certificate or (None, None)
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=ca_cert.read_bytes(),
+                private_key=key.read_bytes() if key else None,
+                certificate_chain=chain.read_bytes() if chain else None,
+            )
             self._channel = grpc.secure_channel(address, credentials, options=options)
         else:
             self._channel = grpc.insecure_channel(address, options=options)

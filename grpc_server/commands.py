@@ -25,7 +25,15 @@ SUBMIT_COLUMNS = ("image", "request id", "accepted")
 
 def client_for(settings: Settings) -> AnalyzeClient:
     """A client for the server at FACESTREAM_GRPC_ADDRESS, with the client token and CA."""
-    return AnalyzeClient(settings.grpc_address, settings.client_token, settings.tls_ca)
+    certificate = (
+        (settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
+    )
+    return AnalyzeClient(
+        settings.grpc_address,
+        settings.client_token,
+        settings.tls_ca,
+        client_certificate=certificate,
+    )
 
 
 def describe_rpc_error(error: grpc.RpcError) -> str:

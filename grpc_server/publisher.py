@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from facestream.kafka_config import producer_config
+from facestream.kafka_config import PLAINTEXT, KafkaSecurity, producer_config
 from facestream.v1 import records_pb2
 from grpc_server.background import run_or_report
 
@@ -52,6 +52,7 @@ class RequestPublisher:
         max_in_flight: int,
         ack_timeout: float,
         logger: logging.Logger,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.topic = topic
         self._max_in_flight = max_in_flight
@@ -66,7 +67,7 @@ class RequestPublisher:
         self._failed = threading.Event()
         self._swap = threading.Lock()
         self._config = {
-            **producer_config(bootstrap, max_message_bytes),
+            **producer_config(bootstrap, max_message_bytes, security),
             # librdkafka gives up on a record when the server stops waiting for it.
             "message.timeout.ms": int(ack_timeout * 1000),
             "error_cb": self._on_error,

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from google.protobuf.message import DecodeError
 
-from facestream.kafka_config import consumer_config
+from facestream.kafka_config import PLAINTEXT, KafkaSecurity, consumer_config
 from facestream.v1 import records_pb2
 from grpc_server.background import run_or_report
 
@@ -35,12 +35,14 @@ class WaiterOverflowError(Exception):
 
 
 class ResultWaiter:
-    """Results for some request ids (or all), each id once, in arrival order."""
+    """Results for some request ids (or all) of one principal (or of any, None), each
+    request once, in arrival order."""
 
-    def __init__(self, request_ids: Iterable[str] | None) -> None:
+    def __init__(self, request_ids: Iterable[str] | None, principal: str | None) -> None:
         self.request_ids = frozenset(request_ids) if request_ids is not None else None
+        self.principal = principal
         self._queue: asyncio.Queue[records_pb2.AnalysisResult] = asyncio.Queue(WAITER_BACKLOG)
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen: OrderedDict[str | tuple[str, str], None] = OrderedDict()
         self._overflowed = False
 
     @property
@@ -62,19 +64,26 @@ class ResultWaiter:
         """True when a result is queued and `next` returns at once."""
         return not self._queue.empty()
 
-    def wants(self, request_id: str) -> bool:
-        return self.request_ids is None or request_id in self.request_ids
+    def wants(self, result: records_pb2.AnalysisResult) -> bool:
+        """Whether `result` is for this waiter: its principal's, and one of its ids."""
+        return (self.principal is None or result.principal == self.principal) and (
+            self.request_ids is None or result.request_id in self.request_ids
+        )
 
     def offer(self, result: records_pb2.AnalysisResult) -> None:
-        """Queue `result` unless this waiter already had its request id."""
-        if result.request_id in self._seen or self._overflowed:
+        """Queue `result` unless this waiter already had that request."""
+        # Watching everything, the same id from two principals are two requests.
+        seen_as = (
+            (result.principal, result.request_id) if self.request_ids is None else result.request_id
+        )
+        if seen_as in self._seen or self._overflowed:
             return
         try:
             self._queue.put_nowait(result)
         except asyncio.QueueFull:
             self._overflowed = True
             return
-        self._seen[result.request_id] = None
+        self._seen[seen_as] = None
         if self.request_ids is None and len(self._seen) > WATCH_ALL_MEMORY:
             self._seen.popitem(last=False)
 
@@ -94,16 +103,20 @@ class ResultsListener:
         topic: str,
         max_message_bytes: int,
         logger: logging.Logger,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self.topic = topic
         self._logger = logger
         self._consumer = Consumer(
             {
-                **consumer_config(bootstrap, max_message_bytes, "facestream-results-listener"),
+                **consumer_config(
+                    bootstrap, max_message_bytes, "facestream-results-listener", security
+                ),
                 "logger": logger,
             }
         )
-        self._recent: OrderedDict[str, records_pb2.AnalysisResult] = OrderedDict()
+        # Recent results by (principal, request id): a request id is unique per principal.
+        self._recent: OrderedDict[tuple[str, str], records_pb2.AnalysisResult] = OrderedDict()
         self._waiters: set[ResultWaiter] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
@@ -145,17 +158,25 @@ class ResultsListener:
         return len(self._waiters)
 
     @contextmanager
-    def waiter(self, request_ids: Iterable[str] | None = None) -> Iterator[ResultWaiter]:
-        """Register a waiter for `request_ids` (None: every result) for the `with` block.
+    def waiter(
+        self, request_ids: Iterable[str] | None = None, principal: str | None = ""
+    ) -> Iterator[ResultWaiter]:
+        """Register a waiter for `request_ids` (None: every result) of `principal` (None:
+        of every principal; "" is everyone's when authentication is off) for the `with`
+        block.
 
         Call it on the event loop, before publishing, so no result can slip by. Recent
         results for the ids are handed over at once.
         """
-        waiter = ResultWaiter(request_ids)
+        waiter = ResultWaiter(request_ids, principal)
         if waiter.request_ids is not None:
-            for request_id in waiter.request_ids:
-                if request_id in self._recent:
-                    waiter.offer(self._recent[request_id])
+            if principal is not None:
+                recent = [self._recent.get((principal, rid)) for rid in waiter.request_ids]
+            else:  # a principal allowed to see every result asks by id
+                recent = [r for r in self._recent.values() if r.request_id in waiter.request_ids]
+            for result in recent:
+                if result is not None:
+                    waiter.offer(result)
         self._waiters.add(waiter)
         try:
             yield waiter
@@ -200,10 +221,11 @@ class ResultsListener:
                 return
 
     def _dispatch(self, result: records_pb2.AnalysisResult) -> None:
-        self._recent[result.request_id] = result
-        self._recent.move_to_end(result.request_id)
+        key = (result.principal, result.request_id)
+        self._recent[key] = result
+        self._recent.move_to_end(key)
         if len(self._recent) > RECENT_RESULTS:
             self._recent.popitem(last=False)
         for waiter in list(self._waiters):
-            if waiter.wants(result.request_id):
+            if waiter.wants(result):
                 waiter.offer(result)

@@ -26,7 +26,8 @@ from facestream.broker import ensure_topics
 from facestream.models import usable_detectors
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc
 from grpc_server.admission import Admission
-from grpc_server.auth import BearerTokenInterceptor
+from grpc_server.auth import AuthInterceptor
+from grpc_server.principals import Authenticator
 from grpc_server.publisher import RequestPublisher
 from grpc_server.results import ResultsListener
 from grpc_server.service import AnalyzeServicer
@@ -49,7 +50,11 @@ def build_server_container(settings: Settings) -> Container:
             c[Settings].max_in_flight,
             c[Settings].ack_timeout,
             c[logging.Logger],
+            c[Settings].kafka_security,
         )
+    )
+    container[Authenticator] = Singleton(
+        lambda c: Authenticator(c[Settings].auth_file, c[Settings].auth_tokens, c[logging.Logger])
     )
     container[ResultsListener] = Singleton(
         lambda c: ResultsListener(
@@ -57,17 +62,22 @@ def build_server_container(settings: Settings) -> Container:
             c[Settings].topic_results,
             c[Settings].kafka_max_message_bytes,
             c[logging.Logger],
+            c[Settings].kafka_security,
         )
     )
     return container
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    """TLS credentials from FACESTREAM_TLS_CERT/KEY, or None for plaintext."""
+    """TLS credentials from FACESTREAM_TLS_CERT/KEY, or None for plaintext. With
+    FACESTREAM_TLS_CLIENT_CA every client must present a certificate that CA issued."""
     if settings.tls_cert is None or settings.tls_key is None:
         return None
+    client_ca = settings.tls_client_ca
     return grpc.ssl_server_credentials(
-        [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())]
+        [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
+        root_certificates=client_ca.read_bytes() if client_ca else None,
+        require_client_auth=client_ca is not None,
     )
 
 
@@ -79,6 +89,7 @@ class AnalyzeServer:
         self._logger = container[logging.Logger]
         self._publisher = container[RequestPublisher]
         self._listener = container[ResultsListener]
+        self.authenticator = container[Authenticator]
         self._health = health_aio.HealthServicer()
         self._listening = False
         self._stopping = False
@@ -86,8 +97,15 @@ class AnalyzeServer:
         self.done = asyncio.Event()  # set when the server should stop (a fatal failure)
         self._tasks: set[asyncio.Task[None]] = set()
         self._server = aio.server(
-            interceptors=[BearerTokenInterceptor(settings.auth_tokens, self._logger)]
-            if settings.auth_tokens
+            interceptors=[
+                AuthInterceptor(
+                    self.authenticator,
+                    f"/{SERVICE_NAME}/",
+                    settings.tls_client_ca is not None,
+                    self._logger,
+                )
+            ]
+            if self.authenticator.enabled
             else [],
             options=[
                 ("grpc.max_receive_message_length", settings.kafka_max_message_bytes),
@@ -107,7 +125,13 @@ class AnalyzeServer:
                 ),
                 self._publisher,
                 self._listener,
-                Admission(settings.max_held_image_bytes, settings.max_watchers),
+                Admission(
+                    settings.max_held_image_bytes,
+                    settings.max_watchers,
+                    settings.max_in_flight_per_principal,
+                ),
+                self.authenticator,
+                self._logger,
                 settings.ack_timeout,
                 settings.result_timeout,
             ),
@@ -155,7 +179,7 @@ class AnalyzeServer:
             "AnalyzeService on %s (%s, %s); Kafka at %s",
             address.rsplit(":", 1)[0] + f":{port}",
             "TLS" if credentials else "plaintext",
-            "token auth" if self.settings.auth_tokens else "no auth",
+            self._auth_description(),
             self.settings.bootstrap_servers,
         )
         return port
@@ -180,7 +204,12 @@ class AnalyzeServer:
         while not self._stopping:
             try:
                 await loop.run_in_executor(
-                    None, ensure_topics, settings.bootstrap_servers, settings.topics, 5.0
+                    None,
+                    ensure_topics,
+                    settings.bootstrap_servers,
+                    settings.topics,
+                    5.0,
+                    settings.kafka_security,
                 )
                 await loop.run_in_executor(None, self._listener.start, loop, 5.0)
             except Exception as error:  # any failure here means "not yet": retry
@@ -197,6 +226,16 @@ class AnalyzeServer:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _auth_description(self) -> str:
+        if not self.authenticator.enabled:
+            return "no auth"
+        ways = (
+            ["principals from " + str(self.settings.auth_file)] if self.settings.auth_file else []
+        )
+        ways += ["FACESTREAM_AUTH_TOKENS"] if self.settings.auth_tokens else []
+        ways += ["client certificates required"] if self.settings.tls_client_ca else []
+        return "auth: " + ", ".join(ways)
 
     def _fail(self, reason: str) -> None:
         """A Kafka client's thread died: NOT_SERVING at once, and the process exits non-zero
@@ -228,6 +267,7 @@ async def serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.authenticator.reload)
     await server.start()
     stopped, failed = asyncio.ensure_future(stop.wait()), asyncio.ensure_future(server.done.wait())
     await asyncio.wait((stopped, failed), return_when=asyncio.FIRST_COMPLETED)

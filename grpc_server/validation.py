@@ -51,10 +51,11 @@ class RequestRejectedError(Exception):
 
 
 def check_submission(
-    request: analyze_service_pb2.SubmitRequest, limits: Limits
+    request: analyze_service_pb2.SubmitRequest, limits: Limits, principal: str = ""
 ) -> records_pb2.ImageSubmitted:
-    """The record to publish for `request`, with its id (the client's or a new one) and the
-    actions and detector it runs with; raise RequestRejectedError when any check fails."""
+    """The record to publish for `request` on behalf of `principal`, with its id (the
+    client's or a new one) and the actions and detector it runs with; raise
+    RequestRejectedError when any check fails."""
     try:
         request_id = check_request_id(request.request_id) if request.request_id else None
         actions, detector = resolve_options(
@@ -76,7 +77,9 @@ def check_submission(
             else grpc.StatusCode.INVALID_ARGUMENT
         )
         raise RequestRejectedError(status, error.code, error.message) from None
-    return image_submitted(request_id or new_request_id(), request.image, actions, detector)
+    return image_submitted(
+        request_id or new_request_id(), request.image, actions, detector, principal
+    )
 
 
 def check_watch_ids(request_ids: list[str]) -> list[str]:

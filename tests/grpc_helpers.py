@@ -147,8 +147,12 @@ def stand_in_dataflow(topics: Topics, copies: int = 1) -> Iterator[None]:
                 message = consumer.poll(0.1)
                 if message is None or message.error() is not None:
                     continue
-                request_id = records_pb2.ImageSubmitted.FromString(message.value()).request_id
-                result = result_record(request_id, records_pb2.ANALYSIS_STATUS_NO_FACE)
+                record = records_pb2.ImageSubmitted.FromString(message.value())
+                result = result_record(
+                    record.request_id,
+                    records_pb2.ANALYSIS_STATUS_NO_FACE,
+                    principal=record.principal,  # as the dataflow does
+                )
                 for _ in range(copies):
                     producer.produce(
                         topics.results, key=message.key(), value=result.SerializeToString()

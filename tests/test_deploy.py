@@ -107,10 +107,13 @@ def test_kafka_accepts_the_largest_image():
     assert host == "kafka" and f"PLAINTEXT://{host}:{port}" in kafka["KAFKA_ADVERTISED_LISTENERS"]
 
 
-def test_the_grpc_port_is_published_and_health_checked():
+def test_the_grpc_port_is_published_on_loopback_only_and_health_checked():
     server = SERVICES["grpc-server"]
-    port = Settings.from_env(server["environment"]).grpc_address.rsplit(":", 1)[1]
-    assert server["ports"] == [f"{port}:{port}"]
+    settings = Settings.from_env(server["environment"])
+    port = settings.grpc_address.rsplit(":", 1)[1]
+    # Without credentials the example must not listen beyond the host.
+    assert settings.auth_file is None and not settings.auth_tokens
+    assert server["ports"] == [f"127.0.0.1:{port}:{port}"]
     health = server["healthcheck"]["test"]
     assert option(health, "--address") == f"127.0.0.1:{port}"
 

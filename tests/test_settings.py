@@ -162,3 +162,58 @@ def test_detector_backends_are_deepface_detectors():
 
     known = set(AVAILABLE_MODELS["face_detector"]) | {"skip"}
     assert set(DETECTOR_BACKENDS) <= known
+
+
+def test_kafka_security_reaches_the_client_configs_and_hides_the_password(tmp_path):
+    from facestream.kafka_config import consumer_config, producer_config
+
+    ca = tmp_path / "kafka-ca.pem"
+    ca.write_text("ca")
+    settings = Settings.from_env(
+        {
+            "FACESTREAM_KAFKA_BOOTSTRAP": "kafka-1:9093",
+            "FACESTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "FACESTREAM_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "FACESTREAM_KAFKA_SASL_USERNAME": "facestream",
+            "FACESTREAM_KAFKA_SASL_PASSWORD": "pa55-word",
+            "FACESTREAM_KAFKA_SSL_CA": str(ca),
+        }
+    )
+    expected = {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.username": "facestream",
+        "sasl.password": "pa55-word",
+        "ssl.ca.location": str(ca),
+    }
+    security = settings.kafka_security
+    for config in (
+        producer_config(settings.bootstrap_servers, 1024, security),
+        consumer_config(settings.bootstrap_servers, 1024, "group", security),
+    ):
+        assert expected.items() <= config.items()
+    assert "pa55-word" not in repr(settings) and "pa55-word" not in repr(security)
+    # The embedded broker is plaintext whatever the settings say.
+    assert Settings.from_env({}).kafka_security.client_config == {"security.protocol": "PLAINTEXT"}
+
+
+def test_sasl_needs_its_credentials_and_never_prints_the_password():
+    with pytest.raises(SettingsError, match="needs FACESTREAM_KAFKA_SASL_MECHANISM") as caught:
+        Settings.from_env(
+            {
+                "FACESTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                "FACESTREAM_KAFKA_SASL_PASSWORD": "hunter2-secret",
+            }
+        )
+    assert "hunter2-secret" not in str(caught.value)
+
+
+def test_topics_get_the_replication_and_min_insync_replicas_asked_for():
+    settings = Settings.from_env(
+        {"FACESTREAM_TOPIC_REPLICATION_FACTOR": "3", "FACESTREAM_TOPIC_MIN_INSYNC_REPLICAS": "2"}
+    )
+    for topic in settings.topics:
+        assert topic.replication_factor == 3
+        assert topic.config["min.insync.replicas"] == "2"
+    with pytest.raises(SettingsError, match="must not exceed"):
+        Settings.from_env({"FACESTREAM_TOPIC_MIN_INSYNC_REPLICAS": "2"})

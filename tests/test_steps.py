@@ -29,7 +29,7 @@ from dataflow.steps import (
 )
 from facestream.attempts import AttemptLog
 from facestream.faces import Face
-from facestream.records import Status
+from facestream.records import Status, image_submitted
 from facestream.v1 import records_pb2
 from tests.images import astronaut_jpeg, mpo, png_claiming
 from tests.pipeline import submission
@@ -57,6 +57,14 @@ def job(image: bytes, actions=(), request_id="r-1") -> ImageJob:
 
 
 # parse_request
+
+
+def test_the_principal_travels_from_the_request_to_its_finished_result(analyzer):
+    record = image_submitted("r-7", b"not an image", principal="team-b").SerializeToString()
+    parsed = parse_request(message(record))
+    assert parsed.principal == "team-b"
+    [result] = extract_faces(parsed, analyzer, LIMITS, LOG)
+    assert (result.request_id, result.principal) == ("r-7", "team-b")
 
 
 def test_parse_request_reads_a_submission():
@@ -245,7 +253,7 @@ def test_records_that_finish_are_never_quarantined(tmp_path):
 
 def face_jobs(count, request_id="r-1", actions=("age", "gender", "emotion", "race"), seed=0):
     rng = np.random.default_rng(seed)
-    progress = ImageProgress(request_id, f"t/0/{seed}", count, 0.0, 0.0, 0.0, 0.0)
+    progress = ImageProgress(request_id, "", f"t/0/{seed}", count, 0.0, 0.0, 0.0, 0.0)
     return [
         FaceJob(
             image=progress,
@@ -314,7 +322,7 @@ def analyzed(progress, index, error=None):
 
 
 def test_gather_emits_once_all_faces_are_in_whatever_their_order():
-    progress = ImageProgress("r-1", "t/0/1", 3, 0.0, 0.1, 0.2, 0.3)
+    progress = ImageProgress("r-1", "team-a", "t/0/1", 3, 0.0, 0.1, 0.2, 0.3)
     state, out = gather_results(None, analyzed(progress, 2), synthetic_weights=True)
     assert out == []
     state, out = gather_results(state, analyzed(progress, 0), synthetic_weights=True)
@@ -326,10 +334,11 @@ def test_gather_emits_once_all_faces_are_in_whatever_their_order():
     assert [f.region.x for f in result.faces] == [0, 1, 2]
     assert (result.timings.decode, result.timings.detect, result.timings.analyze) == (0.2, 0.3, 0.5)
     assert result.synthetic_weights
+    assert result.principal == "team-a"  # the result goes back to whoever submitted
 
 
 def test_gather_fails_the_image_when_a_face_failed():
-    progress = ImageProgress("r-1", "t/0/1", 2, 0.0, 0.0, 0.0, 0.0)
+    progress = ImageProgress("r-1", "", "t/0/1", 2, 0.0, 0.0, 0.0, 0.0)
     state, _ = gather_results(None, analyzed(progress, 0), synthetic_weights=False)
     _, [result] = gather_results(
         state, analyzed(progress, 1, ("analyze.failed", "boom")), synthetic_weights=False
@@ -340,7 +349,7 @@ def test_gather_fails_the_image_when_a_face_failed():
 
 
 def test_two_submissions_of_one_request_id_are_gathered_apart():
-    first = ImageProgress("r-1", "t/0/1", 1, 0.0, 0.0, 0.0, 0.0)
+    first = ImageProgress("r-1", "", "t/0/1", 1, 0.0, 0.0, 0.0, 0.0)
     retry = replace(first, submission="t/3/9")
     assert gather_key(analyzed(first, 0)) != gather_key(analyzed(retry, 0))
 

@@ -24,18 +24,20 @@ ANALYSIS_STATUS_INVALID_IMAGE: AnalysisStatus
 ANALYSIS_STATUS_FAILED: AnalysisStatus
 
 class ImageSubmitted(_message.Message):
-    __slots__ = ("request_id", "image", "actions", "detector_backend", "submitted_at")
+    __slots__ = ("request_id", "image", "actions", "detector_backend", "submitted_at", "principal")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_BACKEND_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_AT_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     image: bytes
     actions: _containers.RepeatedScalarFieldContainer[str]
     detector_backend: str
     submitted_at: _timestamp_pb2.Timestamp
-    def __init__(self, request_id: _Optional[str] = ..., image: _Optional[bytes] = ..., actions: _Optional[_Iterable[str]] = ..., detector_backend: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    principal: str
+    def __init__(self, request_id: _Optional[str] = ..., image: _Optional[bytes] = ..., actions: _Optional[_Iterable[str]] = ..., detector_backend: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., principal: _Optional[str] = ...) -> None: ...
 
 class Region(_message.Message):
     __slots__ = ("x", "y", "w", "h")
@@ -103,7 +105,7 @@ class StageTimings(_message.Message):
     def __init__(self, queued: _Optional[float] = ..., decode: _Optional[float] = ..., detect: _Optional[float] = ..., analyze: _Optional[float] = ..., total: _Optional[float] = ...) -> None: ...
 
 class AnalysisResult(_message.Message):
-    __slots__ = ("request_id", "status", "faces", "error", "timings", "worker", "completed_at", "synthetic_weights")
+    __slots__ = ("request_id", "status", "faces", "error", "timings", "worker", "completed_at", "synthetic_weights", "principal")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     FACES_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +114,7 @@ class AnalysisResult(_message.Message):
     WORKER_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
     SYNTHETIC_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     status: AnalysisStatus
     faces: _containers.RepeatedCompositeFieldContainer[Face]
@@ -120,4 +123,5 @@ class AnalysisResult(_message.Message):
     worker: str
     completed_at: _timestamp_pb2.Timestamp
     synthetic_weights: bool
-    def __init__(self, request_id: _Optional[str] = ..., status: _Optional[_Union[AnalysisStatus, str]] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., worker: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., synthetic_weights: _Optional[bool] = ...) -> None: ...
+    principal: str
+    def __init__(self, request_id: _Optional[str] = ..., status: _Optional[_Union[AnalysisStatus, str]] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., worker: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., synthetic_weights: _Optional[bool] = ..., principal: _Optional[str] = ...) -> None: ...

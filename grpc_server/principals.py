@@ -1,0 +1,232 @@
+"""Who may call what: principals, their scopes, and the credentials that prove them.
+
+The credentials file (FACESTREAM_AUTH_FILE, TOML) names each principal with its scopes and
+how it proves who it is: the SHA-256 of its bearer token (the token itself is never
+stored), and/or the names (CN or DNS SAN) of its client certificate (mTLS):
+
+    [principals.team-a]
+    token_sha256 = "3c4f...64 hex digits"   # facestream auth hash-token
+    scopes = ["analyze:submit", "results:read"]
+
+    [principals.dashboard]
+    certificate_names = ["dashboard.internal"]
+    scopes = ["results:watch-all"]
+
+The file is read again when it changes (checked at most once a second) or on SIGHUP, so
+a revoked token is refused without a restart; a file that does not parse keeps the last
+good credentials and is reported in the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import time
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SUBMIT = "analyze:submit"  # Submit, Analyze, SubmitStream
+READ = "results:read"  # its own results: Analyze, WatchResults with ids
+WATCH_ALL = "results:watch-all"  # WatchResults with no ids, and others' results by id
+ADMIN = "admin"  # every scope
+SCOPES = (SUBMIT, READ, WATCH_ALL, ADMIN)
+RELOAD_CHECK_SECONDS = 1.0
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class CredentialsError(ValueError):
+    """The credentials file cannot be used; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A caller: its name (recorded with its requests) and what it may do."""
+
+    name: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        """Whether the principal holds `scope`: admin holds every scope, and watching every
+        result includes reading any one by id."""
+        return (
+            ADMIN in self.scopes
+            or scope in self.scopes
+            or (scope == READ and WATCH_ALL in self.scopes)
+        )
+
+
+# Every caller when authentication is off: one namespace, every scope.
+ANONYMOUS = Principal("", frozenset({ADMIN}))
+
+
+def hash_token(token: str) -> str:
+    """The SHA-256 (hex) under which a bearer token is stored in the credentials file."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Principals by token hash and by certificate name."""
+
+    by_token_hash: Mapping[str, Principal]
+    by_certificate_name: Mapping[str, Principal]
+
+    @classmethod
+    def parse(cls, text: str, origin: str) -> Credentials:
+        """Read the TOML text of a credentials file; CredentialsError says what is wrong."""
+        try:
+            document = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise CredentialsError(f"{origin}: not valid TOML: {error}") from None
+        principals = document.get("principals")
+        if not isinstance(principals, dict) or not principals:
+            raise CredentialsError(f"{origin}: no [principals.NAME] tables")
+        by_token: dict[str, Principal] = {}
+        by_certificate: dict[str, Principal] = {}
+        for name, entry in principals.items():
+            principal, tokens, names = _principal(name, entry, origin)
+            for digest in tokens:
+                if digest in by_token:
+                    raise CredentialsError(f"{origin}: two principals share a token")
+                by_token[digest] = principal
+            for certificate_name in names:
+                if certificate_name in by_certificate:
+                    raise CredentialsError(
+                        f"{origin}: certificate name {certificate_name!r} names two principals"
+                    )
+                by_certificate[certificate_name] = principal
+        return cls(by_token, by_certificate)
+
+    @classmethod
+    def of_tokens(cls, tokens: Sequence[str]) -> Credentials:
+        """FACESTREAM_AUTH_TOKENS: each token a principal `token-N` with every scope."""
+        return cls(
+            {
+                hash_token(token): Principal(f"token-{index}", frozenset({ADMIN}))
+                for index, token in enumerate(tokens, 1)
+            },
+            {},
+        )
+
+    def merged(self, other: Credentials) -> Credentials:
+        return Credentials(
+            {**self.by_token_hash, **other.by_token_hash},
+            {**self.by_certificate_name, **other.by_certificate_name},
+        )
+
+
+def _principal(name: str, entry: Any, origin: str) -> tuple[Principal, list[str], list[str]]:
+    where = f"{origin}: principal {name!r}"
+    if not _NAME.match(name):
+        raise CredentialsError(f"{where}: use 1-128 letters, digits, '.', '_', ':', '@', '-'")
+    if not isinstance(entry, dict):
+        raise CredentialsError(f"{where}: expected a table")
+    unknown_keys = set(entry) - {"token_sha256", "certificate_names", "scopes"}
+    if unknown_keys:
+        raise CredentialsError(f"{where}: unknown key(s) {', '.join(sorted(unknown_keys))}")
+    scopes = entry.get("scopes")
+    if not isinstance(scopes, list) or not scopes or any(s not in SCOPES for s in scopes):
+        raise CredentialsError(f"{where}: scopes must be a non-empty list of {', '.join(SCOPES)}")
+    token = entry.get("token_sha256")
+    tokens = _strings(token, where, "token_sha256")
+    if any(not _SHA256.match(digest) for digest in tokens):
+        raise CredentialsError(
+            f"{where}: token_sha256 must be 64 lowercase hex digits (the hash, never the token; "
+            "`facestream auth hash-token` prints it)"
+        )
+    names = _strings(entry.get("certificate_names"), where, "certificate_names")
+    if not tokens and not names:
+        raise CredentialsError(f"{where}: give token_sha256 and/or certificate_names")
+    return Principal(name, frozenset(scopes)), tokens, names
+
+
+def _strings(value: Any, where: str, key: str) -> list[str]:
+    if value is None:
+        return []
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+        raise CredentialsError(f"{where}: {key} must be a string or a list of strings")
+    return values
+
+
+class Authenticator:
+    """Finds the principal of a call from its bearer token or its client certificate.
+
+    With neither a credentials file nor tokens, authentication is off: every caller is
+    ANONYMOUS. Use from one event loop (the gRPC server's).
+    """
+
+    def __init__(self, file: Path | None, tokens: Sequence[str], logger: logging.Logger) -> None:
+        self.file = file
+        self.enabled = file is not None or bool(tokens)
+        self._tokens = Credentials.of_tokens(tokens)
+        self._logger = logger
+        self._stamp: tuple[int, int] | None = None
+        self._checked = 0.0
+        self.credentials = self._tokens
+        if file is not None:
+            self.credentials = self._tokens.merged(self._read(file))  # raises: fail at start
+            self._stamp = _stamp(file)
+
+    def identify(
+        self, metadata: Iterable[tuple[str, str | bytes]], certificate_names: Iterable[str] = ()
+    ) -> Principal | None:
+        """The caller's principal, or None when it proved nobody (or auth is off: ANONYMOUS)."""
+        if not self.enabled:
+            return ANONYMOUS
+        self._reload_if_changed()
+        credentials = self.credentials
+        for name in certificate_names:
+            if name in credentials.by_certificate_name:
+                return credentials.by_certificate_name[name]
+        for key, value in metadata:
+            if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+                return credentials.by_token_hash.get(hash_token(value.removeprefix("Bearer ")))
+        return None
+
+    def reload(self) -> None:
+        """Read the credentials file again (SIGHUP); keep the last good ones if it is bad."""
+        if self.file is None:
+            return
+        try:
+            self.credentials = self._tokens.merged(self._read(self.file))
+        except (CredentialsError, OSError) as error:
+            self._logger.error("credentials not reloaded, keeping the previous ones: %s", error)
+            return
+        self._stamp = _stamp(self.file)
+        self._logger.info(
+            "credentials reloaded from %s: %d principals", self.file, self._principal_count()
+        )
+
+    def _reload_if_changed(self) -> None:
+        now = time.monotonic()
+        if self.file is None or now - self._checked < RELOAD_CHECK_SECONDS:
+            return
+        self._checked = now
+        try:
+            stamp = _stamp(self.file)
+        except OSError:
+            stamp = None
+        if stamp != self._stamp:
+            self._stamp = stamp  # a bad file is reported once, not every second
+            self.reload()
+
+    def _principal_count(self) -> int:
+        credentials = self.credentials
+        names = {p.name for p in credentials.by_token_hash.values()}
+        return len(names | {p.name for p in credentials.by_certificate_name.values()})
+
+    @staticmethod
+    def _read(file: Path) -> Credentials:
+        return Credentials.parse(file.read_text(), str(file))
+
+
+def _stamp(file: Path) -> tuple[int, int]:
+    status = os.stat(file)
+    return (status.st_mtime_ns, status.st_size)
