@@ -82,6 +82,14 @@ def run_facestream(
     )
 
 
+@pytest.fixture
+def topics(embedded_broker):
+    """A fresh set of facestream topics on the session's broker (tests.pipeline.Topics)."""
+    from tests.pipeline import Topics  # it imports this module: not at the top
+
+    return Topics(embedded_broker.bootstrap)
+
+
 @pytest.fixture(scope="session")
 def analyzer(synthetic_home):
     """The process's FaceAnalyzer with all four actions, built through the container."""

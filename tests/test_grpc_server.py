@@ -88,11 +88,6 @@ def assert_status(call, code: grpc.StatusCode, *fragments: str) -> grpc.RpcError
 
 
 @pytest.fixture
-def topics(embedded_broker):
-    return Topics(embedded_broker.bootstrap)
-
-
-@pytest.fixture
 def server(topics):
     with ServerThread(server_settings(topics)) as running:
         running.wait_serving()

@@ -25,7 +25,7 @@ from tests.grpc_helpers import (
     stand_in_dataflow,
     wait_for,
 )
-from tests.pipeline import Topics, consume_until
+from tests.pipeline import consume_until
 from tests.test_grpc_server import KeptRecords, assert_status, jpeg
 
 TLS_DIR = PROJECT_ROOT / "tests" / "data" / "tls"
@@ -61,11 +61,6 @@ def credentials_file(path: Path, revoked: tuple[str, ...] = ()) -> Path:
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-@pytest.fixture
-def topics(embedded_broker):
-    return Topics(embedded_broker.bootstrap)
 
 
 @pytest.fixture
