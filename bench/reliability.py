@@ -21,8 +21,6 @@ import argparse
 import hashlib
 import itertools
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -40,6 +38,7 @@ import cv2
 import grpc
 import numpy as np
 
+from bench.machine import describe_machine
 from bench.mutations import mutated_images, mutated_records, seed_images
 from bench.system_under_test import (
     SERVING,
@@ -777,13 +776,6 @@ def table(scenarios: Sequence[Scenario]) -> str:
     return "\n".join(lines)
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="the small sizes of make test")
@@ -795,7 +787,7 @@ def main() -> int:
     home = synthetic_deepface_home()
     ensure_synthetic_weights(weights_dir_of(home), ["emotion"])
     report: dict[str, Any] = {
-        "machine": f"{cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": describe_machine(),
         "size": asdict(size),
         "scenarios": {},
     }

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import LoadRun, median_run, offer, saturate
+from bench.machine import cpu_flags, describe_machine
 from bench.peer_server import peer_analyze, peer_stub
 from bench.pipeline_parts import extract_and_analyze, in_process_steps, submissions
 from di import Settings, build_container, child_environment, load_settings
@@ -258,8 +257,8 @@ def main() -> None:
     home = settings.deepface_home
     image_set, images = bench_images()
     report: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}",
+        "machine": describe_machine(),
+        "cpu_flags": cpu_flags(),
         "images": image_set,
         "image_count": len(images),
         "actions": list(ACTIONS),
