@@ -40,8 +40,11 @@ def synthetic_home() -> Path:
 
 @pytest.fixture(scope="session")
 def faces_dir() -> Path:
-    """The shared test photos (../shared/data/faces, see its MANIFEST.md)."""
-    assert SHARED_FACES.is_dir(), f"test photos not found at {SHARED_FACES}"
+    """The optional shared test photos (../shared/data/faces, see its MANIFEST.md): tests
+    that name its files are skipped in a clone without them. The repository's own tests
+    use public images made at test time (scikit-image's photos)."""
+    if not SHARED_FACES.is_dir():
+        pytest.skip(f"the optional test photos are not beside the repository ({SHARED_FACES})")
     return SHARED_FACES
 
 
