@@ -33,6 +33,7 @@ from bench.load import LoadRun, median_run, offer, saturate
 from bench.machine import cpu_flags, describe_machine
 from bench.peer_server import peer_analyze, peer_stub
 from bench.pipeline_parts import extract_and_analyze, in_process_steps, submissions
+from bench.system_under_test import cluster_args
 from di import Settings, build_container, child_environment, load_settings
 from facestream.broker import free_port
 from facestream.demo import LocalSystem, wait_first_result, wait_serving
@@ -233,12 +234,6 @@ def ingest() -> dict[str, Any]:
         stdout=sys.stderr,
     )
     return json.loads((RESULTS / "submit.json").read_text())
-
-
-def cluster_args(processes: int, workers: int) -> list[list[str]]:
-    """`bytewax.run` arguments of a local cluster of `processes` x `workers`."""
-    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
-    return [["-w", str(workers), "-i", str(index), "-a", addresses] for index in range(processes)]
 
 
 def main() -> None:

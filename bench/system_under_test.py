@@ -37,6 +37,12 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3", "FACESTREAM_LOG_LEVEL": "WARNING"}
 
 
+def cluster_args(processes: int, workers: int) -> list[list[str]]:
+    """`bytewax.run` arguments of a local cluster of `processes` x `workers`."""
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    return [["-w", str(workers), "-i", str(index), "-a", addresses] for index in range(processes)]
+
+
 class ScenarioError(RuntimeError):
     """A scenario could not run (a child died, a wait timed out); the message says which."""
 
@@ -155,13 +161,10 @@ class SystemUnderTest:
         self, processes: int = 1, workers: int = 1, recovery: Path | None = None
     ) -> list[ChildProcess]:
         """`bytewax.run dataflow` as `processes` processes of `workers` threads each."""
-        args = ["-w", str(workers)]
-        if recovery is not None:
-            args += ["-r", str(recovery), "-s", "1", "-b", "0"]
-        addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
-        for index in range(processes):
-            cluster = ["-i", str(index), "-a", addresses] if processes > 1 else []
-            argv = [sys.executable, "-m", "bytewax.run", "dataflow", *args, *cluster]
+        recovery_args = ["-r", str(recovery), "-s", "1", "-b", "0"] if recovery else []
+        shapes = cluster_args(processes, workers) if processes > 1 else [["-w", str(workers)]]
+        for index, args in enumerate(shapes):
+            argv = [sys.executable, "-m", "bytewax.run", "dataflow", *args, *recovery_args]
             self.dataflows.append(
                 ChildProcess(f"dataflow-{index}", argv, self.env, cwd=PROJECT_ROOT)
             )

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
+from bench.system_under_test import TopicReader
 from facestream.broker import ensure_topics
-from facestream.kafka_config import TopicSpec, consumer_config, producer_config
+from facestream.kafka_config import TopicSpec, producer_config
 from facestream.processes import ChildProcess
 from facestream.records import image_submitted
 from facestream.v1 import records_pb2
@@ -78,22 +78,18 @@ def consume_until(
 ) -> list:
     """Consume from the start until done(messages) is true; fail on timeout or if the
     process given exits meanwhile."""
-    consumer = Consumer(consumer_config(bootstrap, RECORD_LIMIT, f"test-{uuid.uuid4()}"))
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    messages = []
-    deadline = time.monotonic() + timeout
+
+    def alive() -> None:
+        if process is not None and process.exited():
+            raise AssertionError(f"the dataflow exited early:\n{process.log_tail()}")
+
+    reader = TopicReader(bootstrap, topic, partitions)
     try:
-        while not done(messages):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s with {len(messages)} records")
-            if process is not None and process.exited():
-                raise AssertionError(f"the dataflow exited early:\n{process.log_tail()}")
-            message = consumer.poll(0.5)
-            if message is not None and message.error() is None:
-                messages.append(message)
+        if not reader.read_until(done, timeout, alive):
+            raise AssertionError(f"timed out after {timeout} s with {len(reader.messages)} records")
     finally:
-        consumer.close()
-    return messages
+        reader.close()
+    return reader.messages
 
 
 def results_for(
