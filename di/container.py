@@ -14,6 +14,7 @@ from lagom import Container, Singleton
 from di.settings import Settings
 from facestream.analyzer import FaceAnalyzer
 from facestream.attempts import AttemptLog
+from facestream.engines import Engine, make_engine, resolve_precision
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d/%(threadName)s] %(message)s"
 
@@ -30,10 +31,24 @@ def make_logger(level: str) -> logging.Logger:
     return logger
 
 
-def make_analyzer(settings: Settings, logger: logging.Logger) -> FaceAnalyzer:
+def make_engine_of(settings: Settings, logger: logging.Logger) -> Engine:
+    """The engine the settings bind (FACESTREAM_ENGINE, FACESTREAM_PRECISION, FACESTREAM_MODE);
+    EngineError when it cannot run on this CPU."""
+    precision = resolve_precision(settings.precision, settings.engine, settings.mode)
+    logger.info("%s mode: %s engine in %s", settings.mode, settings.engine, precision)
+    return make_engine(settings.engine, precision, settings.engine_cache_dir)
+
+
+def make_analyzer(settings: Settings, engine: Engine, logger: logging.Logger) -> FaceAnalyzer:
     """Build and warm the DeepFace models the settings ask for (seconds, GBs of memory)."""
     logger.info("building DeepFace models for %s", ", ".join(settings.actions))
-    analyzer = FaceAnalyzer(settings.actions, settings.detector_backend, settings.weights_dir)
+    analyzer = FaceAnalyzer(
+        settings.actions,
+        settings.detector_backend,
+        settings.weights_dir,
+        engine,
+        bordered_detection=settings.mode == "exact",
+    )
     if analyzer.shared_trunk is not None:
         logger.info(
             "%s share one VGG-Face trunk: it runs once per face",
@@ -47,7 +62,8 @@ def make_analyzer(settings: Settings, logger: logging.Logger) -> FaceAnalyzer:
 
 
 def build_container(settings: Settings) -> Container:
-    """A container that gives settings, the logger and the face analyzer as singletons.
+    """A container that gives settings, the logger, the engine and the face analyzer as
+    singletons.
 
     Singletons are built on first resolve; lagom's Singleton holds a lock meanwhile, so two
     threads asking at once get one instance and the models are built once.
@@ -55,7 +71,10 @@ def build_container(settings: Settings) -> Container:
     container = Container()
     container[Settings] = settings
     container[logging.Logger] = Singleton(lambda: make_logger(settings.log_level))
-    container[FaceAnalyzer] = Singleton(lambda c: make_analyzer(c[Settings], c[logging.Logger]))
+    container[Engine] = Singleton(lambda c: make_engine_of(c[Settings], c[logging.Logger]))
+    container[FaceAnalyzer] = Singleton(
+        lambda c: make_analyzer(c[Settings], c[Engine], c[logging.Logger])
+    )
     container[AttemptLog] = Singleton(
         lambda c: AttemptLog(c[Settings].attempts_dir, c[Settings].max_attempts)
     )

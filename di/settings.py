@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from facestream.engines import ENGINES, PRECISIONS
 from facestream.kafka_config import SASL_MECHANISMS, SECURITY_PROTOCOLS, KafkaSecurity, TopicSpec
 from facestream.models import ACTIONS, DETECTOR_BACKENDS, weights_dir_of
 
@@ -23,6 +24,7 @@ _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _SIZE = re.compile(r"^(\d+)\s*(B|KiB|MiB|GiB)?$")
 _SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": MIB, "GiB": 1024 * MIB}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MODES = ("exact", "fast")
 
 
 class SettingsError(ValueError):
@@ -291,6 +293,44 @@ VARIABLES: tuple[Variable, ...] = (
         "DeepFace face detector used when a request does not name its own.",
     ),
     Variable(
+        "FACESTREAM_MODE",
+        "mode",
+        "exact",
+        "exact or fast",
+        _choice(MODES),
+        "exact: the results of DeepFace.analyze. fast: detection without DeepFace's "
+        "full-image border, bf16 where the CPU has it; its agreement with exact is in the "
+        "README (Performance).",
+    ),
+    Variable(
+        "FACESTREAM_ENGINE",
+        "engine",
+        "openvino",
+        f"one of {', '.join(ENGINES)}",
+        _choice(ENGINES),
+        "What runs the attribute models: OpenVINO (converted from the loaded Keras models; "
+        "fastest, DeepFace's results in fp32) or TensorFlow (DeepFace's own path).",
+    ),
+    Variable(
+        "FACESTREAM_PRECISION",
+        "precision",
+        "auto",
+        f"auto or one of {', '.join(PRECISIONS)}",
+        _choice(("auto", *PRECISIONS)),
+        "auto: fp32 in exact mode, bf16 in fast mode where the CPU has it. bf16 needs "
+        "FACESTREAM_ENGINE=openvino and a CPU with bf16 (AVX-512 BF16 or AMX): refused at "
+        "start-up otherwise.",
+    ),
+    Variable(
+        "FACESTREAM_ENGINE_CACHE_DIR",
+        "engine_cache_dir",
+        "~/.cache/facestream/engines",
+        "a directory path",
+        _directory,
+        "Where OpenVINO conversions are kept, keyed by the weights' hashes and the "
+        "OpenVINO version, so that a restart skips them.",
+    ),
+    Variable(
         "FACESTREAM_BATCH_SIZE",
         "batch_size",
         # Per face on 2 cores, shared trunk: batch 1 0.38 s, 4 0.29 s, 8 0.29 s, 16 0.32 s.
@@ -503,6 +543,10 @@ class Settings:
     max_pixels: int
     actions: tuple[str, ...]
     detector_backend: str
+    mode: str
+    engine: str
+    precision: str
+    engine_cache_dir: Path
     batch_size: int
     detection_max_side: int
     max_attempts: int
@@ -564,6 +608,11 @@ class Settings:
             problems.append(
                 "FACESTREAM_TOPIC_MIN_INSYNC_REPLICAS must not exceed "
                 "FACESTREAM_TOPIC_REPLICATION_FACTOR: no write could be acknowledged."
+            )
+        if not problems and values["engine"] == "tensorflow" and values["precision"] == "bf16":
+            problems.append(
+                "FACESTREAM_PRECISION=bf16 needs FACESTREAM_ENGINE=openvino: the TensorFlow "
+                "engine computes in fp32 only."
             )
         if not problems and values["tls_client_ca"] and values["tls_cert"] is None:
             problems.append(

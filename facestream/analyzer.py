@@ -4,6 +4,7 @@ One instance per process is shared by every worker thread. DeepFace's attribute 
 were measured correct when called concurrently; its OpenCV detector was not (4 threads:
 76/120 exceptions, 31/120 wrong faces), so `find_faces` runs under a lock. When the age,
 gender and race weights share their VGG-Face trunk, it runs once per face (shared_trunk.py).
+The forward passes run on an `Engine` (engines.py) chosen at the composition root.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from deepface.models.demography.DemographyUtils import (
     find_apparent_age,
 )
 
+from facestream.engines import Engine, Forward
 from facestream.faces import FACE_SIZE, Face, find_faces
 from facestream.models import ACTION_MODELS, require_weights
 from facestream.shared_trunk import SharedTrunk
@@ -47,14 +49,25 @@ class FaceAttributes:
 
 
 class FaceAnalyzer:
-    """DeepFace's attribute models for `actions` plus the `detector_backend`, ready to use.
+    """DeepFace's attribute models for `actions` plus the `detector_backend`, ready to use,
+    their forward passes on `engine`; `bordered_detection=False` is fast mode's detection
+    (faces.find_faces).
 
     Building it checks the weights first and fails with MissingWeightsError naming the files
     and the fix, instead of letting DeepFace try to download them.
     """
 
-    def __init__(self, actions: Sequence[str], detector_backend: str, weights_dir: Path) -> None:
+    def __init__(
+        self,
+        actions: Sequence[str],
+        detector_backend: str,
+        weights_dir: Path,
+        engine: Engine,
+        bordered_detection: bool = True,
+    ) -> None:
         self.actions = tuple(actions)
+        self.engine = engine
+        self.bordered_detection = bordered_detection
         self.detector_backend = detector_backend
         self.synthetic_weights = require_weights(weights_dir, self.actions, detector_backend)
         # DeepFace must be imported before TensorFlow: it switches TF to legacy (tf-keras) mode.
@@ -70,6 +83,19 @@ class FaceAnalyzer:
         }
         self.shared_trunk = SharedTrunk.of(
             {action: model.model for action, model in self.models.items()}
+        )
+        files = {action: weights_dir / ACTION_MODELS[action].weight_file for action in actions}
+        self._forward: dict[str, Forward] = {
+            action: engine.load(model.model, [files[action]])
+            for action, model in self.models.items()
+            if self.shared_trunk is None or action not in self.shared_trunk.actions
+        }
+        self._shared_forward = (
+            engine.load(
+                self.shared_trunk.model, [files[action] for action in self.shared_trunk.actions]
+            )
+            if self.shared_trunk is not None
+            else None
         )
         self._detection_lock = threading.Lock()
         blank = np.zeros((64, 64, 3), dtype=np.uint8)
@@ -88,7 +114,7 @@ class FaceAnalyzer:
     ) -> list[Face]:
         """`faces.find_faces`, one thread at a time (DeepFace's detectors are not thread-safe)."""
         with self._detection_lock:
-            return find_faces(image, detector_backend, detection_max_side)
+            return find_faces(image, detector_backend, detection_max_side, self.bordered_detection)
 
     def predict(
         self, faces: np.ndarray, actions: Sequence[str] | None = None
@@ -101,25 +127,30 @@ class FaceAnalyzer:
         if faces.ndim != 4 or faces.shape[1:] != (*FACE_SIZE, 3):
             raise ValueError(f"faces must have shape (n, 224, 224, 3), got {faces.shape}")
         actions = tuple(actions or self.actions)
-        shared = self.shared_trunk
-        probabilities = (
-            shared.predict(faces)
-            if shared is not None and len(set(actions) & set(shared.actions)) > 1
-            else {}
-        )
+        shared_actions = self.shared_trunk.actions if self.shared_trunk is not None else ()
+        probabilities: dict[str, np.ndarray] = {}
+        if self._shared_forward is not None and set(actions) & set(shared_actions):
+            # Also for one VGG action alone: its head on the shared trunk is its own model.
+            probabilities = dict(zip(shared_actions, self._shared_forward(faces), strict=True))
         outputs = {}
         for action in actions:
-            if action in probabilities:
-                rows = probabilities[action]
-                # What DeepFace's age model does with its probabilities, row by row.
-                outputs[action] = (
-                    np.array([find_apparent_age(row) for row in rows]) if action == "age" else rows
-                )
-            else:
-                # DeepFace drops the batch axis when n == 1; keep one row per face.
-                rows = np.asarray(self.models[action].predict(faces)).reshape(len(faces), -1)
-                outputs[action] = rows[:, 0] if action == "age" else rows
+            rows = (
+                probabilities[action]
+                if action in probabilities
+                else self._forward[action](self._model_inputs(action, faces))[0]
+            )
+            # What DeepFace's age model does with its probabilities, row by row.
+            outputs[action] = (
+                np.array([find_apparent_age(row) for row in rows]) if action == "age" else rows
+            )
         return outputs
+
+    def _model_inputs(self, action: str, faces: np.ndarray) -> np.ndarray:
+        if action == "emotion":
+            # DeepFace's emotion model reads 48x48 grey faces: its own preprocessing.
+            emotion = self.models[action]
+            return np.expand_dims(np.array([emotion._preprocess_image(f) for f in faces]), -1)
+        return faces
 
     def describe(self, faces: np.ndarray, actions: Sequence[str]) -> list[FaceAttributes]:
         """Attributes of each face, computed as `DeepFace.analyze` computes them."""

@@ -5,6 +5,12 @@ code behind `DeepFace.analyze`) and keeps each face as an aligned BGR uint8 crop
 images may be downscaled for detection only: boxes are mapped back and the faces are
 cropped and aligned from the full-resolution image.
 
+DeepFace detects on a copy of the image with a 50% black border on every side (4x the
+pixels), so that alignment cannot rotate a face near the edge out of the picture. Fast mode
+(`bordered=False`) detects on the image itself; alignment still pads each face's
+surroundings locally (DeepFace's extract_face), so nothing is cut, but the detector sees
+different pixels and its boxes may differ by a few pixels (README, Performance).
+
 `model_input` turns a crop into the (224, 224, 3) float32 array `DeepFace.analyze` feeds
 its models: divide by 255 once, then DeepFace's own letterbox resize.
 
@@ -51,18 +57,23 @@ def _bordered(image: np.ndarray) -> tuple[np.ndarray, int, int]:
     return bordered, width_border, height_border
 
 
-def _detect_downscaled(image: np.ndarray, detector_backend: str, scale: float) -> list:
-    """Detect on a copy scaled by `scale`; crop and align from the full-resolution image."""
+def _detect_on_copy(image: np.ndarray, detector_backend: str, scale: float, bordered: bool) -> list:
+    """Detect on a copy scaled by `scale` (bordered as DeepFace does, or not); crop and
+    align from the full-resolution image."""
     from deepface.models.Detector import FacialAreaRegion
     from deepface.modules import detection, modeling
 
     height, width = image.shape[:2]
-    small = cv2.resize(
-        image,
-        (max(1, round(width * scale)), max(1, round(height * scale))),
-        interpolation=cv2.INTER_AREA,
+    small = (
+        cv2.resize(
+            image,
+            (max(1, round(width * scale)), max(1, round(height * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
+        if scale != 1
+        else image
     )
-    bordered_small, border_x, border_y = _bordered(small)
+    detected_on, border_x, border_y = _bordered(small) if bordered else (small, 0, 0)
     detector = modeling.build_model(task="face_detector", model_name=detector_backend)
 
     def to_full(point: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -71,7 +82,7 @@ def _detect_downscaled(image: np.ndarray, detector_backend: str, scale: float) -
         return (round((point[0] - border_x) / scale), round((point[1] - border_y) / scale))
 
     faces = []
-    for area in detector.detect_faces(bordered_small):
+    for area in detector.detect_faces(detected_on):
         full_area = FacialAreaRegion(
             x=round((area.x - border_x) / scale),
             y=round((area.y - border_y) / scale),
@@ -100,11 +111,14 @@ def _detect_downscaled(image: np.ndarray, detector_backend: str, scale: float) -
     return faces
 
 
-def find_faces(image: np.ndarray, detector_backend: str, detection_max_side: int) -> list[Face]:
+def find_faces(
+    image: np.ndarray, detector_backend: str, detection_max_side: int, bordered: bool = True
+) -> list[Face]:
     """Detect and align the faces of a BGR image the way `DeepFace.analyze` does.
 
     When the image's longer side exceeds `detection_max_side` (0: never), detection runs
-    on a downscaled copy. An image without faces gives an empty list. Not thread-safe.
+    on a downscaled copy; `bordered=False` detects without DeepFace's full-image border
+    (fast mode). An image without faces gives an empty list. Not thread-safe.
     """
     from deepface.models.Detector import DetectedFace, FacialAreaRegion
     from deepface.modules import detection
@@ -115,9 +129,11 @@ def find_faces(image: np.ndarray, detector_backend: str, detection_max_side: int
             DetectedFace(img=image, facial_area=FacialAreaRegion(0, 0, width, height), confidence=0)
         ]
     elif detection_max_side and max(height, width) > detection_max_side:
-        detected = _detect_downscaled(
-            image, detector_backend, detection_max_side / max(height, width)
+        detected = _detect_on_copy(
+            image, detector_backend, detection_max_side / max(height, width), bordered
         )
+    elif not bordered:
+        detected = _detect_on_copy(image, detector_backend, 1.0, bordered=False)
     else:
         detected = detection.detect_faces(
             detector_backend=detector_backend, img=image, align=True, expand_percentage=0

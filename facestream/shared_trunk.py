@@ -49,7 +49,8 @@ def same_trunk(models: Sequence[Any]) -> bool:
 
 
 class SharedTrunk:
-    """One Keras model: the trunk of `models[first]`, then each model's head on its output.
+    """One Keras model: the trunk of `models[first]`, then each model's head on its output
+    (one output per action, in `actions` order). An engine runs it (engines.py).
 
     No weight is copied: the trunk and the heads are the loaded models' own layers.
     """
@@ -84,19 +85,3 @@ class SharedTrunk:
         if len(vgg) < 2 or not same_trunk(list(vgg.values())):
             return None
         return cls(vgg)
-
-    def predict(self, faces: np.ndarray) -> dict[str, np.ndarray]:
-        """Class probabilities of each head, (n, classes) per action, for (n, 224, 224, 3)."""
-        # Called the way DeepFace calls its own models: directly (eagerly) for one face,
-        # predict_on_batch (a traced graph) for several. The two can differ in the last
-        # bits on some CPUs (the graph fuses operations the eager call runs one by one),
-        # so each size takes DeepFace's own path (tests/test_shared_trunk.py).
-        outputs = (
-            self.model(faces, training=False)
-            if len(faces) == 1
-            else self.model.predict_on_batch(faces)
-        )
-        return {
-            action: np.asarray(rows).reshape(len(faces), -1)
-            for action, rows in zip(self.actions, outputs, strict=True)
-        }

@@ -94,10 +94,33 @@ def topics(embedded_broker):
 
 
 @pytest.fixture(scope="session")
-def analyzer(synthetic_home):
-    """The process's FaceAnalyzer with all four actions, built through the container."""
+def analyzer_for(synthetic_home):
+    """analyzer_for(engine, mode="exact", precision="auto"): the FaceAnalyzer with all four
+    actions on that engine, built through the container once per session."""
     from di import Settings, build_container
     from facestream.analyzer import FaceAnalyzer
 
-    settings = Settings.from_env({"DEEPFACE_HOME": str(synthetic_home)})
-    return build_container(settings)[FaceAnalyzer]
+    built = {}
+
+    def get(engine: str, mode: str = "exact", precision: str = "auto"):
+        if (engine, mode, precision) not in built:
+            settings = Settings.from_env(
+                {
+                    "DEEPFACE_HOME": str(synthetic_home),
+                    "FACESTREAM_ENGINE": engine,
+                    "FACESTREAM_MODE": mode,
+                    "FACESTREAM_PRECISION": precision,
+                }
+            )
+            built[engine, mode, precision] = build_container(settings)[FaceAnalyzer]
+        return built[engine, mode, precision]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def analyzer(analyzer_for):
+    """The default FaceAnalyzer (default engine, exact mode)."""
+    from di import Settings
+
+    return analyzer_for(Settings.from_env({}).engine)

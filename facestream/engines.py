@@ -1,0 +1,175 @@
+"""Engines: what runs the forward passes of the loaded Keras models.
+
+DeepFace builds and loads its models as Keras models; an engine turns one of them into a
+`Forward`, a callable from a batch of model inputs to the model's outputs. The analyzer
+depends on the `Engine` protocol only; which engine runs is bound at the composition root
+(di/container.py) from FACESTREAM_ENGINE and FACESTREAM_PRECISION.
+
+- `TensorFlowEngine`: the Keras model itself, called the way DeepFace calls it.
+- `OpenVINOEngine`: the Keras model converted in process by `openvino.convert_model` (no
+  other weight files), fp32 or bf16. Conversions take seconds and are cached on disk, keyed
+  by the weight files' hashes, the model's structure and the OpenVINO version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+ENGINES: tuple[str, ...] = ("openvino", "tensorflow")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+
+# A batch of model inputs -> the model's outputs, one (n, ...) array per output.
+Forward = Callable[[np.ndarray], list[np.ndarray]]
+
+
+class EngineError(RuntimeError):
+    """The configured engine cannot run here (e.g. bf16 on a CPU without bf16)."""
+
+
+class Engine(Protocol):
+    """Turns loaded Keras models into forward passes."""
+
+    name: str
+    precision: str
+
+    def load(self, model: Any, weight_files: Sequence[Path]) -> Forward:
+        """A forward pass of `model`, whose weights were read from `weight_files`."""
+        ...
+
+
+def _output_list(outputs: Any, rows: int) -> list[np.ndarray]:
+    if not isinstance(outputs, list | tuple):
+        outputs = [outputs]
+    # One row per face, whatever the model does with a batch of one.
+    return [np.asarray(output).reshape(rows, -1) for output in outputs]
+
+
+class TensorFlowEngine:
+    """The Keras models as DeepFace runs them: eagerly for one face, `predict_on_batch` for
+    several. The two paths can differ in the last bits on some CPUs (the traced graph fuses
+    operations), so each size takes DeepFace's own path and results are DeepFace's to the bit.
+    """
+
+    name = "tensorflow"
+    precision = "fp32"
+
+    def load(self, model: Any, weight_files: Sequence[Path]) -> Forward:
+        def forward(batch: np.ndarray) -> list[np.ndarray]:
+            outputs = (
+                model(batch, training=False) if len(batch) == 1 else model.predict_on_batch(batch)
+            )
+            return _output_list(outputs, len(batch))
+
+        return forward
+
+
+def cpu_supports_bf16() -> bool:
+    """True when OpenVINO's CPU plugin can compute in bf16 here (AVX-512 BF16 or AMX)."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def _file_digest(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+@dataclass(frozen=True)
+class OpenVINOEngine:
+    """Keras models converted to OpenVINO and compiled for the CPU.
+
+    fp32 keeps DeepFace's results (outputs within ~1e-6 of TensorFlow's); bf16 trades a
+    bounded deviation (README, Performance) for about twice the speed where the CPU has bf16
+    arithmetic, and is refused at start-up where it has not.
+    """
+
+    cache_dir: Path
+    precision: str = "fp32"
+    name: str = "openvino"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise EngineError(f"unknown precision {self.precision!r}: expected one of {PRECISIONS}")
+        if self.precision == "bf16" and not cpu_supports_bf16():
+            raise EngineError(
+                "FACESTREAM_PRECISION=bf16 needs a CPU with bf16 arithmetic (AVX-512 BF16 or "
+                "AMX), and this one has none: use FACESTREAM_PRECISION=fp32."
+            )
+
+    def cache_key(self, model: Any, weight_files: Sequence[Path]) -> str:
+        """The conversion's cache key: weights, structure and OpenVINO version."""
+        import openvino as ov
+
+        digest = hashlib.sha256(ov.__version__.encode())
+        digest.update(model.to_json().encode())
+        for path in weight_files:
+            digest.update(_file_digest(path).encode())
+        return f"{model.name}-{digest.hexdigest()[:24]}"
+
+    def convert(self, model: Any, weight_files: Sequence[Path]) -> Any:
+        """The model as an OpenVINO model, from the cache when this conversion was done."""
+        import openvino as ov
+
+        path = self.cache_dir / self.cache_key(model, weight_files) / "model.xml"
+        if path.is_file():
+            return ov.Core().read_model(path)
+        inputs = [ov.PartialShape([-1, *tensor.shape[1:]]) for tensor in model.inputs]
+        converted = ov.convert_model(model, input=inputs)
+        # Written next to the final place, then renamed: a crash never leaves half a model
+        # that the next start would read.
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=self.cache_dir))
+        # fp16 compression of the saved weights would change results: keep fp32.
+        ov.save_model(converted, staging / "model.xml", compress_to_fp16=False)
+        try:
+            staging.rename(path.parent)
+        except OSError:  # another process cached it first: theirs is the same conversion
+            shutil.rmtree(staging, ignore_errors=True)
+        return converted
+
+    def load(self, model: Any, weight_files: Sequence[Path]) -> Forward:
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(
+            self.convert(model, weight_files),
+            "CPU",
+            {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32"},
+        )
+
+        def forward(batch: np.ndarray) -> list[np.ndarray]:
+            # One infer request per call: a request is not safe to share between the
+            # worker threads of a process, the compiled model is.
+            outputs = compiled.create_infer_request().infer([batch])
+            return _output_list(list(outputs.values()), len(batch))
+
+        return forward
+
+
+def resolve_precision(requested: str, engine: str, mode: str) -> str:
+    """FACESTREAM_PRECISION with "auto" resolved: bf16 in fast mode on OpenVINO where the CPU
+    has it, fp32 otherwise (exact mode promises DeepFace's results)."""
+    if requested != "auto":
+        return requested
+    if mode == "fast" and engine == "openvino" and cpu_supports_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def make_engine(name: str, precision: str, cache_dir: Path) -> Engine:
+    """The engine `name` at `precision`; EngineError when it cannot run here."""
+    if name == "tensorflow":
+        if precision != "fp32":
+            raise EngineError("FACESTREAM_ENGINE=tensorflow computes in fp32 only.")
+        return TensorFlowEngine()
+    if name == "openvino":
+        return OpenVINOEngine(cache_dir, precision)
+    raise EngineError(f"unknown engine {name!r}: expected one of {ENGINES}")

@@ -1,0 +1,165 @@
+"""Engines behind the analyzer: TensorFlow and OpenVINO (fp32, bf16), bound from settings;
+OpenVINO's conversion cache; bf16's and fast mode's deviation from exact results on photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.agreement import Agreement, agreement, analyse, iou
+from di import Settings, SettingsError, build_container
+from facestream import engines
+from facestream.engines import (
+    Engine,
+    EngineError,
+    OpenVINOEngine,
+    TensorFlowEngine,
+    cpu_supports_bf16,
+    make_engine,
+    resolve_precision,
+)
+from facestream.image_sources import demo_images
+from tests.test_shared_trunk import tiny_vgg
+
+needs_bf16 = pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no bf16")
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    """A small VGG-shaped Keras model and a weights file standing for the one it came from."""
+    weights = tmp_path / "tiny.h5"
+    weights.write_bytes(b"weights, version 1")
+    return tiny_vgg(3, trunk_seed=0, head_seed=1), weights
+
+
+def test_openvino_fp32_gives_the_keras_models_numbers(tiny_model, tmp_path):
+    model, weights = tiny_model
+    forward = OpenVINOEngine(tmp_path / "cache").load(model, [weights])
+    batch = np.random.default_rng(0).random((4, 8, 8, 3), dtype=np.float32)
+    [ours] = forward(batch)
+    [theirs] = TensorFlowEngine().load(model, [weights])(batch)
+    assert ours.shape == theirs.shape == (4, 3)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+    [one] = forward(batch[:1])
+    np.testing.assert_allclose(one, theirs[:1], rtol=0, atol=1e-6)
+
+
+def test_conversions_are_cached_by_weights_and_reused(tiny_model, tmp_path, monkeypatch):
+    import openvino
+
+    model, weights = tiny_model
+    cache = tmp_path / "cache"
+    batch = np.random.default_rng(1).random((2, 8, 8, 3), dtype=np.float32)
+    [first] = OpenVINOEngine(cache).load(model, [weights])(batch)
+    [entry] = [path for path in cache.iterdir()]
+    assert (entry / "model.xml").is_file() and (entry / "model.bin").is_file()
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted again although the conversion is cached")
+
+    monkeypatch.setattr(openvino, "convert_model", no_conversion)
+    [again] = OpenVINOEngine(cache).load(model, [weights])(batch)
+    np.testing.assert_array_equal(again, first)
+
+    # Other weights (or another OpenVINO version) are another conversion.
+    engine = OpenVINOEngine(cache)
+    key = engine.cache_key(model, [weights])
+    weights.write_bytes(b"weights, version 2")
+    assert engine.cache_key(model, [weights]) != key
+    monkeypatch.setattr(openvino, "__version__", "0.0.0-other")
+    assert engine.cache_key(model, [weights]) != key
+
+
+def test_bf16_is_refused_on_a_cpu_without_it(tmp_path, monkeypatch):
+    # The CPU's answer is faked here; the real bf16 path runs below where the CPU has it.
+    monkeypatch.setattr(engines, "cpu_supports_bf16", lambda: False)
+    with pytest.raises(EngineError, match="needs a CPU with bf16"):
+        OpenVINOEngine(tmp_path, "bf16")
+    assert resolve_precision("auto", "openvino", "fast") == "fp32"
+
+
+@needs_bf16
+def test_bf16_runs_where_the_cpu_has_it_within_a_bounded_deviation(tiny_model, tmp_path):
+    model, weights = tiny_model
+    batch = np.random.default_rng(2).random((4, 8, 8, 3), dtype=np.float32)
+    [bf16] = OpenVINOEngine(tmp_path, "bf16").load(model, [weights])(batch)
+    [fp32] = TensorFlowEngine().load(model, [weights])(batch)
+    assert np.abs(bf16 - fp32).max() < 0.05
+    assert resolve_precision("auto", "openvino", "fast") == "bf16"
+
+
+def test_precision_auto_is_fp32_in_exact_mode_and_on_tensorflow():
+    assert resolve_precision("auto", "openvino", "exact") == "fp32"
+    assert resolve_precision("auto", "tensorflow", "fast") == "fp32"
+    assert resolve_precision("bf16", "openvino", "exact") == "bf16"
+
+
+def test_settings_refuse_bf16_on_tensorflow_and_unknown_engines():
+    with pytest.raises(SettingsError, match="bf16 needs FACESTREAM_ENGINE=openvino"):
+        Settings.from_env({"FACESTREAM_ENGINE": "tensorflow", "FACESTREAM_PRECISION": "bf16"})
+    with pytest.raises(SettingsError, match="FACESTREAM_ENGINE='onnx' is not valid"):
+        Settings.from_env({"FACESTREAM_ENGINE": "onnx"})
+    with pytest.raises(SettingsError, match="FACESTREAM_MODE='quick' is not valid"):
+        Settings.from_env({"FACESTREAM_MODE": "quick"})
+    with pytest.raises(EngineError, match="fp32 only"):
+        make_engine("tensorflow", "bf16", Settings.from_env({}).engine_cache_dir)
+
+
+def test_the_container_binds_the_engine_the_settings_name(tmp_path):
+    for name, kind in (("tensorflow", TensorFlowEngine), ("openvino", OpenVINOEngine)):
+        settings = Settings.from_env(
+            {"FACESTREAM_ENGINE": name, "FACESTREAM_ENGINE_CACHE_DIR": str(tmp_path)}
+        )
+        engine = build_container(settings)[Engine]
+        assert isinstance(engine, kind)
+        assert (engine.name, engine.precision) == (name, "fp32")
+
+
+def test_iou_of_boxes():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+    assert iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+
+
+@pytest.fixture(scope="module")
+def photos(request):
+    """Every test photo: the public demo set, and the shared photos when they are here."""
+    images = [image.data for image in demo_images()]
+    shared = request.config.rootpath.parent / "shared" / "data" / "faces"
+    if shared.is_dir():
+        images += [p.read_bytes() for p in sorted(shared.glob("*.*")) if p.suffix != ".md"]
+    return images
+
+
+def compare(reference, candidate, photos) -> Agreement:
+    return agreement(
+        [analyse(reference, image, 0) for image in photos],
+        [analyse(candidate, image, 0) for image in photos],
+    )
+
+
+@pytest.mark.models
+@needs_bf16
+def test_bf16_deviation_from_fp32_on_every_photo_is_bounded(analyzer_for, photos):
+    fp32 = analyzer_for("openvino")
+    measured = compare(fp32, analyzer_for("openvino", precision="bf16"), photos)
+    print(f"bf16 against fp32 on {measured.images} photos: {measured}")
+    # Same detection: only the attribute models' arithmetic differs.
+    assert measured.same_face_count == 1.0 and measured.unmatched_faces == 0
+    assert measured.min_iou == 1.0
+    # README, Performance: bf16 stays within 1.5 percentage points, same dominant labels.
+    assert measured.max_probability_pp <= 1.5
+    assert measured.same_dominant == 1.0
+
+
+@pytest.mark.models
+def test_fast_mode_agreement_with_exact_mode_on_every_photo(analyzer_for, photos):
+    exact = analyzer_for("openvino")
+    measured = compare(exact, analyzer_for("openvino", mode="fast"), photos)
+    print(f"fast mode against exact on {measured.images} photos: {measured}")
+    # README, Performance states these figures: detection without DeepFace's full-image
+    # border moves boxes by a few pixels and changes Haar's false hits (coins).
+    assert measured.same_face_count >= 0.9
+    assert measured.min_iou >= 0.8
+    assert measured.same_dominant >= 0.9
+    assert measured.max_probability_pp <= 10
