@@ -29,9 +29,7 @@ class AnalysedFace:
     attributes: FaceAttributes
 
 
-def analyse(
-    analyzer: FaceAnalyzer, image: bytes, detection_max_side: int
-) -> list[AnalysedFace]:
+def analyse(analyzer: FaceAnalyzer, image: bytes, detection_max_side: int) -> list[AnalysedFace]:
     """Each face of `image` with its attributes (all the analyzer's actions)."""
     faces: list[Face] = analyzer.find_faces(
         decode_image(image, _NO_LIMIT, _NO_LIMIT), analyzer.detector_backend, detection_max_side

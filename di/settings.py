@@ -25,6 +25,8 @@ _SIZE = re.compile(r"^(\d+)\s*(B|KiB|MiB|GiB)?$")
 _SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": MIB, "GiB": 1024 * MIB}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MODES = ("exact", "fast")
+# FACESTREAM_DETECTION_MAX_SIDE=auto per mode: fast mode detects large images smaller.
+AUTO_DETECTION_MAX_SIDE = {"exact": 2048, "fast": 1024}
 
 
 class SettingsError(ValueError):
@@ -57,6 +59,11 @@ def _integer(low: int, high: int) -> Callable[[str], int]:
 def _integer_or_zero(low: int, high: int) -> Callable[[str], int]:
     in_range = _integer(low, high)
     return lambda raw: 0 if raw.strip() == "0" else in_range(raw)
+
+
+def _auto_or(parse: Callable[[str], int]) -> Callable[[str], int | None]:
+    # None: "auto", resolved from other settings in Settings.from_env.
+    return lambda raw: None if raw.strip() == "auto" else parse(raw)
 
 
 def _size(low: int, high: int) -> Callable[[str], int]:
@@ -342,11 +349,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "FACESTREAM_DETECTION_MAX_SIDE",
         "detection_max_side",
-        "2048",
-        "0 (never downscale) or an integer from 64 to 65535",
-        _integer_or_zero(64, 65535),
+        "auto",
+        "auto (2048 in exact mode, 1024 in fast mode), 0 (never downscale) or an integer "
+        "from 64 to 65535",
+        _auto_or(_integer_or_zero(64, 65535)),
         "Images with a longer side are downscaled for face detection only; faces are "
-        "still cropped from the full image.",
+        "still cropped from the full image. 0 keeps DeepFace's results on every image.",
     ),
     Variable(
         "FACESTREAM_MAX_ATTEMPTS",
@@ -609,6 +617,8 @@ class Settings:
                 "FACESTREAM_TOPIC_MIN_INSYNC_REPLICAS must not exceed "
                 "FACESTREAM_TOPIC_REPLICATION_FACTOR: no write could be acknowledged."
             )
+        if not problems and values["detection_max_side"] is None:
+            values["detection_max_side"] = AUTO_DETECTION_MAX_SIDE[values["mode"]]
         if not problems and values["engine"] == "tensorflow" and values["precision"] == "bf16":
             problems.append(
                 "FACESTREAM_PRECISION=bf16 needs FACESTREAM_ENGINE=openvino: the TensorFlow "

@@ -106,11 +106,18 @@ class OpenVINOEngine:
             )
 
     def cache_key(self, model: Any, weight_files: Sequence[Path]) -> str:
-        """The conversion's cache key: weights, structure and OpenVINO version."""
+        """The conversion's cache key: weights, structure and OpenVINO version.
+
+        The structure is the layers' types and the weights' shapes, not the Keras
+        configuration, whose automatic layer names depend on what else the process built.
+        """
         import openvino as ov
 
         digest = hashlib.sha256(ov.__version__.encode())
-        digest.update(model.to_json().encode())
+        structure = [type(layer).__name__ for layer in model.layers]
+        structure += [str(tuple(weight.shape)) for weight in model.weights]
+        structure += [str(tuple(tensor.shape)) for tensor in (*model.inputs, *model.outputs)]
+        digest.update("|".join(structure).encode())
         for path in weight_files:
             digest.update(_file_digest(path).encode())
         return f"{model.name}-{digest.hexdigest()[:24]}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from bench.load import median_run, offer, saturate
+from bench.load import LoadRun, median_run, offer, saturate
 
 
 def test_saturate_sends_every_image_each_round_with_the_concurrency_asked():
@@ -43,3 +43,24 @@ def test_offer_sends_the_calls_in_turn_at_the_rate():
     assert run.seconds >= 9 / 50
     summary = median_run([run, run])
     assert summary["runs"] == 2 and summary["faces_per_run"] == 10
+
+
+def test_interleaved_runs_take_turns_and_round_robin_spreads_calls(monkeypatch):
+    from bench import suite
+
+    order: list[str] = []
+
+    def run(name: str):
+        order.append(name)
+        return LoadRun(1, 1, 1.0, [1.0])
+
+    runs = suite.interleaved({"a": lambda: run("a"), "b": lambda: run("b")}, repeat=2)
+    assert order == ["a", "b", "a", "b"]
+    assert [len(done) for done in runs.values()] == [2, 2]
+
+    called: list[object] = []
+    monkeypatch.setattr(suite, "peer_analyze", lambda stub, image, actions: called.append(stub))
+    robin = suite.RoundRobin(["first", "second"])
+    for _ in range(4):
+        robin(b"image")
+    assert called == ["first", "second", "first", "second"]

@@ -18,3 +18,20 @@ def test_reports_name_the_cpu_model_and_its_relevant_flags():
     assert described.startswith(model)
     for flag in cpu_flags():
         assert flag in described
+
+
+def test_peak_arithmetic_follows_the_cpus_flags(monkeypatch):
+    import bench.machine as machine
+
+    monkeypatch.setattr(machine, "cpu_mhz", lambda: 2000.0)
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
+    cases = {
+        ("avx2",): (2 * 2 * 32, 0.0),
+        ("avx2", "avx512f"): (2 * 2 * 64, 0.0),
+        ("avx2", "avx512f", "avx512_bf16"): (2 * 2 * 64, 2 * 2 * 128),
+        ("avx2", "avx512f", "avx512_bf16", "amx_bf16"): (2 * 2 * 64, 2 * 2 * 1024),
+    }
+    for flags, (fp32, bf16) in cases.items():
+        monkeypatch.setattr(machine, "cpu_flags", lambda flags=flags: list(flags))
+        assert machine.peak_gflops("fp32") == fp32
+        assert machine.peak_gflops("bf16") == bf16

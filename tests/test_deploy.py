@@ -151,6 +151,8 @@ def test_recovery_store_weights_and_volumes_are_consistent():
         assert mounts(SERVICES[name])[str(home)] == mounts(SERVICES["weights"])[str(home)]
         # The quarantine's attempt counts live in the shared recovery volume.
         assert settings.attempts_dir.is_relative_to(store)
+        # OpenVINO's conversions are kept in a volume: a restarted container reads them.
+        assert settings.engine_cache_dir.is_relative_to(home)
         depends = SERVICES[name]["depends_on"]
         for setup in ("topics", "weights", "recovery-init"):
             assert depends[setup]["condition"] == "service_completed_successfully"

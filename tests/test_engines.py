@@ -131,10 +131,12 @@ def photos(request):
     return images
 
 
-def compare(reference, candidate, photos) -> Agreement:
+def compare(reference, candidate, photos, detection_max_side=0) -> Agreement:
+    """`candidate` (detecting large images at `detection_max_side`) against `reference`
+    (DeepFace's detection at full size)."""
     return agreement(
         [analyse(reference, image, 0) for image in photos],
-        [analyse(candidate, image, 0) for image in photos],
+        [analyse(candidate, image, detection_max_side) for image in photos],
     )
 
 
@@ -155,7 +157,11 @@ def test_bf16_deviation_from_fp32_on_every_photo_is_bounded(analyzer_for, photos
 @pytest.mark.models
 def test_fast_mode_agreement_with_exact_mode_on_every_photo(analyzer_for, photos):
     exact = analyzer_for("openvino")
-    measured = compare(exact, analyzer_for("openvino", mode="fast"), photos)
+    fast_settings = Settings.from_env({"FACESTREAM_MODE": "fast"})
+    assert fast_settings.detection_max_side == 1024  # auto in fast mode
+    measured = compare(
+        exact, analyzer_for("openvino", mode="fast"), photos, fast_settings.detection_max_side
+    )
     print(f"fast mode against exact on {measured.images} photos: {measured}")
     # README, Performance states these figures: detection without DeepFace's full-image
     # border moves boxes by a few pixels and changes Haar's false hits (coins).
