@@ -118,6 +118,7 @@ MODES: dict[str, dict[str, str]] = {
     "exact": {"FACESTREAM_MODE": "exact", "FACESTREAM_DETECTION_MAX_SIDE": "0"},
     "fast": {"FACESTREAM_MODE": "fast"},
 }
+SHAPE_LABELS = {"w1": "-w 1", "w2": "-w 2", "p2": "2 processes x -w 1", "w4": "-w 4"}
 # VGG-16's convolutional trunk at 224x224: 15.5 G multiply-adds per face.
 VGG_TRUNK_GFLOP = 31.0
 
@@ -305,7 +306,8 @@ def shapes(
         "p2": cluster_args(2, 1),
         "w4": [["-w", "4"]],
     }.items():
-        say(f"bench: facestream {name}")
+        label = SHAPE_LABELS[name]
+        say(f"bench: facestream {label}")
         with facestream_system(settings, home, dataflows, "exact") as (system, service):
             runs = [
                 system.supervise(
@@ -316,11 +318,12 @@ def shapes(
                 for _ in range(args.repeat)
             ]
             result[name] = {
+                "label": label,
                 "dataflows": [" ".join(d) for d in dataflows],
                 "saturated": median_run(runs),
                 "peak_rss_mb": _dataflow_rss(system),
             }
-        say(f"bench: facestream {name} {result[name]['saturated']['faces_per_s']:.2f} faces/s")
+        say(f"bench: facestream {label} {result[name]['saturated']['faces_per_s']:.2f} faces/s")
     return result
 
 
@@ -525,8 +528,7 @@ def table(report: dict[str, Any]) -> str:
         f"| facestream -w 1, exact mode | {rate(saturated['facestream_exact'])} |",
         f"| facestream -w 1, fast mode | {rate(saturated['facestream_fast'])} |",
         *(
-            f"| facestream {' + '.join(shape['dataflows'])}, exact (not interleaved) | "
-            f"{rate(shape['saturated'])} |"
+            f"| facestream {shape['label']}, exact (not interleaved) | {rate(shape['saturated'])} |"
             for shape in fs.values()
         ),
         f"| latency at {head['half_load_offered_faces_per_s']:.2f} faces/s (half the strongest "
