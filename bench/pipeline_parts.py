@@ -30,7 +30,7 @@ from dataflow.steps import (
     parse_request,
 )
 from di import Settings, build_container, load_settings
-from facestream.analyzer import FaceAnalyzer
+from facestream.analyzer import FaceAnalyzer, deepface_model
 from facestream.images import decode_image
 from facestream.records import image_submitted
 from facestream.shared_trunk import VGG_ACTIONS
@@ -131,11 +131,12 @@ def main() -> None:
     # The shared VGG-Face trunk against DeepFace's age, gender and race models one by one,
     # on one batch of the configured size.
     batch = np.random.default_rng(0).random((settings.batch_size, 224, 224, 3), np.float32)
+    models = {action: deepface_model(action) for action in VGG_ACTIONS}
     separate = median_seconds(
-        lambda: [analyzer.models[action].predict(batch) for action in VGG_ACTIONS], args.repeat
+        lambda: [models[action].predict(batch) for action in VGG_ACTIONS], args.repeat
     )
     shared = median_seconds(lambda: analyzer.predict(batch, VGG_ACTIONS), args.repeat)
-    report["shared_trunk"] = analyzer.shared_trunk is not None
+    report["shared_trunk"] = bool(analyzer.shared_actions)
     report["age_gender_race_separate_s_per_face"] = separate / len(batch)
     report["age_gender_race_shared_s_per_face"] = shared / len(batch)
 
@@ -157,7 +158,8 @@ def main() -> None:
         rate = report[f"faces_per_s_batch_{size}"]
         print(f"| extract + analyze, batch {size} | {rate:.2f} faces/s | {rate / b1:.2f}x |")
     print(
-        f"| age + gender + race, batch {settings.batch_size}: three models / shared trunk | "
+        f"| age + gender + race, batch {settings.batch_size}: three models (TensorFlow) / "
+        f"shared trunk ({settings.engine}) | "
         f"{separate / len(batch):.3f} / {shared / len(batch):.3f} s per face | "
         f"{separate / shared:.2f}x (shared: {report['shared_trunk']}) |"
     )

@@ -52,13 +52,14 @@ from bench.pipeline_parts import (
 )
 from bench.system_under_test import cluster_args
 from di import Settings, build_container, child_environment, load_settings
-from facestream.analyzer import FaceAnalyzer
+from facestream.analyzer import deepface_model
 from facestream.broker import free_port
 from facestream.demo import LocalSystem, wait_first_result, wait_serving, warmup_image
-from facestream.engines import cpu_supports_bf16, make_engine, resolve_precision
+from facestream.engines import ModelSource, cpu_supports_bf16, make_engine, resolve_precision
 from facestream.image_sources import demo_images
 from facestream.models import ACTION_MODELS, ACTIONS
 from facestream.processes import ChildProcess, memory_mb
+from facestream.shared_trunk import VGG_ACTIONS, SharedTrunk
 from grpc_server.client import AnalyzeClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -330,22 +331,18 @@ def shapes(
 def engines_gflops(settings: Settings, repeat: int) -> dict[str, Any]:
     """The VGG trunk (with the three heads) per engine and precision, batches of
     FACESTREAM_BATCH_SIZE faces in this process: s/face and achieved GFLOP/s against peak."""
-    analyzer = build_container(mode_settings("exact"))[FaceAnalyzer]
-    if analyzer.shared_trunk is None:
+    trunk = SharedTrunk.of({action: deepface_model(action).model for action in VGG_ACTIONS})
+    if trunk is None:
         return {}
-    files = [
-        settings.weights_dir / ACTION_MODELS[action].weight_file
-        for action in analyzer.shared_trunk.actions
-    ]
+    files = tuple(settings.weights_dir / ACTION_MODELS[a].weight_file for a in trunk.actions)
+    source = ModelSource("shared-" + "-".join(trunk.actions), files, lambda: trunk.model)
     choices = [("tensorflow", "fp32"), ("openvino", "fp32")]
     if cpu_supports_bf16():
         choices.append(("openvino", "bf16"))
     batch = np.random.default_rng(0).random((settings.batch_size, 224, 224, 3), np.float32)
     result = {}
     for name, precision in choices:
-        forward = make_engine(name, precision, settings.engine_cache_dir).load(
-            analyzer.shared_trunk.model, files
-        )
+        forward = make_engine(name, precision, settings.engine_cache_dir).load(source)
         forward(batch)  # warm-up
         per_face = median_seconds(lambda f=forward: f(batch), repeat) / len(batch)
         achieved = VGG_TRUNK_GFLOP / per_face

@@ -49,10 +49,10 @@ def make_analyzer(settings: Settings, engine: Engine, logger: logging.Logger) ->
         engine,
         bordered_detection=settings.mode == "exact",
     )
-    if analyzer.shared_trunk is not None:
+    if analyzer.shared_actions:
         logger.info(
             "%s share one VGG-Face trunk: it runs once per face",
-            ", ".join(analyzer.shared_trunk.actions),
+            ", ".join(analyzer.shared_actions),
         )
     if analyzer.synthetic_weights:
         logger.warning(

@@ -10,7 +10,7 @@ The forward passes run on an `Engine` (engines.py) chosen at the composition roo
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,16 +23,51 @@ from deepface.models.demography.DemographyUtils import (
     find_apparent_age,
 )
 
-from facestream.engines import Engine, Forward
+from facestream.engines import Engine, Forward, ModelSource
 from facestream.faces import FACE_SIZE, Face, find_faces
 from facestream.models import ACTION_MODELS, require_weights
-from facestream.shared_trunk import SharedTrunk
+from facestream.shared_trunk import VGG_ACTIONS, SharedTrunk
 
 LABELS: dict[str, list[str]] = {
     "gender": GENDER_LABELS,
     "emotion": EMOTION_LABELS,
     "race": RACE_LABELS,
 }
+
+
+def deepface_model(action: str) -> Any:
+    """DeepFace's own model object for `action` (its `.model` is the Keras model), from
+    DeepFace's cache, which `DeepFace.analyze` shares; loads the weights the first time."""
+    # DeepFace must be imported before TensorFlow: it switches TF to legacy (tf-keras) mode.
+    from deepface import DeepFace  # noqa: F401
+    from deepface.modules import modeling
+
+    # DeepFace's cache is not locked: the container builds the analyzer under lagom's
+    # singleton lock, and other detectors are built under the detection lock.
+    return modeling.build_model("facial_attribute", ACTION_MODELS[action].model_name)
+
+
+@dataclass
+class SourceOfSharedTrunk:
+    """The shared trunk as an engine's model source: built from DeepFace's models only
+    when the engine has no conversion of it (or already built, in `trunk`)."""
+
+    actions: tuple[str, ...]
+    weight_files: tuple[Path, ...]
+    deepface_models: Callable[[Sequence[str]], dict[str, Any]]
+    trunk: SharedTrunk | None = None
+
+    @property
+    def role(self) -> str:
+        return "shared-" + "-".join(self.actions)
+
+    def build(self) -> Any:
+        if self.trunk is None:
+            models = self.deepface_models(self.actions)
+            self.trunk = SharedTrunk.of({a: model.model for a, model in models.items()})
+            if self.trunk is None:
+                raise RuntimeError(f"the trunks of {self.role} differ: nothing to share")
+        return self.trunk.model
 
 
 @dataclass(frozen=True)
@@ -70,37 +105,52 @@ class FaceAnalyzer:
         self.bordered_detection = bordered_detection
         self.detector_backend = detector_backend
         self.synthetic_weights = require_weights(weights_dir, self.actions, detector_backend)
-        # DeepFace must be imported before TensorFlow: it switches TF to legacy (tf-keras) mode.
-        from deepface import DeepFace  # noqa: F401
-        from deepface.modules import modeling
-
-        # modeling.build_model caches in DeepFace's own (unlocked) cache, which DeepFace.analyze
-        # shares; the container builds this object under lagom's singleton lock, and other
-        # detectors are built under the detection lock.
-        self.models: dict[str, Any] = {
-            action: modeling.build_model("facial_attribute", ACTION_MODELS[action].model_name)
-            for action in self.actions
-        }
-        self.shared_trunk = SharedTrunk.of(
-            {action: model.model for action, model in self.models.items()}
-        )
         files = {action: weights_dir / ACTION_MODELS[action].weight_file for action in actions}
-        self._forward: dict[str, Forward] = {
-            action: engine.load(model.model, [files[action]])
-            for action, model in self.models.items()
-            if self.shared_trunk is None or action not in self.shared_trunk.actions
-        }
-        self._shared_forward = (
-            engine.load(
-                self.shared_trunk.model, [files[action] for action in self.shared_trunk.actions]
+        # DeepFace's model objects built in this process (all of them on TensorFlow; on
+        # OpenVINO with cached conversions, only the small emotion model).
+        self.models: dict[str, Any] = {}
+        vgg = tuple(action for action in VGG_ACTIONS if action in self.actions)
+        shared = SourceOfSharedTrunk(
+            vgg, tuple(files[action] for action in vgg), self._deepface_models
+        )
+        if len(vgg) > 1 and engine.has_cached(shared.role, shared.weight_files):
+            # Converted before from these very files, whose trunks were equal then.
+            self.shared_actions = vgg
+        else:
+            trunk = SharedTrunk.of(
+                {action: model.model for action, model in self._deepface_models(vgg).items()}
             )
-            if self.shared_trunk is not None
+            self.shared_actions = trunk.actions if trunk is not None else ()
+            shared.trunk = trunk
+        self._shared_forward = (
+            engine.load(ModelSource(shared.role, shared.weight_files, shared.build))
+            if self.shared_actions
             else None
         )
+        self._forward: dict[str, Forward] = {
+            action: engine.load(
+                ModelSource(
+                    action,
+                    (files[action],),
+                    lambda action=action: self._deepface_models([action])[action].model,
+                )
+            )
+            for action in self.actions
+            if action not in self.shared_actions
+        }
+        if "emotion" in self.actions:
+            self._deepface_models(["emotion"])  # its preprocessing is the model object's
         self._detection_lock = threading.Lock()
         blank = np.zeros((64, 64, 3), dtype=np.uint8)
         self.find_faces(blank, detector_backend, detection_max_side=0)
         self._warm()
+
+    def _deepface_models(self, actions: Sequence[str]) -> dict[str, Any]:
+        """DeepFace's model objects for `actions`, built on first use (weights loaded)."""
+        for action in actions:
+            if action not in self.models:
+                self.models[action] = deepface_model(action)
+        return {action: self.models[action] for action in actions}
 
     def _warm(self) -> None:
         # The first call of a Keras model traces its graph (seconds); do it now, for both the
@@ -127,11 +177,10 @@ class FaceAnalyzer:
         if faces.ndim != 4 or faces.shape[1:] != (*FACE_SIZE, 3):
             raise ValueError(f"faces must have shape (n, 224, 224, 3), got {faces.shape}")
         actions = tuple(actions or self.actions)
-        shared_actions = self.shared_trunk.actions if self.shared_trunk is not None else ()
         probabilities: dict[str, np.ndarray] = {}
-        if self._shared_forward is not None and set(actions) & set(shared_actions):
+        if self._shared_forward is not None and set(actions) & set(self.shared_actions):
             # Also for one VGG action alone: its head on the shared trunk is its own model.
-            probabilities = dict(zip(shared_actions, self._shared_forward(faces), strict=True))
+            probabilities = dict(zip(self.shared_actions, self._shared_forward(faces), strict=True))
         outputs = {}
         for action in actions:
             rows = (

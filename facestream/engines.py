@@ -1,18 +1,21 @@
 """Engines: what runs the forward passes of the loaded Keras models.
 
-DeepFace builds and loads its models as Keras models; an engine turns one of them into a
-`Forward`, a callable from a batch of model inputs to the model's outputs. The analyzer
-depends on the `Engine` protocol only; which engine runs is bound at the composition root
-(di/container.py) from FACESTREAM_ENGINE and FACESTREAM_PRECISION.
+DeepFace builds and loads its models as Keras models; an engine turns a `ModelSource` (what
+the model is, its weight files, and how to build it) into a `Forward`, a callable from a
+batch of model inputs to the model's outputs. The analyzer depends on the `Engine` protocol
+only; which engine runs is bound at the composition root (di/container.py) from
+FACESTREAM_ENGINE and FACESTREAM_PRECISION.
 
 - `TensorFlowEngine`: the Keras model itself, called the way DeepFace calls it.
 - `OpenVINOEngine`: the Keras model converted in process by `openvino.convert_model` (no
   other weight files), fp32 or bf16. Conversions take seconds and are cached on disk, keyed
-  by the weight files' hashes, the model's structure and the OpenVINO version.
+  by the weight files' hashes, the model's role and the versions that shape a conversion;
+  with the conversion cached, the Keras model is not even built (half the memory).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import tempfile
@@ -34,14 +37,33 @@ class EngineError(RuntimeError):
     """The configured engine cannot run here (e.g. bf16 on a CPU without bf16)."""
 
 
+# Bumped when facestream changes how it composes a model it converts (shared_trunk.py):
+# conversions cached by an older layout are not read.
+CONVERSION_LAYOUT = 1
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model to run: `role` names what it is ("emotion", "shared-age-gender-race"), made
+    from `weight_files`; `build` makes it as a Keras model (seconds, GBs), only when needed."""
+
+    role: str
+    weight_files: tuple[Path, ...]
+    build: Callable[[], Any]
+
+
 class Engine(Protocol):
-    """Turns loaded Keras models into forward passes."""
+    """Turns models into forward passes."""
 
     name: str
     precision: str
 
-    def load(self, model: Any, weight_files: Sequence[Path]) -> Forward:
-        """A forward pass of `model`, whose weights were read from `weight_files`."""
+    def load(self, source: ModelSource) -> Forward:
+        """A forward pass of the model `source` describes."""
+        ...
+
+    def has_cached(self, role: str, weight_files: Sequence[Path]) -> bool:
+        """True when this model can be loaded without building it as a Keras model."""
         ...
 
 
@@ -61,7 +83,12 @@ class TensorFlowEngine:
     name = "tensorflow"
     precision = "fp32"
 
-    def load(self, model: Any, weight_files: Sequence[Path]) -> Forward:
+    def has_cached(self, role: str, weight_files: Sequence[Path]) -> bool:
+        return False
+
+    def load(self, source: ModelSource) -> Forward:
+        model = source.build()
+
         def forward(batch: np.ndarray) -> list[np.ndarray]:
             outputs = (
                 model(batch, training=False) if len(batch) == 1 else model.predict_on_batch(batch)
@@ -79,6 +106,13 @@ def cpu_supports_bf16() -> bool:
 
 
 def _file_digest(path: Path) -> str:
+    stat = path.stat()
+    return _digest_of(path.resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.cache
+def _digest_of(path: Path, size: int, mtime_ns: int) -> str:
+    # Keyed by size and modification time too: a replaced file is hashed again.
     with path.open("rb") as file:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
@@ -105,30 +139,33 @@ class OpenVINOEngine:
                 "AMX), and this one has none: use FACESTREAM_PRECISION=fp32."
             )
 
-    def cache_key(self, model: Any, weight_files: Sequence[Path]) -> str:
-        """The conversion's cache key: weights, structure and OpenVINO version.
-
-        The structure is the layers' types and the weights' shapes, not the Keras
-        configuration, whose automatic layer names depend on what else the process built.
-        """
+    def cache_key(self, role: str, weight_files: Sequence[Path]) -> str:
+        """The conversion's cache key: the role, the weights' SHA-256 and the versions that
+        shape a conversion (OpenVINO, DeepFace's model code, facestream's layout)."""
+        import deepface
         import openvino as ov
 
-        digest = hashlib.sha256(ov.__version__.encode())
-        structure = [type(layer).__name__ for layer in model.layers]
-        structure += [str(tuple(weight.shape)) for weight in model.weights]
-        structure += [str(tuple(tensor.shape)) for tensor in (*model.inputs, *model.outputs)]
-        digest.update("|".join(structure).encode())
+        digest = hashlib.sha256(
+            f"{ov.__version__}|{deepface.__version__}|{CONVERSION_LAYOUT}".encode()
+        )
         for path in weight_files:
             digest.update(_file_digest(path).encode())
-        return f"{model.name}-{digest.hexdigest()[:24]}"
+        return f"{role}-{digest.hexdigest()[:24]}"
 
-    def convert(self, model: Any, weight_files: Sequence[Path]) -> Any:
+    def _cached(self, role: str, weight_files: Sequence[Path]) -> Path:
+        return self.cache_dir / self.cache_key(role, weight_files) / "model.xml"
+
+    def has_cached(self, role: str, weight_files: Sequence[Path]) -> bool:
+        return self._cached(role, weight_files).is_file()
+
+    def convert(self, source: ModelSource) -> Any:
         """The model as an OpenVINO model, from the cache when this conversion was done."""
         import openvino as ov
 
-        path = self.cache_dir / self.cache_key(model, weight_files) / "model.xml"
+        path = self._cached(source.role, source.weight_files)
         if path.is_file():
             return ov.Core().read_model(path)
+        model = source.build()
         inputs = [ov.PartialShape([-1, *tensor.shape[1:]]) for tensor in model.inputs]
         converted = ov.convert_model(model, input=inputs)
         # Written next to the final place, then renamed: a crash never leaves half a model
@@ -143,11 +180,11 @@ class OpenVINOEngine:
             shutil.rmtree(staging, ignore_errors=True)
         return converted
 
-    def load(self, model: Any, weight_files: Sequence[Path]) -> Forward:
+    def load(self, source: ModelSource) -> Forward:
         import openvino as ov
 
         compiled = ov.Core().compile_model(
-            self.convert(model, weight_files),
+            self.convert(source),
             "CPU",
             {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32"},
         )

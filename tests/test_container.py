@@ -73,7 +73,8 @@ def test_two_threads_get_one_analyzer_built_once(synthetic_home, monkeypatch):
 
     analyzer = resolved[0]
     assert analyzer.synthetic_weights
-    assert set(analyzer.models) == {"age", "gender", "emotion", "race"}
+    assert analyzer.actions == ("age", "gender", "emotion", "race")
+    assert analyzer.shared_actions == ("age", "gender", "race")
     faces = np.random.default_rng(0).random((3, 224, 224, 3), dtype=np.float32)
     outputs = analyzer.predict(faces)
     assert outputs["age"].shape == (3,)

@@ -12,6 +12,7 @@ from facestream import engines
 from facestream.engines import (
     Engine,
     EngineError,
+    ModelSource,
     OpenVINOEngine,
     TensorFlowEngine,
     cpu_supports_bf16,
@@ -32,42 +33,87 @@ def tiny_model(tmp_path):
     return tiny_vgg(3, trunk_seed=0, head_seed=1), weights
 
 
+def source_of(model, weights, built=None):
+    """A ModelSource of `model`, counting its builds in `built` (a list)."""
+
+    def build():
+        if built is not None:
+            built.append(model.name)
+        return model
+
+    return ModelSource("tiny", (weights,), build)
+
+
 def test_openvino_fp32_gives_the_keras_models_numbers(tiny_model, tmp_path):
     model, weights = tiny_model
-    forward = OpenVINOEngine(tmp_path / "cache").load(model, [weights])
+    forward = OpenVINOEngine(tmp_path / "cache").load(source_of(model, weights))
     batch = np.random.default_rng(0).random((4, 8, 8, 3), dtype=np.float32)
     [ours] = forward(batch)
-    [theirs] = TensorFlowEngine().load(model, [weights])(batch)
+    [theirs] = TensorFlowEngine().load(source_of(model, weights))(batch)
     assert ours.shape == theirs.shape == (4, 3)
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
     [one] = forward(batch[:1])
     np.testing.assert_allclose(one, theirs[:1], rtol=0, atol=1e-6)
 
 
-def test_conversions_are_cached_by_weights_and_reused(tiny_model, tmp_path, monkeypatch):
+def test_conversions_are_cached_by_weights_and_reused_without_building(
+    tiny_model, tmp_path, monkeypatch
+):
     import openvino
 
     model, weights = tiny_model
     cache = tmp_path / "cache"
     batch = np.random.default_rng(1).random((2, 8, 8, 3), dtype=np.float32)
-    [first] = OpenVINOEngine(cache).load(model, [weights])(batch)
+    built: list[str] = []
+    engine = OpenVINOEngine(cache)
+    assert not engine.has_cached("tiny", [weights])
+    [first] = engine.load(source_of(model, weights, built))(batch)
+    assert len(built) == 1
     [entry] = [path for path in cache.iterdir()]
     assert (entry / "model.xml").is_file() and (entry / "model.bin").is_file()
+    assert engine.has_cached("tiny", [weights])
 
     def no_conversion(*args, **kwargs):
         raise AssertionError("converted again although the conversion is cached")
 
     monkeypatch.setattr(openvino, "convert_model", no_conversion)
-    [again] = OpenVINOEngine(cache).load(model, [weights])(batch)
+    [again] = OpenVINOEngine(cache).load(source_of(model, weights, built))(batch)
     np.testing.assert_array_equal(again, first)
+    assert len(built) == 1  # the Keras model was not even built
 
     # Other weights (or another OpenVINO version) are another conversion.
-    engine = OpenVINOEngine(cache)
-    key = engine.cache_key(model, [weights])
+    key = engine.cache_key("tiny", [weights])
     weights.write_bytes(b"weights, version 2")
-    assert engine.cache_key(model, [weights]) != key
+    assert engine.cache_key("tiny", [weights]) != key
     monkeypatch.setattr(openvino, "__version__", "0.0.0-other")
-    assert engine.cache_key(model, [weights]) != key
+    assert engine.cache_key("tiny", [weights]) != key
+    assert not engine.has_cached("tiny", [weights])
+
+
+@pytest.mark.models
+def test_a_warm_openvino_cache_loads_no_vgg_keras_model(synthetic_home, tmp_path):
+    from facestream.analyzer import FaceAnalyzer
+
+    def analyzer(engine):
+        return FaceAnalyzer(
+            ("age", "gender", "emotion", "race"),
+            "opencv",
+            synthetic_home / ".deepface" / "weights",
+            engine,
+        )
+
+    faces = np.random.default_rng(4).random((2, 224, 224, 3), dtype=np.float32)
+    cold = analyzer(OpenVINOEngine(tmp_path))
+    assert set(cold.models) == {"age", "gender", "emotion", "race"}  # built to convert
+    expected = cold.predict(faces)
+    del cold  # one compiled copy of the weights at a time (GBs)
+    warm = analyzer(OpenVINOEngine(tmp_path))
+    assert warm.shared_actions == ("age", "gender", "race")
+    assert set(warm.models) == {"emotion"}  # small; its preprocessing is DeepFace's
+    for action, rows in warm.predict(faces).items():
+        np.testing.assert_array_equal(rows, expected[action])
+    del warm
+    assert set(analyzer(TensorFlowEngine()).models) == {"age", "gender", "emotion", "race"}
 
 
 def test_bf16_is_refused_on_a_cpu_without_it(tmp_path, monkeypatch):
@@ -82,8 +128,8 @@ def test_bf16_is_refused_on_a_cpu_without_it(tmp_path, monkeypatch):
 def test_bf16_runs_where_the_cpu_has_it_within_a_bounded_deviation(tiny_model, tmp_path):
     model, weights = tiny_model
     batch = np.random.default_rng(2).random((4, 8, 8, 3), dtype=np.float32)
-    [bf16] = OpenVINOEngine(tmp_path, "bf16").load(model, [weights])(batch)
-    [fp32] = TensorFlowEngine().load(model, [weights])(batch)
+    [bf16] = OpenVINOEngine(tmp_path, "bf16").load(source_of(model, weights))(batch)
+    [fp32] = TensorFlowEngine().load(source_of(model, weights))(batch)
     assert np.abs(bf16 - fp32).max() < 0.05
     assert resolve_precision("auto", "openvino", "fast") == "bf16"
 

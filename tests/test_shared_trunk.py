@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facestream.engines import ENGINES, TensorFlowEngine
+from facestream.analyzer import deepface_model
+from facestream.engines import ENGINES, ModelSource, TensorFlowEngine
 from facestream.shared_trunk import SharedTrunk, same_trunk, split_trunk
 
 
@@ -58,7 +59,7 @@ def test_equal_trunks_are_shared_and_give_each_models_own_outputs():
     shared = SharedTrunk.of(models)
     assert shared is not None and shared.actions == ("age", "gender", "race")
     batch = np.random.default_rng(0).random((3, 8, 8, 3), dtype=np.float32)
-    forward = TensorFlowEngine().load(shared.model, [])
+    forward = TensorFlowEngine().load(ModelSource("shared", (), lambda: shared.model))
     for rows in (batch[:1], batch):
         outputs = dict(zip(shared.actions, forward(rows), strict=True))
         for action, model in models.items():
@@ -86,8 +87,8 @@ def test_one_vgg_model_alone_is_not_wrapped():
 
 
 @pytest.mark.models
-def test_synthetic_weights_share_the_trunk_and_not_the_heads(analyzer):
-    models = [analyzer.models[action].model for action in ("age", "gender", "race")]
+def test_synthetic_weights_share_the_trunk_and_not_the_heads(synthetic_home):
+    models = [deepface_model(action).model for action in ("age", "gender", "race")]
     assert same_trunk(models)
     first_head_kernels = [split_trunk(model)[1][0].get_weights()[0] for model in models]
     assert not np.array_equal(first_head_kernels[0], first_head_kernels[1])
@@ -107,14 +108,13 @@ def assert_deepfaces_numbers(engine, ours, theirs, atol=1e-5):
 @pytest.mark.parametrize("engine", ENGINES)
 def test_the_analyzer_runs_one_trunk_with_deepfaces_own_numbers(analyzer_for, engine):
     analyzer = analyzer_for(engine)
-    assert analyzer.shared_trunk is not None
-    assert analyzer.shared_trunk.actions == ("age", "gender", "race")
+    assert analyzer.shared_actions == ("age", "gender", "race")
     faces = np.random.default_rng(2).random((3, 224, 224, 3), dtype=np.float32)
     for rows in (faces[:1], faces):
         outputs = analyzer.predict(rows)
         for action in ("age", "gender", "race", "emotion"):
             # DeepFace's own model object for the action, as DeepFace.analyze calls it.
-            expected = np.asarray(analyzer.models[action].predict(rows)).reshape(len(rows), -1)
+            expected = np.asarray(deepface_model(action).predict(rows)).reshape(len(rows), -1)
             ours = outputs[action].reshape(len(rows), -1)
             # Apparent ages within 1e-3 years.
             assert_deepfaces_numbers(engine, ours, expected, 1e-3 if action == "age" else 1e-5)
@@ -126,4 +126,4 @@ def test_one_action_alone_gives_its_own_models_numbers(analyzer_for, engine):
     analyzer = analyzer_for(engine)
     faces = np.random.default_rng(3).random((2, 224, 224, 3), dtype=np.float32)
     [only] = analyzer.predict(faces, ["gender"]).values()
-    assert_deepfaces_numbers(engine, only, analyzer.models["gender"].predict(faces))
+    assert_deepfaces_numbers(engine, only, deepface_model("gender").predict(faces))
