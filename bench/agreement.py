@@ -80,6 +80,7 @@ def match(
 class Agreement:
     images: int
     same_face_count: float  # share of images
+    other_face_count: int  # images whose face counts differ
     matched_faces: int
     unmatched_faces: int  # in either run
     min_iou: float
@@ -114,6 +115,7 @@ def agreement(
     return Agreement(
         images=len(reference),
         same_face_count=same_count / max(1, len(reference)),
+        other_face_count=len(reference) - same_count,
         matched_faces=matched_faces,
         unmatched_faces=unmatched,
         min_iou=min_iou if matched_faces else 0.0,

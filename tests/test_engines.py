@@ -210,8 +210,9 @@ def test_fast_mode_agreement_with_exact_mode_on_every_photo(analyzer_for, photos
     )
     print(f"fast mode against exact on {measured.images} photos: {measured}")
     # README, Performance states these figures: detection without DeepFace's full-image
-    # border moves boxes by a few pixels and changes Haar's false hits (coins).
-    assert measured.same_face_count >= 0.9
+    # border moves boxes by a few pixels and changes Haar's false hits: the coins photo,
+    # which is in both the public set and the shared one.
+    assert measured.other_face_count <= 2
     assert measured.min_iou >= 0.8
     assert measured.same_dominant >= 0.9
     assert measured.max_probability_pp <= 10
