@@ -52,7 +52,7 @@ from bench.pipeline_parts import (
 )
 from bench.system_under_test import cluster_args
 from di import Settings, build_container, child_environment, load_settings
-from facestream.analyzer import deepface_model
+from facestream.analyzer import deepface_model, shared_trunk_role
 from facestream.broker import free_port
 from facestream.demo import LocalSystem, wait_first_result, wait_serving, warmup_image
 from facestream.engines import ModelSource, cpu_supports_bf16, make_engine, resolve_precision
@@ -164,12 +164,8 @@ def peer_servers(
             servers.append((port, server))
         peers = [(peer_stub(f"127.0.0.1:{port}"), server) for port, server in servers]
         for stub, server in peers:
-            _retry_until_ready(partial(_peer_call, stub, warmup), server)
+            _retry_until_ready(partial(RoundRobin([stub]), warmup), server)
         yield peers
-
-
-def _peer_call(stub: Any, image: bytes) -> int:
-    return peer_analyze(stub, image, list(ACTIONS))
 
 
 def _retry_until_ready(call: Callable[[], int], server: ChildProcess, timeout: float = 300) -> None:
@@ -335,7 +331,7 @@ def engines_gflops(settings: Settings, repeat: int) -> dict[str, Any]:
     if trunk is None:
         return {}
     files = tuple(settings.weights_dir / ACTION_MODELS[a].weight_file for a in trunk.actions)
-    source = ModelSource("shared-" + "-".join(trunk.actions), files, lambda: trunk.model)
+    source = ModelSource(shared_trunk_role(trunk.actions), files, lambda: trunk.model)
     choices = [("tensorflow", "fp32"), ("openvino", "fp32")]
     if cpu_supports_bf16():
         choices.append(("openvino", "bf16"))

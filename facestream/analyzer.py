@@ -47,6 +47,11 @@ def deepface_model(action: str) -> Any:
     return modeling.build_model("facial_attribute", ACTION_MODELS[action].model_name)
 
 
+def shared_trunk_role(actions: Sequence[str]) -> str:
+    """The engines' name for the shared trunk of `actions` (part of its cache key)."""
+    return "shared-" + "-".join(actions)
+
+
 @dataclass
 class SourceOfSharedTrunk:
     """The shared trunk as an engine's model source: built from DeepFace's models only
@@ -59,7 +64,7 @@ class SourceOfSharedTrunk:
 
     @property
     def role(self) -> str:
-        return "shared-" + "-".join(self.actions)
+        return shared_trunk_role(self.actions)
 
     def build(self) -> Any:
         if self.trunk is None:
@@ -101,7 +106,6 @@ class FaceAnalyzer:
         bordered_detection: bool = True,
     ) -> None:
         self.actions = tuple(actions)
-        self.engine = engine
         self.bordered_detection = bordered_detection
         self.detector_backend = detector_backend
         self.synthetic_weights = require_weights(weights_dir, self.actions, detector_backend)
