@@ -4,19 +4,25 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-# The stamp's name carries a hash of pyproject.toml: a change there makes it stale.
-STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-16)
+# Every package, with its hash: the whole tree (DeepFace's unpinned dependencies included)
+# as tested. `make lock` regenerates both lock files from pyproject.toml.
+LOCK := requirements/dev.lock
+# The stamp's name carries a hash of pyproject.toml and the lock: a change makes it stale.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha256sum | cut -c1-16)
+PIP_COMPILE := $(PY) -m piptools compile --quiet --generate-hashes --allow-unsafe \
+	--strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: venv test demo bench reliability lint proto clean
+.PHONY: venv test demo bench reliability lint proto lock clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] <= (3, 12), \
 		f"facestream needs Python 3.11 or 3.12 (bytewax 0.21.1 wheels), found {sys.version.split()[0]}"'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 	@echo "facestream installed in $(VENV)"
@@ -50,6 +56,13 @@ lint: $(STAMP)
 # Regenerate facestream/v1/*_pb2*.py from proto/ (tests fail when they are stale).
 proto: $(STAMP)
 	$(PY) -m facestream.protogen
+
+# Resolve pyproject.toml again (newest releases its pins allow) into the lock files: the
+# production image's (no extras) and development's (the demo and dev extras).
+lock: $(STAMP)
+	$(PY) -m pip install --quiet pip-tools
+	$(PIP_COMPILE) --output-file=requirements/production.lock pyproject.toml
+	$(PIP_COMPILE) --all-extras --output-file=requirements/dev.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

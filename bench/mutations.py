@@ -11,8 +11,8 @@ import numpy as np
 from facestream.records import image_submitted
 from facestream.v1 import records_pb2
 
-# Four formats facestream accepts, as OpenCV writes them.
-SEED_FORMATS = (".jpg", ".png", ".webp", ".bmp")
+# The formats facestream accepts, as OpenCV writes them.
+SEED_FORMATS = (".jpg", ".png", ".webp", ".bmp", ".tiff")
 
 
 def seed_images(picture: np.ndarray) -> list[bytes]:

@@ -18,8 +18,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from bench.system_under_test import SHARED_FACES
 from dataflow.flow import step_limits
 from dataflow.steps import (
     FaceJob,
@@ -31,12 +33,12 @@ from dataflow.steps import (
 )
 from di import Settings, build_container, load_settings
 from facestream.analyzer import FaceAnalyzer, deepface_model
+from facestream.image_sources import demo_images, skimage_data_dir
 from facestream.images import decode_image
 from facestream.records import image_submitted
 from facestream.shared_trunk import VGG_ACTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PHOTOS = ROOT.parent / "shared" / "data" / "faces"
 LARGE_PHOTO = "large_single_3061x4600.jpg"
 
 
@@ -86,9 +88,25 @@ def extract_and_analyze(
     return len(faces)
 
 
+def photo_set(folder: Path) -> tuple[bytes, list[bytes]]:
+    """A 14 Mpx photo and photos with faces: from `folder` (the shared photos) when it is
+    there, else the public demo set and its astronaut upscaled to 3072x4608."""
+    if folder.is_dir():
+        photos = [
+            path.read_bytes()
+            for path in sorted(folder.glob("*.*"))
+            if path.suffix.lower() in (".jpg", ".png") and not path.name.startswith("noface")
+        ]
+        return (folder / LARGE_PHOTO).read_bytes(), photos
+    astronaut = cv2.imread(str(skimage_data_dir() / "astronaut.png"), cv2.IMREAD_COLOR)
+    ok, large = cv2.imencode(".jpg", cv2.resize(astronaut, (3072, 4608)))
+    assert ok
+    return large.tobytes(), [image.data for image in demo_images()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("photos", nargs="?", type=Path, default=DEFAULT_PHOTOS)
+    parser.add_argument("photos", nargs="?", type=Path, default=SHARED_FACES)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
@@ -99,9 +117,8 @@ def main() -> None:
         "repeat": args.repeat,
     }
 
-    large = decode_image(
-        (args.photos / LARGE_PHOTO).read_bytes(), settings.max_image_bytes, settings.max_pixels
-    )
+    large_photo, photos = photo_set(args.photos)
+    large = decode_image(large_photo, settings.max_image_bytes, settings.max_pixels)
     full = median_seconds(lambda: analyzer.find_faces(large, "opencv", 0), args.repeat)
     scaled = median_seconds(
         lambda: analyzer.find_faces(large, "opencv", settings.detection_max_side), args.repeat
@@ -110,12 +127,7 @@ def main() -> None:
     report["detect_14mpx_downscaled_s"] = scaled
     report["detection_max_side"] = settings.detection_max_side
 
-    photos = [
-        path
-        for path in sorted(args.photos.glob("*.*"))
-        if path.suffix.lower() in (".jpg", ".png") and not path.name.startswith("noface")
-    ]
-    jobs = submissions([path.read_bytes() for path in photos])
+    jobs = submissions(photos)
     faces = extract_and_analyze(jobs, analyzer, limits, logger, settings.batch_size)
 
     def pipeline(batch_size: int) -> None:

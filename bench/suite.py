@@ -50,7 +50,7 @@ from bench.pipeline_parts import (
     median_seconds,
     submissions,
 )
-from bench.system_under_test import cluster_args
+from bench.system_under_test import SHARED_FACES, cluster_args
 from di import Settings, build_container, child_environment, load_settings
 from facestream.analyzer import deepface_model, shared_trunk_role
 from facestream.broker import free_port
@@ -64,7 +64,6 @@ from grpc_server.client import AnalyzeClient
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-SHARED_FACES = ROOT.parent / "shared" / "data" / "faces"
 # The shared photos with faces that DeepFace's default detector finds at full size
 # (MANIFEST.md); the 14 Mpx photo is left out: the peer would spend its time detecting it.
 SHARED_PHOTOS = (
@@ -399,7 +398,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="passes over the images per run")
     parser.add_argument("--concurrency", type=int, default=8, help="calls in flight")
     # DeepFace's server gives wrong answers and errors with 2 worker threads (its detector
-    # is shared and not thread-safe; DESIGN.md), so its best setting is 1 per process.
+    # is shared and not thread-safe; docs/design.md), so its best setting is 1 per process.
     parser.add_argument("--peer-workers", type=int, default=1)
     args = parser.parse_args()
 

@@ -32,9 +32,14 @@ from facestream.v1 import records_pb2
 from grpc_server.client import AnalyzeClient
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Optional photos beside the repository (development machines have them); every user of
+# them falls back to the public photos when they are absent.
+SHARED_FACES = PROJECT_ROOT.parent / "shared" / "data" / "faces"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 # Quiet children: their logs go to files, read only when something fails.
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3", "FACESTREAM_LOG_LEVEL": "WARNING"}
+# Many servers and dataflows run at once: none serves metrics unless asked to.
+NO_METRICS = {"FACESTREAM_METRICS_PORT": "0", "FACESTREAM_DATAFLOW_METRICS_PORT": "0"}
 
 
 def cluster_args(processes: int, workers: int) -> list[list[str]]:
@@ -140,6 +145,7 @@ class SystemUnderTest:
         self.partitions = partitions
         self.env = child_environment(
             **QUIET,
+            **NO_METRICS,
             **(env or {}),
             FACESTREAM_KAFKA_BOOTSTRAP=self.bootstrap,
             FACESTREAM_PARTITIONS=str(partitions),

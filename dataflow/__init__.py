@@ -9,29 +9,44 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any
 
 from bytewax.dataflow import Dataflow
+from prometheus_client import REGISTRY
 
 _flow: Dataflow | None = None
 
 
 def _build() -> Dataflow:
     from dataflow.flow import build_flow
+    from dataflow.metrics import DataflowMetrics
     from di import Settings, SettingsError, build_container, load_settings
     from facestream.analyzer import FaceAnalyzer
     from facestream.attempts import AttemptLog
+    from facestream.metrics_endpoint import MetricsEndpointError, start_metrics_endpoint
     from facestream.models import MissingWeightsError
 
     try:
         container = build_container(load_settings())
+        settings = container[Settings]
         logger = container[logging.Logger]
-        flow = build_flow(
-            container[Settings], container[FaceAnalyzer], container[AttemptLog], logger
+        metrics = DataflowMetrics()
+        endpoint = start_metrics_endpoint(
+            settings.metrics_host,
+            settings.dataflow_metrics_port,
+            REGISTRY,
+            "FACESTREAM_DATAFLOW_METRICS_PORT",
         )
-    except (SettingsError, MissingWeightsError) as error:
+        if endpoint is not None:
+            logger.info("metrics on %s", endpoint.url)
+        loading = time.perf_counter()
+        analyzer = container[FaceAnalyzer]
+        metrics.model_load_seconds.set(time.perf_counter() - loading)
+        flow = build_flow(settings, analyzer, container[AttemptLog], logger, metrics)
+    except (SettingsError, MissingWeightsError, MetricsEndpointError) as error:
         sys.exit(f"facestream dataflow cannot start: {error}")
-    logger.info("dataflow built; reading %s", container[Settings].topic_requests)
+    logger.info("dataflow built; reading %s", settings.topic_requests)
     return flow
 
 

@@ -17,6 +17,7 @@ import bytewax.operators as op
 from bytewax.connectors.kafka import operators as kop
 from bytewax.dataflow import Dataflow
 
+from dataflow.metrics import DataflowMetrics, count_dead_letter, count_face, count_result
 from dataflow.sink import AcknowledgedKafkaSink
 from dataflow.steps import (
     DeadLetter,
@@ -52,7 +53,11 @@ def step_limits(settings: Settings) -> Limits:
 
 
 def build_flow(
-    settings: Settings, analyzer: FaceAnalyzer, attempts: AttemptLog, logger: logging.Logger
+    settings: Settings,
+    analyzer: FaceAnalyzer,
+    attempts: AttemptLog,
+    logger: logging.Logger,
+    metrics: DataflowMetrics,
 ) -> Dataflow:
     """The dataflow for these settings; every step gets its singletons here, once."""
     limits = step_limits(settings)
@@ -94,14 +99,24 @@ def build_flow(
     analyzed = op.flat_map_batch(
         "analyze_faces",
         spread,
-        partial(analyze_faces, analyzer=analyzer, batch_size=settings.batch_size, logger=logger),
+        partial(
+            analyze_faces,
+            analyzer=analyzer,
+            batch_size=settings.batch_size,
+            logger=logger,
+            on_batch=metrics.batch_faces.observe,
+        ),
     )
+    op.inspect("count_faces", analyzed, partial(count_face, metrics=metrics))
     gathered = op.stateful_flat_map(
         "gather_results",
         op.key_on("key_by_image", analyzed, gather_key),
         partial(gather_results, synthetic_weights=analyzer.synthetic_weights),
     )
     results = op.merge("all_results", op.key_rm("unkey_results", gathered), finished.trues)
+    op.inspect("count_results", results, partial(count_result, metrics=metrics))
+    dead_letters = op.merge("all_dead_letters", jobs.falses, finished.falses)
+    op.inspect("count_dead_letters", dead_letters, partial(count_dead_letter, metrics=metrics))
 
     records = op.merge(
         "all_records",
@@ -110,7 +125,7 @@ def build_flow(
         ),
         op.map(
             "dead_letter_out",
-            op.merge("all_dead_letters", jobs.falses, finished.falses),
+            dead_letters,
             partial(dead_letter_out, topic=settings.topic_dead_letter),
         ),
     )

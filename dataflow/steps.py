@@ -81,6 +81,7 @@ class DeadLetter:
 
     key: bytes | None
     value: bytes | None
+    code: str  # machine-readable: record.unparseable, request.poison
     reason: str
     source: str
 
@@ -143,7 +144,13 @@ def parse_request(message: KafkaSourceMessage) -> ImageJob | DeadLetter:
     try:
         submission = parse_submission(message.value)
     except NotASubmissionError as error:
-        return DeadLetter(key=message.key, value=message.value, reason=str(error), source=source)
+        return DeadLetter(
+            key=message.key,
+            value=message.value,
+            code="record.unparseable",
+            reason=str(error),
+            source=source,
+        )
     submitted_at = (
         submission.submitted_at.ToNanoseconds() / 1e9
         if submission.HasField("submitted_at")
@@ -187,7 +194,12 @@ def extract_faces_with_quarantine(
             f"the record crashed the dataflow on {earlier} attempts "
             f"(FACESTREAM_MAX_ATTEMPTS={attempts.max_attempts}); it was skipped"
         )
-        logger.error("request %s quarantined: %s", job.request_id, reason)
+        logger.error(
+            "request %s quarantined: %s",
+            job.request_id,
+            reason,
+            extra={"request_id": job.request_id, "stage": "quarantine"},
+        )
         result = result_record(
             job.request_id,
             Status.ANALYSIS_STATUS_FAILED,
@@ -198,6 +210,7 @@ def extract_faces_with_quarantine(
         letter = DeadLetter(
             key=job.request_id.encode(),
             value=job.record,
+            code="request.poison",
             reason=f"request.poison: {reason}",
             source=job.submission,
         )
@@ -246,14 +259,22 @@ def extract_faces(
     except InvalidImageError as error:
         return finished(Status.ANALYSIS_STATUS_INVALID_IMAGE, (error.code, error.message))
     except Exception as error:  # whatever else a decoder raises fails this image only
-        logger.exception("decoding failed for request %s", job.request_id)
+        logger.exception(
+            "decoding failed for request %s",
+            job.request_id,
+            extra={"request_id": job.request_id, "stage": "decode"},
+        )
         message = f"The image could not be decoded: {type(error).__name__}."
         return finished(Status.ANALYSIS_STATUS_INVALID_IMAGE, ("image.undecodable", message))
     decoded = time.time()
     try:
         faces = analyzer.find_faces(image, detector, limits.detection_max_side)
     except Exception as error:  # a detector failure fails this image, not the worker
-        logger.exception("face detection failed for request %s", job.request_id)
+        logger.exception(
+            "face detection failed for request %s",
+            job.request_id,
+            extra={"request_id": job.request_id, "stage": "detect"},
+        )
         return finished(
             Status.ANALYSIS_STATUS_FAILED,
             ("detect.failed", f"face detection failed: {type(error).__name__}: {error}"),
@@ -281,9 +302,14 @@ def extract_faces(
 
 
 def analyze_faces(
-    faces: Sequence[FaceJob], analyzer: FaceAnalyzer, batch_size: int, logger: logging.Logger
+    faces: Sequence[FaceJob],
+    analyzer: FaceAnalyzer,
+    batch_size: int,
+    logger: logging.Logger,
+    on_batch: Callable[[int], None] = lambda _faces: None,
 ) -> list[AnalyzedFace]:
-    """Run the attribute models over the faces, `batch_size` faces per model call.
+    """Run the attribute models over the faces, `batch_size` faces per model call
+    (`on_batch(faces)` is told the size of each call).
 
     Faces that ask for the same actions share a batch. When a batch fails, its faces carry
     the error and the others go on.
@@ -295,12 +321,18 @@ def analyze_faces(
     for actions, jobs in by_actions.items():
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]
+            on_batch(len(chunk))
             begin = time.time()
             try:
                 inputs = np.stack([model_input(job.face.crop) for job in chunk])
                 described = analyzer.describe(inputs, actions)
             except Exception as error:  # a model failure fails these faces, not the worker
-                logger.exception("analysis failed for a batch of %d faces", len(chunk))
+                logger.exception(
+                    "analysis failed for a batch of %d faces (requests %s)",
+                    len(chunk),
+                    ", ".join(sorted({job.image.request_id for job in chunk})),
+                    extra={"stage": "analyze"},
+                )
                 problem = (
                     "analyze.failed",
                     f"face analysis failed: {type(error).__name__}: {error}",
@@ -366,12 +398,14 @@ def result_record_out(result: records_pb2.AnalysisResult, topic: str) -> Outgoin
 
 
 def dead_letter_out(letter: DeadLetter, topic: str) -> OutgoingRecord:
-    """The dead-letter record: the original bytes, with the reason and origin in headers."""
+    """The dead-letter record: the original bytes, with the reason (code and text) and
+    origin in headers."""
     return OutgoingRecord(
         topic=topic,
         key=letter.key,
         value=letter.value,
         headers=[
+            ("facestream-error-code", letter.code.encode()),
             ("facestream-error", letter.reason.encode()),
             ("facestream-source", letter.source.encode()),
         ],

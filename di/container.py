@@ -11,24 +11,11 @@ import os
 
 from lagom import Container, Singleton
 
+from di.logs import make_logger
 from di.settings import Settings
 from facestream.analyzer import FaceAnalyzer
 from facestream.attempts import AttemptLog
 from facestream.engines import Engine, make_engine, resolve_precision
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d/%(threadName)s] %(message)s"
-
-
-def make_logger(level: str) -> logging.Logger:
-    """facestream's logger, writing to stderr at `level`."""
-    logger = logging.getLogger("facestream")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        logger.addHandler(handler)
-        logger.propagate = False
-    logger.setLevel(level)
-    return logger
 
 
 def make_engine_of(settings: Settings, logger: logging.Logger) -> Engine:
@@ -70,7 +57,9 @@ def build_container(settings: Settings) -> Container:
     """
     container = Container()
     container[Settings] = settings
-    container[logging.Logger] = Singleton(lambda: make_logger(settings.log_level))
+    container[logging.Logger] = Singleton(
+        lambda: make_logger(settings.log_level, settings.log_format)
+    )
     container[Engine] = Singleton(lambda c: make_engine_of(c[Settings], c[logging.Logger]))
     container[FaceAnalyzer] = Singleton(
         lambda c: make_analyzer(c[Settings], c[Engine], c[logging.Logger])

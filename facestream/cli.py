@@ -202,6 +202,7 @@ def run_client_or_server(settings: Settings, args: argparse.Namespace) -> int:
     """The gRPC subcommands; imported here because the core does not depend on the server."""
     import asyncio
 
+    from facestream.metrics_endpoint import MetricsEndpointError
     from grpc_server.commands import run_submit, run_watch
     from grpc_server.principals import CredentialsError
     from grpc_server.server import serve
@@ -209,7 +210,7 @@ def run_client_or_server(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "serve":
         try:
             return asyncio.run(serve(settings))
-        except CredentialsError as error:
+        except (CredentialsError, MetricsEndpointError) as error:
             print(f"error: the gRPC server cannot start: {error}", file=sys.stderr)
             return 2
     if args.command == "submit":

@@ -31,7 +31,7 @@ from grpc_health.v1 import health_pb2
 
 from di import Settings, child_environment
 from facestream.broker import EmbeddedBroker, ensure_topics, free_port, port_is_free, wait_for_kafka
-from facestream.image_sources import NamedImage, demo_images, folder_images
+from facestream.image_sources import IMAGE_SUFFIXES, NamedImage, demo_images, folder_images
 from facestream.models import (
     SYNTHETIC_WARNING,
     WeightsDownloadError,
@@ -164,6 +164,7 @@ class LocalSystem:
         self.children: list[ChildProcess] = []
         self.address = _loopback_address(settings.grpc_address)
         self.bootstrap = settings.bootstrap_servers
+        self.metrics_ports: dict[str, int] = {}  # child name -> its metrics port
 
     @contextmanager
     def running(self) -> Iterator[LocalSystem]:
@@ -182,9 +183,44 @@ class LocalSystem:
             stack.callback(self._stop_children)
             for index, args in enumerate(self.dataflows):
                 name = "dataflow" if len(self.dataflows) == 1 else f"dataflow-{index}"
-                self._start(name, [sys.executable, "-m", "bytewax.run", "dataflow", *args], env)
-            self._start("grpc-server", [sys.executable, "-m", "grpc_server"], env)
+                port = self._metrics_port(name, "FACESTREAM_DATAFLOW_METRICS_PORT")
+                self._start(
+                    name,
+                    [sys.executable, "-m", "bytewax.run", "dataflow", *args],
+                    {**env, "FACESTREAM_DATAFLOW_METRICS_PORT": str(port)},
+                )
+            port = self._metrics_port("grpc-server", "FACESTREAM_METRICS_PORT")
+            self._start(
+                "grpc-server",
+                [sys.executable, "-m", "grpc_server"],
+                {**env, "FACESTREAM_METRICS_PORT": str(port)},
+            )
             yield self
+
+    def _metrics_port(self, child: str, variable: str) -> int:
+        """The metrics port of one child: as configured when that port is free, another
+        free one otherwise (every child needs its own); 0 stays 0 (no endpoint)."""
+        settings = self.settings
+        configured = {
+            "FACESTREAM_METRICS_PORT": settings.metrics_port,
+            "FACESTREAM_DATAFLOW_METRICS_PORT": settings.dataflow_metrics_port,
+        }[variable]
+        configured = int(self.env.get(variable, configured))
+        if configured == 0:
+            return 0
+        port = configured
+        if port in self.metrics_ports.values() or not port_is_free(settings.metrics_host, port):
+            port = free_port()
+        self.metrics_ports[child] = port
+        return port
+
+    @property
+    def metrics_urls(self) -> dict[str, str]:
+        """Each child's /metrics endpoint."""
+        host = self.settings.metrics_host
+        return {
+            child: f"http://{host}:{port}/metrics" for child, port in self.metrics_ports.items()
+        }
 
     def _kafka(self, stack: ExitStack) -> str:
         settings = self.settings
@@ -287,12 +323,15 @@ def wait_first_result(system: LocalSystem, client: AnalyzeClient, run_id: str) -
 def _load_images(options: DemoOptions) -> list[NamedImage]:
     if options.images is None:
         say("images: the public demo set (scikit-image photos, public domain / CC0) + a group")
-        return demo_images()
+        try:
+            return demo_images()
+        except FileNotFoundError as error:
+            raise DemoError(str(error)) from None
     if not options.images.exists():
         raise DemoError(f"{options.images}: no such file or folder")
     images = folder_images(options.images)
     if not images:
-        raise DemoError(f"{options.images}: no image files (.jpg, .jpeg, .png, .webp, .bmp)")
+        raise DemoError(f"{options.images}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
     say(f"images: {len(images)} from {options.images}")
     return images
 
@@ -313,6 +352,8 @@ def run(settings: Settings, options: DemoOptions) -> int:
     ):
         wait_serving(system, client)
         say(f"grpc-server: SERVING on {system.address}")
+        for child, url in system.metrics_urls.items():
+            say(f"{child}: metrics on {url}")
         wait_first_result(system, client, run_id)
         ids = [f"{run_id}-{index}" for index in range(len(images))]
         started = time.monotonic()

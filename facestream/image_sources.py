@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 
 # skimage/data file -> what it shows and its licence (from skimage's own docstrings).
 PUBLIC_PHOTOS: dict[str, str] = {
@@ -59,8 +59,15 @@ def folder_images(folder: Path) -> list[NamedImage]:
 
 
 def skimage_data_dir() -> Path:
-    """The folder of the photos shipped in the scikit-image wheel."""
-    import skimage.data
+    """The folder of the photos shipped in the scikit-image wheel (the `demo` extra);
+    FileNotFoundError saying what to install when it is missing."""
+    try:
+        import skimage.data
+    except ImportError:
+        raise FileNotFoundError(
+            "the public demo photos come with scikit-image (the demo extra: "
+            "pip install 'facestream[demo]'); or name your own images"
+        ) from None
 
     return Path(skimage.data.data_dir)
 

@@ -16,11 +16,14 @@ import numpy as np
 from PIL import Image
 
 # PIL format name -> what a person calls it.
-SUPPORTED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP"}
+SUPPORTED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "TIFF": "TIFF"}
 # Pillow calls a JPEG with a multi-picture extension (phone cameras) "MPO"; its first
 # picture is an ordinary JPEG, the one OpenCV (and so DeepFace) decodes.
 FORMAT_ALIASES = {"MPO": "JPEG"}
 _PNG_IEND = b"IEND\xaeB`\x82"  # the IEND chunk type and its constant CRC
+# TIFF tags that place the first page's pixel data: (offsets, byte counts) of its strips
+# or of its tiles.
+_TIFF_DATA_TAGS = ((273, 279), (324, 325))
 # TEM and RSTn stand alone; every other JPEG marker is followed by a 2-byte length.
 _JPEG_STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})
 # The first FF in scan data that is neither stuffing (FF 00), a restart (FF D0-D7) nor fill.
@@ -83,6 +86,21 @@ def _jpeg_first_image_is_complete(data: bytes) -> bool:
                 position = following.start()
 
 
+def _tiff_first_page_is_complete(image: Image.Image, size: int) -> bool:
+    """Every strip (or tile) of the first page, which OpenCV decodes, lies in the bytes."""
+    tags = getattr(image, "tag_v2", {})
+    for offsets_tag, counts_tag in _TIFF_DATA_TAGS:
+        if offsets_tag in tags and counts_tag in tags:
+            offsets, counts = tags[offsets_tag], tags[counts_tag]
+            offsets = offsets if isinstance(offsets, tuple) else (offsets,)
+            counts = counts if isinstance(counts, tuple) else (counts,)
+            return len(offsets) == len(counts) and all(
+                offset >= 0 and count >= 0 and offset + count <= size
+                for offset, count in zip(offsets, counts, strict=True)
+            )
+    return False  # no pixel data at all
+
+
 def _is_truncated(image_format: str, data: bytes) -> bool:
     # OpenCV decodes a cut-off JPEG without error and fills the missing rows with grey,
     # so completeness is checked on the bytes.
@@ -112,6 +130,10 @@ def inspect_image(data: bytes, max_bytes: int, max_pixels: int) -> ImageInfo:
     try:
         with Image.open(io.BytesIO(data)) as image:
             image_format, (width, height) = str(image.format), image.size
+            # TIFF places its pixels by offsets in the header, read while it is open.
+            tiff_complete = image_format == "TIFF" and _tiff_first_page_is_complete(
+                image, len(data)
+            )
     # Pillow's format plugins raise what they like on hostile headers (NotImplementedError
     # for a DDS variant, struct.error, SyntaxError, ...): each is "not an image we read".
     except Exception:
@@ -133,7 +155,7 @@ def inspect_image(data: bytes, max_bytes: int, max_pixels: int) -> ImageInfo:
             "image.too_many_pixels",
             f"The image is {width}x{height} ({info.pixels} pixels); the limit is {max_pixels}.",
         )
-    if _is_truncated(image_format, data):
+    if _is_truncated(image_format, data) or (image_format == "TIFF" and not tiff_complete):
         raise InvalidImageError(
             "image.truncated",
             f"The {SUPPORTED_FORMATS[image_format]} data is incomplete (the file was cut off).",

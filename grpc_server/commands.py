@@ -14,7 +14,7 @@ import grpc
 from tqdm import tqdm
 
 from di import Settings
-from facestream.image_sources import NamedImage, image_files
+from facestream.image_sources import IMAGE_SUFFIXES, NamedImage, image_files
 from facestream.models import SYNTHETIC_WARNING
 from facestream.v1 import analyze_service_pb2, records_pb2
 from grpc_server.client import AnalyzeClient, request
@@ -58,7 +58,8 @@ def run_submit(
         print(f"error: {error}", file=sys.stderr)
         return 2
     if not files:
-        print("error: no image files found (.jpg, .jpeg, .png, .webp, .bmp)", file=sys.stderr)
+        suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+        print(f"error: no image files found ({suffixes})", file=sys.stderr)
         return 2
     with client_for(settings) as client:
         if wait:

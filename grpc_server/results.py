@@ -10,6 +10,7 @@ that starts waiting just after its result went by still gets it. Results can be 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -28,6 +29,7 @@ RECENT_RESULTS = 10_000
 WAITER_BACKLOG = 10_000
 # Request ids a watch-everything stream remembers to drop duplicates.
 WATCH_ALL_MEMORY = 100_000
+STATISTICS_INTERVAL_MS = 1000
 
 
 class WaiterOverflowError(Exception):
@@ -113,8 +115,12 @@ class ResultsListener:
                     bootstrap, max_message_bytes, "facestream-results-listener", security
                 ),
                 "logger": logger,
+                # librdkafka's statistics, every second, give the lag behind the topic's end.
+                "statistics.interval.ms": STATISTICS_INTERVAL_MS,
+                "stats_cb": self._on_statistics,
             }
         )
+        self._lag: dict[int, int] = {}
         # Recent results by (principal, request id): a request id is unique per principal.
         self._recent: OrderedDict[tuple[str, str], records_pb2.AnalysisResult] = OrderedDict()
         self._waiters: set[ResultWaiter] = set()
@@ -151,6 +157,25 @@ class ResultsListener:
         self._loop = loop
         self._thread.start()
         self._logger.info("listening to %s (%d partitions)", self.topic, len(start))
+
+    @property
+    def lag(self) -> dict[int, int]:
+        """Records on each results partition not yet read (as of the last statistics)."""
+        return dict(self._lag)
+
+    def _on_statistics(self, statistics: str) -> None:
+        partitions = json.loads(statistics).get("topics", {}).get(self.topic, {})
+        lag = {}
+        for name, partition in partitions.get("partitions", {}).items():
+            end = partition.get("ls_offset", -1)
+            # app_offset: one past the last record handed to us; before the first one, the
+            # position the partition was assigned at.
+            position = partition.get("app_offset", -1)
+            if position < 0:
+                position = partition.get("next_offset", -1)
+            if int(name) >= 0 and end >= 0 and position >= 0:
+                lag[int(name)] = max(0, end - position)
+        self._lag = lag
 
     @property
     def waiter_count(self) -> int:

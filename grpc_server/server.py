@@ -23,10 +23,12 @@ from lagom import Container, Singleton
 
 from di import Settings, build_container
 from facestream.broker import ensure_topics
+from facestream.metrics_endpoint import MetricsEndpoint, start_metrics_endpoint
 from facestream.models import usable_detectors
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc
 from grpc_server.admission import Admission
 from grpc_server.auth import AuthInterceptor
+from grpc_server.metrics import MetricsInterceptor, ServerMetrics
 from grpc_server.principals import Authenticator
 from grpc_server.publisher import RequestPublisher
 from grpc_server.results import ResultsListener
@@ -65,6 +67,9 @@ def build_server_container(settings: Settings) -> Container:
             c[Settings].kafka_security,
         )
     )
+    container[ServerMetrics] = Singleton(
+        lambda c: ServerMetrics(c[RequestPublisher], c[ResultsListener])
+    )
     return container
 
 
@@ -96,17 +101,21 @@ class AnalyzeServer:
         self.failure: str | None = None  # why the server must stop, when a thread died
         self.done = asyncio.Event()  # set when the server should stop (a fatal failure)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._server = aio.server(
-            interceptors=[
+        self.metrics = container[ServerMetrics]
+        self.metrics_endpoint: MetricsEndpoint | None = None
+        # Metrics first: it sees every call, refusals by authentication included.
+        interceptors: list[aio.ServerInterceptor] = [MetricsInterceptor(self.metrics)]
+        if self.authenticator.enabled:
+            interceptors.append(
                 AuthInterceptor(
                     self.authenticator,
                     f"/{SERVICE_NAME}/",
                     settings.tls_client_ca is not None,
                     self._logger,
                 )
-            ]
-            if self.authenticator.enabled
-            else [],
+            )
+        self._server = aio.server(
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", settings.kafka_max_message_bytes),
                 ("grpc.max_send_message_length", settings.kafka_max_message_bytes),
@@ -166,6 +175,12 @@ class AnalyzeServer:
             else self._server.add_insecure_port(address)
         )
         await self._update_health()
+        self.metrics_endpoint = start_metrics_endpoint(
+            self.settings.metrics_host,
+            self.settings.metrics_port,
+            self.metrics.registry,
+            "FACESTREAM_METRICS_PORT",
+        )
         await self._server.start()
         loop = asyncio.get_running_loop()
         self._publisher.on_reachability = lambda _reachable: loop.call_soon_threadsafe(
@@ -176,11 +191,12 @@ class AnalyzeServer:
         self._publisher.start()
         self._schedule(self._connect_listener())
         self._logger.info(
-            "AnalyzeService on %s (%s, %s); Kafka at %s",
+            "AnalyzeService on %s (%s, %s); Kafka at %s; metrics %s",
             address.rsplit(":", 1)[0] + f":{port}",
             "TLS" if credentials else "plaintext",
             self._auth_description(),
             self.settings.bootstrap_servers,
+            self.metrics_endpoint.url if self.metrics_endpoint else "off",
         )
         return port
 
@@ -196,6 +212,8 @@ class AnalyzeServer:
         if left:
             self._logger.error("%d records were not acknowledged by Kafka at shutdown", left)
         await loop.run_in_executor(None, self._listener.close)
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.stop()
         self._logger.info("AnalyzeService stopped")
 
     async def _connect_listener(self) -> None:

@@ -18,7 +18,7 @@ from facestream.requests import (
 )
 from facestream.v1 import analyze_service_pb2, records_pb2
 
-# Too big is a resource limit, not a malformed request (DESIGN.md, gRPC surface).
+# Too big is a resource limit, not a malformed request (docs/design.md, gRPC surface).
 RESOURCE_LIMIT_CODES = frozenset({"image.too_large", "image.too_many_pixels"})
 
 

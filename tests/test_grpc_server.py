@@ -27,7 +27,7 @@ from facestream.records import result_record
 from facestream.v1 import records_pb2
 from grpc_server.client import AnalyzeClient, request
 from grpc_server.service import REQUEST_ID_METADATA
-from tests.conftest import PROJECT_ROOT, SYNTHETIC_HOME, run_facestream
+from tests.conftest import NO_METRICS, PROJECT_ROOT, SYNTHETIC_HOME, run_facestream
 from tests.grpc_helpers import (
     NOT_SERVING,
     SERVING,
@@ -453,6 +453,7 @@ def test_health_is_not_serving_until_kafka_answers():
             "FACESTREAM_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
             "FACESTREAM_GRPC_ADDRESS": "127.0.0.1:0",
             "DEEPFACE_HOME": str(SYNTHETIC_HOME),
+            **NO_METRICS,
         }
     )
     with ServerThread(settings) as server, server.client() as client:

@@ -3,20 +3,24 @@ OpenCV (and so DeepFace) decodes them."""
 
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
-from facestream.images import InvalidImageError, decode_image, inspect_image
+from facestream.images import ImageInfo, InvalidImageError, decode_image, inspect_image
 from facestream.requests import InvalidRequestError, check_request_id, resolve_options
 from tests.images import astronaut_jpeg, dds_header, mpo, png_claiming
 
 MIB = 1024 * 1024
 
 
-def test_every_readable_photo_decodes_like_cv2_imread(faces_dir):
-    photos = [p for p in faces_dir.glob("*.*") if p.suffix != ".md"]
-    assert len(photos) >= 18
+def test_every_readable_photo_decodes_like_cv2_imread(test_photos):
+    photos = [p for p in test_photos if p.parent.name != "bad"]
+    assert len(photos) >= 15
+    assert {p.suffix for p in photos} >= {".jpg", ".png", ".webp", ".bmp", ".tiff"}
     for path in photos:
         decoded = decode_image(path.read_bytes(), 10 * MIB, 40_000_000)
         assert np.array_equal(decoded, cv2.imread(str(path))), path.name
@@ -36,15 +40,15 @@ def test_webp_named_jpg_is_recognised_by_its_bytes(faces_dir):
         ("truncated_half.jpg", "image.truncated", "incomplete"),
     ],
 )
-def test_bad_files_are_refused_with_their_reason(faces_dir, name, code, words):
+def test_bad_files_are_refused_with_their_reason(public_photos, name, code, words):
     with pytest.raises(InvalidImageError) as caught:
-        decode_image((faces_dir / "bad" / name).read_bytes(), 10 * MIB, 40_000_000)
+        decode_image((public_photos / "bad" / name).read_bytes(), 10 * MIB, 40_000_000)
     assert caught.value.code == code
     assert words in caught.value.message
 
 
-def test_jpeg_completeness_with_and_without_bytes_after_its_end(faces_dir):
-    photo = (faces_dir / "single_man_glasses.jpg").read_bytes()
+def test_jpeg_completeness_with_and_without_bytes_after_its_end():
+    photo = astronaut_jpeg()
     assert photo.endswith(b"\xff\xd9")
     # Complete: ending in EOI, or with bytes after it (some cameras pad their files).
     assert inspect_image(photo, MIB, 10**6).format == "JPEG"
@@ -111,24 +115,62 @@ def test_pixel_bomb_is_refused_from_its_header():
     assert "50000x50000" in caught.value.message
 
 
-def test_limits_on_bytes_and_pixels(faces_dir):
-    photo = (faces_dir / "single_man_glasses.jpg").read_bytes()  # 400x400
+def test_limits_on_bytes_and_pixels():
+    photo = astronaut_jpeg()  # 512x512
     with pytest.raises(InvalidImageError, match="the limit is 1024") as too_big:
         inspect_image(photo, 1024, 10**6)
     assert too_big.value.code == "image.too_large"
-    with pytest.raises(InvalidImageError, match="160000 pixels") as too_many:
-        inspect_image(photo, MIB, 159_999)
+    with pytest.raises(InvalidImageError, match="262144 pixels") as too_many:
+        inspect_image(photo, MIB, 262_143)
     assert too_many.value.code == "image.too_many_pixels"
-    assert inspect_image(photo, MIB, 160_000).pixels == 160_000
+    assert inspect_image(photo, MIB, 262_144).pixels == 262_144
 
 
 def test_unsupported_format_is_named():
-    ok, gif = cv2.imencode(".tiff", np.zeros((8, 8, 3), np.uint8))
-    assert ok
+    gif = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(gif, "GIF")
     with pytest.raises(InvalidImageError) as caught:
-        inspect_image(gif.tobytes(), MIB, 10**6)
+        inspect_image(gif.getvalue(), MIB, 10**6)
     assert caught.value.code == "image.unsupported_format"
-    assert "TIFF images are not supported" in caught.value.message
+    assert "GIF images are not supported" in caught.value.message
+
+
+def pillow_tiff(compression: str | None) -> bytes:
+    """The astronaut as a TIFF that Pillow writes (strips; compressed or not)."""
+    out = io.BytesIO()
+    picture = cv2.cvtColor(cv2.imdecode(np.frombuffer(astronaut_jpeg(), np.uint8), 1), 4)
+    Image.fromarray(picture).save(out, "TIFF", compression=compression)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("compression", [None, "tiff_lzw", "tiff_adobe_deflate", "packbits"])
+def test_tiff_decodes_like_cv2_imread(compression, tmp_path):
+    tiff = pillow_tiff(compression)
+    assert inspect_image(tiff, MIB, 10**6) == ImageInfo("TIFF", 512, 512)
+    assert decoded_like_cv2_imread(tiff, tmp_path)
+
+
+def test_tiff_whose_pixel_data_is_cut_off_is_refused():
+    tiff = pillow_tiff(None)  # Pillow writes the header first, the pixels after it
+    with pytest.raises(InvalidImageError) as caught:
+        inspect_image(tiff[: len(tiff) - 100], MIB, 10**6)
+    assert caught.value.code == "image.truncated"
+
+
+def test_tiff_pixel_bomb_is_refused_from_its_header():
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(out, "TIFF")
+    tiff = bytearray(out.getvalue())
+    # ImageWidth and ImageLength (tags 256, 257) rewritten to 60000 x 60000.
+    header = Image.open(io.BytesIO(bytes(tiff)))
+    assert header.size == (8, 8)
+    for tag in (256, 257):  # stored as LONG (type 4), one value
+        entry = tiff.find(tag.to_bytes(2, "little") + b"\x04\x00\x01\x00\x00\x00")
+        assert entry > 0
+        tiff[entry + 8 : entry + 12] = (60000).to_bytes(4, "little")
+    with pytest.raises(InvalidImageError) as caught:
+        inspect_image(bytes(tiff), MIB, 40_000_000)
+    assert caught.value.code == "image.too_many_pixels"
 
 
 @pytest.mark.parametrize("request_id", ["a", "req-1", "2026.11.22:batch_7", "x" * 128])

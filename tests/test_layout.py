@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# What each package may not import (DESIGN.md: dataflow -> di -> facestream, grpc_server -> di).
+# What each package may not import (docs/design.md: dataflow -> di -> facestream,
+# grpc_server -> di).
 FORBIDDEN = {
     "facestream": {"di", "dataflow", "grpc_server"},
     "di": {"dataflow", "grpc_server"},
@@ -43,7 +44,7 @@ def test_imports_point_one_way(package):
         bad = imported_packages(path) & FORBIDDEN[package]
         if bad:
             wrong[str(relative)] = sorted(bad)
-    assert not wrong, f"imports against DESIGN.md's direction: {wrong}"
+    assert not wrong, f"imports against docs/design.md's direction: {wrong}"
 
 
 def test_only_the_settings_read_the_environment():

@@ -88,13 +88,19 @@ def test_parse_request_sends_unusable_records_to_dead_letters(value, reason):
     parsed = parse_request(message(value))
     assert isinstance(parsed, DeadLetter)
     assert reason in parsed.reason
+    assert parsed.code == "record.unparseable"
     assert (parsed.key, parsed.value, parsed.source) == (b"k", value, "faces.requests/2/7")
 
 
 def test_dead_letter_record_keeps_bytes_and_says_why():
-    record = dead_letter_out(DeadLetter(b"k", b"v", "not ours", "t/0/1"), "faces.dead-letter")
+    letter = DeadLetter(b"k", b"v", "record.unparseable", "not ours", "t/0/1")
+    record = dead_letter_out(letter, "faces.dead-letter")
     assert (record.topic, record.key, record.value) == ("faces.dead-letter", b"k", b"v")
-    assert dict(record.headers) == {"facestream-error": b"not ours", "facestream-source": b"t/0/1"}
+    assert dict(record.headers) == {
+        "facestream-error-code": b"record.unparseable",
+        "facestream-error": b"not ours",
+        "facestream-source": b"t/0/1",
+    }
 
 
 # extract_faces

@@ -1,0 +1,51 @@
+"""facestream's log: one logger per process, on stderr, as text or as JSON lines
+(FACESTREAM_LOG_FORMAT).
+
+Events about one request carry it and the stage they happened in, as `extra` fields:
+`logger.error("...", extra={"request_id": rid, "stage": "decode"})`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from datetime import UTC, datetime
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d/%(threadName)s] %(message)s"
+_HOST = socket.gethostname()
+
+
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per event: time, level, logger, message, worker (host:pid/thread),
+    and request_id and stage where the event names them; exceptions as `error`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "worker": f"{_HOST}:{record.process or os.getpid()}/{record.threadName}",
+        }
+        for field in ("request_id", "stage"):
+            if hasattr(record, field):
+                event[field] = getattr(record, field)
+        if record.exc_info:
+            event["error"] = self.formatException(record.exc_info)
+        return json.dumps(event, ensure_ascii=False)
+
+
+def make_logger(level: str, log_format: str = "text") -> logging.Logger:
+    """facestream's logger, writing to stderr at `level`, as text or JSON lines."""
+    logger = logging.getLogger("facestream")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        logger.addHandler(handler)
+        logger.propagate = False
+    formatter = JsonLineFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    for handler in logger.handlers:
+        handler.setFormatter(formatter)
+    logger.setLevel(level)
+    return logger
