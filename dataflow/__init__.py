@@ -1,8 +1,10 @@
 """The Bytewax dataflow: `python -m bytewax.run dataflow` finds `flow` here.
 
 `flow` is built on first access, from this process's settings and container, so that
-importing `dataflow.steps` (tests, tools) builds nothing. A process that cannot build it
-(bad settings, missing weights) exits with the reason instead of a traceback.
+importing `dataflow.steps` (tests, tools) builds nothing. Building it starts this
+process's /metrics endpoint (FACESTREAM_DATAFLOW_METRICS_PORT) before the models load, so
+a loading process is already visible. A process that cannot build it (bad settings,
+missing weights, a metrics port in use) exits with the reason instead of a traceback.
 """
 
 from __future__ import annotations

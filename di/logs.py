@@ -13,8 +13,12 @@ import os
 import socket
 from datetime import UTC, datetime
 
+# TensorFlow's (and absl's) and DeepFace's own start-up chatter, off unless the user set
+# these variables: a command's output is its own lines.
+QUIET_LIBRARIES = {"TF_CPP_MIN_LOG_LEVEL": "3", "DEEPFACE_LOG_LEVEL": str(logging.WARNING)}
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d/%(threadName)s] %(message)s"
 _HOST = socket.gethostname()
+HANDLER_NAME = "facestream-stderr"
 
 
 class JsonLineFormatter(logging.Formatter):
@@ -40,12 +44,26 @@ class JsonLineFormatter(logging.Formatter):
 def make_logger(level: str, log_format: str = "text") -> logging.Logger:
     """facestream's logger, writing to stderr at `level`, as text or JSON lines."""
     logger = logging.getLogger("facestream")
-    if not logger.handlers:
+    handler = stderr_handler(logger)
+    if handler is None:
         handler = logging.StreamHandler()
+        handler.name = HANDLER_NAME
         logger.addHandler(handler)
         logger.propagate = False
-    formatter = JsonLineFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
-    for handler in logger.handlers:
-        handler.setFormatter(formatter)
+    handler.setFormatter(
+        JsonLineFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    )
     logger.setLevel(level)
     return logger
+
+
+def stderr_handler(logger: logging.Logger) -> logging.StreamHandler | None:
+    """The handler make_logger gave the logger, if it has one."""
+    return next((h for h in logger.handlers if h.name == HANDLER_NAME), None)  # type: ignore[return-value]
+
+
+def quiet_libraries() -> None:
+    """Silence TensorFlow's and DeepFace's start-up messages in this process and its
+    children (before either is imported), unless the user chose otherwise."""
+    for name, value in QUIET_LIBRARIES.items():
+        os.environ.setdefault(name, value)

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 
 from di import Settings, SettingsError, load_settings
+from di.logs import quiet_libraries
 from facestream.broker import BrokerError, EmbeddedBroker, ensure_topics, wait_for_kafka
 from facestream.models import (
     ACTIONS,
@@ -346,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_libraries()
     try:
         settings = load_settings()
     except SettingsError as error:

@@ -147,7 +147,8 @@ class LocalSystem:
 
     `dataflows` holds the `bytewax.run` arguments of each dataflow process (one process by
     default, none for the gRPC front alone); `env` is given to every child on top of this
-    process's environment. `bootstrap` is Kafka's address once it runs.
+    process's environment. `bootstrap` is Kafka's address once it runs. Each child serves
+    its metrics on a port of its own (`metrics_urls`), the configured one when it is free.
     """
 
     def __init__(

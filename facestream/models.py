@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import sys
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -224,6 +226,34 @@ def _randomize(layers: Iterable[Any], rng: np.random.Generator) -> None:
         layer.set_weights([new_kernel, *(np.zeros_like(w) for w in weights[1:])])
 
 
+@contextmanager
+def _native_stderr_held() -> Iterator[None]:
+    # TensorFlow's native libraries write to file descriptor 2 as they load, out of
+    # Python's reach: hold those lines in a file, shown only when the block fails.
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_deepface_quietly() -> None:
+    """Import DeepFace, and TensorFlow with it, without the native libraries' start-up
+    messages (oneDNN, CUDA, absl) on this process's stderr: for commands whose output is
+    their own lines. Servers and the dataflow import it plainly, into their logs."""
+    with _native_stderr_held():
+        from deepface import DeepFace  # noqa: F401
+
+
 def synthesize_weights(
     weights_dir: Path, actions: Iterable[str] = ACTIONS, seed: int = DEFAULT_SEED
 ) -> list[Path]:
@@ -235,7 +265,8 @@ def synthesize_weights(
     """
     # DeepFace must be imported before TensorFlow: it switches TF to legacy (tf-keras) mode.
     import h5py
-    from deepface import DeepFace  # noqa: F401
+
+    import_deepface_quietly()
 
     from facestream.shared_trunk import VGG_ACTIONS, split_trunk
 
@@ -294,7 +325,7 @@ def download_weights(
     DeepFace writes into `$DEEPFACE_HOME/.deepface/weights` of this process, so
     `weights_dir` must be that folder. Raises WeightsDownloadError when a download fails.
     """
-    from deepface import DeepFace  # noqa: F401  (before TensorFlow, see synthesize_weights)
+    import_deepface_quietly()  # before TensorFlow, see synthesize_weights
     from deepface.commons import folder_utils, weight_utils
     from deepface.modules import modeling
 

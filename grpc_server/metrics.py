@@ -5,9 +5,11 @@ calls, the results listener's lag).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -96,7 +98,7 @@ def _final_code(context: aio.ServicerContext, error: BaseException | None) -> gr
         return next((c for c in grpc.StatusCode if c.value[0] == code), grpc.StatusCode.UNKNOWN)
     if error is None:
         return grpc.StatusCode.OK
-    if isinstance(error, BaseException) and type(error).__name__ == "CancelledError":
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):  # the client went away
         return grpc.StatusCode.CANCELLED
     return grpc.StatusCode.UNKNOWN
 
@@ -140,35 +142,29 @@ class MetricsInterceptor(aio.ServerInterceptor):
             return self._counted_stream(method, behavior)
         return self._counted_call(method, behavior)
 
+    @contextmanager
+    def _finishing(self, method: str, context: aio.ServicerContext) -> Iterator[None]:
+        began = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            yield
+        except BaseException as raised:
+            error = raised
+            raise
+        finally:
+            self._metrics.finished(method, _final_code(context, error), time.perf_counter() - began)
+
     def _counted_call(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
         async def counted(request: Any, context: aio.ServicerContext) -> Any:
-            began = time.perf_counter()
-            error: BaseException | None = None
-            try:
+            with self._finishing(method, context):
                 return await behavior(request, context)
-            except BaseException as raised:
-                error = raised
-                raise
-            finally:
-                self._metrics.finished(
-                    method, _final_code(context, error), time.perf_counter() - began
-                )
 
         return counted
 
     def _counted_stream(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
         async def counted(request: Any, context: aio.ServicerContext) -> AsyncIterator[Any]:
-            began = time.perf_counter()
-            error: BaseException | None = None
-            try:
+            with self._finishing(method, context):
                 async for response in behavior(request, context):
                     yield response
-            except BaseException as raised:
-                error = raised
-                raise
-            finally:
-                self._metrics.finished(
-                    method, _final_code(context, error), time.perf_counter() - began
-                )
 
         return counted

@@ -57,12 +57,15 @@ def test_only_the_settings_read_the_environment():
     assert readers == ["di/container.py"], readers
 
 
-def test_the_venv_is_not_reinstalled_when_pyproject_is_unchanged():
+def test_the_venv_is_not_reinstalled_when_pyproject_and_lock_are_unchanged():
     venv = ROOT / ".venv"
     if Path(sys.prefix).resolve() != venv.resolve():
         pytest.skip("tests are not running from the project's .venv (make test)")
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    inputs = (ROOT / "pyproject.toml").read_bytes() + (ROOT / "requirements/dev.lock").read_bytes()
+    digest = hashlib.sha256(inputs).hexdigest()[:16]
     stamp = f".venv/.installed-{digest}"
     assert (ROOT / stamp).is_file()
     question = subprocess.run(["make", "-q", stamp], cwd=ROOT, capture_output=True, timeout=60)
-    assert question.returncode == 0, "make would reinstall the venv although pyproject is unchanged"
+    assert question.returncode == 0, (
+        "make would reinstall the venv although pyproject and the lock are unchanged"
+    )

@@ -179,6 +179,13 @@ def test_every_metrics_endpoint_counts_the_traffic_sent(embedded_broker, synthet
             30,
             "Bytewax's consumer lag",
         )
+
+        def server_counted() -> bool:
+            calls = with_name(scrape(server_url), "facestream_server_calls_total")
+            return sum(n for labels, n in calls.items() if ("method", "Analyze") in labels) == 3
+
+        # A call is counted as its handler returns, a moment after the client's answer.
+        wait_for(server_counted, 10, "the server's counters to reach the traffic")
         on_server = scrape(server_url)
 
     assert [r.request_id for r in analyzed] == ids[:3]

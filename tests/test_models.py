@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -82,8 +84,12 @@ def test_require_weights_names_files_folder_and_fix(tmp_path):
 
 def test_cli_synth_says_synthetic_and_check_reports_it(tmp_path):
     env = cli_env(DEEPFACE_HOME=str(tmp_path))
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # TensorFlow as loud as it is by default
     synth = run_facestream("models", "synth", "--actions", "emotion", env=env, timeout=300)
     assert synth.returncode == 0, synth.stderr
+    # The command's own lines only: no TensorFlow, absl or DeepFace start-up messages.
+    noise = re.compile(r"tensorflow|absl|oneDNN|cuda|I0000|has been created", re.IGNORECASE)
+    assert not noise.search(synth.stdout + synth.stderr), synth.stdout + synth.stderr
     assert "SYNTHETIC weights" in synth.stdout
     assert "facial_expression_model_weights.h5" in synth.stdout
 

@@ -300,3 +300,29 @@ def test_mutual_tls_maps_a_client_certificate_to_its_principal(
                 grpc.StatusCode.UNAVAILABLE,
             )
         assert time.monotonic() - started < 10
+
+
+def test_refusals_are_counted_by_code_and_the_metrics_name_no_one(server):
+    from prometheus_client import generate_latest
+
+    from tests.test_metrics import parse, value
+
+    c = clients(server)
+    assert c["team-a"].submit(jpeg(), request_id="counted", timeout=10) == "counted"
+    assert_status(lambda: c["reader"].submit(jpeg(), timeout=5), grpc.StatusCode.PERMISSION_DENIED)
+    with server.client(token="not-a-known-token") as stranger:
+        assert_status(lambda: stranger.submit(jpeg(), timeout=5), grpc.StatusCode.UNAUTHENTICATED)
+    calls = "facestream_server_calls_total"
+    service = "facestream.v1.AnalyzeService"
+
+    def counted(code: str) -> float:
+        samples = parse(generate_latest(server.server.metrics.registry).decode())
+        return value(samples, calls, service=service, method="Submit", code=code)
+
+    # A call is counted as its handler returns, a moment after the client has its answer.
+    for code in ("OK", "PERMISSION_DENIED", "UNAUTHENTICATED"):
+        wait_for(lambda code=code: counted(code) == 1, 5, f"one Submit counted as {code}")
+    text = generate_latest(server.server.metrics.registry).decode()
+    # Scraping needs no credentials, so the metrics hold no principal and no token.
+    for secret in (*TOKENS, *TOKENS.values(), "not-a-known-token"):
+        assert secret not in text
