@@ -15,6 +15,7 @@ COPY facestream facestream
 COPY di di
 COPY dataflow dataflow
 COPY grpc_server grpc_server
+COPY apps apps
 RUN pip install --no-cache-dir --no-deps . \
  && useradd --create-home facestream \
  && mkdir -p /weights/.deepface/weights /recovery \

@@ -55,7 +55,7 @@ lint: $(STAMP)
 
 # Regenerate facestream/v1/*_pb2*.py from proto/ (tests fail when they are stale).
 proto: $(STAMP)
-	$(PY) -m facestream.protogen
+	$(PY) -m apps.protogen
 
 # Resolve pyproject.toml again (newest releases its pins allow) into the lock files: the
 # production image's (no extras) and development's (the demo and dev extras).

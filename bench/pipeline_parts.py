@@ -21,21 +21,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from apps.image_sources import demo_images, skimage_data_dir
 from bench.system_under_test import SHARED_FACES
-from dataflow.flow import step_limits
 from dataflow.steps import (
     FaceJob,
     ImageJob,
-    Limits,
     analyze_faces,
     extract_faces,
     parse_request,
 )
 from di import Settings, build_container, load_settings
 from facestream.analyzer import FaceAnalyzer, deepface_model
-from facestream.image_sources import demo_images, skimage_data_dir
 from facestream.images import decode_image
 from facestream.records import image_submitted
+from facestream.requests import RequestLimits
 from facestream.shared_trunk import VGG_ACTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,10 +50,10 @@ def median_seconds(run: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
-def in_process_steps(settings: Settings) -> tuple[FaceAnalyzer, logging.Logger, Limits]:
+def in_process_steps(settings: Settings) -> tuple[FaceAnalyzer, logging.Logger, RequestLimits]:
     """What the dataflow's steps get when the flow is built, for running them in process."""
     container = build_container(settings)
-    return container[FaceAnalyzer], container[logging.Logger], step_limits(settings)
+    return container[FaceAnalyzer], container[logging.Logger], container[RequestLimits]
 
 
 def submissions(images: Sequence[bytes]) -> list[ImageJob]:
@@ -72,16 +71,19 @@ def submissions(images: Sequence[bytes]) -> list[ImageJob]:
 def extract_and_analyze(
     jobs: Sequence[ImageJob],
     analyzer: FaceAnalyzer,
-    limits: Limits,
+    limits: RequestLimits,
     logger: logging.Logger,
     batch_size: int,
+    detection_max_side: int,
 ) -> int:
     """The dataflow's extraction and batched analysis steps over `jobs`, in this process,
     with no Kafka around them; the number of faces analysed."""
     faces = [
         face
         for job in jobs
-        for face in extract_faces(job, analyzer, limits, logger)
+        for face in extract_faces(
+            job, analyzer, limits, logger, detection_max_side=detection_max_side
+        )
         if isinstance(face, FaceJob)
     ]
     analyze_faces(faces, analyzer, batch_size, logger)
@@ -128,10 +130,11 @@ def main() -> None:
     report["detection_max_side"] = settings.detection_max_side
 
     jobs = submissions(photos)
-    faces = extract_and_analyze(jobs, analyzer, limits, logger, settings.batch_size)
+    side = settings.detection_max_side
+    faces = extract_and_analyze(jobs, analyzer, limits, logger, settings.batch_size, side)
 
     def pipeline(batch_size: int) -> None:
-        extract_and_analyze(jobs, analyzer, limits, logger, batch_size)
+        extract_and_analyze(jobs, analyzer, limits, logger, batch_size, side)
 
     batch_sizes = sorted({1, settings.batch_size, 16})
     for batch_size in batch_sizes:

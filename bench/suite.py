@@ -34,13 +34,16 @@ import time
 import timeit
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from apps.broker import free_port
+from apps.image_sources import demo_images
+from apps.local_system import LocalSystem, wait_first_result, wait_serving, warmup_image
+from apps.processes import ChildProcess, memory_mb, wait_until
 from bench.load import LoadRun, median_run, offer, saturate
 from bench.machine import cpu_flags, describe_machine, peak_gflops
 from bench.peer_server import peer_analyze, peer_stub
@@ -53,12 +56,8 @@ from bench.pipeline_parts import (
 from bench.system_under_test import SHARED_FACES, cluster_args
 from di import Settings, build_container, child_environment, load_settings
 from facestream.analyzer import deepface_model, shared_trunk_role
-from facestream.broker import free_port
-from facestream.demo import LocalSystem, wait_first_result, wait_serving, warmup_image
 from facestream.engines import ModelSource, cpu_supports_bf16, make_engine, resolve_precision
-from facestream.image_sources import demo_images
 from facestream.models import ACTION_MODELS, ACTIONS
-from facestream.processes import ChildProcess, memory_mb
 from facestream.shared_trunk import VGG_ACTIONS, SharedTrunk
 from grpc_server.client import AnalyzeClient
 
@@ -98,11 +97,12 @@ def ceiling(settings: Settings, images: Sequence[bytes], repeat: int) -> dict[st
     own steps do it, with no Kafka or gRPC around them."""
     analyzer, logger, limits = in_process_steps(settings)
     jobs = submissions(images)
-    extract_and_analyze(jobs, analyzer, limits, logger, settings.batch_size)  # warm-up
+    side = settings.detection_max_side
+    extract_and_analyze(jobs, analyzer, limits, logger, settings.batch_size, side)  # warm-up
     rates: list[float] = []
     for _ in range(repeat):
         started = time.perf_counter()
-        faces = extract_and_analyze(jobs, analyzer, limits, logger, settings.batch_size)
+        faces = extract_and_analyze(jobs, analyzer, limits, logger, settings.batch_size, side)
         rates.append(faces / (time.perf_counter() - started))
     return {
         "faces_per_s": statistics.median(rates),
@@ -163,24 +163,22 @@ def peer_servers(
             servers.append((port, server))
         peers = [(peer_stub(f"127.0.0.1:{port}"), server) for port, server in servers]
         for stub, server in peers:
-            _retry_until_ready(partial(RoundRobin([stub]), warmup), server)
+            warm = partial(RoundRobin([stub]), warmup)
+            wait_until(partial(_answered, warm, server), 300, f"{server.name} to answer", 0.5)
         yield peers
 
 
-def _retry_until_ready(call: Callable[[], int], server: ChildProcess, timeout: float = 300) -> None:
+def _answered(call: Callable[[], int], server: ChildProcess) -> bool:
+    """True once `call` gets an answer from `server`; SystemExit if the server has exited."""
     import grpc
 
-    deadline = time.monotonic() + timeout
-    while True:
-        if not server.running():
-            raise SystemExit(f"{server.name} exited:\n{server.log_tail()}")
-        try:
-            call()
-            return
-        except grpc.RpcError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    if not server.running():
+        raise SystemExit(f"{server.name} exited:\n{server.log_tail()}")
+    try:
+        call()
+    except grpc.RpcError:
+        return False
+    return True
 
 
 @contextmanager
@@ -189,8 +187,8 @@ def facestream_system(
 ) -> Iterator[tuple[LocalSystem, Callable[[bytes], int]]]:
     """A facestream system of its own (broker, server, dataflows) in `mode`, warm; its
     service: one Analyze call, the number of faces."""
-    own = replace(
-        settings, grpc_address=f"127.0.0.1:{free_port()}", embedded_broker_port=free_port()
+    own = settings.model_copy(
+        update={"grpc_address": f"127.0.0.1:{free_port()}", "embedded_broker_port": free_port()}
     )
     system = LocalSystem(own, home, dataflows, {**LOUD_CHILDREN, **MODES[mode]})
     with system.running(), AnalyzeClient(system.address) as client:

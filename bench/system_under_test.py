@@ -23,11 +23,12 @@ import grpc
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from grpc_health.v1 import health_pb2
 
+from apps.broker import EmbeddedBroker, free_port
+from apps.processes import ChildProcess, memory_mb, wait_until
 from bench.loopback_proxy import LoopbackProxy
 from di import Settings, child_environment
-from facestream.broker import EmbeddedBroker, ensure_topics, free_port
+from facestream.kafka_admin import ensure_topics
 from facestream.kafka_config import consumer_config, producer_config
-from facestream.processes import ChildProcess, memory_mb
 from facestream.v1 import records_pb2
 from grpc_server.client import AnalyzeClient
 
@@ -50,18 +51,6 @@ def cluster_args(processes: int, workers: int) -> list[list[str]]:
 
 class ScenarioError(RuntimeError):
     """A scenario could not run (a child died, a wait timed out); the message says which."""
-
-
-def wait_until(
-    condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.1
-) -> float:
-    """Poll `condition` until true; return the seconds it took. ScenarioError on timeout."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise ScenarioError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(poll)
-    return time.monotonic() - started
 
 
 @dataclass

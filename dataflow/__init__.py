@@ -28,6 +28,7 @@ def _build() -> Dataflow:
     from facestream.attempts import AttemptLog
     from facestream.metrics_endpoint import MetricsEndpointError, start_metrics_endpoint
     from facestream.models import MissingWeightsError
+    from facestream.requests import RequestLimits
 
     try:
         container = build_container(load_settings())
@@ -45,7 +46,9 @@ def _build() -> Dataflow:
         loading = time.perf_counter()
         analyzer = container[FaceAnalyzer]
         metrics.model_load_seconds.set(time.perf_counter() - loading)
-        flow = build_flow(settings, analyzer, container[AttemptLog], logger, metrics)
+        flow = build_flow(
+            settings, container[RequestLimits], analyzer, container[AttemptLog], logger, metrics
+        )
     except (SettingsError, MissingWeightsError, MetricsEndpointError) as error:
         sys.exit(f"facestream dataflow cannot start: {error}")
     logger.info("dataflow built; reading %s", settings.topic_requests)

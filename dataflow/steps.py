@@ -33,7 +33,7 @@ from facestream.records import (
     parse_submission,
     result_record,
 )
-from facestream.requests import InvalidRequestError, resolve_options
+from facestream.requests import InvalidRequestError, RequestLimits, resolve_options
 from facestream.v1 import records_pb2
 
 _HOST_PID = f"{socket.gethostname()}:{os.getpid()}"
@@ -42,17 +42,6 @@ _HOST_PID = f"{socket.gethostname()}:{os.getpid()}"
 def worker_name() -> str:
     """Which dataflow worker runs this step: host:pid/thread."""
     return f"{_HOST_PID}/{threading.current_thread().name}"
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The settings the image steps need, bound when the flow is built."""
-
-    max_image_bytes: int
-    max_pixels: int
-    detection_max_side: int
-    default_detector: str
-    available_detectors: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -223,9 +212,15 @@ def extract_faces_with_quarantine(
 
 
 def extract_faces(
-    job: ImageJob, analyzer: FaceAnalyzer, limits: Limits, logger: logging.Logger
+    job: ImageJob,
+    analyzer: FaceAnalyzer,
+    limits: RequestLimits,
+    logger: logging.Logger,
+    *,
+    detection_max_side: int,
 ) -> list[FaceJob] | list[records_pb2.AnalysisResult]:
-    """Decode the image and find its faces: one FaceJob per face, or, when the image is
+    """Decode the image and find its faces (images larger than `detection_max_side` are
+    searched at that size, 0: never scaled): one FaceJob per face, or, when the image is
     invalid, has no face or detection fails, its finished AnalysisResult."""
     started_at = job.submitted_at or job.received_at
     queued = max(0.0, job.received_at - started_at)
@@ -249,7 +244,7 @@ def extract_faces(
         actions, detector = resolve_options(
             job.actions,
             job.detector_backend,
-            analyzer.actions,
+            limits.enabled_actions,
             limits.default_detector,
             limits.available_detectors,
         )
@@ -268,7 +263,7 @@ def extract_faces(
         return finished(Status.ANALYSIS_STATUS_INVALID_IMAGE, ("image.undecodable", message))
     decoded = time.time()
     try:
-        faces = analyzer.find_faces(image, detector, limits.detection_max_side)
+        faces = analyzer.find_faces(image, detector, detection_max_side)
     except Exception as error:  # a detector failure fails this image, not the worker
         logger.exception(
             "face detection failed for request %s",

@@ -16,6 +16,20 @@ from di.settings import Settings
 from facestream.analyzer import FaceAnalyzer
 from facestream.attempts import AttemptLog
 from facestream.engines import Engine, make_engine, resolve_precision
+from facestream.models import SYNTHETIC_WARNING, usable_detectors
+from facestream.requests import RequestLimits
+
+
+def request_limits(settings: Settings) -> RequestLimits:
+    """What requests may be and ask for (the gRPC front and the dataflow check the same),
+    with the detectors whose files are installed."""
+    return RequestLimits(
+        max_image_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_pixels,
+        enabled_actions=settings.actions,
+        default_detector=settings.detector_backend,
+        available_detectors=usable_detectors(settings.weights_dir),
+    )
 
 
 def make_engine_of(settings: Settings, logger: logging.Logger) -> Engine:
@@ -42,9 +56,7 @@ def make_analyzer(settings: Settings, engine: Engine, logger: logging.Logger) ->
             ", ".join(analyzer.shared_actions),
         )
     if analyzer.synthetic_weights:
-        logger.warning(
-            "synthetic weights in %s: attributes are not meaningful", settings.weights_dir
-        )
+        logger.warning("%s (in %s)", SYNTHETIC_WARNING, settings.weights_dir)
     return analyzer
 
 
@@ -57,6 +69,7 @@ def build_container(settings: Settings) -> Container:
     """
     container = Container()
     container[Settings] = settings
+    container[RequestLimits] = Singleton(lambda c: request_limits(c[Settings]))
     container[logging.Logger] = Singleton(
         lambda: make_logger(settings.log_level, settings.log_format)
     )

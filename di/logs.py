@@ -13,9 +13,6 @@ import os
 import socket
 from datetime import UTC, datetime
 
-# TensorFlow's (and absl's) and DeepFace's own start-up chatter, off unless the user set
-# these variables: a command's output is its own lines.
-QUIET_LIBRARIES = {"TF_CPP_MIN_LOG_LEVEL": "3", "DEEPFACE_LOG_LEVEL": str(logging.WARNING)}
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d/%(threadName)s] %(message)s"
 _HOST = socket.gethostname()
 HANDLER_NAME = "facestream-stderr"
@@ -60,10 +57,3 @@ def make_logger(level: str, log_format: str = "text") -> logging.Logger:
 def stderr_handler(logger: logging.Logger) -> logging.StreamHandler | None:
     """The handler make_logger gave the logger, if it has one."""
     return next((h for h in logger.handlers if h.name == HANDLER_NAME), None)  # type: ignore[return-value]
-
-
-def quiet_libraries() -> None:
-    """Silence TensorFlow's and DeepFace's start-up messages in this process and its
-    children (before either is imported), unless the user chose otherwise."""
-    for name, value in QUIET_LIBRARIES.items():
-        os.environ.setdefault(name, value)

@@ -1,5 +1,7 @@
-"""facestream core: image checks, face extraction and analysis around DeepFace, protobuf
-records, the embedded broker and the `facestream` CLI.
+"""facestream core: image checks, face extraction and analysis around DeepFace, the
+engines that run the models, protobuf records, Kafka configuration and administration,
+and the /metrics endpoint.
 
-The core never reads settings or environment variables: callers pass what it needs.
+The core never reads settings or environment variables: callers pass what it needs. It
+imports nothing of `di`, `dataflow`, `grpc_server` or `apps` (tests/test_layout.py).
 """

@@ -6,10 +6,23 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 from facestream.models import ACTIONS, DETECTOR_BACKENDS
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """What a request may be and ask for, the same at the gRPC front and in the dataflow:
+    image bytes and pixels, and the actions and detectors this deployment offers."""
+
+    max_image_bytes: int
+    max_pixels: int
+    enabled_actions: tuple[str, ...]
+    default_detector: str
+    available_detectors: tuple[str, ...]
 
 
 class InvalidRequestError(ValueError):

@@ -1,7 +1,7 @@
-"""`python -m grpc_server`: run the AnalyzeService until SIGTERM/SIGINT (`facestream serve`)."""
+"""`python -m grpc_server`: run the AnalyzeService until SIGTERM/SIGINT (as `facestream serve`)."""
 
 import sys
 
-from facestream.cli import main
+from grpc_server.server import main
 
-sys.exit(main(["serve"]))
+sys.exit(main())

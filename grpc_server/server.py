@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import Coroutine
 from typing import Any
 
@@ -21,19 +22,22 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 from lagom import Container, Singleton
 
-from di import Settings, build_container
-from facestream.broker import ensure_topics
-from facestream.metrics_endpoint import MetricsEndpoint, start_metrics_endpoint
-from facestream.models import usable_detectors
+from di import Settings, SettingsError, build_container, load_settings
+from facestream.kafka_admin import ensure_topics
+from facestream.metrics_endpoint import (
+    MetricsEndpoint,
+    MetricsEndpointError,
+    start_metrics_endpoint,
+)
+from facestream.requests import RequestLimits
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc
 from grpc_server.admission import Admission
 from grpc_server.auth import AuthInterceptor
 from grpc_server.metrics import MetricsInterceptor, ServerMetrics
-from grpc_server.principals import Authenticator
+from grpc_server.principals import Authenticator, CredentialsError
 from grpc_server.publisher import RequestPublisher
 from grpc_server.results import ResultsListener
 from grpc_server.service import AnalyzeServicer
-from grpc_server.validation import Limits
 
 SERVICE_NAME = analyze_service_pb2.DESCRIPTOR.services_by_name["AnalyzeService"].full_name
 SHUTDOWN_GRACE_SECONDS = 10.0
@@ -56,7 +60,11 @@ def build_server_container(settings: Settings) -> Container:
         )
     )
     container[Authenticator] = Singleton(
-        lambda c: Authenticator(c[Settings].auth_file, c[Settings].auth_tokens, c[logging.Logger])
+        lambda c: Authenticator(
+            c[Settings].auth_file,
+            tuple(token.get_secret_value() for token in c[Settings].auth_tokens),
+            c[logging.Logger],
+        )
     )
     container[ResultsListener] = Singleton(
         lambda c: ResultsListener(
@@ -125,13 +133,7 @@ class AnalyzeServer:
         )
         analyze_service_pb2_grpc.add_AnalyzeServiceServicer_to_server(
             AnalyzeServicer(
-                Limits(
-                    settings.max_image_bytes,
-                    settings.max_pixels,
-                    settings.actions,
-                    settings.detector_backend,
-                    usable_detectors(settings.weights_dir),
-                ),
+                container[RequestLimits],
                 self._publisher,
                 self._listener,
                 Admission(
@@ -276,6 +278,26 @@ class AnalyzeServer:
         )
         for service in ("", SERVICE_NAME):
             await self._health.set(service, status)
+
+
+def run_server(settings: Settings) -> int:
+    """Serve until SIGTERM or SIGINT; the exit code (2, with the reason on stderr, when the
+    server cannot start: unusable credentials, a metrics port in use)."""
+    try:
+        return asyncio.run(serve(settings))
+    except (CredentialsError, MetricsEndpointError) as error:
+        print(f"error: the gRPC server cannot start: {error}", file=sys.stderr)
+        return 2
+
+
+def main() -> int:
+    """`python -m grpc_server`: this process's settings, then run_server."""
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return run_server(settings)
 
 
 async def serve(settings: Settings) -> int:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import grpc
 from grpc import aio
 
+from facestream.requests import RequestLimits
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc, records_pb2
 from grpc_server.admission import Admission
 from grpc_server.auth import authorize
@@ -21,7 +22,6 @@ from grpc_server.principals import READ, SUBMIT, WATCH_ALL, Authenticator, Princ
 from grpc_server.publisher import PublishOverloadedError, PublishUnavailableError, RequestPublisher
 from grpc_server.results import ResultsListener, WaiterOverflowError
 from grpc_server.validation import (
-    Limits,
     RequestRejectedError,
     check_submission,
     check_watch_ids,
@@ -49,7 +49,7 @@ def time_left(context: aio.ServicerContext, cap: float) -> float:
 class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
     def __init__(
         self,
-        limits: Limits,
+        limits: RequestLimits,
         publisher: RequestPublisher,
         listener: ResultsListener,
         admission: Admission,

@@ -4,14 +4,13 @@ shared with the dataflow; this module only maps their errors to gRPC status code
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import grpc
 
 from facestream.images import InvalidImageError, inspect_image
 from facestream.records import image_submitted
 from facestream.requests import (
     InvalidRequestError,
+    RequestLimits,
     check_request_id,
     new_request_id,
     resolve_options,
@@ -20,17 +19,6 @@ from facestream.v1 import analyze_service_pb2, records_pb2
 
 # Too big is a resource limit, not a malformed request (docs/design.md, gRPC surface).
 RESOURCE_LIMIT_CODES = frozenset({"image.too_large", "image.too_many_pixels"})
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What this server accepts: sizes and the analysis options it has enabled."""
-
-    max_image_bytes: int
-    max_pixels: int
-    enabled_actions: tuple[str, ...]
-    default_detector: str
-    available_detectors: tuple[str, ...]
 
 
 class RequestRejectedError(Exception):
@@ -51,7 +39,7 @@ class RequestRejectedError(Exception):
 
 
 def check_submission(
-    request: analyze_service_pb2.SubmitRequest, limits: Limits, principal: str = ""
+    request: analyze_service_pb2.SubmitRequest, limits: RequestLimits, principal: str = ""
 ) -> records_pb2.ImageSubmitted:
     """The record to publish for `request` on behalf of `principal`, with its id (the
     client's or a new one) and the actions and detector it runs with; raise

@@ -1,29 +1,19 @@
-"""Shared fixtures: synthetic DeepFace weights (cached outside git), the embedded broker,
-the shared test photos, and running the `facestream` command."""
+"""Fixtures only: synthetic DeepFace weights (cached outside git), the embedded broker,
+the test photos, fresh topics and the analyzers. Helpers live in modules of their own
+(tests/commands.py, pipeline.py, grpc_helpers.py, photos.py, images.py)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bench.system_under_test import NO_METRICS, SHARED_FACES
-from facestream.broker import EmbeddedBroker, free_port
-from facestream.models import (
-    ACTIONS,
-    DEFAULT_SEED,
-    ensure_synthetic_weights,
-    synthetic_deepface_home,
-    weights_dir_of,
-)
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-# Synthetic weights are ~1.6 GB: made once per machine, never inside the repository.
-SYNTHETIC_HOME = synthetic_deepface_home()
+from apps.broker import EmbeddedBroker, free_port
+from bench.system_under_test import SHARED_FACES
+from facestream.models import ACTIONS, DEFAULT_SEED, ensure_synthetic_weights, weights_dir_of
+from tests.commands import SYNTHETIC_HOME
 
 # DeepFace reads DEEPFACE_HOME when it loads weights; point it at the synthetic cache
 # before anything imports DeepFace, so no test can reach for a download.
@@ -80,34 +70,6 @@ def embedded_broker() -> Iterator[EmbeddedBroker]:
         yield broker
     finally:
         broker.stop()
-
-
-def cli_env(**overrides: str) -> dict[str, str]:
-    """The test process's environment plus FACESTREAM_* overrides, for a `facestream` child
-    (with no metrics endpoints unless the overrides give their ports)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FACESTREAM_")}
-    env.update(NO_METRICS)
-    env.update(overrides)
-    return env
-
-
-def facestream_command(*args: str) -> list[str]:
-    """argv that runs the `facestream` CLI with this interpreter."""
-    return [sys.executable, "-m", "facestream.cli", *args]
-
-
-def run_facestream(
-    *args: str, env: Mapping[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """Run `facestream ARGS` to completion (bounded by timeout) and capture its output."""
-    return subprocess.run(
-        facestream_command(*args),
-        env=dict(env) if env is not None else cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.fixture

@@ -4,21 +4,19 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
+import signal
 import sys
-import tempfile
 import threading
-import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import grpc
 from confluent_kafka import Consumer, Producer, TopicPartition
 from grpc_health.v1 import health_pb2
 
+from apps.processes import ChildProcess, wait_until
 from di import Settings
 from facestream.kafka_config import consumer_config, producer_config
 from facestream.records import result_record
@@ -27,20 +25,11 @@ from grpc_server.client import AnalyzeClient
 from grpc_server.publisher import RequestPublisher
 from grpc_server.results import ResultsListener
 from grpc_server.server import AnalyzeServer, build_server_container
-from tests.conftest import PROJECT_ROOT, SYNTHETIC_HOME
+from tests.commands import PROJECT_ROOT, SYNTHETIC_HOME
 from tests.pipeline import RECORD_LIMIT, Topics
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `condition` until true; fail after `timeout` seconds saying what was awaited."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def server_settings(topics: Topics, **overrides: str) -> Settings:
@@ -94,7 +83,7 @@ class ServerThread:
         return AnalyzeClient(self.address, **kwargs)
 
     def wait_serving(self, timeout: float = 30) -> None:
-        wait_for(lambda: self.server.serving, timeout, "the server to be SERVING")
+        wait_until(lambda: self.server.serving, timeout, "the server to be SERVING")
 
     def stop(self, grace: float = 5) -> None:
         if not self._stopped:
@@ -111,24 +100,13 @@ class ServerThread:
 
 
 @contextmanager
-def server_process(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen, Path]]:
-    """`python -m grpc_server` as a child process and its log file; killed by pid on exit
-    if it is still running."""
-    with tempfile.NamedTemporaryFile(prefix="grpc-server-", suffix=".log") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "grpc_server"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            yield process, Path(log.name)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(30)
+def server_process(env: dict[str, str]) -> Iterator[ChildProcess]:
+    """`python -m grpc_server` as a child process, stopped by its pid on exit."""
+    server = ChildProcess("grpc-server", [sys.executable, "-m", "grpc_server"], env, PROJECT_ROOT)
+    try:
+        yield server
+    finally:
+        server.stop(signal.SIGKILL)
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """The repository's own test photos, written at test time.
 
 The sources are scikit-image's public-domain / CC0 photos (shipped in its wheel; each one's
-source and licence is in `facestream.image_sources.PUBLIC_PHOTOS` and docs/test-images.md).
+source and licence is in `apps.image_sources.PUBLIC_PHOTOS` and docs/test-images.md).
 Pictures with many faces, large, small, rotated, grey, in every accepted format, and broken
 ones are composed from them here, so the suite needs nothing beside the repository. The
 optional shared photo set (docs/test-images.md) is used as well when it is there.
@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facestream.image_sources import PUBLIC_PHOTOS, group_photo, skimage_data_dir
+from apps.image_sources import PUBLIC_PHOTOS, group_photo, skimage_data_dir
 
 CROWD_TILE = 320
 CROWD_SIZES = (224, 256, 288, 320)

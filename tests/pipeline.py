@@ -11,15 +11,17 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
+from apps.processes import ChildProcess
 from bench.system_under_test import TopicReader
-from facestream.broker import ensure_topics
+from di import Settings
+from facestream.kafka_admin import ensure_topics
 from facestream.kafka_config import TopicSpec, producer_config
-from facestream.processes import ChildProcess
 from facestream.records import image_submitted
 from facestream.v1 import records_pb2
-from tests.conftest import PROJECT_ROOT, cli_env
+from tests.commands import PROJECT_ROOT, cli_env
 
-RECORD_LIMIT = 11 * 1024 * 1024
+# Topics of the tests admit what facestream's own do: one maximum-size image and envelope.
+RECORD_LIMIT = Settings.from_env({}).kafka_max_message_bytes
 
 
 class Topics:

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import os
-import queue
-import re
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 import uuid
 
@@ -17,13 +13,14 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from facestream.broker import ensure_topics
+from apps.processes import ChildProcess, process_alive, wait_until
+from facestream.kafka_admin import ensure_topics
 from facestream.kafka_config import TopicSpec, consumer_config, producer_config
-from tests.conftest import PROJECT_ROOT as ROOT
-from tests.conftest import cli_env, facestream_command, run_facestream
+from tests.commands import PROJECT_ROOT as ROOT
+from tests.commands import cli_env, facestream_command, run_facestream
+from tests.pipeline import RECORD_LIMIT
 
 MIB = 1024 * 1024
-RECORD_LIMIT = 12 * MIB
 
 
 def produce_all(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> list[tuple]:
@@ -98,59 +95,9 @@ def test_ensure_topics_leaves_existing_topics_alone(embedded_broker):
     assert len(metadata.topics[topic].partitions) == 3
 
 
-class OutputReader:
-    """Reads a child's output lines in a thread, so a silent child cannot block a test."""
-
-    def __init__(self, process: subprocess.Popen) -> None:
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._pump, args=(process.stdout,), daemon=True).start()
-
-    def _pump(self, stream) -> None:
-        for line in stream:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    def _next(self, deadline: float) -> str | None:
-        try:
-            line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            return None
-        if line is not None:
-            self.seen.append(line)
-        return line
-
-    def wait_for(self, pattern: str, timeout: float) -> re.Match:
-        """The first line matching pattern; fail on timeout or when the output ends."""
-        deadline = time.monotonic() + timeout
-        while (line := self._next(deadline)) is not None:
-            if match := re.search(pattern, line):
-                return match
-        pytest.fail(f"no line matching {pattern!r} in {timeout} s; output: {''.join(self.seen)}")
-
-    def rest(self, timeout: float) -> str:
-        """Everything printed until the output closes (or timeout)."""
-        deadline = time.monotonic() + timeout
-        while self._next(deadline) is not None:
-            pass
-        return "".join(self.seen)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:  # a zombie is not alive
-            return stat.read().split()[2] != "Z"
-    except FileNotFoundError:  # reaped meanwhile
-        return False
-
-
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_cli_broker_serves_topics_and_stops_on_signal(stop_signal, tmp_path):
-    from facestream.broker import free_port
+    from apps.broker import free_port
 
     port = free_port()
     env = cli_env(
@@ -159,16 +106,9 @@ def test_cli_broker_serves_topics_and_stops_on_signal(stop_signal, tmp_path):
         FACESTREAM_MAX_IMAGE_BYTES="9MiB",
         DEEPFACE_HOME=str(tmp_path),
     )
-    process = subprocess.Popen(
-        facestream_command("broker"),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    broker = ChildProcess("facestream-broker", facestream_command("broker"), env)
     try:
-        output = OutputReader(process)
-        ready = output.wait_for(r"ready on 127\.0\.0\.1:(\d+) \(pid (\d+)\)", timeout=60)
+        ready = broker.wait_for_output(r"ready on 127\.0\.0\.1:(\d+) \(pid (\d+)\)", timeout=60)
         assert int(ready.group(1)) == port
         broker_pid = int(ready.group(2))
         admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
@@ -183,14 +123,11 @@ def test_cli_broker_serves_topics_and_stops_on_signal(stop_signal, tmp_path):
 
         # Tansu waits up to 5 s for connected clients when it stops; let ours go first.
         del admin, described, metadata
-        process.send_signal(stop_signal)
-        assert process.wait(timeout=30) == 0, output.rest(5)
-        assert "Embedded broker stopped." in output.rest(5)
-        assert not _pid_alive(broker_pid)
+        assert broker.stop(stop_signal, timeout=30) == 0, broker.output()
+        assert "Embedded broker stopped." in broker.output()
+        assert not process_alive(broker_pid)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+        broker.stop(signal.SIGKILL)
 
 
 def test_cli_broker_starts_nothing_when_kafka_is_configured(embedded_broker, tmp_path):
@@ -236,25 +173,17 @@ def test_broker_does_not_outlive_a_killed_parent():
     # The parent holds the broker until it is killed; SIGKILL skips every cleanup in it.
     parent_code = (
         "import threading\n"
-        "from facestream.broker import EmbeddedBroker, free_port\n"
+        "from apps.broker import EmbeddedBroker, free_port\n"
         "broker = EmbeddedBroker(free_port()); broker.start(); print(broker.pid, flush=True)\n"
         "threading.Event().wait(120)\n"
     )
-    parent = subprocess.Popen(
-        [sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True, cwd=ROOT
-    )
+    parent = ChildProcess("broker-parent", [sys.executable, "-c", parent_code], cwd=ROOT)
     broker_pid = None
     try:
-        broker_pid = int(OutputReader(parent).wait_for(r"^(\d+)$", timeout=60).group(1))
-        parent.kill()
-        parent.wait(10)
-        deadline = time.monotonic() + 10
-        while _pid_alive(broker_pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _pid_alive(broker_pid), "the broker outlived its killed parent"
+        broker_pid = int(parent.wait_for_output(r"^(\d+)$", timeout=60).group(1))
+        parent.stop(signal.SIGKILL)
+        wait_until(lambda: not process_alive(broker_pid), 10, "the broker to end with its parent")
     finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait(10)
-        if broker_pid and _pid_alive(broker_pid):
+        parent.stop(signal.SIGKILL)
+        if broker_pid and process_alive(broker_pid):
             os.kill(broker_pid, signal.SIGKILL)

@@ -34,16 +34,6 @@ def test_missing_weights_fail_when_the_analyzer_is_built(tmp_path):
         container[FaceAnalyzer]
 
 
-def test_a_clone_swaps_a_binding_without_touching_the_original(tmp_path):
-    original = settings_for(tmp_path)
-    container = build_container(original)
-    clone = container.clone()
-    replacement = settings_for(tmp_path, FACESTREAM_BATCH_SIZE="2")
-    clone[Settings] = replacement
-    assert clone[Settings].batch_size == 2 != original.batch_size
-    assert container[Settings] is original
-
-
 @pytest.mark.models
 def test_two_threads_get_one_analyzer_built_once(synthetic_home, monkeypatch):
     builds = []
@@ -82,23 +72,3 @@ def test_two_threads_get_one_analyzer_built_once(synthetic_home, monkeypatch):
     assert outputs["emotion"].shape == (3, 7)
     assert outputs["race"].shape == (3, 6)
     np.testing.assert_allclose(outputs["race"].sum(axis=1), 1.0, rtol=1e-4)
-
-
-@pytest.mark.models
-def test_batched_prediction_equals_one_face_at_a_time(synthetic_home):
-    analyzer = build_container(settings_for(synthetic_home))[FaceAnalyzer]
-    faces = np.random.default_rng(1).random((4, 224, 224, 3), dtype=np.float32)
-    batched = analyzer.predict(faces)
-    for index in range(len(faces)):
-        single = analyzer.predict(faces[index : index + 1])
-        for action, rows in batched.items():
-            np.testing.assert_allclose(single[action][0], rows[index], atol=1e-4)
-
-
-@pytest.mark.models
-def test_predict_refuses_wrongly_shaped_faces(synthetic_home):
-    analyzer = build_container(settings_for(synthetic_home, FACESTREAM_ACTIONS="emotion"))[
-        FaceAnalyzer
-    ]
-    with pytest.raises(ValueError, match=r"\(n, 224, 224, 3\)"):
-        analyzer.predict(np.zeros((224, 224, 3), dtype=np.float32))

@@ -9,7 +9,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from facestream.broker import free_port
+from apps.broker import free_port
 from facestream.engines import ENGINES
 from facestream.models import ACTIONS
 from facestream.v1 import records_pb2
@@ -61,6 +61,7 @@ def assert_same_as_deepface(result, reference, name):
 
 
 @pytest.mark.models
+@pytest.mark.timeout(1200)  # above the 900 s it waits for results
 @pytest.mark.parametrize("engine", ENGINES)
 def test_four_workers_give_deepface_analyze_results_for_every_image(
     embedded_broker, synthetic_home, test_photos, engine, capsys
@@ -150,7 +151,7 @@ def test_recovery_after_sigkill_loses_no_request(
             topics.results,
             topics.partitions,
             lambda got: len(got) >= 15,
-            timeout=300,
+            timeout=280,
             process=first,
         )
         first.kill()  # mid-stream: no flush, no final snapshot
@@ -158,7 +159,7 @@ def test_recovery_after_sigkill_loses_no_request(
     assert killed_at < len(ids), "the stream finished before the crash; nothing was tested"
 
     with DataflowProcess(env, *args) as second:
-        results = results_for(topics.bootstrap, topics, ids, timeout=600, process=second)
+        results = results_for(topics.bootstrap, topics, ids, timeout=280, process=second)
 
     assert set(results) == set(ids)
     for request_id in ids:
@@ -200,7 +201,7 @@ def test_cluster_shapes_process_every_image(
             stack.enter_context(DataflowProcess(env, *args)) for args in cluster_commands(shape)
         ]
         results = results_for(
-            topics.bootstrap, topics, ids.values(), timeout=600, process=processes[0]
+            topics.bootstrap, topics, ids.values(), timeout=540, process=processes[0]
         )
         assert not any(p.exited() for p in processes), processes[-1].log_tail()
     workers = {r.worker for rs in results.values() for r in rs}

@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -18,55 +17,35 @@ import cv2
 import numpy as np
 import pytest
 
-from facestream.broker import free_port
-from facestream.image_sources import PUBLIC_PHOTOS, demo_images
+from apps.broker import free_port
+from apps.image_sources import PUBLIC_PHOTOS, demo_images
+from apps.processes import ChildProcess, process_alive, wait_until
+from apps.report import BOX_COLOR
 from facestream.models import SYNTHETIC_WARNING
-from facestream.processes import process_alive
-from facestream.report import BOX_COLOR
-from tests.conftest import PROJECT_ROOT, cli_env, facestream_command
-from tests.grpc_helpers import wait_for
+from tests.commands import PROJECT_ROOT, cli_env, facestream_command
 
 CHILD_LINE = re.compile(r"^(broker|dataflow|grpc-server): .*\(pid (\d+)", re.MULTILINE)
 
 
-class DemoRun:
-    """`facestream demo ARGS` as a child process whose output is collected as it comes."""
+class DemoRun(ChildProcess):
+    """`facestream demo ARGS` as a child process, its stdout and stderr kept apart."""
 
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
-        self.process = subprocess.Popen(
-            facestream_command("demo", *args),
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.output: list[str] = []
-        self.errors: list[str] = []
-        self._readers = [
-            threading.Thread(target=self.output.extend, args=(self.process.stdout,), daemon=True),
-            threading.Thread(target=self.errors.extend, args=(self.process.stderr,), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
+        super().__init__("demo", facestream_command("demo", *args), env, cwd, separate_errors=True)
 
     @property
     def stdout(self) -> str:
-        return "".join(self.output)
+        return self.output()
 
     @property
     def stderr(self) -> str:
-        return "".join(self.errors)
+        return self.errors()
 
     def child_pids(self) -> dict[str, int]:
         return {name: int(pid) for name, pid in CHILD_LINE.findall(self.stdout)}
 
     def wait(self, timeout: float) -> int:
-        code = self.process.wait(timeout)
-        for reader in self._readers:
-            reader.join(10)
-        return code
+        return self.process.wait(timeout)
 
 
 @contextmanager
@@ -78,9 +57,7 @@ def demo_run(args: list[str], env: dict[str, str], cwd: Path) -> Iterator[DemoRu
         yield run
     finally:
         pids = run.child_pids()
-        if run.process.poll() is None:
-            run.process.kill()
-            run.process.wait(30)
+        run.stop(signal.SIGKILL)
         for pid in pids.values():
             if process_alive(pid):
                 with suppress(ProcessLookupError):
@@ -98,6 +75,7 @@ def demo_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
 
 
 @pytest.mark.models
+@pytest.mark.timeout(1200)  # above the 900 s it gives the demo
 def test_demo_runs_the_whole_system_and_writes_a_marked_report(synthetic_home, tmp_path):
     report = tmp_path / "report"
     metrics = {"grpc-server": free_port(), "dataflow": free_port()}
@@ -180,7 +158,7 @@ def test_ctrl_c_stops_the_demo_and_every_child(synthetic_home, tmp_path):
     (folder / "astronaut.png").write_bytes(demo_images()[0].data)
     args = ["--no-download", "--images", str(folder), "--report", str(tmp_path / "r")]
     with demo_run(args, demo_env(tmp_path), tmp_path) as run:
-        wait_for(lambda: "grpc-server" in run.child_pids(), 60, "the demo to start its children")
+        wait_until(lambda: "grpc-server" in run.child_pids(), 60, "the demo to start its children")
         pids = run.child_pids()
         assert all(process_alive(pid) for pid in pids.values())
         run.process.send_signal(signal.SIGINT)

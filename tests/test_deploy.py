@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from apps.broker import free_port
+from apps.cli import build_parser
 from di import Settings
-from di.settings import VARIABLES
-from facestream.broker import free_port
-from facestream.cli import build_parser
-from tests.conftest import run_facestream
+from di.settings import ENVIRONMENT_VARIABLES
+from tests.commands import run_facestream
 from tests.grpc_helpers import ServerThread, server_settings
 from tests.pipeline import Topics
 
@@ -92,7 +92,7 @@ def test_every_command_is_a_real_console_script_or_module(name):
 def test_the_console_script_is_the_images_entrypoint():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert dockerfile_list("ENTRYPOINT") == ["facestream"]
-    assert scripts["facestream"] == "facestream.cli:main"
+    assert scripts["facestream"] == "apps.cli:main"
     for source in re.findall(r"^COPY (\S+)", DOCKERFILE, re.MULTILINE):
         assert (ROOT / source).exists(), source
 
@@ -100,7 +100,7 @@ def test_the_console_script_is_the_images_entrypoint():
 @pytest.mark.parametrize("name", OURS)
 def test_environment_is_made_of_settings_that_validate(name):
     environment = SERVICES[name]["environment"]
-    known = {variable.name for variable in VARIABLES} | BYTEWAX_VARIABLES
+    known = set(ENVIRONMENT_VARIABLES) | BYTEWAX_VARIABLES
     assert set(environment) <= known, set(environment) - known
     Settings.from_env(environment)  # raises SettingsError on a bad value
 

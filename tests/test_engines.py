@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from apps.image_sources import demo_images
 from bench.agreement import Agreement, agreement, analyse, iou
 from bench.system_under_test import SHARED_FACES
 from di import Settings, SettingsError, build_container
@@ -20,7 +21,6 @@ from facestream.engines import (
     make_engine,
     resolve_precision,
 )
-from facestream.image_sources import demo_images
 from tests.test_shared_trunk import tiny_vgg
 
 needs_bf16 = pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no bf16")

@@ -8,10 +8,12 @@ import threading
 
 import pytest
 
+from apps.processes import wait_until
+from apps.result_table import COLUMNS
+from facestream.models import SYNTHETIC_WARNING
 from facestream.v1 import records_pb2
-from grpc_server.result_table import COLUMNS
-from tests.conftest import run_facestream
-from tests.grpc_helpers import ServerThread, server_settings, wait_for
+from tests.commands import run_facestream
+from tests.grpc_helpers import ServerThread, server_settings
 from tests.pipeline import DataflowProcess, Topics, results_for
 
 # Images with their face count from ../shared/data/faces/MANIFEST.md ("Haar count").
@@ -33,14 +35,14 @@ def test_analyze_returns_the_dataflow_result_and_a_watcher_sees_it(
         server.wait_serving()
         ids = [f"e2e-{name.split('.')[0]}" for name in IMAGES]
         watched: list[records_pb2.AnalysisResult] = []
-        watching = threading.Thread(target=lambda: watched.extend(watcher.watch(ids, timeout=600)))
+        watching = threading.Thread(target=lambda: watched.extend(watcher.watch(ids, timeout=480)))
         watching.start()
-        wait_for(lambda: server.listener.waiter_count == 1, 10, "the watch to register")
+        wait_until(lambda: server.listener.waiter_count == 1, 10, "the watch to register")
 
         answers = {}
         for request_id, name in zip(ids, IMAGES, strict=True):
             image = (faces_dir / name).read_bytes()
-            answers[request_id] = analyst.analyze(image, request_id=request_id, timeout=600)
+            answers[request_id] = analyst.analyze(image, request_id=request_id, timeout=150)
         watching.join(60)
         on_topic = results_for(topics.bootstrap, topics, ids, 60, flow)
 
@@ -66,8 +68,8 @@ def test_submit_command_prints_the_dataflow_results(embedded_broker, synthetic_h
         server.wait_serving()
         client_env = {**env, "FACESTREAM_GRPC_ADDRESS": server.address}
         image = str(faces_dir / "single_man_glasses.jpg")
-        as_json = run_facestream("submit", image, "--wait", "--json", env=client_env, timeout=600)
-        as_table = run_facestream("submit", image, "--wait", env=client_env, timeout=600)
+        as_json = run_facestream("submit", image, "--wait", "--json", env=client_env, timeout=240)
+        as_table = run_facestream("submit", image, "--wait", env=client_env, timeout=240)
     assert as_json.returncode == 0, as_json.stderr
     (line,) = as_json.stdout.splitlines()
     record = json.loads(line)
@@ -76,7 +78,7 @@ def test_submit_command_prints_the_dataflow_results(embedded_broker, synthetic_h
     assert {"age", "gender", "emotion", "race", "region"} <= set(record["faces"][0])
     assert as_table.returncode == 0, as_table.stderr
     lines = as_table.stdout.splitlines()
-    assert lines[0] == "!! synthetic weights: attributes are not meaningful"
+    assert lines[0] == f"!! {SYNTHETIC_WARNING}"
     assert tuple(lines[1].split()) == COLUMNS
     (row,) = [line for line in lines if line.startswith(image)]
     cells = row.split()

@@ -20,14 +20,16 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
+from apps.broker import EmbeddedBroker, free_port
+from apps.processes import wait_until
 from di import Settings
-from facestream.broker import EmbeddedBroker, ensure_topics, free_port
+from facestream.kafka_admin import ensure_topics
 from facestream.models import ACTIONS
 from facestream.records import result_record
 from facestream.v1 import records_pb2
 from grpc_server.client import AnalyzeClient, request
 from grpc_server.service import REQUEST_ID_METADATA
-from tests.conftest import NO_METRICS, PROJECT_ROOT, SYNTHETIC_HOME, run_facestream
+from tests.commands import NO_METRICS, PROJECT_ROOT, SYNTHETIC_HOME, run_facestream
 from tests.grpc_helpers import (
     NOT_SERVING,
     SERVING,
@@ -36,7 +38,6 @@ from tests.grpc_helpers import (
     server_process,
     server_settings,
     stand_in_dataflow,
-    wait_for,
 )
 from tests.images import dds_header, png_claiming
 from tests.pipeline import Topics, consume_until, produce
@@ -201,7 +202,7 @@ def test_analyze_gets_its_result_and_duplicates_reach_each_waiter_once(topics, s
             target=lambda: watched.extend(watcher_client.watch(ids[:6], timeout=60))
         )
         watching.start()
-        wait_for(lambda: server.listener.waiter_count >= 1, 10, "the watch to register")
+        wait_until(lambda: server.listener.waiter_count >= 1, 10, "the watch to register")
         with ThreadPoolExecutor(8) as pool:
             results = list(
                 pool.map(
@@ -220,21 +221,24 @@ def test_watch_all_sees_results_of_requests_from_another_client(topics, server, 
     seen: list[records_pb2.AnalysisResult] = []
     with stand_in_dataflow(topics, copies=3), server.client() as other:
         stream = client.watch(timeout=60)
+        ended: list[grpc.StatusCode] = []
 
         def read() -> None:
             try:
                 for result in stream:
                     seen.append(result)
             except grpc.RpcError as error:
-                assert error.code() == grpc.StatusCode.CANCELLED
+                ended.append(error.code())
 
         reader = threading.Thread(target=read)
         reader.start()
-        wait_for(lambda: server.listener.waiter_count == 1, 10, "the watch to register")
+        wait_until(lambda: server.listener.waiter_count == 1, 10, "the watch to register")
         submitted = {other.submit(jpeg(seed=i)) for i in range(10)}
-        wait_for(lambda: {r.request_id for r in seen} >= submitted, 30, "all results")
+        wait_until(lambda: {r.request_id for r in seen} >= submitted, 30, "all results")
         stream.cancel()
         reader.join(10)
+    assert not reader.is_alive()
+    assert ended == [grpc.StatusCode.CANCELLED]  # the stream ended by the cancel, no other way
     ids = [r.request_id for r in seen]
     assert len(ids) == len(set(ids)), "a duplicate result was delivered twice"
 
@@ -276,7 +280,7 @@ def test_calls_beyond_the_image_byte_budget_are_refused_until_bytes_are_freed(to
         with ThreadPoolExecutor(1) as pool:
             # No dataflow answers: this Analyze keeps its image until its deadline.
             waiting = pool.submit(client.analyze, image, request_id="held", timeout=6)
-            wait_for(lambda: server.listener.waiter_count == 1, 10, "Analyze waiting")
+            wait_until(lambda: server.listener.waiter_count == 1, 10, "Analyze waiting")
             assert_status(
                 lambda: client.submit(image, request_id="refused", timeout=5),
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -303,7 +307,7 @@ def test_watch_streams_and_concurrent_calls_are_capped(topics):
 
         with ThreadPoolExecutor(2) as pool:
             opened = pool.submit(read_until_cancelled)
-            wait_for(lambda: server.listener.waiter_count == 1, 10, "the first watch open")
+            wait_until(lambda: server.listener.waiter_count == 1, 10, "the first watch open")
             assert_status(
                 lambda: list(client.watch(timeout=10)),
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -311,7 +315,7 @@ def test_watch_streams_and_concurrent_calls_are_capped(topics):
             )
             # One RPC runs (the watch); an Analyze waiting makes two; a third is refused.
             waiting = pool.submit(client.analyze, jpeg(), request_id="capped", timeout=4)
-            wait_for(lambda: server.listener.waiter_count == 2, 10, "Analyze waiting")
+            wait_until(lambda: server.listener.waiter_count == 2, 10, "Analyze waiting")
             with pytest.raises(grpc.RpcError) as refused:
                 client.submit(jpeg(), request_id="third", timeout=5)
             assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -332,7 +336,7 @@ def test_a_dead_kafka_client_thread_turns_health_not_serving(topics):
     with ServerThread(server_settings(topics)) as server, server.client() as client:
         server.wait_serving()
         server.listener._consumer = BrokenConsumer()
-        wait_for(lambda: server.server.done.is_set(), 10, "the server to see the dead thread")
+        wait_until(lambda: server.server.done.is_set(), 10, "the server to see the dead thread")
         assert "results-listener died: ValueError" in server.server.failure
         assert health_of(client) == NOT_SERVING
 
@@ -399,13 +403,13 @@ def test_broker_down_gives_unavailable_and_the_same_server_recovers(own_broker):
                 "not accepted",
             )
             assert time.monotonic() - started < 3, "UNAVAILABLE came after the deadline"
-            wait_for(lambda: health_of(client) == NOT_SERVING, 30, "health NOT_SERVING")
+            wait_until(lambda: health_of(client) == NOT_SERVING, 30, "health NOT_SERVING")
 
             restarted = EmbeddedBroker(own_broker.port)
             restarted.start()
             try:
                 ensure_topics(restarted.bootstrap, server_settings(topics).topics)
-                wait_for(lambda: health_of(client) == SERVING, 30, "health SERVING again")
+                wait_until(lambda: health_of(client) == SERVING, 30, "health SERVING again")
                 assert client.submit(jpeg(), request_id="after", timeout=10) == "after"
                 records = requests_on_topic(topics, {"after"})
                 assert "during" not in records
@@ -423,7 +427,7 @@ def test_a_silent_broker_gives_unavailable_and_in_flight_limit(own_broker):
         try:
             with ThreadPoolExecutor(1) as pool:
                 first = pool.submit(client.submit, jpeg(), request_id="stalled", timeout=10)
-                wait_for(lambda: server.publisher.in_flight == 1, 10, "a publish in flight")
+                wait_until(lambda: server.publisher.in_flight == 1, 10, "a publish in flight")
                 assert_status(
                     lambda: client.submit(jpeg(), request_id="second", timeout=10),
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -442,7 +446,7 @@ def test_a_silent_broker_gives_unavailable_and_in_flight_limit(own_broker):
             assert time.monotonic() - started < 3
         finally:
             os.kill(own_broker.pid, signal.SIGCONT)
-        wait_for(lambda: server.publisher.in_flight == 0, 10, "no publish in flight")
+        wait_until(lambda: server.publisher.in_flight == 0, 10, "no publish in flight")
         assert client.submit(jpeg(), request_id="resumed", timeout=10) == "resumed"
 
 
@@ -464,7 +468,7 @@ def test_health_is_not_serving_until_kafka_answers():
             "Kafka is not reachable",
         )
         with EmbeddedBroker(port):
-            wait_for(lambda: health_of(client) == SERVING, 30, "health SERVING")
+            wait_until(lambda: health_of(client) == SERVING, 30, "health SERVING")
             assert client.submit(jpeg(), request_id="first", timeout=10) == "first"
 
 
@@ -482,13 +486,13 @@ def test_shutdown_finishes_in_flight_acks_and_reports_not_serving(own_broker):
             target=lambda: statuses.extend(r.status for r in _until_error(health_watch))
         )
         watcher.start()
-        wait_for(lambda: SERVING in statuses, 10, "the health watch")
+        wait_until(lambda: SERVING in statuses, 10, "the health watch")
         os.kill(own_broker.pid, signal.SIGSTOP)
         with ThreadPoolExecutor(1) as pool:
             in_flight = pool.submit(client.submit, jpeg(), request_id="in-flight", timeout=30)
-            wait_for(lambda: server.publisher.in_flight == 1, 10, "a publish in flight")
+            wait_until(lambda: server.publisher.in_flight == 1, 10, "a publish in flight")
             stopped = server.start(server.server.stop(15))
-            wait_for(lambda: NOT_SERVING in statuses, 10, "health NOT_SERVING on shutdown")
+            wait_until(lambda: NOT_SERVING in statuses, 10, "health NOT_SERVING on shutdown")
             with server.client() as late:
                 assert_status(lambda: late.submit(jpeg(), timeout=5), grpc.StatusCode.UNAVAILABLE)
             os.kill(own_broker.pid, signal.SIGCONT)
@@ -572,12 +576,11 @@ def test_tls(topics):
 def test_server_process_stops_cleanly_on_sigterm(topics):
     port = free_port()
     env = topics.env(SYNTHETIC_HOME, FACESTREAM_GRPC_ADDRESS=f"127.0.0.1:{port}")
-    with server_process(env) as (process, log), AnalyzeClient(f"127.0.0.1:{port}") as client:
-        wait_for(lambda: health_of(client) == SERVING, 60, "the server process to serve")
+    with server_process(env) as server, AnalyzeClient(f"127.0.0.1:{port}") as client:
+        wait_until(lambda: health_of(client) == SERVING, 60, "the server process to serve")
         assert client.submit(jpeg(), request_id="from-process") == "from-process"
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0, log.read_text()
-        assert "AnalyzeService stopped" in log.read_text()
+        assert server.stop(signal.SIGTERM, timeout=30) == 0, server.output()
+        assert "AnalyzeService stopped" in server.output()
     assert set(requests_on_topic(topics, {"from-process"})) == {"from-process"}
 
 

@@ -10,10 +10,11 @@ import sys
 
 import pytest
 
-from dataflow.steps import ImageJob, Limits, extract_faces
+from dataflow.steps import ImageJob, extract_faces
 from di import Settings
 from di.logs import TEXT_FORMAT, JsonLineFormatter, make_logger, stderr_handler
 from facestream.models import ACTIONS
+from facestream.requests import RequestLimits
 from tests.images import astronaut_jpeg
 
 
@@ -68,7 +69,7 @@ def test_text_is_the_default_and_one_line_per_event(log_to_buffer):
 
 def test_a_step_failure_is_logged_with_its_request_and_stage(log_to_buffer):
     logger, stream = log_to_buffer("json")
-    limits = Limits(10_000_000, 10**8, 2048, "opencv", ("opencv",))
+    limits = RequestLimits(10_000_000, 10**8, ACTIONS, "opencv", ("opencv",))
 
     class Exploding:  # the analyzer's detector raising, as a native library might
         actions = ACTIONS
@@ -78,7 +79,7 @@ def test_a_step_failure_is_logged_with_its_request_and_stage(log_to_buffer):
             raise RuntimeError("detector broke")
 
     job = ImageJob("r-3", "t/0/1", astronaut_jpeg(), (), "", None, 0.0, b"")
-    [result] = extract_faces(job, Exploding(), limits, logger)  # type: ignore[arg-type]
+    [result] = extract_faces(job, Exploding(), limits, logger, detection_max_side=2048)  # type: ignore[arg-type]
     assert result.error.code == "detect.failed"
     (event,) = (json.loads(line) for line in stream.getvalue().splitlines())
     assert (event["request_id"], event["stage"], event["level"]) == ("r-3", "detect", "ERROR")

@@ -12,14 +12,15 @@ from grpc_health.v1 import health_pb2
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from apps.broker import free_port
+from apps.image_sources import group_photo, skimage_data_dir
+from apps.processes import wait_until
 from dataflow.metrics import DataflowMetrics, count_dead_letter, count_face, count_result
 from dataflow.steps import AnalyzedFace, DeadLetter
-from facestream.broker import free_port
-from facestream.image_sources import group_photo, skimage_data_dir
 from facestream.records import result_record
 from facestream.v1 import records_pb2
 from grpc_server.client import AnalyzeClient
-from tests.grpc_helpers import server_process, wait_for
+from tests.grpc_helpers import server_process
 from tests.images import astronaut_jpeg
 from tests.pipeline import DataflowProcess, Topics, produce, results_for, submission
 
@@ -104,6 +105,7 @@ def test_count_face_and_dead_letter_count_by_outcome_and_code():
 
 
 @pytest.mark.models
+@pytest.mark.timeout(1200)  # model loading (300) and three Analyze calls (150 each) at most
 def test_every_metrics_endpoint_counts_the_traffic_sent(embedded_broker, synthetic_home):
     topics = Topics(embedded_broker.bootstrap)
     server_metrics, dataflow_metrics = free_port(), free_port()
@@ -118,24 +120,24 @@ def test_every_metrics_endpoint_counts_the_traffic_sent(embedded_broker, synthet
     dataflow_url = f"http://127.0.0.1:{dataflow_metrics}/metrics"
     with (
         DataflowProcess(env, "-w", "2") as flow,
-        server_process(env) as (server, log),
+        server_process(env) as server,
         AnalyzeClient(address) as client,
     ):
 
         def serving() -> bool:
-            assert server.poll() is None, log.read_text()
+            assert server.running(), server.output()
             try:
                 return client.health(timeout=1) == health_pb2.HealthCheckResponse.SERVING
             except grpc.RpcError:
                 return False
 
-        wait_for(serving, 60, "the server to serve")
+        wait_until(serving, 60, "the server to serve")
         before = scrape(server_url)
-        wait_for(lambda: flow.running() and _answers(dataflow_url), 300, "dataflow metrics")
+        wait_until(lambda: flow.running() and _answers(dataflow_url), 300, "dataflow metrics")
         # Traffic: 3 Analyze calls, 1 good and 1 refused Submit; on the topic directly, an
         # image that is not one and a record that is not a submission.
         analyzed = [
-            client.analyze(image, request_id=rid, timeout=600)
+            client.analyze(image, request_id=rid, timeout=150)
             for rid, image in (
                 ("astronaut-1", astronaut_jpeg()),
                 ("astronaut-2", astronaut_jpeg(quality=80)),
@@ -153,7 +155,7 @@ def test_every_metrics_endpoint_counts_the_traffic_sent(embedded_broker, synthet
         )
         ids = ["astronaut-1", "astronaut-2", "coffee", "group", "junk"]
         results = {
-            rid: rs[0] for rid, rs in results_for(topics.bootstrap, topics, ids, 600, flow).items()
+            rid: rs[0] for rid, rs in results_for(topics.bootstrap, topics, ids, 120, flow).items()
         }
         by_status = Counter(
             (records_pb2.AnalysisStatus.Name(r.status), r.error.code) for r in results.values()
@@ -166,15 +168,15 @@ def test_every_metrics_endpoint_counts_the_traffic_sent(embedded_broker, synthet
             dead = sum(with_name(samples, "facestream_dataflow_dead_letters_total").values())
             return images == len(ids) and dead == 1
 
-        wait_for(dataflow_counted, 30, "the dataflow's counters to reach the traffic")
+        wait_until(dataflow_counted, 30, "the dataflow's counters to reach the traffic")
         on_dataflow = scrape(dataflow_url)
         # librdkafka's statistics, every second, give the lags.
-        wait_for(
+        wait_until(
             lambda: with_name(scrape(server_url), "facestream_server_results_listener_lag_records"),
             30,
             "the results listener's lag",
         )
-        wait_for(
+        wait_until(
             lambda: with_name(scrape(dataflow_url), "bytewax_kafka_consumer_lag"),
             30,
             "Bytewax's consumer lag",
@@ -185,7 +187,7 @@ def test_every_metrics_endpoint_counts_the_traffic_sent(embedded_broker, synthet
             return sum(n for labels, n in calls.items() if ("method", "Analyze") in labels) == 3
 
         # A call is counted as its handler returns, a moment after the client's answer.
-        wait_for(server_counted, 10, "the server's counters to reach the traffic")
+        wait_until(server_counted, 10, "the server's counters to reach the traffic")
         on_server = scrape(server_url)
 
     assert [r.request_id for r in analyzed] == ids[:3]

@@ -10,6 +10,7 @@ import pytest
 
 from facestream.models import (
     ACTIONS,
+    SYNTHETIC_WARNING,
     MissingWeightsError,
     WeightState,
     check_weights,
@@ -18,7 +19,7 @@ from facestream.models import (
     usable_detectors,
     weights_dir_of,
 )
-from tests.conftest import cli_env, run_facestream
+from tests.commands import cli_env, run_facestream
 
 
 def states(report):
@@ -90,13 +91,13 @@ def test_cli_synth_says_synthetic_and_check_reports_it(tmp_path):
     # The command's own lines only: no TensorFlow, absl or DeepFace start-up messages.
     noise = re.compile(r"tensorflow|absl|oneDNN|cuda|I0000|has been created", re.IGNORECASE)
     assert not noise.search(synth.stdout + synth.stderr), synth.stdout + synth.stderr
-    assert "SYNTHETIC weights" in synth.stdout
+    assert SYNTHETIC_WARNING in synth.stdout
     assert "facial_expression_model_weights.h5" in synth.stdout
 
     present = run_facestream("models", "check", "--actions", "emotion", env=env)
     assert present.returncode == 0, present.stdout + present.stderr
     assert "action emotion" in present.stdout and "synthetic" in present.stdout
-    assert "SYNTHETIC weights" in present.stdout
+    assert SYNTHETIC_WARNING in present.stdout
 
     missing = run_facestream("models", "check", "--actions", "age", "--detectors", "ssd", env=env)
     assert missing.returncode == 1

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from facestream.protogen import PROJECT_ROOT, generate_stubs
+from apps.protogen import PROJECT_ROOT, generate_stubs
 from facestream.v1 import analyze_service_pb2, records_pb2
 
 COMMITTED = PROJECT_ROOT / "facestream" / "v1"

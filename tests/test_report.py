@@ -1,33 +1,13 @@
-"""The demo's pieces alone: the public images, the report, and the choice of weights."""
+"""The demo's report alone: annotated images, labels, the summary and the gallery."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
 import cv2
 import numpy as np
-import pytest
 
-from di import Settings
-from facestream import demo
-from facestream.faces import find_faces
-from facestream.image_sources import (
-    GROUP_NAME,
-    PUBLIC_PHOTOS,
-    demo_images,
-    folder_images,
-    skimage_data_dir,
-)
-from facestream.models import (
-    ACTIONS,
-    SYNTHETIC_WARNING,
-    WeightsDownloadError,
-    synthetic_deepface_home,
-    weights_dir_of,
-)
-from facestream.records import result_record
-from facestream.report import (
+from apps.report import (
     BOX_COLOR,
     WARNING_COLOR,
     ReportEntry,
@@ -36,11 +16,11 @@ from facestream.report import (
     summarize,
     write_report,
 )
+from facestream.models import (
+    SYNTHETIC_WARNING,
+)
+from facestream.records import result_record
 from facestream.v1 import records_pb2
-
-
-def decode(data: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
 
 def a_result(
@@ -61,31 +41,6 @@ def a_result(
 
 def png(width: int, height: int, value: int = 128) -> bytes:
     return cv2.imencode(".png", np.full((height, width, 3), value, np.uint8))[1].tobytes()
-
-
-def test_demo_images_are_the_public_photos_as_shipped_plus_a_group():
-    images = demo_images()
-    assert [i.name for i in images] == [*PUBLIC_PHOTOS, GROUP_NAME]
-    for image in images[:-1]:
-        assert image.data == (skimage_data_dir() / image.name).read_bytes()
-    group = decode(images[-1].data)
-    assert group.shape == (768, 768, 3)
-    # The group holds the astronaut twice (once mirrored): the real detector finds both.
-    faces = find_faces(group, "opencv", 2048)
-    assert len(faces) == 2
-    assert {f.x < 384 for f in faces} == {True, False}
-
-
-def test_folder_images_are_named_relative_to_the_folder(tmp_path):
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "a.png").write_bytes(png(8, 8))
-    (tmp_path / "sub" / "b.JPG").write_bytes(b"jpeg?")
-    (tmp_path / "notes.txt").write_text("not an image")
-    images = folder_images(tmp_path)
-    assert [(i.name, i.data) for i in images] == [
-        ("a.png", png(8, 8)),
-        ("sub/b.JPG", b"jpeg?"),
-    ]
 
 
 def test_annotate_draws_a_box_and_label_per_face():
@@ -143,66 +98,3 @@ def test_report_is_a_gallery_with_every_image_and_the_warning(tmp_path):
     assert "INVALID_ARGUMENT: not an image" in page
     assert "30x40+1+2" in page
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
-
-
-@pytest.fixture
-def no_real_weights(tmp_path) -> Settings:
-    return Settings.from_env({"DEEPFACE_HOME": str(tmp_path)})
-
-
-def test_weights_present_are_used_as_they_are(synthetic_home):
-    settings = Settings.from_env({"DEEPFACE_HOME": str(synthetic_home)})
-    home, synthetic = demo.choose_weights(settings, True, download=pytest.fail)
-    assert (home, synthetic) == (synthetic_home, True)
-
-
-def test_missing_weights_without_download_fall_back_to_synthetic(
-    synthetic_home, no_real_weights, capsys
-):
-    home, synthetic = demo.choose_weights(no_real_weights, False, download=pytest.fail)
-    assert (home, synthetic) == (synthetic_deepface_home(), True)
-    out = capsys.readouterr().out
-    assert "real DeepFace weights are missing" in out
-    assert "downloading is off" in out
-    assert f"using SYNTHETIC weights from {weights_dir_of(synthetic_home)}" in out
-    assert not weights_dir_of(no_real_weights.deepface_home).exists()  # nothing mixed in
-
-
-def test_a_failed_download_falls_back_to_synthetic(synthetic_home, no_real_weights, capsys):
-    def offline(_folder):
-        raise WeightsDownloadError("age_model_weights.h5: Failed to resolve host")
-
-    home, synthetic = demo.choose_weights(no_real_weights, True, download=offline)
-    assert (home, synthetic) == (synthetic_deepface_home(), True)
-    assert "the download failed (age_model_weights.h5: Failed to resolve host)" in (
-        capsys.readouterr().out
-    )
-
-
-def test_downloaded_weights_are_used_as_real(no_real_weights):
-    fetched = []
-    home, synthetic = demo.choose_weights(no_real_weights, True, download=fetched.append)
-    assert fetched == [no_real_weights.weights_dir]
-    assert (home, synthetic) == (no_real_weights.deepface_home, False)
-
-
-def test_download_refuses_a_folder_deepface_would_not_write_to(tmp_path):
-    from facestream.models import download_weights
-
-    with pytest.raises(ValueError, match="DeepFace downloads into"):
-        download_weights(tmp_path / "elsewhere", ACTIONS)
-
-
-def test_download_in_child_runs_the_real_command(synthetic_home):
-    # Every file is there (synthetic), so the command downloads nothing: no network.
-    demo.download_in_child(Settings.from_env({"DEEPFACE_HOME": str(synthetic_home)}))
-
-
-def test_download_in_child_reports_the_commands_error(tmp_path):
-    # A settings object whose DEEPFACE_HOME the child cannot use: the child refuses.
-    not_a_folder = tmp_path / "file"
-    not_a_folder.write_text("")
-    settings = Settings.from_env({"DEEPFACE_HOME": str(tmp_path)})
-    settings = dataclasses.replace(settings, deepface_home=not_a_folder)
-    with pytest.raises(WeightsDownloadError, match="DEEPFACE_HOME="):
-        demo.download_in_child(settings)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.commands import PROJECT_ROOT
 
 # The only files that may name ../shared: where the optional photo set is located (every
 # user falls back to the public photos without it), and the docs.

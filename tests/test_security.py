@@ -12,18 +12,18 @@ from pathlib import Path
 import grpc
 import pytest
 
+from apps.processes import wait_until
 from facestream.v1 import records_pb2
 from grpc_server.admission import Admission
 from grpc_server.principals import Credentials, CredentialsError, hash_token
 from grpc_server.validation import RequestRejectedError
-from tests.conftest import PROJECT_ROOT
+from tests.commands import PROJECT_ROOT
 from tests.grpc_helpers import (
     SERVING,
     ServerThread,
     health_of,
     server_settings,
     stand_in_dataflow,
-    wait_for,
 )
 from tests.pipeline import consume_until
 from tests.test_grpc_server import KeptRecords, assert_status, jpeg
@@ -110,7 +110,7 @@ def test_another_principal_never_receives_a_result(server, topics):
     assert published == {"team-a", "team-b"}
     # B asking by id for a request only A made never gets A's result.
     c["team-a"].submit(jpeg(seed=3), request_id="only-a", timeout=10)
-    wait_for(lambda: ("team-a", "only-a") in server.listener._recent, 30, "A's result to arrive")
+    wait_until(lambda: ("team-a", "only-a") in server.listener._recent, 30, "A's result to arrive")
     seen = []
     with pytest.raises(grpc.RpcError) as caught:
         seen.extend(c["team-b"].watch(["only-a"], timeout=3))
@@ -176,7 +176,7 @@ def test_a_revoked_token_is_refused_without_a_restart(server, auth_file):
                 return error.code() == grpc.StatusCode.UNAUTHENTICATED
             return False
 
-        wait_for(refused, 15, "the revoked token to be refused")
+        wait_until(refused, 15, "the revoked token to be refused")
     with server.client(token=TOKENS["team-a"]) as team_a:  # the others are untouched
         assert team_a.submit(jpeg(), request_id="after-revocation", timeout=10)
 
@@ -321,7 +321,7 @@ def test_refusals_are_counted_by_code_and_the_metrics_name_no_one(server):
 
     # A call is counted as its handler returns, a moment after the client has its answer.
     for code in ("OK", "PERMISSION_DENIED", "UNAUTHENTICATED"):
-        wait_for(lambda code=code: counted(code) == 1, 5, f"one Submit counted as {code}")
+        wait_until(lambda code=code: counted(code) == 1, 5, f"one Submit counted as {code}")
     text = generate_latest(server.server.metrics.registry).decode()
     # Scraping needs no credentials, so the metrics hold no principal and no token.
     for secret in (*TOKENS, *TOKENS.values(), "not-a-known-token"):

@@ -17,7 +17,6 @@ from dataflow.steps import (
     FaceJob,
     ImageJob,
     ImageProgress,
-    Limits,
     analyze_faces,
     dead_letter_out,
     extract_faces,
@@ -29,19 +28,22 @@ from dataflow.steps import (
 )
 from facestream.attempts import AttemptLog
 from facestream.faces import Face
+from facestream.models import ACTIONS
 from facestream.records import Status, image_submitted
+from facestream.requests import RequestLimits
 from facestream.v1 import records_pb2
 from tests.images import astronaut_jpeg, mpo, png_claiming
 from tests.pipeline import submission
 
 LOG = logging.getLogger("test")
-LIMITS = Limits(
+LIMITS = RequestLimits(
     max_image_bytes=10 * 1024 * 1024,
     max_pixels=40_000_000,
-    detection_max_side=2048,
+    enabled_actions=ACTIONS,
     default_detector="opencv",
     available_detectors=("opencv", "mtcnn", "skip"),
 )
+SIDE = 2048  # FACESTREAM_DETECTION_MAX_SIDE in exact mode
 
 
 def message(value, key=b"k", offset=7):
@@ -63,7 +65,7 @@ def test_the_principal_travels_from_the_request_to_its_finished_result(analyzer)
     record = image_submitted("r-7", b"not an image", principal="team-b").SerializeToString()
     parsed = parse_request(message(record))
     assert parsed.principal == "team-b"
-    [result] = extract_faces(parsed, analyzer, LIMITS, LOG)
+    [result] = extract_faces(parsed, analyzer, LIMITS, LOG, detection_max_side=SIDE)
     assert (result.request_id, result.principal) == ("r-7", "team-b")
 
 
@@ -109,7 +111,7 @@ def test_dead_letter_record_keeps_bytes_and_says_why():
 @pytest.mark.models
 def test_extract_faces_gives_one_job_per_face(analyzer, faces_dir):
     image = (faces_dir / "multi_2_couple.jpg").read_bytes()
-    faces = extract_faces(job(image), analyzer, LIMITS, LOG)
+    faces = extract_faces(job(image), analyzer, LIMITS, LOG, detection_max_side=SIDE)
     assert [f.index for f in faces] == [0, 1]
     assert all(isinstance(f, FaceJob) and f.image.face_count == 2 for f in faces)
     assert all(f.face.crop.dtype == np.uint8 and f.face.crop.ndim == 3 for f in faces)
@@ -129,7 +131,9 @@ def test_extract_faces_gives_one_job_per_face(analyzer, faces_dir):
     ],
 )
 def test_extract_faces_finishes_images_without_faces(analyzer, faces_dir, image, status, code):
-    [result] = extract_faces(job((faces_dir / image).read_bytes()), analyzer, LIMITS, LOG)
+    [result] = extract_faces(
+        job((faces_dir / image).read_bytes()), analyzer, LIMITS, LOG, detection_max_side=SIDE
+    )
     assert isinstance(result, records_pb2.AnalysisResult)
     assert (result.request_id, result.status, result.error.code) == ("r-1", status, code)
     assert not result.faces
@@ -138,12 +142,16 @@ def test_extract_faces_finishes_images_without_faces(analyzer, faces_dir, image,
 
 @pytest.mark.models
 def test_extract_faces_refuses_a_pixel_bomb_and_unknown_actions(analyzer):
-    [bomb] = extract_faces(job(png_claiming(20_000, 20_000)), analyzer, LIMITS, LOG)
+    [bomb] = extract_faces(
+        job(png_claiming(20_000, 20_000)), analyzer, LIMITS, LOG, detection_max_side=SIDE
+    )
     assert (bomb.status, bomb.error.code) == (
         Status.ANALYSIS_STATUS_INVALID_IMAGE,
         "image.too_many_pixels",
     )
-    [unknown] = extract_faces(job(b"irrelevant", actions=["smile"]), analyzer, LIMITS, LOG)
+    [unknown] = extract_faces(
+        job(b"irrelevant", actions=["smile"]), analyzer, LIMITS, LOG, detection_max_side=SIDE
+    )
     assert (unknown.status, unknown.error.code) == (
         Status.ANALYSIS_STATUS_FAILED,
         "request.unknown_action",
@@ -160,7 +168,7 @@ class BrokenDetector:
 
 def test_a_detector_failure_fails_only_that_image(faces_dir):
     image = (faces_dir / "single_man_glasses.jpg").read_bytes()
-    [result] = extract_faces(job(image), BrokenDetector(), LIMITS, LOG)
+    [result] = extract_faces(job(image), BrokenDetector(), LIMITS, LOG, detection_max_side=SIDE)
     assert result.status == Status.ANALYSIS_STATUS_FAILED
     assert result.error.code == "detect.failed"
     assert "detector exploded" in result.error.message
@@ -172,7 +180,7 @@ def test_an_exception_from_a_decoder_fails_only_that_image(monkeypatch):
         raise MemoryError("cannot allocate")
 
     monkeypatch.setattr("dataflow.steps.decode_image", exploding_decoder)
-    [result] = extract_faces(job(b"bytes"), BrokenDetector(), LIMITS, LOG)
+    [result] = extract_faces(job(b"bytes"), BrokenDetector(), LIMITS, LOG, detection_max_side=SIDE)
     assert (result.status, result.error.code) == (
         Status.ANALYSIS_STATUS_INVALID_IMAGE,
         "image.undecodable",
@@ -192,7 +200,7 @@ def test_phone_photos_give_what_deepface_analyze_gives(analyzer, tmp_path, kind)
     )
     path = tmp_path / "phone.jpg"
     path.write_bytes(data)
-    faces = extract_faces(job(data), analyzer, LIMITS, LOG)
+    faces = extract_faces(job(data), analyzer, LIMITS, LOG, detection_max_side=SIDE)
     analyzed = analyze_faces(faces, analyzer, 8, LOG)
     state, emitted = None, []
     for face in analyzed:

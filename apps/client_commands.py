@@ -13,12 +13,12 @@ from pathlib import Path
 import grpc
 from tqdm import tqdm
 
+from apps.image_sources import IMAGE_SUFFIXES, NamedImage, image_files
+from apps.result_table import error_row, format_table, result_json, result_rows
 from di import Settings
-from facestream.image_sources import IMAGE_SUFFIXES, NamedImage, image_files
 from facestream.models import SYNTHETIC_WARNING
 from facestream.v1 import analyze_service_pb2, records_pb2
 from grpc_server.client import AnalyzeClient, request
-from grpc_server.result_table import error_row, format_table, result_json, result_rows
 
 SUBMIT_COLUMNS = ("image", "request id", "accepted")
 
@@ -30,7 +30,7 @@ def client_for(settings: Settings) -> AnalyzeClient:
     )
     return AnalyzeClient(
         settings.grpc_address,
-        settings.client_token,
+        settings.client_token.get_secret_value(),
         settings.tls_ca,
         client_certificate=certificate,
     )

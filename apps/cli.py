@@ -1,12 +1,14 @@
 """The `facestream` command.
 
-This is an entry point, so unlike the rest of the core it reads settings (through `di`):
-each subcommand turns them into explicit arguments for the core's functions.
+An application: it reads settings (through `di`) and turns them into explicit arguments
+for the core's functions, the server and the demo.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 import threading
@@ -14,13 +16,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
+from apps.broker import EmbeddedBroker
 from di import Settings, SettingsError, load_settings
-from di.logs import quiet_libraries
-from facestream.broker import BrokerError, EmbeddedBroker, ensure_topics, wait_for_kafka
+from facestream.kafka_admin import BrokerError, ensure_topics, wait_for_kafka
 from facestream.models import (
     ACTIONS,
     DEFAULT_SEED,
     DETECTOR_BACKENDS,
+    SYNTHETIC_WARNING,
     WeightsDownloadError,
     WeightState,
     check_weights,
@@ -28,9 +31,11 @@ from facestream.models import (
     synthesize_weights,
 )
 
-SYNTHETIC_NOTICE = (
-    "SYNTHETIC weights: same architecture and cost as DeepFace's, predictions are meaningless."
-)
+# TensorFlow's (and absl's) and DeepFace's own start-up chatter, off unless the user set
+# these variables: a command's output is its own lines.
+QUIET_LIBRARIES = {"TF_CPP_MIN_LOG_LEVEL": "3", "DEEPFACE_LOG_LEVEL": str(logging.WARNING)}
+# Said after writing or finding synthetic weights.
+SYNTHETIC_NOTICE = f"!! {SYNTHETIC_WARNING} (same architecture and cost as DeepFace's own)"
 
 
 def _comma_list(allowed: Sequence[str]) -> Callable[[str], list[str]]:
@@ -186,8 +191,8 @@ def run_health(settings: Settings, address: str | None, timeout: float) -> int:
 
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
-    """The whole system on this machine; see facestream.demo."""
-    from facestream import demo
+    """The whole system on this machine; see apps.demo."""
+    from apps import demo
 
     options = demo.DemoOptions(
         images=args.images,
@@ -201,19 +206,11 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_client_or_server(settings: Settings, args: argparse.Namespace) -> int:
     """The gRPC subcommands; imported here because the core does not depend on the server."""
-    import asyncio
-
-    from facestream.metrics_endpoint import MetricsEndpointError
-    from grpc_server.commands import run_submit, run_watch
-    from grpc_server.principals import CredentialsError
-    from grpc_server.server import serve
+    from apps.client_commands import run_submit, run_watch
+    from grpc_server.server import run_server
 
     if args.command == "serve":
-        try:
-            return asyncio.run(serve(settings))
-        except (CredentialsError, MetricsEndpointError) as error:
-            print(f"error: the gRPC server cannot start: {error}", file=sys.stderr)
-            return 2
+        return run_server(settings)
     if args.command == "submit":
         return run_submit(
             settings, args.paths, args.wait, args.json, args.timeout, args.concurrency
@@ -343,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("request_ids", nargs="*", metavar="REQUEST_ID")
     watch.add_argument("--json", action="store_true", help="print JSON lines")
     return parser
+
+
+def quiet_libraries() -> None:
+    """Silence TensorFlow's and DeepFace's start-up messages in this process and its
+    children (before either is imported), unless the user chose otherwise."""
+    for name, value in QUIET_LIBRARIES.items():
+        os.environ.setdefault(name, value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,205 @@
+"""`facestream demo`: the whole system on one machine, in one command.
+
+It starts the embedded broker (unless FACESTREAM_KAFKA_BOOTSTRAP names a Kafka), the
+dataflow (`python -m bytewax.run dataflow -w 2`) and the gRPC server as child processes,
+waits until they answer, sends the images through the gRPC client, prints a table and a
+summary, writes a report folder, and stops every child on the way out, Ctrl-C included.
+
+Like `apps.cli`, this is an entry point: it composes the core, the settings and the
+gRPC client, so it may import `di` and `grpc_server`.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from apps.client_commands import analyze_images
+from apps.image_sources import IMAGE_SUFFIXES, NamedImage, demo_images, folder_images
+from apps.local_system import (
+    LocalSystem,
+    LocalSystemError,
+    say,
+    wait_first_result,
+    wait_serving,
+)
+from apps.report import ReportEntry, summarize, write_report
+from apps.result_table import error_row, format_table, result_rows
+from di import Settings, child_environment
+from facestream.models import (
+    SYNTHETIC_WARNING,
+    WeightsDownloadError,
+    WeightState,
+    check_weights,
+    ensure_synthetic_weights,
+    synthetic_deepface_home,
+    weights_dir_of,
+)
+from grpc_server.client import AnalyzeClient
+
+
+class DemoError(RuntimeError):
+    """The demo cannot go on; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What `facestream demo` was asked for."""
+
+    images: Path | None  # None: the public demo set
+    report: Path
+    download: bool  # may DeepFace download missing weights?
+    timeout: float  # seconds per image
+    concurrency: int
+
+
+def choose_weights(
+    settings: Settings,
+    allow_download: bool,
+    download: Callable[[Path], object] | None = None,
+) -> tuple[Path, bool]:
+    """The DEEPFACE_HOME the dataflow should use, and whether its weights are synthetic.
+
+    Weights already in DEEPFACE_HOME are used as they are. Missing ones are downloaded
+    (DeepFace's own sources) when allowed; when that is not allowed or fails, synthetic
+    weights are used from the user's cache (made there if needed), never mixed into
+    DEEPFACE_HOME.
+    """
+    download = download or (lambda _folder: download_in_child(settings))
+    actions = check_weights(settings.weights_dir, settings.actions, ())
+    missing = [s for s in actions if not s.usable]
+    if not missing:
+        synthetic = any(s.state is WeightState.SYNTHETIC for s in actions)
+        say(f"weights: {'SYNTHETIC' if synthetic else 'real'} ones in {settings.weights_dir}")
+        return settings.deepface_home, synthetic
+    names = ", ".join(s.path.name for s in missing)
+    say(f"weights: real DeepFace weights are missing in {settings.weights_dir}: {names}")
+    if allow_download:
+        say("weights: downloading them with DeepFace (about 1.6 GB) ...")
+        try:
+            download(settings.weights_dir)
+            say("weights: downloaded; using the real ones")
+            return settings.deepface_home, False
+        except WeightsDownloadError as error:
+            say(f"weights: the download failed ({str(error).splitlines()[0][:200]})")
+    else:
+        say("weights: downloading is off (--no-download)")
+    home = synthetic_deepface_home()
+    folder = weights_dir_of(home)
+    say(f"weights: SYNTHETIC weights in {folder} (made on first use: ~1.6 GB, a minute)")
+    ensure_synthetic_weights(folder, settings.actions)
+    say(f"weights: using SYNTHETIC weights from {folder}: {SYNTHETIC_WARNING}.")
+    say(
+        "weights: for real attributes, put DeepFace's weight files in "
+        f"{settings.weights_dir} (see the README, 'Model weights')."
+    )
+    return home, True
+
+
+def download_in_child(settings: Settings) -> None:
+    """`facestream models download` in a child process, so that TensorFlow's and DeepFace's
+    start-up chatter stays out of the demo's output; WeightsDownloadError when it fails."""
+    command = [sys.executable, "-m", "apps.cli", "models", "download"]
+    env = child_environment(DEEPFACE_HOME=str(settings.deepface_home), TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()
+        raise WeightsDownloadError(lines[-1].removeprefix("error: download failed: "))
+
+
+def _load_images(options: DemoOptions) -> list[NamedImage]:
+    if options.images is None:
+        say("images: the public demo set (scikit-image photos, public domain / CC0) + a group")
+        try:
+            return demo_images()
+        except FileNotFoundError as error:
+            raise DemoError(str(error)) from None
+    if not options.images.exists():
+        raise DemoError(f"{options.images}: no such file or folder")
+    images = folder_images(options.images)
+    if not images:
+        raise DemoError(f"{options.images}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    say(f"images: {len(images)} from {options.images}")
+    return images
+
+
+def _loader(image: NamedImage) -> Callable[[], NamedImage]:
+    return lambda: image
+
+
+def run(settings: Settings, options: DemoOptions) -> int:
+    """The demo; its exit code (0 when every image got a result)."""
+    say("facestream demo: broker -> dataflow -> gRPC server, all on this machine")
+    images = _load_images(options)
+    home, synthetic = choose_weights(settings, options.download)
+    run_id = f"demo-{uuid.uuid4().hex[:8]}"
+    with (
+        LocalSystem(settings, home).running() as system,
+        AnalyzeClient(system.address) as client,
+    ):
+        wait_serving(system, client)
+        say(f"grpc-server: SERVING on {system.address}")
+        for child, url in system.metrics_urls.items():
+            say(f"{child}: metrics on {url}")
+        wait_first_result(system, client, run_id)
+        ids = [f"{run_id}-{index}" for index in range(len(images))]
+        started = time.monotonic()
+        loaders = [_loader(image) for image in images]
+        analyses = system.supervise(
+            lambda: analyze_images(client, loaders, options.timeout, options.concurrency, ids),
+            options.timeout * len(images) + 30,
+            "the results",
+        )
+        seconds = time.monotonic() - started
+    entries = [
+        ReportEntry(image.name, image.data, a.result, a.error, a.seconds)
+        for image, a in zip(images, analyses, strict=True)
+    ]
+    summary = summarize(entries, seconds)
+    _print_results(entries, synthetic or summary.synthetic_weights)
+    say("")
+    say("Summary")
+    for line in summary.lines():
+        say(f"  {line}")
+    index = write_report(options.report, entries, summary)
+    say(f"report: {index.resolve()}")
+    return 0 if summary.answered == summary.images else 1
+
+
+def _print_results(entries: list[ReportEntry], synthetic: bool) -> None:
+    rows: list[tuple[str, ...]] = []
+    for entry in entries:
+        if entry.result is None:
+            rows.append(error_row(entry.name, entry.error))
+        else:
+            rows.extend(result_rows(entry.name, entry.result))
+    say("")
+    say(f"Results ({SYNTHETIC_WARNING})" if synthetic else "Results")
+    say(format_table(rows))
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def main(settings: Settings, options: DemoOptions) -> int:
+    """Run the demo; Ctrl-C or SIGTERM stops it (and its children) with exit code 130."""
+    # Set for SIGINT too: a shell that starts the demo in the background makes it ignore
+    # SIGINT, and the demo must stop its children whoever asks.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return run(settings, options)
+    except KeyboardInterrupt:
+        say("interrupted: every child process was stopped")
+        return 130
+    except (DemoError, LocalSystemError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,240 @@
+"""The local system: the embedded broker (or a configured Kafka), the dataflow and the
+gRPC server as child processes of this one, on loopback ports, ready when they answer, and
+stopped by their pids on the way out. `facestream demo`, the benchmarks and the tests
+start facestream this way."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import cv2
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2
+
+from apps.broker import EmbeddedBroker, free_port, port_is_free
+from apps.client_commands import describe_rpc_error
+from apps.processes import ChildProcess, WaitTimeoutError, wait_until
+from di import Settings, child_environment
+from facestream.kafka_admin import ensure_topics, wait_for_kafka
+from grpc_server.client import AnalyzeClient
+
+DATAFLOW_WORKERS = 2
+HEALTH_TIMEOUT = 120.0
+# The first result waits for the dataflow to build and warm four models (about a minute
+# on 2 cores); a cold machine is slower.
+FIRST_RESULT_TIMEOUT = 900.0
+T = TypeVar("T")
+
+
+class LocalSystemError(RuntimeError):
+    """A child of the local system died or did not become ready; the message says which,
+    with its log."""
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def warmup_image() -> bytes:
+    """A small grey picture without a face: its result proves the pipeline answers."""
+    ok, encoded = cv2.imencode(".png", np.full((64, 64, 3), 128, np.uint8))
+    assert ok
+    return encoded.tobytes()
+
+
+def _loopback_address(configured: str) -> str:
+    host, _, port = configured.rpartition(":")
+    if host in ("127.0.0.1", "localhost") and port_is_free("127.0.0.1", int(port)):
+        return f"127.0.0.1:{port}"
+    return f"127.0.0.1:{free_port()}"
+
+
+class LocalSystem:
+    """The broker, the dataflow and the gRPC server as children of this process.
+
+    `dataflows` holds the `bytewax.run` arguments of each dataflow process (one process by
+    default, none for the gRPC front alone); `env` is given to every child on top of this
+    process's environment. `bootstrap` is Kafka's address once it runs. Each child serves
+    its metrics on a port of its own (`metrics_urls`), the configured one when it is free.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        deepface_home: Path,
+        dataflows: Sequence[Sequence[str]] = (("-w", str(DATAFLOW_WORKERS)),),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.deepface_home = deepface_home
+        self.dataflows = dataflows
+        self.env = dict(env or {})
+        self.children: list[ChildProcess] = []
+        self.address = _loopback_address(settings.grpc_address)
+        self.bootstrap = settings.bootstrap_servers
+        self.metrics_ports: dict[str, int] = {}  # child name -> its metrics port
+
+    @contextmanager
+    def running(self) -> Iterator[LocalSystem]:
+        """Start everything; stop every child (server, dataflow, broker) on the way out."""
+        with ExitStack() as stack:
+            self.bootstrap = self._kafka(stack)
+            ensure_topics(
+                self.bootstrap, self.settings.topics, security=self.settings.kafka_security
+            )
+            env = child_environment(
+                **self.env,
+                FACESTREAM_KAFKA_BOOTSTRAP=self.bootstrap,
+                FACESTREAM_GRPC_ADDRESS=self.address,
+                DEEPFACE_HOME=str(self.deepface_home),
+            )
+            stack.callback(self._stop_children)
+            for index, args in enumerate(self.dataflows):
+                name = "dataflow" if len(self.dataflows) == 1 else f"dataflow-{index}"
+                port = self._metrics_port(name, "FACESTREAM_DATAFLOW_METRICS_PORT")
+                self._start(
+                    name,
+                    [sys.executable, "-m", "bytewax.run", "dataflow", *args],
+                    {**env, "FACESTREAM_DATAFLOW_METRICS_PORT": str(port)},
+                )
+            port = self._metrics_port("grpc-server", "FACESTREAM_METRICS_PORT")
+            self._start(
+                "grpc-server",
+                [sys.executable, "-m", "grpc_server"],
+                {**env, "FACESTREAM_METRICS_PORT": str(port)},
+            )
+            yield self
+
+    def _metrics_port(self, child: str, variable: str) -> int:
+        """The metrics port of one child: as configured when that port is free, another
+        free one otherwise (every child needs its own); 0 stays 0 (no endpoint)."""
+        settings = self.settings
+        configured = {
+            "FACESTREAM_METRICS_PORT": settings.metrics_port,
+            "FACESTREAM_DATAFLOW_METRICS_PORT": settings.dataflow_metrics_port,
+        }[variable]
+        configured = int(self.env.get(variable, configured))
+        if configured == 0:
+            return 0
+        port = configured
+        if port in self.metrics_ports.values() or not port_is_free(settings.metrics_host, port):
+            port = free_port()
+        self.metrics_ports[child] = port
+        return port
+
+    @property
+    def metrics_urls(self) -> dict[str, str]:
+        """Each child's /metrics endpoint."""
+        host = self.settings.metrics_host
+        return {
+            child: f"http://{host}:{port}/metrics" for child, port in self.metrics_ports.items()
+        }
+
+    def _kafka(self, stack: ExitStack) -> str:
+        settings = self.settings
+        if not settings.uses_embedded_broker:
+            say(f"kafka: using {settings.bootstrap_servers} (FACESTREAM_KAFKA_BOOTSTRAP)")
+            wait_for_kafka(settings.bootstrap_servers, timeout=30, security=settings.kafka_security)
+            return settings.bootstrap_servers
+        port = settings.embedded_broker_port
+        if not port_is_free("127.0.0.1", port):
+            port = free_port()
+        broker = EmbeddedBroker(port)
+        stack.callback(self._stop_broker, broker)
+        broker.start()
+        say(f"broker: embedded, on {broker.bootstrap} (pid {broker.pid}, in memory)")
+        return broker.bootstrap
+
+    def _start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        child = ChildProcess(name, argv, env)
+        self.children.append(child)
+        shown = " ".join(["python", *argv[1:]])
+        say(f"{name}: {shown} (pid {child.pid})")
+
+    def _stop_children(self) -> None:
+        # The server first, so no new request arrives; then the dataflow (SIGINT is how
+        # Bytewax is asked to stop), each by its pid, killed if it does not end in time.
+        for child in reversed(self.children):
+            dataflow = child.name.startswith("dataflow")
+            code = child.stop(signal.SIGINT if dataflow else signal.SIGTERM)
+            say(f"{child.name}: stopped (pid {child.pid}, exit code {code})")
+
+    @staticmethod
+    def _stop_broker(broker: EmbeddedBroker) -> None:
+        code = broker.stop()
+        say(f"broker: stopped (pid {broker.pid}, exit code {code})")
+
+    def check(self) -> None:
+        """Raise LocalSystemError with its log when a child has exited."""
+        for child in self.children:
+            if not child.running():
+                raise LocalSystemError(
+                    f"the {child.name} (pid {child.pid}) exited with code "
+                    f"{child.process.returncode}. Its last lines:\n{child.log_tail()}"
+                )
+
+    def supervise(self, work: Callable[[], T], timeout: float, what: str) -> T:
+        """Run `work` in a thread and wait for it, checking the children meanwhile."""
+        outcome: list[T] = []
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                outcome.append(work())
+            except BaseException as error:  # handed to the waiting thread below
+                failure.append(error)
+
+        thread = threading.Thread(target=run, name=what, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + timeout
+        while thread.is_alive():
+            thread.join(0.2)
+            self.check()
+            if time.monotonic() > deadline:
+                raise LocalSystemError(f"timed out after {timeout:.0f} s waiting for {what}")
+        if failure:
+            raise failure[0]
+        return outcome[0]
+
+
+def wait_serving(system: LocalSystem, client: AnalyzeClient) -> None:
+    """Return once the server is SERVING; LocalSystemError if a child dies or it takes
+    too long."""
+
+    def serving() -> bool:
+        system.check()
+        try:
+            return client.health(timeout=1) == health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError:  # not listening yet
+            return False
+
+    try:
+        wait_until(serving, HEALTH_TIMEOUT, "the gRPC server to be SERVING", poll=0.2)
+    except WaitTimeoutError as error:
+        raise LocalSystemError(str(error)) from None
+
+
+def wait_first_result(system: LocalSystem, client: AnalyzeClient, run_id: str) -> None:
+    """Return once the dataflow has answered a warm-up image (its models are loaded)."""
+
+    def warm_up() -> object:
+        return client.analyze(
+            warmup_image(), request_id=f"{run_id}-warmup", timeout=FIRST_RESULT_TIMEOUT
+        )
+
+    started = time.monotonic()
+    try:
+        system.supervise(warm_up, FIRST_RESULT_TIMEOUT + 5, "the dataflow's first result")
+    except grpc.RpcError as error:
+        raise LocalSystemError(
+            f"the warm-up request failed: {describe_rpc_error(error)}"
+        ) from error
+    say(f"dataflow: ready ({time.monotonic() - started:.0f} s to load the models and answer)")

@@ -1,0 +1,155 @@
+"""The start-up kit of the demo, the benchmarks and the tests: child processes that never
+outlive their parent and are stopped by their pid, their output, and waiting on a
+condition with a bounded timeout."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+# Resolved here, in the parent: the child of a threaded process must not load libraries.
+_PRCTL = ctypes.CDLL(None).prctl if sys.platform == "linux" else None
+_PR_SET_PDEATHSIG = 1
+
+
+def _prepare_child() -> None:
+    """Run in a child between fork and exec (Popen's preexec_fn): ties it to its parent."""
+    # If the Python parent dies (even by SIGKILL), the
+    # kernel sends SIGTERM to the child, so no orphan keeps a port or GBs of models.
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # A parent started in the background by a shell ignores SIGINT, and children inherit
+    # that; the child must still stop when asked with SIGINT (Bytewax's way).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class WaitTimeoutError(TimeoutError):
+    """What was waited for did not happen in time; the message says what it was."""
+
+
+def wait_until(
+    condition: Callable[[], object], timeout: float, what: str, poll: float = 0.05
+) -> float:
+    """Poll `condition` until it is true; return the seconds it took. WaitTimeoutError
+    naming `what` after `timeout` s. `condition` may raise to stop waiting early."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise WaitTimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)
+    return time.monotonic() - started
+
+
+class ChildExitedError(RuntimeError):
+    """A child ended before doing what was waited for; the message has its output."""
+
+
+def process_alive(pid: int) -> bool:
+    """True while process `pid` runs (a zombie, dead but not reaped, counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def memory_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's memory from /proc in MB: resident now (VmRSS) or its peak (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no {field} for pid {pid}")
+
+
+class ChildProcess:
+    """A command run as a child in its own session (so a terminal's Ctrl-C reaches only the
+    parent, which stops children in order), its output in a log file, ended with its
+    parent at the latest. Without `env` it inherits this process's environment. With
+    `separate_errors`, stderr goes to a log of its own (`errors()`)."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        separate_errors: bool = False,
+    ) -> None:
+        self.name = name
+        self._log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log")  # noqa: SIM115
+        self._errors = (
+            tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".err")  # noqa: SIM115
+            if separate_errors
+            else None
+        )
+        self.process = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._errors if self._errors is not None else subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_prepare_child,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def output(self) -> str:
+        """Everything the child wrote so far (stderr too, unless kept apart)."""
+        return Path(self._log.name).read_text(errors="replace")
+
+    def errors(self) -> str:
+        """What the child wrote to stderr so far, when it is kept apart."""
+        return Path(self._errors.name).read_text(errors="replace") if self._errors else ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
+
+    def wait_for_output(self, pattern: str, timeout: float) -> re.Match[str]:
+        """The first match of `pattern` (a line, re.MULTILINE) in the output, once it is
+        written. WaitTimeoutError after `timeout` s, ChildExitedError when the child ends
+        without writing it; both with the output."""
+        found: list[re.Match[str]] = []
+
+        def written() -> bool:
+            running = self.running()  # before reading: a last line is not missed
+            match = re.search(pattern, self.output(), re.MULTILINE)
+            if match:
+                found.append(match)
+            elif not running:
+                raise ChildExitedError(
+                    f"{self.name} ended (code {self.process.returncode}) without a line "
+                    f"matching {pattern!r}; its output:\n{self.output()}"
+                )
+            return bool(match)
+
+        try:
+            wait_until(written, timeout, f"{self.name} to print {pattern!r}")
+        except WaitTimeoutError as error:
+            raise WaitTimeoutError(f"{error}; its output:\n{self.output()}") from None
+        return found[0]
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20) -> int:
+        """Send `signum`, wait up to `timeout` s, then SIGKILL; return the exit code."""
+        if self.running():
+            os.kill(self.pid, signum)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        return int(self.process.returncode)
