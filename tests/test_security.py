@@ -7,11 +7,13 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
 import pytest
 
+from apps.broker import free_port
 from apps.processes import wait_until
 from facestream.v1 import records_pb2
 from grpc_server.admission import Admission
@@ -302,27 +304,36 @@ def test_mutual_tls_maps_a_client_certificate_to_its_principal(
         assert time.monotonic() - started < 10
 
 
-def test_refusals_are_counted_by_code_and_the_metrics_name_no_one(server):
-    from prometheus_client import generate_latest
+def test_refusals_are_counted_by_code_and_the_metrics_name_no_one(topics, auth_file):
+    from tests.test_metrics import scrape, value
 
-    from tests.test_metrics import parse, value
-
-    c = clients(server)
-    assert c["team-a"].submit(jpeg(), request_id="counted", timeout=10) == "counted"
-    assert_status(lambda: c["reader"].submit(jpeg(), timeout=5), grpc.StatusCode.PERMISSION_DENIED)
-    with server.client(token="not-a-known-token") as stranger:
-        assert_status(lambda: stranger.submit(jpeg(), timeout=5), grpc.StatusCode.UNAUTHENTICATED)
+    port = free_port()
+    settings = server_settings(
+        topics, FACESTREAM_AUTH_FILE=str(auth_file), FACESTREAM_METRICS_PORT=str(port)
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
     calls = "facestream_server_calls_total"
     service = "facestream.v1.AnalyzeService"
 
     def counted(code: str) -> float:
-        samples = parse(generate_latest(server.server.metrics.registry).decode())
-        return value(samples, calls, service=service, method="Submit", code=code)
+        return value(scrape(url), calls, service=service, method="Submit", code=code)
 
-    # A call is counted as its handler returns, a moment after the client has its answer.
-    for code in ("OK", "PERMISSION_DENIED", "UNAUTHENTICATED"):
-        wait_until(lambda code=code: counted(code) == 1, 5, f"one Submit counted as {code}")
-    text = generate_latest(server.server.metrics.registry).decode()
+    with stand_in_dataflow(topics), ServerThread(settings) as server:
+        server.wait_serving()
+        c = clients(server)
+        assert c["team-a"].submit(jpeg(), request_id="counted", timeout=10) == "counted"
+        assert_status(
+            lambda: c["reader"].submit(jpeg(), timeout=5), grpc.StatusCode.PERMISSION_DENIED
+        )
+        with server.client(token="not-a-known-token") as stranger:
+            assert_status(
+                lambda: stranger.submit(jpeg(), timeout=5), grpc.StatusCode.UNAUTHENTICATED
+            )
+        # A call is counted as its handler returns, a moment after the client's answer.
+        for code in ("OK", "PERMISSION_DENIED", "UNAUTHENTICATED"):
+            wait_until(lambda code=code: counted(code) == 1, 5, f"one Submit counted as {code}")
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
     # Scraping needs no credentials, so the metrics hold no principal and no token.
     for secret in (*TOKENS, *TOKENS.values(), "not-a-known-token"):
         assert secret not in text
