@@ -29,16 +29,6 @@ def synthetic_home() -> Path:
 
 
 @pytest.fixture(scope="session")
-def faces_dir() -> Path:
-    """The optional shared test photos (../shared/data/faces, see its MANIFEST.md): tests
-    that name its files are skipped in a clone without them. The repository's own tests
-    use public images made at test time (scikit-image's photos)."""
-    if not SHARED_FACES.is_dir():
-        pytest.skip(f"the optional test photos are not beside the repository ({SHARED_FACES})")
-    return SHARED_FACES
-
-
-@pytest.fixture(scope="session")
 def public_photos(tmp_path_factory) -> Path:
     """The repository's own test photos (tests/photos.py), written once per session."""
     from tests.photos import write_public_photos

@@ -50,6 +50,14 @@ def crowd() -> np.ndarray:
     return np.vstack([np.hstack(tiles[row * 4 : row * 4 + 4]) for row in range(3)])
 
 
+def large_crowd() -> np.ndarray:
+    """Nine astronauts of 768 px on a 3x3 grid, 2304 px square: a large image whose faces
+    DeepFace's detector finds alike at full size and downscaled to 1024 px (boxes within
+    IoU 0.93; a 4x4 grid gains a false face at full size or loses overlap)."""
+    tile = cv2.resize(_read("astronaut.png"), (768, 768), interpolation=cv2.INTER_LINEAR)
+    return np.vstack([np.hstack([tile] * 3)] * 3)
+
+
 def _rotated(image: np.ndarray, degrees: float) -> np.ndarray:
     height, width = image.shape[:2]
     turn = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
@@ -62,6 +70,7 @@ def _composed() -> dict[str, Callable[[], bytes]]:
     return {
         "group.jpg": lambda: group_photo(skimage_data_dir()),
         "crowd.jpg": lambda: _encoded(".jpg", crowd()),
+        "large_crowd_2304.jpg": lambda: _encoded(".jpg", large_crowd()),
         "astronaut_mirror.jpg": lambda: _encoded(".jpg", cv2.flip(astronaut, 1)),
         "astronaut_small.jpg": lambda: _encoded(
             ".jpg", cv2.resize(astronaut, (200, 200), interpolation=cv2.INTER_AREA)
@@ -77,6 +86,7 @@ def _composed() -> dict[str, Callable[[], bytes]]:
         "astronaut.webp": lambda: _encoded(".webp", astronaut),
         "astronaut.bmp": lambda: _encoded(".bmp", astronaut),
         "astronaut.tiff": lambda: _encoded(".tiff", astronaut),
+        "astronaut_webp_named.jpg": lambda: _encoded(".webp", astronaut),
         "bad/truncated_half.jpg": lambda: jpeg[: len(jpeg) // 2],
         "bad/text_as.jpg": lambda: b"this is text, not a picture\n" * 20,
         "bad/empty.jpg": lambda: b"",
@@ -91,6 +101,8 @@ SINGLE_FACE = (
     "astronaut_gray.jpg",
 )
 WITH_FACES = "crowd.jpg"  # twelve faces
+TWO_FACES = "group.jpg"
+LARGE = "large_crowd_2304.jpg"  # nine faces, 2304 px
 WITHOUT_FACE = "coffee.png"
 TRUNCATED = "bad/truncated_half.jpg"
 

@@ -8,6 +8,7 @@ import pytest
 
 from facestream.faces import Face, find_faces, model_input
 from facestream.images import decode_image
+from tests.photos import LARGE, SINGLE_FACE, TWO_FACES, WITH_FACES
 
 MIB = 1024 * 1024
 
@@ -19,8 +20,8 @@ def iou(a: Face, b: Face) -> float:
     return inter / (a.w * a.h + b.w * b.h - inter)
 
 
-def load(faces_dir, name):
-    return decode_image((faces_dir / name).read_bytes(), 10 * MIB, 40_000_000)
+def load(folder, name):
+    return decode_image((folder / name).read_bytes(), 10 * MIB, 40_000_000)
 
 
 @pytest.fixture
@@ -41,11 +42,11 @@ def detector_inputs(analyzer, monkeypatch):
 
 
 @pytest.mark.models
-@pytest.mark.parametrize("name", ["large_single_3061x4600.jpg", "multi_2_couple.jpg"])
+@pytest.mark.parametrize("name", [LARGE, TWO_FACES])
 def test_large_images_are_detected_downscaled_with_the_same_faces(
-    analyzer, faces_dir, detector_inputs, name
+    analyzer, public_photos, detector_inputs, name
 ):
-    image = load(faces_dir, name)
+    image = load(public_photos, name)
     full = analyzer.find_faces(image, "opencv", detection_max_side=0)
     detector_inputs.clear()
     scaled = analyzer.find_faces(image, "opencv", detection_max_side=1024)
@@ -59,8 +60,8 @@ def test_large_images_are_detected_downscaled_with_the_same_faces(
 
 
 @pytest.mark.models
-def test_images_within_the_limit_are_detected_as_deepface_does(analyzer, faces_dir):
-    image = load(faces_dir, "multi_7_selfie.jpg")
+def test_images_within_the_limit_are_detected_as_deepface_does(analyzer, public_photos):
+    image = load(public_photos, WITH_FACES)
     limited = analyzer.find_faces(image, "opencv", detection_max_side=2048)
     exact = analyzer.find_faces(image, "opencv", detection_max_side=0)
     assert [(f.x, f.y, f.w, f.h, f.confidence) for f in limited] == [
@@ -70,12 +71,12 @@ def test_images_within_the_limit_are_detected_as_deepface_does(analyzer, faces_d
 
 
 @pytest.mark.models
-def test_model_input_is_what_deepface_analyze_feeds_the_models(analyzer, faces_dir):
+def test_model_input_is_what_deepface_analyze_feeds_the_models(analyzer, public_photos):
     from deepface import DeepFace
     from deepface.modules import preprocessing
 
-    path = faces_dir / "single_woman_blonde.jpg"
-    [face] = find_faces(load(faces_dir, path.name), "opencv", 0)
+    path = public_photos / SINGLE_FACE[1]
+    [face] = find_faces(load(public_photos, path.name), "opencv", 0)
     [extracted] = DeepFace.extract_faces(str(path), detector_backend="opencv")
     # DeepFace.analyze: RGB floats from extract_faces, flipped back to BGR, then resized.
     expected = preprocessing.resize_image(extracted["face"][:, :, ::-1], (224, 224))[0]
@@ -85,5 +86,5 @@ def test_model_input_is_what_deepface_analyze_feeds_the_models(analyzer, faces_d
 
 
 @pytest.mark.models
-def test_an_image_without_faces_gives_none(analyzer, faces_dir):
-    assert analyzer.find_faces(load(faces_dir, "noface_rocket.jpg"), "opencv", 2048) == []
+def test_an_image_without_faces_gives_none(analyzer, public_photos):
+    assert analyzer.find_faces(load(public_photos, "rocket.jpg"), "opencv", 2048) == []

@@ -14,15 +14,16 @@ from facestream.models import SYNTHETIC_WARNING
 from facestream.v1 import records_pb2
 from tests.commands import run_facestream
 from tests.grpc_helpers import ServerThread, server_settings
+from tests.photos import SINGLE_FACE, WITH_FACES, WITHOUT_FACE
 from tests.pipeline import DataflowProcess, Topics, results_for
 
-# Images with their face count from ../shared/data/faces/MANIFEST.md ("Haar count").
-IMAGES = {"single_man_glasses.jpg": 1, "multi_7_selfie.jpg": 5, "noface_coffee.png": 0}
+# Public test photos (tests/photos.py) with the faces DeepFace's detector finds in them.
+IMAGES = {SINGLE_FACE[0]: 1, WITH_FACES: 12, WITHOUT_FACE: 0}
 
 
 @pytest.mark.models
 def test_analyze_returns_the_dataflow_result_and_a_watcher_sees_it(
-    embedded_broker, synthetic_home, faces_dir
+    embedded_broker, synthetic_home, public_photos
 ):
     topics = Topics(embedded_broker.bootstrap)
     env = topics.env(synthetic_home)
@@ -41,7 +42,7 @@ def test_analyze_returns_the_dataflow_result_and_a_watcher_sees_it(
 
         answers = {}
         for request_id, name in zip(ids, IMAGES, strict=True):
-            image = (faces_dir / name).read_bytes()
+            image = (public_photos / name).read_bytes()
             answers[request_id] = analyst.analyze(image, request_id=request_id, timeout=150)
         watching.join(60)
         on_topic = results_for(topics.bootstrap, topics, ids, 60, flow)
@@ -58,7 +59,7 @@ def test_analyze_returns_the_dataflow_result_and_a_watcher_sees_it(
 
 
 @pytest.mark.models
-def test_submit_command_prints_the_dataflow_results(embedded_broker, synthetic_home, faces_dir):
+def test_submit_command_prints_the_dataflow_results(embedded_broker, synthetic_home, public_photos):
     topics = Topics(embedded_broker.bootstrap)
     env = topics.env(synthetic_home)
     with (
@@ -67,7 +68,7 @@ def test_submit_command_prints_the_dataflow_results(embedded_broker, synthetic_h
     ):
         server.wait_serving()
         client_env = {**env, "FACESTREAM_GRPC_ADDRESS": server.address}
-        image = str(faces_dir / "single_man_glasses.jpg")
+        image = str(public_photos / SINGLE_FACE[0])
         as_json = run_facestream("submit", image, "--wait", "--json", env=client_env, timeout=240)
         as_table = run_facestream("submit", image, "--wait", env=client_env, timeout=240)
     assert as_json.returncode == 0, as_json.stderr

@@ -20,6 +20,7 @@ from facestream.models import (
     weights_dir_of,
 )
 from tests.commands import cli_env, run_facestream
+from tests.photos import SINGLE_FACE
 
 
 def states(report):
@@ -106,11 +107,11 @@ def test_cli_synth_says_synthetic_and_check_reports_it(tmp_path):
 
 
 @pytest.mark.models
-def test_deepface_analyze_runs_offline_with_all_actions(synthetic_home, faces_dir):
+def test_deepface_analyze_runs_offline_with_all_actions(synthetic_home, public_photos):
     from deepface import DeepFace
 
     [face] = DeepFace.analyze(
-        str(faces_dir / "single_man_glasses.jpg"),
+        str(public_photos / SINGLE_FACE[0]),
         actions=ACTIONS,
         detector_backend="opencv",
         silent=True,
@@ -128,12 +129,12 @@ def test_deepface_analyze_runs_offline_with_all_actions(synthetic_home, faces_di
 
 
 @pytest.mark.models
-def test_synthetic_predictions_depend_on_the_face(synthetic_home, faces_dir):
+def test_synthetic_predictions_depend_on_the_face(synthetic_home, public_photos):
     from deepface import DeepFace
 
     faces = [
-        DeepFace.analyze(str(faces_dir / name), actions=ACTIONS, silent=True)[0]
-        for name in ("single_man_glasses.jpg", "single_woman_blonde.jpg")
+        DeepFace.analyze(str(public_photos / name), actions=ACTIONS, silent=True)[0]
+        for name in (SINGLE_FACE[0], SINGLE_FACE[3])  # the astronaut, and in grey
     ]
     for action in ("gender", "emotion", "race"):
         first = np.array([faces[0][action][label] for label in faces[0][action]]) / 100

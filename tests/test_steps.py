@@ -33,6 +33,7 @@ from facestream.records import Status, image_submitted
 from facestream.requests import RequestLimits
 from facestream.v1 import records_pb2
 from tests.images import astronaut_jpeg, mpo, png_claiming
+from tests.photos import SINGLE_FACE, TWO_FACES, WITHOUT_FACE
 from tests.pipeline import submission
 
 LOG = logging.getLogger("test")
@@ -109,8 +110,8 @@ def test_dead_letter_record_keeps_bytes_and_says_why():
 
 
 @pytest.mark.models
-def test_extract_faces_gives_one_job_per_face(analyzer, faces_dir):
-    image = (faces_dir / "multi_2_couple.jpg").read_bytes()
+def test_extract_faces_gives_one_job_per_face(analyzer, public_photos):
+    image = (public_photos / TWO_FACES).read_bytes()
     faces = extract_faces(job(image), analyzer, LIMITS, LOG, detection_max_side=SIDE)
     assert [f.index for f in faces] == [0, 1]
     assert all(isinstance(f, FaceJob) and f.image.face_count == 2 for f in faces)
@@ -127,12 +128,12 @@ def test_extract_faces_gives_one_job_per_face(analyzer, faces_dir):
         ("bad/empty.jpg", Status.ANALYSIS_STATUS_INVALID_IMAGE, "image.empty"),
         ("bad/text_as.jpg", Status.ANALYSIS_STATUS_INVALID_IMAGE, "image.not_an_image"),
         ("bad/truncated_half.jpg", Status.ANALYSIS_STATUS_INVALID_IMAGE, "image.truncated"),
-        ("noface_coffee.png", Status.ANALYSIS_STATUS_NO_FACE, ""),
+        (WITHOUT_FACE, Status.ANALYSIS_STATUS_NO_FACE, ""),
     ],
 )
-def test_extract_faces_finishes_images_without_faces(analyzer, faces_dir, image, status, code):
+def test_extract_faces_finishes_images_without_faces(analyzer, public_photos, image, status, code):
     [result] = extract_faces(
-        job((faces_dir / image).read_bytes()), analyzer, LIMITS, LOG, detection_max_side=SIDE
+        job((public_photos / image).read_bytes()), analyzer, LIMITS, LOG, detection_max_side=SIDE
     )
     assert isinstance(result, records_pb2.AnalysisResult)
     assert (result.request_id, result.status, result.error.code) == ("r-1", status, code)
@@ -166,8 +167,8 @@ class BrokenDetector:
         raise RuntimeError("detector exploded")
 
 
-def test_a_detector_failure_fails_only_that_image(faces_dir):
-    image = (faces_dir / "single_man_glasses.jpg").read_bytes()
+def test_a_detector_failure_fails_only_that_image(public_photos):
+    image = (public_photos / SINGLE_FACE[0]).read_bytes()
     [result] = extract_faces(job(image), BrokenDetector(), LIMITS, LOG, detection_max_side=SIDE)
     assert result.status == Status.ANALYSIS_STATUS_FAILED
     assert result.error.code == "detect.failed"
