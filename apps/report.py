@@ -14,8 +14,9 @@ import cv2
 import numpy as np
 from google.protobuf.json_format import MessageToDict
 
-from apps.result_text import region_text, status_name
+from apps.result_text import region_text
 from facestream.models import SYNTHETIC_WARNING
+from facestream.records import status_name
 from facestream.v1 import records_pb2
 
 # Annotated images are shown in a browser: larger ones are scaled down to this side.

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 from google.protobuf.json_format import MessageToDict
 
-from apps.result_text import region_text, status_name
+from apps.result_text import region_text
+from facestream.records import status_name
 from facestream.v1 import records_pb2
 
 COLUMNS = ("image", "status", "face", "age", "gender", "emotion", "race", "region")

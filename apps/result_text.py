@@ -5,11 +5,6 @@ from __future__ import annotations
 from facestream.v1 import records_pb2
 
 
-def status_name(result: records_pb2.AnalysisResult) -> str:
-    """OK, NO_FACE, INVALID_IMAGE or FAILED."""
-    return records_pb2.AnalysisStatus.Name(result.status).removeprefix("ANALYSIS_STATUS_")
-
-
 def region_text(region: records_pb2.Region) -> str:
     """A face box as WxH+X+Y (pixels of the original image)."""
     return f"{region.w}x{region.h}+{region.x}+{region.y}"

@@ -11,18 +11,13 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from dataflow.steps import AnalyzedFace, DeadLetter
-from facestream.records import Status
+from facestream.records import status_name
 from facestream.v1 import records_pb2
 
 # Seconds: from a millisecond decode to a minute-long wait behind a backlog.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 STAGES = ("decode", "detect", "analyze")
-
-
-def status_label(status: int) -> str:
-    """ANALYSIS_STATUS_NO_FACE -> "no_face"."""
-    return Status.Name(status).removeprefix("ANALYSIS_STATUS_").lower()
 
 
 class DataflowMetrics:
@@ -77,7 +72,7 @@ def count_result(
     _step_id: str, result: records_pb2.AnalysisResult, metrics: DataflowMetrics
 ) -> None:
     """Count one image's result: by status and error code, with its stage times."""
-    metrics.images.labels(status_label(result.status), result.error.code).inc()
+    metrics.images.labels(status_name(result).lower(), result.error.code).inc()
     timings = result.timings
     for stage in STAGES:
         seconds = getattr(timings, stage)

@@ -101,3 +101,8 @@ def result_record(
     if error is not None:
         result.error.code, result.error.message = error
     return result
+
+
+def status_name(result: records_pb2.AnalysisResult) -> str:
+    """OK, NO_FACE, INVALID_IMAGE or FAILED: the status as people and metrics name it."""
+    return Status.Name(result.status).removeprefix("ANALYSIS_STATUS_")

@@ -109,6 +109,7 @@ class ResultsListener:
     ) -> None:
         self.topic = topic
         self._logger = logger
+        self._lag: dict[int, int] = {}  # filled by the consumer's statistics callback
         self._consumer = Consumer(
             {
                 **consumer_config(
@@ -120,7 +121,6 @@ class ResultsListener:
                 "stats_cb": self._on_statistics,
             }
         )
-        self._lag: dict[int, int] = {}
         # Recent results by (principal, request id): a request id is unique per principal.
         self._recent: OrderedDict[tuple[str, str], records_pb2.AnalysisResult] = OrderedDict()
         self._waiters: set[ResultWaiter] = set()
