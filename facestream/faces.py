@@ -118,7 +118,8 @@ def find_faces(
 
     When the image's longer side exceeds `detection_max_side` (0: never), detection runs
     on a downscaled copy; `bordered=False` detects without DeepFace's full-image border
-    (fast mode). An image without faces gives an empty list. Not thread-safe.
+    (fast mode). Faces are listed left to right (by x, then y, w, h). An image without
+    faces gives an empty list. Not thread-safe.
     """
     from deepface.models.Detector import DetectedFace, FacialAreaRegion
     from deepface.modules import detection
@@ -155,7 +156,9 @@ def find_faces(
                 crop=face.img,
             )
         )
-    return faces
+    # OpenCV's cascade detector runs in parallel and returns the same faces in a varying
+    # order (3 calls in 60 on the crowd photo); sorting makes one image give one result.
+    return sorted(faces, key=lambda face: (face.x, face.y, face.w, face.h))
 
 
 def model_input(crop: np.ndarray) -> np.ndarray:

@@ -71,6 +71,29 @@ def test_images_within_the_limit_are_detected_as_deepface_does(analyzer, public_
 
 
 @pytest.mark.models
+@pytest.mark.parametrize("max_side", [0, 1024])
+def test_faces_come_in_one_order_whatever_order_the_detector_returns(
+    analyzer, public_photos, monkeypatch, max_side
+):
+    # OpenCV's parallel cascade returns the same faces in a varying order from call to call.
+    from deepface.modules import modeling
+
+    image = load(public_photos, WITH_FACES)
+    detector = modeling.build_model(task="face_detector", model_name="opencv")
+    as_detected = analyzer.find_faces(image, "opencv", max_side)
+    real_detect = detector.detect_faces
+    monkeypatch.setattr(detector, "detect_faces", lambda img: real_detect(img)[::-1])
+    reversed_detection = analyzer.find_faces(image, "opencv", max_side)
+
+    def boxes(faces):
+        return [(f.x, f.y, f.w, f.h, f.confidence) for f in faces]
+
+    assert len(as_detected) >= 10
+    assert boxes(reversed_detection) == boxes(as_detected)
+    assert boxes(as_detected) == sorted(boxes(as_detected))  # left to right
+
+
+@pytest.mark.models
 def test_model_input_is_what_deepface_analyze_feeds_the_models(analyzer, public_photos):
     from deepface import DeepFace
     from deepface.modules import preprocessing
