@@ -144,8 +144,7 @@ class AnalyzeServer:
             settings.ack_timeout,
             settings.result_timeout,
         )
-        # Counting costs about a sixth of Submit's throughput at saturation (README,
-        # Performance): only when an endpoint serves the counts.
+        # Counts nobody can scrape are not kept (README, Performance, for what they cost).
         counted = settings.metrics_port != 0
         analyze_service_pb2_grpc.add_AnalyzeServiceServicer_to_server(
             CountedServicer(servicer, SERVICE, self.metrics) if counted else servicer,
