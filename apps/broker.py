@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import signal
 import socket
-import time
 from types import TracebackType
 
-from apps.processes import ChildProcess
+from apps.processes import ChildProcess, WaitTimeoutError, wait_until
 from facestream.kafka_admin import BrokerError, wait_for_kafka
 
 
@@ -53,6 +52,11 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+def port_or_free(host: str, port: int) -> int:
+    """`port` when nothing listens on host:port, else another port free on loopback."""
+    return port if port_is_free(host, port) else free_port()
 
 
 class EmbeddedBroker:
@@ -98,18 +102,24 @@ class EmbeddedBroker:
         self._child = ChildProcess(
             "tansu", [*argv, advertised, "--storage-engine", "memory://tansu/"]
         )
+        child = self._child
+
+        def listening() -> bool:
+            if _accepts_connections(self.host, self.port):
+                return True
+            if not child.running():
+                raise BrokerError(
+                    "The embedded broker exited at start (code "
+                    f"{child.process.returncode}):\n{self.log_tail()}"
+                )
+            return False
+
         try:
-            deadline = time.monotonic() + timeout
-            while not _accepts_connections(self.host, self.port):
-                if not self.running():
-                    raise BrokerError(
-                        "The embedded broker exited at start (code "
-                        f"{self._child.process.returncode}):\n{self.log_tail()}"
-                    )
-                if time.monotonic() > deadline:
-                    raise BrokerError(f"The embedded broker did not listen within {timeout} s")
-                time.sleep(0.02)
-            wait_for_kafka(self.bootstrap, max(1.0, deadline - time.monotonic()))
+            waited = wait_until(listening, timeout, "the embedded broker to listen", poll=0.02)
+            wait_for_kafka(self.bootstrap, max(1.0, timeout - waited))
+        except WaitTimeoutError:
+            self.stop()
+            raise BrokerError(f"The embedded broker did not listen within {timeout} s") from None
         except BaseException:
             self.stop()
             raise

@@ -205,7 +205,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_client_or_server(settings: Settings, args: argparse.Namespace) -> int:
-    """The gRPC subcommands; imported here because the core does not depend on the server."""
+    """The gRPC subcommands; imported here so that the other commands do not load gRPC."""
     from apps.client_commands import run_submit, run_watch
     from grpc_server.server import run_server
 

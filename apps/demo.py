@@ -4,9 +4,6 @@ It starts the embedded broker (unless FACESTREAM_KAFKA_BOOTSTRAP names a Kafka),
 dataflow (`python -m bytewax.run dataflow -w 2`) and the gRPC server as child processes,
 waits until they answer, sends the images through the gRPC client, prints a table and a
 summary, writes a report folder, and stops every child on the way out, Ctrl-C included.
-
-Like `apps.cli`, this is an entry point: it composes the core, the settings and the
-gRPC client, so it may import `di` and `grpc_server`.
 """
 
 from __future__ import annotations

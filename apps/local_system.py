@@ -19,7 +19,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2
 
-from apps.broker import EmbeddedBroker, free_port, port_is_free
+from apps.broker import EmbeddedBroker, free_port, port_or_free
 from apps.client_commands import describe_rpc_error
 from apps.processes import ChildProcess, WaitTimeoutError, wait_until
 from di import Settings, child_environment
@@ -52,8 +52,8 @@ def warmup_image() -> bytes:
 
 def _loopback_address(configured: str) -> str:
     host, _, port = configured.rpartition(":")
-    if host in ("127.0.0.1", "localhost") and port_is_free("127.0.0.1", int(port)):
-        return f"127.0.0.1:{port}"
+    if host in ("127.0.0.1", "localhost"):
+        return f"127.0.0.1:{port_or_free('127.0.0.1', int(port))}"
     return f"127.0.0.1:{free_port()}"
 
 
@@ -124,9 +124,10 @@ class LocalSystem:
         configured = int(self.env.get(variable, configured))
         if configured == 0:
             return 0
-        port = configured
-        if port in self.metrics_ports.values() or not port_is_free(settings.metrics_host, port):
+        if configured in self.metrics_ports.values():
             port = free_port()
+        else:
+            port = port_or_free(settings.metrics_host, configured)
         self.metrics_ports[child] = port
         return port
 
@@ -144,10 +145,7 @@ class LocalSystem:
             say(f"kafka: using {settings.bootstrap_servers} (FACESTREAM_KAFKA_BOOTSTRAP)")
             wait_for_kafka(settings.bootstrap_servers, timeout=30, security=settings.kafka_security)
             return settings.bootstrap_servers
-        port = settings.embedded_broker_port
-        if not port_is_free("127.0.0.1", port):
-            port = free_port()
-        broker = EmbeddedBroker(port)
+        broker = EmbeddedBroker(port_or_free("127.0.0.1", settings.embedded_broker_port))
         stack.callback(self._stop_broker, broker)
         broker.start()
         say(f"broker: embedded, on {broker.bootstrap} (pid {broker.pid}, in memory)")

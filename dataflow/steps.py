@@ -241,13 +241,7 @@ def extract_faces(
         ]
 
     try:
-        actions, detector = resolve_options(
-            job.actions,
-            job.detector_backend,
-            limits.enabled_actions,
-            limits.default_detector,
-            limits.available_detectors,
-        )
+        actions, detector = resolve_options(job.actions, job.detector_backend, limits)
         image = decode_image(job.image, limits.max_image_bytes, limits.max_pixels)
     except InvalidRequestError as error:
         return finished(Status.ANALYSIS_STATUS_FAILED, (error.code, error.message))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
@@ -42,6 +42,7 @@ LOG_FORMATS = ("text", "json")
 MODES = ("exact", "fast")
 # FACESTREAM_DETECTION_MAX_SIDE=auto per mode: fast mode detects large images smaller.
 AUTO_DETECTION_MAX_SIDE = {"exact": 2048, "fast": 1024}
+N = TypeVar("N", int, float)
 
 
 class SettingsError(ValueError):
@@ -61,14 +62,22 @@ def setting(default: str, accepts: str, help: str, *, env: str | None = None) ->
     )
 
 
-def _integer(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        value = int(raw)
-        if not low <= value <= high:
+def _in_range(convert: Callable[[str], N], low: N, high: N) -> Callable[[str], N]:
+    def parse(raw: str) -> N:
+        value = convert(raw)
+        if not low <= value <= high:  # type: ignore[operator]
             raise ValueError
         return value
 
     return parse
+
+
+def _integer(low: int, high: int) -> Callable[[str], int]:
+    return _in_range(int, low, high)
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    return _in_range(float, low, high)
 
 
 def _integer_or_zero(low: int, high: int) -> Callable[[str], int]:
@@ -81,27 +90,15 @@ def _auto_or(parse: Callable[[str], int]) -> Callable[[str], int | None]:
     return lambda raw: None if raw.strip() == "auto" else parse(raw)
 
 
+def _bytes(raw: str) -> int:
+    match = _SIZE.match(raw.strip())
+    if not match:
+        raise ValueError
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
 def _size(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        match = _SIZE.match(raw.strip())
-        if not match:
-            raise ValueError
-        value = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
-        if not low <= value <= high:
-            raise ValueError
-        return value
-
-    return parse
-
-
-def _seconds(low: float, high: float) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        value = float(raw)
-        if not low <= value <= high:
-            raise ValueError
-        return value
-
-    return parse
+    return _in_range(_bytes, low, high)
 
 
 def _choice(allowed: tuple[str, ...]) -> Callable[[str], str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from facestream.models import ACTIONS, DETECTOR_BACKENDS
@@ -52,11 +52,7 @@ def check_request_id(request_id: str) -> str:
 
 
 def resolve_options(
-    actions: Sequence[str],
-    detector_backend: str,
-    enabled_actions: Sequence[str],
-    default_detector: str,
-    available_detectors: Collection[str],
+    actions: Sequence[str], detector_backend: str, limits: RequestLimits
 ) -> tuple[tuple[str, ...], str]:
     """The actions and detector a request runs with: its own, or the defaults when empty.
 
@@ -64,7 +60,8 @@ def resolve_options(
     deployment has not loaded (FACESTREAM_ACTIONS), or a detector whose files are not
     installed (it would try to download them while every other image waits).
     """
-    chosen = tuple(dict.fromkeys(actions)) or tuple(enabled_actions)
+    enabled_actions, available_detectors = limits.enabled_actions, limits.available_detectors
+    chosen = tuple(dict.fromkeys(actions)) or enabled_actions
     unknown = [a for a in chosen if a not in ACTIONS]
     if unknown:
         raise InvalidRequestError(
@@ -78,7 +75,7 @@ def resolve_options(
             f"action(s) {', '.join(disabled)} are not enabled here; enabled: "
             f"{', '.join(enabled_actions)} (FACESTREAM_ACTIONS).",
         )
-    detector = detector_backend or default_detector
+    detector = detector_backend or limits.default_detector
     if detector not in DETECTOR_BACKENDS:
         raise InvalidRequestError(
             "request.unknown_detector",

@@ -46,13 +46,7 @@ def check_submission(
     RequestRejectedError when any check fails."""
     try:
         request_id = check_request_id(request.request_id) if request.request_id else None
-        actions, detector = resolve_options(
-            request.actions,
-            request.detector_backend,
-            limits.enabled_actions,
-            limits.default_detector,
-            limits.available_detectors,
-        )
+        actions, detector = resolve_options(request.actions, request.detector_backend, limits)
         inspect_image(request.image, limits.max_image_bytes, limits.max_pixels)
     except InvalidRequestError as error:
         raise RequestRejectedError(

@@ -11,7 +11,12 @@ import pytest
 from PIL import Image
 
 from facestream.images import ImageInfo, InvalidImageError, decode_image, inspect_image
-from facestream.requests import InvalidRequestError, check_request_id, resolve_options
+from facestream.requests import (
+    InvalidRequestError,
+    RequestLimits,
+    check_request_id,
+    resolve_options,
+)
 from tests.images import astronaut_jpeg, dds_header, mpo, png_claiming
 
 MIB = 1024 * 1024
@@ -189,22 +194,22 @@ INSTALLED = ("opencv", "mtcnn", "skip")
 
 
 def test_request_options_default_and_validate():
-    enabled = ("age", "emotion")
-    assert resolve_options([], "", enabled, "opencv", INSTALLED) == (("age", "emotion"), "opencv")
-    assert resolve_options(["emotion", "emotion"], "mtcnn", enabled, "opencv", INSTALLED) == (
+    limits = RequestLimits(MIB, 1_000_000, ("age", "emotion"), "opencv", INSTALLED)
+    assert resolve_options([], "", limits) == (("age", "emotion"), "opencv")
+    assert resolve_options(["emotion", "emotion"], "mtcnn", limits) == (
         ("emotion",),
         "mtcnn",
     )
     with pytest.raises(InvalidRequestError, match="unknown action") as unknown:
-        resolve_options(["smile"], "", enabled, "opencv", INSTALLED)
+        resolve_options(["smile"], "", limits)
     assert unknown.value.code == "request.unknown_action"
     with pytest.raises(InvalidRequestError, match="FACESTREAM_ACTIONS") as disabled:
-        resolve_options(["race"], "", enabled, "opencv", INSTALLED)
+        resolve_options(["race"], "", limits)
     assert disabled.value.code == "request.action_disabled"
     with pytest.raises(InvalidRequestError, match="unknown detector") as detector:
-        resolve_options([], "yolo", enabled, "opencv", INSTALLED)
+        resolve_options([], "yolo", limits)
     assert detector.value.code == "request.unknown_detector"
     # A known detector whose files are not installed is refused before anything downloads.
     with pytest.raises(InvalidRequestError, match="models download --detectors ssd") as missing:
-        resolve_options([], "ssd", enabled, "opencv", INSTALLED)
+        resolve_options([], "ssd", limits)
     assert missing.value.code == "request.detector_unavailable"
