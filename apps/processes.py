@@ -4,31 +4,33 @@ condition with a bounded timeout."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
+import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-# Resolved here, in the parent: the child of a threaded process must not load libraries.
-_PRCTL = ctypes.CDLL(None).prctl if sys.platform == "linux" else None
-_PR_SET_PDEATHSIG = 1
-
-
-def _prepare_child() -> None:
-    """Run in a child between fork and exec (Popen's preexec_fn): ties it to its parent."""
-    # If the Python parent dies (even by SIGKILL), the
-    # kernel sends SIGTERM to the child, so no orphan keeps a port or GBs of models.
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    # A parent started in the background by a shell ignores SIGINT, and children inherit
-    # that; the child must still stop when asked with SIGINT (Bytewax's way).
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# A child is tied to its parent by programs it runs through, not by Python code between
+# fork and exec (Popen's preexec_fn): a preexec_fn makes Python fork() the whole process,
+# and in a parent with live gRPC channels gRPC's fork handlers then restart its poller
+# thread in the child, whose epoll descriptor Popen closes before exec: the child could
+# abort (SIGABRT, "Epoll1Poller ... epoll_wait error: Bad file descriptor", grpc/grpc#43055)
+# before it ever ran. Without a preexec_fn Popen uses vfork(), which runs no fork handlers.
+# - setpriv --pdeathsig TERM: if the Python parent dies (even by SIGKILL), the kernel sends
+#   SIGTERM to the child, so no orphan keeps a port or GBs of models.
+# - env --default-signal=INT: a parent started in the background by a shell ignores
+#   SIGINT, and children inherit that; the child must still stop when asked with SIGINT
+#   (Bytewax's way).
+_SETPRIV = shutil.which("setpriv")
+_ENV = shutil.which("env")
+TIED_TO_PARENT: tuple[str, ...] = (
+    *((_SETPRIV, "--pdeathsig", "TERM", "--") if _SETPRIV else ()),
+    *((_ENV, "--default-signal=INT") if _ENV else ()),
+)
 
 
 class WaitTimeoutError(TimeoutError):
@@ -91,14 +93,13 @@ class ChildProcess:
             else None
         )
         self.process = subprocess.Popen(
-            list(argv),
+            [*TIED_TO_PARENT, *argv],
             cwd=cwd,
             env=dict(env) if env is not None else None,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=self._errors if self._errors is not None else subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_prepare_child,
         )
 
     @property

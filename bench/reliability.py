@@ -38,6 +38,7 @@ import cv2
 import grpc
 import numpy as np
 
+from apps.processes import ChildExitedError
 from bench.machine import describe_machine
 from bench.mutations import mutated_images, mutated_records, seed_images
 from bench.system_under_test import (
@@ -776,10 +777,26 @@ def table(scenarios: Sequence[Scenario]) -> str:
     return "\n".join(lines)
 
 
+def run_scenario(name: str, home: Path, size: Size) -> Scenario:
+    """Run one scenario. One that cannot run to its end (a process of the system exited
+    when it should not, a wait timed out) is a finding, not the end of the suite: its error
+    and the process's log become the scenario's figures and an unmet target."""
+    try:
+        return SCENARIOS[name](home, size)
+    except (ScenarioError, TimeoutError, ChildExitedError, grpc.RpcError) as error:
+        scenario = Scenario(f"{name}: stopped early")
+        scenario.figures = {"error": f"{type(error).__name__}: {error}"[-6000:]}
+        scenario.targets = [at_least("ran to its end without an unexpected exit", 0, 1)]
+        return scenario
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="the small sizes of make test")
     parser.add_argument("--only", nargs="*", choices=list(SCENARIOS), help="run only these")
+    parser.add_argument(
+        "--repeat", type=int, default=1, metavar="N", help="run each chosen scenario N times"
+    )
     args = parser.parse_args()
     size = SHORT if args.short else FULL
     # Always synthetic weights, in the cache the tests use (never next to real ones): what
@@ -794,15 +811,20 @@ def main() -> int:
     started = time.monotonic()
     done: list[Scenario] = []
     for name in args.only or SCENARIOS:
-        print(f"reliability: {name} ...", file=sys.stderr, flush=True)
-        scenario = SCENARIOS[name](home, size)
-        done.append(scenario)
-        report["scenarios"][name] = {
-            "name": scenario.name,
-            "figures": scenario.figures,
-            "targets": [asdict(t) for t in scenario.targets],
-        }
-        print(f"reliability: {name}: {json.dumps(scenario.figures)}", file=sys.stderr, flush=True)
+        for run in range(1, max(1, args.repeat) + 1):
+            label = name if args.repeat <= 1 else f"{name}#{run}"
+            print(f"reliability: {label} ...", file=sys.stderr, flush=True)
+            scenario = run_scenario(name, home, size)
+            if args.repeat > 1:
+                scenario.name = f"{scenario.name} (run {run} of {args.repeat})"
+            done.append(scenario)
+            report["scenarios"][label] = {
+                "name": scenario.name,
+                "figures": scenario.figures,
+                "targets": [asdict(t) for t in scenario.targets],
+            }
+            figures = json.dumps(scenario.figures)
+            print(f"reliability: {label}: {figures}", file=sys.stderr, flush=True)
     report["targets"] = [asdict(t) for s in done for t in s.targets]
     report["seconds"] = round(time.monotonic() - started)
     RESULTS.mkdir(parents=True, exist_ok=True)

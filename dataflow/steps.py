@@ -31,6 +31,7 @@ from facestream.records import (
     Status,
     face_record,
     parse_submission,
+    result_key,
     result_record,
 )
 from facestream.requests import InvalidRequestError, RequestLimits, resolve_options
@@ -380,10 +381,8 @@ def gather_results(
 
 
 def result_record_out(result: records_pb2.AnalysisResult, topic: str) -> OutgoingRecord:
-    """The results-topic record of one AnalysisResult, keyed by request id."""
-    return OutgoingRecord(
-        topic=topic, key=result.request_id.encode(), value=result.SerializeToString()
-    )
+    """The results-topic record of one AnalysisResult, keyed by principal and request id."""
+    return OutgoingRecord(topic=topic, key=result_key(result), value=result.SerializeToString())
 
 
 def dead_letter_out(letter: DeadLetter, topic: str) -> OutgoingRecord:

@@ -393,6 +393,30 @@ class Settings(BaseSettings):
         "Publishes one principal may have waiting on Kafka at once; beyond it its calls get "
         "RESOURCE_EXHAUSTED.",
     )
+    max_calls_per_principal: Annotated[int, NoDecode, BeforeValidator(_integer(1, 1_000_000))] = (
+        setting(
+            "250",
+            "an integer from 1 to 1000000",
+            "AnalyzeService calls one principal may run at once (streams included); beyond it "
+            "its calls get RESOURCE_EXHAUSTED. Applies when authentication is on.",
+        )
+    )
+    max_watchers_per_principal: Annotated[int, NoDecode, BeforeValidator(_integer(1, 100_000))] = (
+        setting(
+            "64",
+            "an integer from 1 to 100000",
+            "WatchResults streams one principal may hold open at once; beyond it its watches get "
+            "RESOURCE_EXHAUSTED. Applies when authentication is on.",
+        )
+    )
+    max_held_image_bytes_per_principal: Annotated[
+        int, NoDecode, BeforeValidator(_size(1024, 64 * 1024 * MIB))
+    ] = setting(
+        "64MiB",
+        "a size from 1KiB to 64GiB, in bytes or with a KiB/MiB/GiB suffix",
+        "Image bytes the server holds for one principal's calls in progress; beyond it its "
+        "calls get RESOURCE_EXHAUSTED. Applies when authentication is on.",
+    )
     tls_cert: Annotated[Path | None, NoDecode, BeforeValidator(_optional_file)] = setting(
         "",
         "the path of an existing PEM file, or empty",

@@ -103,6 +103,14 @@ def result_record(
     return result
 
 
+def result_key(result: records_pb2.AnalysisResult) -> bytes:
+    """The results-topic key of `result`: `principal/request_id`, or the request id alone
+    when authentication is off (no principal). Request ids are unique per principal, so a
+    compacted results topic keeps one record per request of each principal."""
+    key = f"{result.principal}/{result.request_id}" if result.principal else result.request_id
+    return key.encode()
+
+
 def status_name(result: records_pb2.AnalysisResult) -> str:
     """OK, NO_FACE, INVALID_IMAGE or FAILED: the status as people and metrics name it."""
     return Status.Name(result.status).removeprefix("ANALYSIS_STATUS_")

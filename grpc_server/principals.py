@@ -12,18 +12,18 @@ stored), and/or the names (CN or DNS SAN) of its client certificate (mTLS):
     certificate_names = ["dashboard.internal"]
     scopes = ["results:watch-all"]
 
-The file is read again when it changes (checked at most once a second) or on SIGHUP, so
-a revoked token is refused without a restart; a file that does not parse keeps the last
-good credentials and is reported in the log.
+The file is read every RELOAD_CHECK_SECONDS and loaded again when its content changed (or
+at once on SIGHUP), so a revoked token is refused without a restart, also by calls already
+open (grpc_server/auth.py). A file that does not parse keeps the last good credentials and
+is reported in the log; a file that is deleted or cannot be read fails closed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
-import os
 import re
-import time
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +35,8 @@ READ = "results:read"  # its own results: Analyze, WatchResults with ids
 WATCH_ALL = "results:watch-all"  # WatchResults with no ids, and others' results by id
 ADMIN = "admin"  # every scope
 SCOPES = (SUBMIT, READ, WATCH_ALL, ADMIN)
-RELOAD_CHECK_SECONDS = 1.0
+# How often the credentials file is read: a change is loaded within two checks.
+RELOAD_CHECK_SECONDS = 0.25
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -159,7 +160,11 @@ class Authenticator:
     """Finds the principal of a call from its bearer token or its client certificate.
 
     With neither a credentials file nor tokens, authentication is off: every caller is
-    ANONYMOUS. Use from one event loop (the gRPC server's).
+    ANONYMOUS. The file is judged by its content (a SHA-256 of its bytes), never its time or
+    size: `check_file` reads it (the server calls it every RELOAD_CHECK_SECONDS) and loads a
+    new content once two reads in a row agree, so a write caught half-way is not taken and
+    a same-size edit is not missed. A file that is gone or cannot be read fails closed:
+    nobody is known until a valid file is back. Use from one event loop (the server's).
     """
 
     def __init__(self, file: Path | None, tokens: Sequence[str], logger: logging.Logger) -> None:
@@ -167,12 +172,21 @@ class Authenticator:
         self.enabled = file is not None or bool(tokens)
         self._tokens = Credentials.of_tokens(tokens)
         self._logger = logger
-        self._stamp: tuple[int, int] | None = None
-        self._checked = 0.0
         self.credentials = self._tokens
+        # SHA-256 of the file content last judged (loaded, or refused as invalid).
+        self._digest: str | None = None
+        # A new content seen once: loaded when the next read finds it unchanged.
+        self._pending: str | None = None
+        # Why every call is refused (the file is gone or unreadable), or None.
+        self.refusing: str | None = None
+        # Bumped whenever what a token or certificate proves may have changed; open calls
+        # wait on `changed` to check themselves again.
+        self.generation = 0
+        self._changed = asyncio.Event()
         if file is not None:
-            self.credentials = self._tokens.merged(self._read(file))  # raises: fail at start
-            self._stamp = _stamp(file)
+            data = file.read_bytes()  # raises: fail at start
+            self.credentials = self._tokens.merged(_parse(data, file))
+            self._digest = _digest(data)
 
     def identify(
         self, metadata: Iterable[tuple[str, str | bytes]], certificate_names: Iterable[str] = ()
@@ -180,7 +194,8 @@ class Authenticator:
         """The caller's principal, or None when it proved nobody (or auth is off: ANONYMOUS)."""
         if not self.enabled:
             return ANONYMOUS
-        self._reload_if_changed()
+        if self.refusing is not None:
+            return None
         credentials = self.credentials
         for name in certificate_names:
             if name in credentials.by_certificate_name:
@@ -191,42 +206,89 @@ class Authenticator:
         return None
 
     def reload(self) -> None:
-        """Read the credentials file again (SIGHUP); keep the last good ones if it is bad."""
+        """Read the credentials file now and load it (SIGHUP): no wait for a second read."""
+        data = self._read_file()
+        if data is not None:
+            self._pending = None
+            self._load(data, _digest(data))
+
+    def check_file(self) -> None:
+        """Look at the file once: fail closed if it is gone, load a new content once it is
+        stable (the same on two reads in a row)."""
+        data = self._read_file()
+        if data is None:
+            return
+        digest = _digest(data)
+        if digest == self._digest:
+            self._pending = None
+        elif digest != self._pending:
+            self._pending = digest  # maybe a write in progress: judge it on the next read
+        else:
+            self._pending = None
+            self._load(data, digest)
+
+    async def changed(self) -> None:
+        """Return when the credentials change (loaded anew, or failed closed)."""
+        await self._changed.wait()
+
+    async def watch_file(self) -> None:
+        """Check the file every RELOAD_CHECK_SECONDS until cancelled."""
+        while True:
+            self.check_file()
+            await asyncio.sleep(RELOAD_CHECK_SECONDS)
+
+    def _read_file(self) -> bytes | None:
+        """The file's bytes; None without a file, or (failing closed) when it cannot be read."""
         if self.file is None:
-            return
+            return None
         try:
-            self.credentials = self._tokens.merged(self._read(self.file))
-        except (CredentialsError, OSError) as error:
-            self._logger.error("credentials not reloaded, keeping the previous ones: %s", error)
+            return self.file.read_bytes()
+        except OSError as error:
+            self._refuse_everyone(error)
+            return None
+
+    def _load(self, data: bytes, digest: str) -> None:
+        assert self.file is not None
+        self._digest = digest  # an invalid content is reported once, not every check
+        try:
+            credentials = self._tokens.merged(_parse(data, self.file))
+        except CredentialsError as error:
+            kept = "refusing every call" if self.refusing else "keeping the previous ones"
+            self._logger.error("credentials not reloaded, %s: %s", kept, error)
             return
-        self._stamp = _stamp(self.file)
+        self.credentials = credentials
+        self.refusing = None
+        self._bump()
         self._logger.info(
             "credentials reloaded from %s: %d principals", self.file, self._principal_count()
         )
 
-    def _reload_if_changed(self) -> None:
-        now = time.monotonic()
-        if self.file is None or now - self._checked < RELOAD_CHECK_SECONDS:
-            return
-        self._checked = now
-        try:
-            stamp = _stamp(self.file)
-        except OSError:
-            stamp = None
-        if stamp != self._stamp:
-            self._stamp = stamp  # a bad file is reported once, not every second
-            self.reload()
+    def _refuse_everyone(self, error: OSError) -> None:
+        reason = f"cannot read the credentials file {self.file}: {error.strerror or error}"
+        self._digest = self._pending = None  # the same content, once back, is loaded again
+        if self.refusing != reason:
+            self.refusing = reason
+            self._bump()
+            self._logger.error("%s; refusing every call but health until it is back", reason)
+
+    def _bump(self) -> None:
+        self.generation += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def _principal_count(self) -> int:
         credentials = self.credentials
         names = {p.name for p in credentials.by_token_hash.values()}
         return len(names | {p.name for p in credentials.by_certificate_name.values()})
 
-    @staticmethod
-    def _read(file: Path) -> Credentials:
-        return Credentials.parse(file.read_text(), str(file))
+
+def _parse(data: bytes, file: Path) -> Credentials:
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise CredentialsError(f"{file}: not UTF-8 text") from None
+    return Credentials.parse(text, str(file))
 
 
-def _stamp(file: Path) -> tuple[int, int]:
-    status = os.stat(file)
-    return (status.st_mtime_ns, status.st_size)
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -93,6 +93,8 @@ class ResultWaiter:
         """The next result; TimeoutError after `timeout` seconds, WaiterOverflowError if behind."""
         if self._overflowed and self._queue.empty():
             raise WaiterOverflowError(f"more than {WAITER_BACKLOG} results were waiting unread")
+        if not self._queue.empty():
+            return self._queue.get_nowait()
         return await asyncio.wait_for(self._queue.get(), timeout)
 
 

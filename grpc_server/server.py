@@ -31,7 +31,7 @@ from facestream.metrics_endpoint import (
 )
 from facestream.requests import RequestLimits
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc
-from grpc_server.admission import Admission
+from grpc_server.admission import Admission, Shares
 from grpc_server.auth import AuthInterceptor
 from grpc_server.metrics import CountedServicer, ServerMetrics
 from grpc_server.principals import Authenticator, CredentialsError
@@ -95,6 +95,24 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
+def principal_shares(settings: Settings, authentication: bool) -> Shares:
+    """What one principal may hold. With authentication off every caller is the one
+    anonymous principal, so its share is the whole server (publishes keep their cap)."""
+    if not authentication:
+        return Shares(
+            settings.max_held_image_bytes,
+            settings.max_watchers,
+            settings.max_concurrent_rpcs,
+            settings.max_in_flight_per_principal,
+        )
+    return Shares(
+        settings.max_held_image_bytes_per_principal,
+        settings.max_watchers_per_principal,
+        settings.max_calls_per_principal,
+        settings.max_in_flight_per_principal,
+    )
+
+
 class AnalyzeServer:
     """One server: the gRPC endpoint and the Kafka clients behind it."""
 
@@ -137,7 +155,7 @@ class AnalyzeServer:
             Admission(
                 settings.max_held_image_bytes,
                 settings.max_watchers,
-                settings.max_in_flight_per_principal,
+                principal_shares(settings, self.authenticator.enabled),
             ),
             self.authenticator,
             self._logger,
@@ -194,6 +212,8 @@ class AnalyzeServer:
             client.on_fatal = lambda reason: loop.call_soon_threadsafe(self._fail, reason)
         self._publisher.start()
         self._schedule(self._connect_listener())
+        if self.authenticator.file is not None:
+            self._schedule(self.authenticator.watch_file())
         self._logger.info(
             "AnalyzeService on %s (%s, %s); Kafka at %s; metrics %s",
             address.rsplit(":", 1)[0] + f":{port}",

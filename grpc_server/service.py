@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 
 import grpc
@@ -17,10 +16,10 @@ from grpc import aio
 from facestream.requests import RequestLimits
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc, records_pb2
 from grpc_server.admission import Admission
-from grpc_server.auth import authorize
+from grpc_server.auth import CallAuthorization
 from grpc_server.principals import READ, SUBMIT, WATCH_ALL, Authenticator, Principal
 from grpc_server.publisher import PublishOverloadedError, PublishUnavailableError, RequestPublisher
-from grpc_server.results import ResultsListener, WaiterOverflowError
+from grpc_server.results import ResultsListener, ResultWaiter, WaiterOverflowError
 from grpc_server.validation import (
     RequestRejectedError,
     check_submission,
@@ -30,12 +29,15 @@ from grpc_server.validation import (
 # Trailing metadata key that names the request when a call fails after its id was known
 # (result timeout, Kafka unavailable, overload): the client retries or watches under it.
 REQUEST_ID_METADATA = "facestream-request-id"
-# Publishes one SubmitStream keeps waiting on before it stops reading further requests;
+# Requests one SubmitStream keeps unanswered before it stops reading further requests;
 # gRPC's own flow control then holds the client back.
 STREAM_WINDOW = 64
 # Reply this long before the client's deadline, so it gets our status, not its own timeout.
 DEADLINE_MARGIN_SECONDS = 0.2
 SERVICE = analyze_service_pb2.DESCRIPTOR.services_by_name["AnalyzeService"].full_name
+# What SubmitStream's reader hands its replier: a reply being made, a refusal that ends
+# the call, or None at the end of the requests.
+StreamItem = asyncio.Task[analyze_service_pb2.SubmitReply] | RequestRejectedError | None
 
 
 def time_left(context: aio.ServicerContext, cap: float) -> float:
@@ -70,9 +72,10 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
     async def Submit(
         self, request: analyze_service_pb2.SubmitRequest, context: aio.ServicerContext
     ) -> analyze_service_pb2.SubmitReply:
-        principal = await self._authorize(context, "Submit", SUBMIT)
+        principal = (await self._authorize(context, "Submit", SUBMIT)).principal
         try:
-            request_id = await self._accept(request, context, principal)
+            with self._admission.call(principal.name):
+                request_id = await self._accept(request, context, principal)
         except RequestRejectedError as rejected:
             await context.abort(
                 rejected.status, rejected.message, trailing_metadata=_id_trailer(rejected)
@@ -82,9 +85,13 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
     async def Analyze(
         self, request: analyze_service_pb2.SubmitRequest, context: aio.ServicerContext
     ) -> records_pb2.AnalysisResult:
-        principal = await self._authorize(context, "Analyze", SUBMIT, READ)
+        authorization = await self._authorize(context, "Analyze", SUBMIT, READ)
+        principal = authorization.principal
         try:
-            with self._admission.hold_image(len(request.image)):
+            with (
+                self._admission.call(principal.name),
+                self._admission.hold_image(principal.name, len(request.image)),
+            ):
                 submission = check_submission(request, self._limits, principal.name)
                 request_id = submission.request_id
                 with self._listener.waiter([request_id], principal.name) as waiter:
@@ -93,7 +100,9 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                     if not waiter.has_result:
                         await self._publish(submission, context)
                     try:
-                        return await waiter.next(time_left(context, self._result_timeout))
+                        return await self._next_result(
+                            waiter, authorization, time_left(context, self._result_timeout)
+                        )
                     except TimeoutError:
                         raise RequestRejectedError(
                             grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -112,34 +121,50 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
         request_iterator: AsyncIterator[analyze_service_pb2.SubmitRequest],
         context: aio.ServicerContext,
     ) -> AsyncIterator[analyze_service_pb2.SubmitReply]:
-        principal = await self._authorize(context, "SubmitStream", SUBMIT)
-        pending: deque[asyncio.Task[analyze_service_pb2.SubmitReply]] = deque()
+        authorization = await self._authorize(context, "SubmitStream", SUBMIT)
+        # Requests are read and published while earlier replies are sent: each reply goes
+        # out as soon as its request is acknowledged (or refused), in request order.
+        replies: asyncio.Queue[StreamItem] = asyncio.Queue()
+        window = asyncio.Semaphore(STREAM_WINDOW)
+        reader = asyncio.create_task(
+            self._read_stream(request_iterator, context, authorization, replies, window)
+        )
         try:
-            async for request in request_iterator:
-                pending.append(asyncio.create_task(self._submit_one(request, context, principal)))
-                if len(pending) >= STREAM_WINDOW:
-                    yield await pending.popleft()
-            while pending:
-                yield await pending.popleft()
+            with self._admission.call(authorization.principal.name):
+                while (item := await replies.get()) is not None:
+                    if isinstance(item, RequestRejectedError):
+                        raise item
+                    yield await item
+                    window.release()
+        except RequestRejectedError as rejected:
+            await context.abort(rejected.status, rejected.message)
         finally:
-            for task in pending:
-                task.cancel()
+            reader.cancel()
+            while not replies.empty():
+                if isinstance(item := replies.get_nowait(), asyncio.Task):
+                    item.cancel()
 
     async def WatchResults(
         self, request: analyze_service_pb2.WatchRequest, context: aio.ServicerContext
     ) -> AsyncIterator[records_pb2.AnalysisResult]:
         scope = READ if request.request_ids else WATCH_ALL
-        principal = await self._authorize(context, "WatchResults", scope)
-        # Only a principal allowed to watch everything sees others' results.
+        authorization = await self._authorize(context, "WatchResults", scope)
+        principal = authorization.principal
+        # Only a principal allowed to watch everything sees others' results, and only as
+        # long as it keeps that scope.
         owner = None if principal.allows(WATCH_ALL) else principal.name
+        if owner is None:
+            await authorization.require(WATCH_ALL)
         try:
             request_ids = check_watch_ids(list(request.request_ids)) or None
             with (
-                self._admission.watch(),
+                self._admission.call(principal.name),
+                self._admission.watch(principal.name),
                 self._listener.waiter(request_ids, owner) as waiter,
             ):
                 # Results for given ids are awaited until the deadline (or the result
                 # timeout): an id whose result is gone from memory must not hang the call.
+                # A watch of everything runs until the client ends it or loses its scope.
                 deadline = (
                     None
                     if request_ids is None
@@ -148,7 +173,7 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                 while not waiter.complete:
                     wait = None if deadline is None else max(0.0, deadline - time.monotonic())
                     try:
-                        yield await waiter.next(wait)
+                        yield await self._next_result(waiter, authorization, wait)
                     except WaiterOverflowError as overflow:
                         raise RequestRejectedError(
                             grpc.StatusCode.RESOURCE_EXHAUSTED, "watch.overflow", str(overflow)
@@ -166,10 +191,67 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
 
     async def _authorize(
         self, context: aio.ServicerContext, method: str, *scopes: str
-    ) -> Principal:
-        return await authorize(
-            context, self._authenticator, f"/{SERVICE}/{method}", scopes, self._logger
+    ) -> CallAuthorization:
+        authorization = CallAuthorization(
+            context, self._authenticator, f"/{SERVICE}/{method}", self._logger
         )
+        await authorization.require(*scopes)
+        return authorization
+
+    async def _next_result(
+        self, waiter: ResultWaiter, authorization: CallAuthorization, timeout: float | None
+    ) -> records_pb2.AnalysisResult:
+        """The waiter's next result within `timeout` seconds (TimeoutError), unless the
+        caller loses the right to it first (RequestRejectedError)."""
+        refusal = authorization.refusal()
+        if refusal is not None:
+            raise refusal
+        if waiter.has_result:
+            return await waiter.next()
+        result = asyncio.ensure_future(waiter.next(timeout))
+        refused = asyncio.ensure_future(authorization.until_refused())
+        try:
+            await asyncio.wait((result, refused), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (result, refused):
+                task.cancel()
+        if result.done() and not result.cancelled():
+            return result.result()
+        raise refused.result()
+
+    async def _read_stream(
+        self,
+        request_iterator: AsyncIterator[analyze_service_pb2.SubmitRequest],
+        context: aio.ServicerContext,
+        authorization: CallAuthorization,
+        replies: asyncio.Queue[StreamItem],
+        window: asyncio.Semaphore,
+    ) -> None:
+        """SubmitStream's reader: start each request's publish and queue its reply, at most
+        STREAM_WINDOW unanswered (then it stops reading, and gRPC's flow control holds the
+        client back); a refusal of the principal, or the end, ends the queue."""
+        try:
+            async for request in request_iterator:
+                refusal = authorization.refusal()
+                if refusal is not None:
+                    replies.put_nowait(refusal)
+                    return
+                replies.put_nowait(
+                    asyncio.create_task(self._submit_one(request, context, authorization.principal))
+                )
+                await window.acquire()
+        except Exception as error:  # the request stream broke: end the call, typed
+            self._logger.warning("SubmitStream: reading requests failed: %r", error)
+            replies.put_nowait(
+                RequestRejectedError(
+                    grpc.StatusCode.INTERNAL,
+                    "stream.read_failed",
+                    "the server could not read the next request of this stream; the "
+                    "replies sent so far stand",
+                )
+            )
+            return
+        replies.put_nowait(None)
 
     async def _submit_one(
         self,
@@ -194,7 +276,7 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
         principal: Principal,
     ) -> str:
         """Check and publish; the request id. RequestRejectedError says why not."""
-        with self._admission.hold_image(len(request.image)):
+        with self._admission.hold_image(principal.name, len(request.image)):
             submission = check_submission(request, self._limits, principal.name)
             await self._publish(submission, context)
         return submission.request_id

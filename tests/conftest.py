@@ -101,3 +101,21 @@ def analyzer(analyzer_for):
     from di import Settings
 
     return analyzer_for(Settings.from_env({}).engine)
+
+
+@pytest.fixture
+def auth_file(tmp_path):
+    """A credentials file naming the principals of tests.credentials."""
+    from tests.credentials import credentials_file
+
+    return credentials_file(tmp_path / "credentials.toml")
+
+
+@pytest.fixture
+def secured_server(topics, auth_file):
+    """A serving server that reads `auth_file`, with a stand-in dataflow answering every
+    request."""
+    from tests.credentials import serving_with_credentials
+
+    with serving_with_credentials(topics, auth_file) as running:
+        yield running

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2
 from apps.processes import ChildProcess, wait_until
 from di import Settings
 from facestream.kafka_config import consumer_config, producer_config
-from facestream.records import result_record
+from facestream.records import result_key, result_record
 from facestream.v1 import records_pb2
 from grpc_server.client import AnalyzeClient
 from grpc_server.publisher import RequestPublisher
@@ -133,7 +133,7 @@ def stand_in_dataflow(topics: Topics, copies: int = 1) -> Iterator[None]:
                 )
                 for _ in range(copies):
                     producer.produce(
-                        topics.results, key=message.key(), value=result.SerializeToString()
+                        topics.results, key=result_key(result), value=result.SerializeToString()
                     )
                 producer.flush(10)
         finally:

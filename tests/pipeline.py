@@ -16,7 +16,7 @@ from bench.system_under_test import TopicReader
 from di import Settings
 from facestream.kafka_admin import ensure_topics
 from facestream.kafka_config import TopicSpec, producer_config
-from facestream.records import image_submitted
+from facestream.records import image_submitted, result_key
 from facestream.v1 import records_pb2
 from tests.commands import PROJECT_ROOT, cli_env
 
@@ -104,7 +104,7 @@ def results_for(
         by_id: dict[str, list] = {}
         for message in messages:
             result = records_pb2.AnalysisResult.FromString(message.value())
-            assert message.key() == result.request_id.encode()
+            assert message.key() == result_key(result)
             by_id.setdefault(result.request_id, []).append(result)
         return by_id
 
@@ -128,6 +128,11 @@ class DataflowProcess(ChildProcess):
 
     def exited(self) -> bool:
         return not self.running()
+
+    def wait_built(self, timeout: float = 600) -> None:
+        """Return once the flow is built (its models loaded): a first call's deadline then
+        measures the call, not the loading."""
+        self.wait_for_output(r"dataflow built; reading", timeout)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, like a crash."""

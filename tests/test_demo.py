@@ -170,16 +170,39 @@ def test_ctrl_c_stops_the_demo_and_every_child(synthetic_home, tmp_path):
     assert not [name for name, pid in pids.items() if process_alive(pid)]
 
 
+@pytest.mark.models
 def test_a_child_that_dies_stops_the_demo_with_its_log(synthetic_home, tmp_path):
-    # retinaface needs a weight file that is not here: the dataflow refuses to start.
+    # The fail point crashes the dataflow (SIGSEGV) on the demo's first request, which the
+    # server accepted: only the dataflow can end this run.
+    env = demo_env(tmp_path, FACESTREAM_FAILPOINT_CRASH_ON="demo-", FACESTREAM_ACTIONS="emotion")
+    args = ["--no-download", "--report", str(tmp_path / "r")]
+    with demo_run(args, env, tmp_path) as run:
+        code = run.wait(600)
+        pids = run.child_pids()
+    assert code == 1
+    assert re.search(r"error: the dataflow \(pid \d+\) exited with code -11", run.stderr), (
+        run.stderr
+    )
+    assert "dataflow built; reading" in run.stderr  # its last lines, from its own log
+    assert not [name for name, pid in pids.items() if process_alive(pid)]
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_detector_that_cannot_run_stops_the_demo_with_the_reason(synthetic_home, tmp_path):
+    # retinaface needs a weight file that is not here. Two parts see it at once: the
+    # dataflow refuses to start, and the server refuses the warm-up request. Whichever
+    # comes first, the demo stops with that reason and every child is stopped.
     env = demo_env(tmp_path, FACESTREAM_DETECTOR_BACKEND="retinaface")
     args = ["--no-download", "--report", str(tmp_path / "r")]
     with demo_run(args, env, tmp_path) as run:
         code = run.wait(300)
         pids = run.child_pids()
     assert code == 1
-    assert re.search(r"error: the dataflow \(pid \d+\) exited with code", run.stderr), run.stderr
-    assert "retinaface.h5" in run.stderr  # the dataflow's own reason, from its log
+    dataflow_died = re.search(r"error: the dataflow \(pid \d+\) exited with code", run.stderr)
+    if dataflow_died:
+        assert "retinaface.h5" in run.stderr, run.stderr  # the dataflow's own reason
+    else:
+        assert "detector backend 'retinaface' is not installed here" in run.stderr, run.stderr
     assert not [name for name, pid in pids.items() if process_alive(pid)]
     assert not (tmp_path / "r").exists()
 

@@ -34,6 +34,7 @@ def test_analyze_returns_the_dataflow_result_and_a_watcher_sees_it(
         server.client() as watcher,
     ):
         server.wait_serving()
+        flow.wait_built()
         ids = [f"e2e-{name.split('.')[0]}" for name in IMAGES]
         watched: list[records_pb2.AnalysisResult] = []
         watching = threading.Thread(target=lambda: watched.extend(watcher.watch(ids, timeout=480)))
@@ -63,10 +64,11 @@ def test_submit_command_prints_the_dataflow_results(embedded_broker, synthetic_h
     topics = Topics(embedded_broker.bootstrap)
     env = topics.env(synthetic_home)
     with (
-        DataflowProcess(env, "-w", "1"),
+        DataflowProcess(env, "-w", "1") as flow,
         ServerThread(server_settings(topics)) as server,
     ):
         server.wait_serving()
+        flow.wait_built()
         client_env = {**env, "FACESTREAM_GRPC_ADDRESS": server.address}
         image = str(public_photos / SINGLE_FACE[0])
         as_json = run_facestream("submit", image, "--wait", "--json", env=client_env, timeout=240)

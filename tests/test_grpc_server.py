@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import queue
 import signal
 import threading
 import time
@@ -194,6 +195,30 @@ def test_submit_stream_replies_per_image_in_order(topics, client):
     assert set(requests_on_topic(topics, accepted)) == accepted
 
 
+def test_submit_stream_answers_each_request_while_the_stream_stays_open(topics, client):
+    # A live client: it sends one image, waits for that reply, then sends the next.
+    outgoing: queue.Queue = queue.Queue()
+
+    def live_requests():
+        while (item := outgoing.get(timeout=30)) is not None:
+            yield item
+
+    replies = client.submit_stream(live_requests(), timeout=30)
+    for i in range(3):
+        outgoing.put(request(jpeg(seed=i), request_id=f"live-{i}"))
+        reply = next(replies)
+        assert (reply.request_id, reply.error.code) == (f"live-{i}", "")
+    outgoing.put(request(b"", request_id="live-empty"))  # a refusal is answered at once too
+    assert next(replies).error.code == "image.empty"
+    outgoing.put(None)
+    assert list(replies) == []
+    assert set(requests_on_topic(topics, {"live-0", "live-1", "live-2"})) == {
+        "live-0",
+        "live-1",
+        "live-2",
+    }
+
+
 def test_analyze_gets_its_result_and_duplicates_reach_each_waiter_once(topics, server, client):
     with stand_in_dataflow(topics, copies=2), server.client() as watcher_client:
         ids = [f"analyze-{i}" for i in range(24)]
@@ -243,17 +268,22 @@ def test_watch_all_sees_results_of_requests_from_another_client(topics, server, 
     assert len(ids) == len(set(ids)), "a duplicate result was delivered twice"
 
 
-def test_analyze_timeout_names_the_request_and_watch_gets_it_later(topics, client):
-    error = assert_status(
-        lambda: client.analyze(jpeg(), request_id="slow-1", timeout=1.5),
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        "slow-1",
-        "WatchResults",
-    )
-    assert (REQUEST_ID_METADATA, "slow-1") in error.trailing_metadata()
-    late = result_record("slow-1", records_pb2.ANALYSIS_STATUS_NO_FACE)
-    produce(topics.bootstrap, topics.results, [(b"slow-1", late.SerializeToString())])
-    watched = list(client.watch(["slow-1"], timeout=30))
+def test_analyze_timeout_names_the_request_and_watch_gets_it_later(topics):
+    # The server's result timeout ends the wait, long before the client's deadline: the
+    # answer is the server's, whatever the machine's load.
+    settings = server_settings(topics, FACESTREAM_RESULT_TIMEOUT="1")
+    with ServerThread(settings) as server, server.client() as client:
+        server.wait_serving()
+        error = assert_status(
+            lambda: client.analyze(jpeg(), request_id="slow-1", timeout=30),
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            "slow-1",
+            "WatchResults",
+        )
+        assert (REQUEST_ID_METADATA, "slow-1") in error.trailing_metadata()
+        late = result_record("slow-1", records_pb2.ANALYSIS_STATUS_NO_FACE)
+        produce(topics.bootstrap, topics.results, [(b"slow-1", late.SerializeToString())])
+        watched = list(client.watch(["slow-1"], timeout=30))
     assert [r.request_id for r in watched] == ["slow-1"]
 
 
@@ -274,12 +304,15 @@ def test_watch_for_ids_ends_at_the_result_timeout_when_a_result_never_comes(topi
 def test_calls_beyond_the_image_byte_budget_are_refused_until_bytes_are_freed(topics):
     image = jpeg(256, 256)
     budget = str(len(image) * 3 // 2)  # room for one waiting image, not two
-    settings = server_settings(topics, FACESTREAM_MAX_HELD_IMAGE_BYTES=budget)
+    settings = server_settings(
+        topics, FACESTREAM_MAX_HELD_IMAGE_BYTES=budget, FACESTREAM_RESULT_TIMEOUT="6"
+    )
     with ServerThread(settings) as server, server.client() as client:
         server.wait_serving()
         with ThreadPoolExecutor(1) as pool:
             # No dataflow answers: this Analyze keeps its image until its deadline.
-            waiting = pool.submit(client.analyze, image, request_id="held", timeout=6)
+            # The server ends it at its result timeout, after freeing the bytes.
+            waiting = pool.submit(client.analyze, image, request_id="held", timeout=30)
             wait_until(lambda: server.listener.waiter_count == 1, 10, "Analyze waiting")
             assert_status(
                 lambda: client.submit(image, request_id="refused", timeout=5),
@@ -294,7 +327,10 @@ def test_calls_beyond_the_image_byte_budget_are_refused_until_bytes_are_freed(to
 
 def test_watch_streams_and_concurrent_calls_are_capped(topics):
     settings = server_settings(
-        topics, FACESTREAM_MAX_WATCHERS="1", FACESTREAM_MAX_CONCURRENT_RPCS="2"
+        topics,
+        FACESTREAM_MAX_WATCHERS="1",
+        FACESTREAM_MAX_CONCURRENT_RPCS="2",
+        FACESTREAM_RESULT_TIMEOUT="15",
     )
     with ServerThread(settings) as server, server.client() as client:
         server.wait_serving()
@@ -314,14 +350,30 @@ def test_watch_streams_and_concurrent_calls_are_capped(topics):
                 "FACESTREAM_MAX_WATCHERS",
             )
             # One RPC runs (the watch); an Analyze waiting makes two; a third is refused.
-            waiting = pool.submit(client.analyze, jpeg(), request_id="capped", timeout=4)
-            wait_until(lambda: server.listener.waiter_count == 2, 10, "Analyze waiting")
+            # gRPC counts the refused watch until its handler's task ends, a moment after
+            # the client saw its status: an Analyze sent meanwhile gets gRPC's own refusal,
+            # so it is sent again until it waits (the server ends it at its result timeout).
+            waiting = []
+
+            def analyze_waiting() -> bool:
+                if not waiting or waiting[-1].done():
+                    if waiting:
+                        error = waiting[-1].exception()
+                        assert isinstance(error, grpc.RpcError), error
+                        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                        assert "Concurrent RPC limit exceeded" in error.details()
+                    waiting.append(
+                        pool.submit(client.analyze, jpeg(), request_id="capped", timeout=30)
+                    )
+                return server.listener.waiter_count == 2
+
+            wait_until(analyze_waiting, 10, "Analyze waiting")
             with pytest.raises(grpc.RpcError) as refused:
                 client.submit(jpeg(), request_id="third", timeout=5)
             assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             first.cancel()
             with pytest.raises(grpc.RpcError):
-                waiting.result(30)
+                waiting[-1].result(30)
             assert opened.result(30) == grpc.StatusCode.CANCELLED
 
 
@@ -396,6 +448,7 @@ def test_broker_down_gives_unavailable_and_the_same_server_recovers(own_broker):
             assert health_of(client) == SERVING
             client.submit(jpeg(), request_id="before")
             own_broker.stop()
+            wait_until(lambda: not server.publisher.reachable, 30, "the broker seen gone")
             started = time.monotonic()
             assert_status(
                 lambda: client.submit(jpeg(), request_id="during", timeout=3),

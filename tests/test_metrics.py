@@ -134,6 +134,7 @@ def test_every_metrics_endpoint_counts_the_traffic_sent(embedded_broker, synthet
         wait_until(serving, 60, "the server to serve")
         before = scrape(server_url)
         wait_until(lambda: flow.running() and _answers(dataflow_url), 300, "dataflow metrics")
+        flow.wait_built()
         # Traffic: 3 Analyze calls, 1 good and 1 refused Submit; on the topic directly, an
         # image that is not one and a record that is not a submission.
         analyzed = [

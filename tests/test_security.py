@@ -4,7 +4,6 @@ restart, mTLS, and logs that never hold a token."""
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import time
 import urllib.request
@@ -16,10 +15,11 @@ import pytest
 from apps.broker import free_port
 from apps.processes import wait_until
 from facestream.v1 import records_pb2
-from grpc_server.admission import Admission
+from grpc_server.admission import Admission, Shares
 from grpc_server.principals import Credentials, CredentialsError, hash_token
 from grpc_server.validation import RequestRejectedError
 from tests.commands import PROJECT_ROOT
+from tests.credentials import TOKENS, credentials_file
 from tests.grpc_helpers import (
     SERVING,
     ServerThread,
@@ -28,70 +28,17 @@ from tests.grpc_helpers import (
     stand_in_dataflow,
 )
 from tests.pipeline import consume_until
-from tests.test_grpc_server import KeptRecords, assert_status, jpeg
+from tests.test_grpc_server import assert_status, jpeg
 
 TLS_DIR = PROJECT_ROOT / "tests" / "data" / "tls"
-TOKENS = {
-    "team-a": "token-a-7f3k",
-    "team-b": "token-b-9q2m",
-    "reader": "token-r-4d8s",
-    "watcher": "token-w-1x5z",
-}
-
-
-def credentials_file(path: Path, revoked: tuple[str, ...] = ()) -> Path:
-    scopes = {
-        "team-a": '["analyze:submit", "results:read"]',
-        "team-b": '["analyze:submit", "results:read"]',
-        "reader": '["results:read"]',
-        "watcher": '["results:watch-all"]',
-    }
-    lines = []
-    for name, token in TOKENS.items():
-        if name in revoked:
-            continue
-        lines += [
-            f"[principals.{name}]",
-            f'token_sha256 = "{hash_token(token)}"',
-            f"scopes = {scopes[name]}",
-            "",
-        ]
-    lines += [
-        "[principals.service-c]",
-        'certificate_names = ["client-c.test"]',
-        'scopes = ["analyze:submit", "results:read"]',
-    ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@pytest.fixture
-def auth_file(tmp_path):
-    return credentials_file(tmp_path / "credentials.toml")
-
-
-@pytest.fixture
-def server(topics, auth_file):
-    kept = KeptRecords()
-    logging.getLogger("facestream").addHandler(kept)
-    try:
-        with (
-            stand_in_dataflow(topics),
-            ServerThread(server_settings(topics, FACESTREAM_AUTH_FILE=str(auth_file))) as running,
-        ):
-            running.wait_serving()
-            running.kept_logs = kept
-            yield running
-    finally:
-        logging.getLogger("facestream").removeHandler(kept)
 
 
 def clients(server):
     return {name: server.client(token=token) for name, token in TOKENS.items()}
 
 
-def test_another_principal_never_receives_a_result(server, topics):
-    c = clients(server)
+def test_another_principal_never_receives_a_result(secured_server, topics):
+    c = clients(secured_server)
     mine = c["team-a"].analyze(jpeg(seed=1), request_id="shared-id", timeout=30)
     assert (mine.request_id, mine.principal) == ("shared-id", "team-a")
     # B retries "A's" id: it is B's own request, published and answered as B's.
@@ -112,7 +59,9 @@ def test_another_principal_never_receives_a_result(server, topics):
     assert published == {"team-a", "team-b"}
     # B asking by id for a request only A made never gets A's result.
     c["team-a"].submit(jpeg(seed=3), request_id="only-a", timeout=10)
-    wait_until(lambda: ("team-a", "only-a") in server.listener._recent, 30, "A's result to arrive")
+    wait_until(
+        lambda: ("team-a", "only-a") in secured_server.listener._recent, 30, "A's result to arrive"
+    )
     seen = []
     with pytest.raises(grpc.RpcError) as caught:
         seen.extend(c["team-b"].watch(["only-a"], timeout=3))
@@ -132,8 +81,8 @@ def test_another_principal_never_receives_a_result(server, topics):
     assert own.principal == "team-a"
 
 
-def test_each_method_needs_its_scope(server):
-    c = clients(server)
+def test_each_method_needs_its_scope(secured_server):
+    c = clients(secured_server)
     assert_status(
         lambda: c["reader"].submit(jpeg(), timeout=5),
         grpc.StatusCode.PERMISSION_DENIED,
@@ -144,16 +93,16 @@ def test_each_method_needs_its_scope(server):
         grpc.StatusCode.PERMISSION_DENIED,
         "lacks the scope",
     )
-    with server.client(token="not-a-known-token") as stranger:
+    with secured_server.client(token="not-a-known-token") as stranger:
         assert_status(lambda: stranger.submit(jpeg(), timeout=5), grpc.StatusCode.UNAUTHENTICATED)
         assert health_of(stranger) == SERVING  # probes need no credentials
 
 
-def test_reflection_needs_a_credential_when_auth_is_on(server):
+def test_reflection_needs_a_credential_when_auth_is_on(secured_server):
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
     def services(metadata):
-        with grpc.insecure_channel(server.address) as channel:
+        with grpc.insecure_channel(secured_server.address) as channel:
             stub = reflection_pb2_grpc.ServerReflectionStub(channel)
             ask = reflection_pb2.ServerReflectionRequest(list_services="")
             [reply] = list(stub.ServerReflectionInfo(iter([ask]), metadata=metadata, timeout=5))
@@ -166,8 +115,8 @@ def test_reflection_needs_a_credential_when_auth_is_on(server):
     assert "facestream.v1.AnalyzeService" in known
 
 
-def test_a_revoked_token_is_refused_without_a_restart(server, auth_file):
-    with server.client(token=TOKENS["team-b"]) as team_b:
+def test_a_revoked_token_is_refused_without_a_restart(secured_server, auth_file):
+    with secured_server.client(token=TOKENS["team-b"]) as team_b:
         assert team_b.submit(jpeg(), request_id="before-revocation", timeout=10)
         credentials_file(auth_file, revoked=("team-b",))
 
@@ -179,19 +128,19 @@ def test_a_revoked_token_is_refused_without_a_restart(server, auth_file):
             return False
 
         wait_until(refused, 15, "the revoked token to be refused")
-    with server.client(token=TOKENS["team-a"]) as team_a:  # the others are untouched
+    with secured_server.client(token=TOKENS["team-a"]) as team_a:  # the others are untouched
         assert team_a.submit(jpeg(), request_id="after-revocation", timeout=10)
 
 
-def test_the_file_holds_hashes_and_no_log_line_holds_a_token(server, auth_file):
-    c = clients(server)
+def test_the_file_holds_hashes_and_no_log_line_holds_a_token(secured_server, auth_file):
+    c = clients(secured_server)
     c["team-a"].submit(jpeg(), timeout=10)
     with pytest.raises(grpc.RpcError):
         c["reader"].submit(jpeg(), timeout=5)
-    with server.client(token="a-wrong-token-123") as stranger, pytest.raises(grpc.RpcError):
+    with secured_server.client(token="a-wrong-token-123") as stranger, pytest.raises(grpc.RpcError):
         stranger.submit(jpeg(), timeout=5)
     text = auth_file.read_text()
-    logged = "\n".join(server.kept_logs.lines)
+    logged = "\n".join(secured_server.kept_logs.lines)
     assert "refused /facestream.v1.AnalyzeService/Submit: principal reader lacks" in logged
     assert "refused /facestream.v1.AnalyzeService/Submit: principal unknown" in logged
     for token in (*TOKENS.values(), "a-wrong-token-123"):
@@ -212,15 +161,15 @@ def test_a_credentials_file_with_a_plain_token_is_refused():
 
 
 def test_one_principal_cannot_take_every_publish():
-    admission = Admission(1 << 30, 10, max_publishes_per_principal=2)
+    admission = Admission(1 << 30, 10, Shares(1 << 30, 10, 10, publishes=2))
     with admission.publishing("team-a"), admission.publishing("team-a"):
         with pytest.raises(RequestRejectedError) as caught, admission.publishing("team-a"):
             pass
         assert caught.value.status == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "FACESTREAM_MAX_IN_FLIGHT_PER_PRINCIPAL" in caught.value.message
         with admission.publishing("team-b"):  # another principal still gets in
-            assert admission.publishes == {"team-a": 2, "team-b": 1}
-    assert not admission.publishes
+            assert admission.publishes.held == {"team-a": 2, "team-b": 1}
+    assert not admission.publishes.held
 
 
 def openssl(*args: str, cwd: Path) -> None:
@@ -229,66 +178,70 @@ def openssl(*args: str, cwd: Path) -> None:
 
 @pytest.fixture(scope="module")
 def client_certificates(tmp_path_factory):
-    """A client CA and a certificate it issued for CN=client-c.test (made with openssl)."""
+    """A client CA and certificates it issued (made with openssl): `client` for
+    CN=client-c.test, `uri` and `dns` with other CNs and the SAN URI:... or DNS:client-c.test."""
     folder = tmp_path_factory.mktemp("client-tls")
     openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=facestream test client CA",
-        cwd=folder,
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=facestream test client CA", cwd=folder,
+    )  # fmt: skip
+    issue_client_certificate(folder, "client", "/CN=client-c.test")
+    issue_client_certificate(
+        folder, "uri", "/CN=uri-only.test", "URI:spiffe://facestream.test/service-u"
     )
-    openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "client.key",
-        "-out",
-        "client.csr",
-        "-subj",
-        "/CN=client-c.test",
-        cwd=folder,
-    )
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "client.pem",
-        "-days",
-        "2",
-        cwd=folder,
-    )
+    issue_client_certificate(folder, "dns", "/CN=dns-only.test", "DNS:client-c.test")
     return folder
 
 
-def test_mutual_tls_maps_a_client_certificate_to_its_principal(
-    topics, auth_file, client_certificates
-):
-    settings = server_settings(
+def issue_client_certificate(folder: Path, name: str, subject: str, san: str = "") -> None:
+    """NAME.pem and NAME.key: a client certificate for `subject`, with the SAN `san` if
+    given, issued by the test CA in `folder`."""
+    openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+        "-out", f"{name}.csr", "-subj", subject, cwd=folder,
+    )  # fmt: skip
+    extensions = ()
+    if san:
+        (folder / f"{name}.ext").write_text(f"subjectAltName={san}\n")
+        extensions = ("-extfile", f"{name}.ext")
+    openssl(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", f"{name}.pem", "-days", "2", *extensions, cwd=folder,
+    )  # fmt: skip
+
+
+def mtls_settings(topics, auth_file: Path, client_certificates: Path):
+    """A server's settings: TLS, client certificates of the test CA required, `auth_file`."""
+    return server_settings(
         topics,
         FACESTREAM_AUTH_FILE=str(auth_file),
         FACESTREAM_TLS_CERT=str(TLS_DIR / "server.pem"),
         FACESTREAM_TLS_KEY=str(TLS_DIR / "server.key"),
         FACESTREAM_TLS_CLIENT_CA=str(client_certificates / "ca.pem"),
     )
+
+
+def test_a_certificate_names_its_principal_by_cn_or_dns_san_never_by_uri_san(
+    topics, auth_file, client_certificates
+):
+    settings = mtls_settings(topics, auth_file, client_certificates)
+    folder = client_certificates
+    with ServerThread(settings) as server:
+        server.wait_serving()
+        dns = (folder / "dns.pem", folder / "dns.key")
+        with server.client(ca_cert=TLS_DIR / "server.pem", client_certificate=dns) as c:
+            assert c.submit(jpeg(), request_id="by-dns-san", timeout=10) == "by-dns-san"
+        # The credentials file names "spiffe://facestream.test/service-u", but a URI SAN
+        # names no principal (README, Security).
+        uri = (folder / "uri.pem", folder / "uri.key")
+        with server.client(ca_cert=TLS_DIR / "server.pem", client_certificate=uri) as c:
+            assert_status(lambda: c.submit(jpeg(), timeout=10), grpc.StatusCode.UNAUTHENTICATED)
+
+
+def test_mutual_tls_maps_a_client_certificate_to_its_principal(
+    topics, auth_file, client_certificates
+):
+    settings = mtls_settings(topics, auth_file, client_certificates)
     certificate = (client_certificates / "client.pem", client_certificates / "client.key")
     with stand_in_dataflow(topics), ServerThread(settings) as server:
         server.wait_serving()
