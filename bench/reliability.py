@@ -798,6 +798,8 @@ def main() -> int:
         "--repeat", type=int, default=1, metavar="N", help="run each chosen scenario N times"
     )
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     size = SHORT if args.short else FULL
     # Always synthetic weights, in the cache the tests use (never next to real ones): what
     # is measured here is delivery, not what the models say.
@@ -811,8 +813,8 @@ def main() -> int:
     started = time.monotonic()
     done: list[Scenario] = []
     for name in args.only or SCENARIOS:
-        for run in range(1, max(1, args.repeat) + 1):
-            label = name if args.repeat <= 1 else f"{name}#{run}"
+        for run in range(1, args.repeat + 1):
+            label = name if args.repeat == 1 else f"{name}#{run}"
             print(f"reliability: {label} ...", file=sys.stderr, flush=True)
             scenario = run_scenario(name, home, size)
             if args.repeat > 1:

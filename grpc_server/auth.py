@@ -70,15 +70,11 @@ class CallAuthorization:
         (and those required before); otherwise the call ends with UNAUTHENTICATED or
         PERMISSION_DENIED (naming the scope)."""
         self._scopes.extend(scopes)
-        self._checked_generation = -1
-        await self.recheck()
-        return self.principal
-
-    async def recheck(self) -> None:
-        """End the call if the credentials changed and no longer allow it (cheap otherwise)."""
+        self._checked_generation = -1  # check again, with every scope so far
         refusal = self.refusal()
         if refusal is not None:
             await self._context.abort(refusal.status, refusal.message)
+        return self.principal
 
     def refusal(self) -> RequestRejectedError | None:
         """Why the call may not go on now (logged once), or None."""

@@ -8,10 +8,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+import grpc
+
+from grpc_server.client import AnalyzeClient
 from grpc_server.principals import hash_token
 from tests.grpc_helpers import ServerThread, server_settings, stand_in_dataflow
 from tests.pipeline import Topics
-from tests.test_grpc_server import KeptRecords
+from tests.test_grpc_server import KeptRecords, jpeg
 
 TOKENS = {
     "team-a": "token-a-7f3k",
@@ -54,6 +57,15 @@ def credentials_file(
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def submit_refused(client: AnalyzeClient) -> bool:
+    """True when a Submit of `client` is refused with UNAUTHENTICATED now."""
+    try:
+        client.submit(jpeg(), timeout=5)
+    except grpc.RpcError as error:
+        return error.code() == grpc.StatusCode.UNAUTHENTICATED
+    return False
 
 
 @contextmanager

@@ -18,7 +18,12 @@ from apps.processes import wait_until
 from facestream.v1 import analyze_service_pb2, records_pb2
 from grpc_server.client import request
 from grpc_server.principals import RELOAD_CHECK_SECONDS, Authenticator, hash_token
-from tests.credentials import TOKENS, credentials_file, serving_with_credentials
+from tests.credentials import (
+    TOKENS,
+    credentials_file,
+    serving_with_credentials,
+    submit_refused,
+)
 from tests.grpc_helpers import SERVING, ServerThread, health_of, server_settings
 from tests.pipeline import Topics, consume_until
 from tests.test_grpc_server import jpeg
@@ -161,22 +166,14 @@ def test_a_deleted_or_unreadable_file_refuses_every_call_but_health(idle_server,
     assert team_a.submit(jpeg(), timeout=10)
     text = auth_file.read_text()
     auth_file.unlink()
-
-    def refused() -> bool:
-        try:
-            team_a.submit(jpeg(), timeout=5)
-        except grpc.RpcError as error:
-            return error.code() == grpc.StatusCode.UNAUTHENTICATED
-        return False
-
-    wait_until(refused, 10, "calls refused once the file is gone")
+    wait_until(lambda: submit_refused(team_a), 10, "calls refused once the file is gone")
     assert "cannot read the credentials file" in idle_server.server.authenticator.refusing
     assert health_of(team_a) == SERVING
     auth_file.mkdir()  # a path that cannot be read as a file
-    assert refused()
+    assert submit_refused(team_a)
     auth_file.rmdir()
     auth_file.write_text(text)
-    wait_until(lambda: not refused(), 10, "calls served once the file is back")
+    wait_until(lambda: not submit_refused(team_a), 10, "calls served once the file is back")
 
 
 def test_a_deleted_file_is_logged_with_the_reason(tmp_path, caplog):

@@ -19,7 +19,7 @@ from grpc_server.admission import Admission, Shares
 from grpc_server.principals import Credentials, CredentialsError, hash_token
 from grpc_server.validation import RequestRejectedError
 from tests.commands import PROJECT_ROOT
-from tests.credentials import TOKENS, credentials_file
+from tests.credentials import TOKENS, credentials_file, submit_refused
 from tests.grpc_helpers import (
     SERVING,
     ServerThread,
@@ -119,15 +119,7 @@ def test_a_revoked_token_is_refused_without_a_restart(secured_server, auth_file)
     with secured_server.client(token=TOKENS["team-b"]) as team_b:
         assert team_b.submit(jpeg(), request_id="before-revocation", timeout=10)
         credentials_file(auth_file, revoked=("team-b",))
-
-        def refused() -> bool:
-            try:
-                team_b.submit(jpeg(), timeout=5)
-            except grpc.RpcError as error:
-                return error.code() == grpc.StatusCode.UNAUTHENTICATED
-            return False
-
-        wait_until(refused, 15, "the revoked token to be refused")
+        wait_until(lambda: submit_refused(team_b), 15, "the revoked token to be refused")
     with secured_server.client(token=TOKENS["team-a"]) as team_a:  # the others are untouched
         assert team_a.submit(jpeg(), request_id="after-revocation", timeout=10)
 
