@@ -13,12 +13,22 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any, TypeAlias
 
 from apps.broker import EmbeddedBroker
-from di import Settings, SettingsError, load_settings
-from facestream.kafka_admin import BrokerError, ensure_topics, wait_for_kafka
+from apps.launch import Kafka, kafka_with_topics
+from di import load_settings
+from di.settings import (
+    ClientProcessSettings,
+    ProcessSettings,
+    ServerProcessSettings,
+    Settings,
+    SettingsError,
+)
+from facestream.kafka_admin import BrokerError
 from facestream.models import (
     ACTIONS,
     DEFAULT_SEED,
@@ -36,6 +46,10 @@ from facestream.models import (
 QUIET_LIBRARIES = {"TF_CPP_MIN_LOG_LEVEL": "3", "DEEPFACE_LOG_LEVEL": str(logging.WARNING)}
 # Said after writing or finding synthetic weights.
 SYNTHETIC_NOTICE = f"!! {SYNTHETIC_WARNING} (same architecture and cost as DeepFace's own)"
+# What a command runs, given the settings and its parsed arguments; returns the exit code.
+Handler: TypeAlias = Callable[[Any, argparse.Namespace], int]
+# What `add_subparsers` returns (argparse has no public name for it).
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def _comma_list(allowed: Sequence[str]) -> Callable[[str], list[str]]:
@@ -70,25 +84,27 @@ def _wait_for_stop_signal(broker: EmbeddedBroker) -> int:
     return 0
 
 
+def _announce_configured_kafka(kafka: Kafka) -> None:
+    if kafka.broker is None:  # said before waiting for it: it may take a while to answer
+        print(f"Using Kafka at {kafka.bootstrap}: the embedded broker is not started.")
+
+
 def run_broker(settings: Settings) -> int:
     """Start the embedded broker with facestream's topics and keep it up until SIGINT/SIGTERM.
 
     When FACESTREAM_KAFKA_BOOTSTRAP names a Kafka, start nothing: create missing topics there.
     """
-    topics = settings.topics
-    names = ", ".join(t.name for t in topics)
-    if not settings.uses_embedded_broker:
-        print(f"Using Kafka at {settings.bootstrap_servers}: the embedded broker is not started.")
-        security = settings.kafka_security
-        wait_for_kafka(settings.bootstrap_servers, timeout=30, security=security)
-        created = ensure_topics(settings.bootstrap_servers, topics, security=security)
-        print(f"Topics ready ({names}); created now: {', '.join(created) or 'none'}.")
-        return 0
-    with EmbeddedBroker(settings.embedded_broker_port) as broker:
-        ensure_topics(broker.bootstrap, topics)
+    names = ", ".join(t.name for t in settings.topics)
+    port = settings.kafka.embedded_broker_port
+    with kafka_with_topics(settings, port, _announce_configured_kafka) as kafka:
+        if kafka.broker is None:
+            created = ", ".join(kafka.created_topics) or "none"
+            print(f"Topics ready ({names}); created now: {created}.")
+            return 0
+        broker = kafka.broker
         print(
             f"Embedded broker ready on {broker.bootstrap} (pid {broker.pid}); topics: {names} "
-            f"({settings.partitions} partitions, records up to "
+            f"({settings.kafka.partitions} partitions, records up to "
             f"{settings.kafka_max_message_bytes} bytes). In-memory: data is lost on stop. "
             "Ctrl-C to stop.",
             flush=True,
@@ -101,10 +117,10 @@ def run_broker(settings: Settings) -> int:
 def run_models_synth(settings: Settings, actions: Sequence[str], seed: int) -> int:
     """Write synthetic weights for `actions` into the weights folder."""
     print(
-        f"Writing synthetic weights for {', '.join(actions)} to {settings.weights_dir} ...",
+        f"Writing synthetic weights for {', '.join(actions)} to {settings.models.weights_dir} ...",
         flush=True,
     )
-    for path in synthesize_weights(settings.weights_dir, actions, seed):
+    for path in synthesize_weights(settings.models.weights_dir, actions, seed):
         print(f"  wrote {path.name} ({path.stat().st_size / 1e6:.0f} MB, synthetic)")
     print(SYNTHETIC_NOTICE)
     print("For real predictions, replace them with DeepFace's real weight files.")
@@ -113,9 +129,9 @@ def run_models_synth(settings: Settings, actions: Sequence[str], seed: int) -> i
 
 def run_models_check(settings: Settings, actions: Sequence[str], detectors: Sequence[str]) -> int:
     """Print the state of every weight file; exit 1 when any is missing or unreadable."""
-    report = check_weights(settings.weights_dir, actions, detectors)
+    report = check_weights(settings.models.weights_dir, actions, detectors)
     width = max(len(s.component) for s in report)
-    print(f"Weights folder: {settings.weights_dir}")
+    print(f"Weights folder: {settings.models.weights_dir}")
     for status in report:
         print(f"  {status.component:<{width}}  {status.state.value:<10}  {status.path}")
     if any(s.state is WeightState.SYNTHETIC for s in report):
@@ -124,7 +140,8 @@ def run_models_check(settings: Settings, actions: Sequence[str], detectors: Sequ
     if bad:
         print(
             f"{len(bad)} file(s) missing or unreadable. Put DeepFace's weight files in "
-            f"{settings.weights_dir} (DeepFace downloads them there on first use when online)."
+            f"{settings.models.weights_dir} (DeepFace downloads them there on first use when "
+            "online)."
         )
         if any(s.component.startswith("action") for s in bad):
             print("For tests and benchmarks, `facestream models synth` writes synthetic ones.")
@@ -139,10 +156,10 @@ def run_models_download(
     weights folder: the only place facestream downloads anything."""
     print(
         f"Downloading DeepFace weights for {', '.join((*actions, *detectors))} to "
-        f"{settings.weights_dir} ..."
+        f"{settings.models.weights_dir} ..."
     )
     try:
-        fetched = download_weights(settings.weights_dir, actions, detectors)
+        fetched = download_weights(settings.models.weights_dir, actions, detectors)
     except WeightsDownloadError as error:
         print(f"error: download failed: {error}", file=sys.stderr)
         return 1
@@ -171,15 +188,15 @@ def run_recovery_init(folder: Path, partitions: int) -> int:
     return 0
 
 
-def run_health(settings: Settings, address: str | None, timeout: float) -> int:
+def run_health(settings: ClientProcessSettings, address: str | None, timeout: float) -> int:
     """Exit 0 when the server at `address` (default FACESTREAM_GRPC_ADDRESS) is SERVING."""
     import grpc
     from grpc_health.v1 import health_pb2
 
-    from grpc_server.client import AnalyzeClient
+    from facestream.client import AnalyzeClient
 
-    address = address or settings.grpc_address
-    with AnalyzeClient(address, ca_cert=settings.tls_ca) as client:
+    address = address or settings.server.grpc_address
+    with AnalyzeClient(address, ca_cert=settings.tls.tls_ca) as client:
         try:
             status = client.health(timeout=timeout)
         except grpc.RpcError as error:
@@ -204,17 +221,39 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     return demo.main(settings, options)
 
 
-def run_client_or_server(settings: Settings, args: argparse.Namespace) -> int:
-    """The gRPC subcommands; imported here so that the other commands do not load gRPC."""
-    from apps.client_commands import run_submit, run_watch
-    from grpc_server.server import run_server
+def run_models(settings: Settings, args: argparse.Namespace) -> int:
+    """`facestream models synth|check|download`; check and download default to the
+    configured actions and detector."""
+    if args.models_command == "synth":
+        return run_models_synth(settings, args.actions, args.seed)
+    actions = args.actions or settings.models.actions
+    detectors = args.detectors or (settings.models.detector_backend,)
+    if args.models_command == "download":
+        return run_models_download(settings, actions, detectors)
+    return run_models_check(settings, actions, detectors)
 
-    if args.command == "serve":
-        return run_server(settings)
-    if args.command == "submit":
-        return run_submit(
-            settings, args.paths, args.wait, args.json, args.timeout, args.concurrency
-        )
+
+# The gRPC commands import their code when they run, so that the others do not load gRPC.
+
+
+def run_serve(settings: ServerProcessSettings) -> int:
+    """The gRPC AnalyzeService, until SIGTERM/SIGINT."""
+    from di.server_root import run_server
+
+    return run_server(settings)
+
+
+def run_submit_command(settings: ClientProcessSettings, args: argparse.Namespace) -> int:
+    """`facestream submit`; see apps.client_commands."""
+    from apps.client_commands import run_submit
+
+    return run_submit(settings, args.paths, args.wait, args.json, args.timeout, args.concurrency)
+
+
+def run_watch_command(settings: ClientProcessSettings, args: argparse.Namespace) -> int:
+    """`facestream watch`; see apps.client_commands."""
+    from apps.client_commands import run_watch
+
     return run_watch(settings, args.request_ids, args.json)
 
 
@@ -231,18 +270,49 @@ def run_hash_token() -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="facestream",
-        description="Streaming face analysis. Settings come from FACESTREAM_* variables "
-        "(see the README).",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+# Each command's handler, by the command's name in build_parser.
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: the settings it reads (the sections it validates) and what it runs."""
+
+    settings: type[ProcessSettings]
+    run: Handler
+
+
+class NoSettings(ProcessSettings):
+    """For the commands that read no settings."""
+
+
+COMMANDS: dict[str, Command] = {
+    "broker": Command(Settings, lambda settings, _args: run_broker(settings)),
+    "models": Command(Settings, run_models),
+    "demo": Command(Settings, run_demo),
+    "health": Command(
+        ClientProcessSettings,
+        lambda settings, args: run_health(settings, args.address, args.timeout),
+    ),
+    "recovery-init": Command(
+        NoSettings, lambda _settings, args: run_recovery_init(args.folder, args.partitions)
+    ),
+    "serve": Command(ServerProcessSettings, lambda settings, _args: run_serve(settings)),
+    "auth": Command(NoSettings, lambda _settings, _args: run_hash_token()),
+    "submit": Command(ClientProcessSettings, run_submit_command),
+    "watch": Command(ClientProcessSettings, run_watch_command),
+}
+
+
+# The parser, one function a command, in the order `--help` lists them.
+
+
+def _add_broker(commands: Subcommands) -> None:
     commands.add_parser(
         "broker",
         help="run the embedded Kafka-compatible broker with facestream's topics "
         "(or create the topics on FACESTREAM_KAFKA_BOOTSTRAP)",
     )
+
+
+def _add_models(commands: Subcommands) -> None:
     models = commands.add_parser("models", help="DeepFace weights: check or synthesize")
     model_commands = models.add_subparsers(dest="models_command", required=True)
     synth = model_commands.add_parser(
@@ -255,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated subset of {','.join(ACTIONS)} (default: all)",
     )
     synth.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    # check and download: what to look at, by default what the settings configure.
     configured_actions = argparse.ArgumentParser(add_help=False)
     configured_actions.add_argument(
         "--actions",
@@ -276,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[configured_actions],
         help="download DeepFace's real weights and detector files (needs internet)",
     )
+
+
+def _add_demo(commands: Subcommands) -> None:
     demo = commands.add_parser(
         "demo",
         help="run the whole system (broker, dataflow, gRPC server) on demo images and "
@@ -302,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=300.0, help="seconds to wait per image (default 300)"
     )
     demo.add_argument("--concurrency", type=int, default=4, help="images in flight (default 4)")
+
+
+def _add_health(commands: Subcommands) -> None:
     health = commands.add_parser(
         "health", help="exit 0 when the gRPC server at FACESTREAM_GRPC_ADDRESS is SERVING"
     )
@@ -309,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--address", default=None, help="host:port (default: FACESTREAM_GRPC_ADDRESS)"
     )
     health.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+
+
+def _add_recovery_init(commands: Subcommands) -> None:
     recovery = commands.add_parser(
         "recovery-init",
         help="create the dataflow's recovery store once (python -m bytewax.recovery, "
@@ -316,12 +396,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recovery.add_argument("folder", type=Path)
     recovery.add_argument("partitions", type=int, help="at least the total number of workers")
+
+
+def _add_serve(commands: Subcommands) -> None:
     commands.add_parser("serve", help="run the gRPC AnalyzeService (same as python -m grpc_server)")
+
+
+def _add_auth(commands: Subcommands) -> None:
     auth = commands.add_parser("auth", help="credentials of the gRPC server")
     auth.add_subparsers(dest="auth_command", required=True).add_parser(
         "hash-token",
         help="print the SHA-256 of the token read from standard input, for FACESTREAM_AUTH_FILE",
     )
+
+
+def _add_submit(commands: Subcommands) -> None:
     submit = commands.add_parser(
         "submit", help="send image files or folders to the AnalyzeService (FACESTREAM_GRPC_ADDRESS)"
     )
@@ -334,11 +423,35 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--concurrency", type=int, default=4, help="images in flight with --wait (default 4)"
     )
+
+
+def _add_watch(commands: Subcommands) -> None:
     watch = commands.add_parser(
         "watch", help="print results as they arrive: for the request ids given, or all"
     )
     watch.add_argument("request_ids", nargs="*", metavar="REQUEST_ID")
     watch.add_argument("--json", action="store_true", help="print JSON lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facestream",
+        description="Streaming face analysis. Settings come from FACESTREAM_* variables "
+        "(see the README).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add_command in (
+        _add_broker,
+        _add_models,
+        _add_demo,
+        _add_health,
+        _add_recovery_init,
+        _add_serve,
+        _add_auth,
+        _add_submit,
+        _add_watch,
+    ):
+        add_command(commands)
     return parser
 
 
@@ -352,31 +465,14 @@ def quiet_libraries() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries()
+    command = COMMANDS[args.command]
     try:
-        settings = load_settings()
+        settings = load_settings(command.settings)
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        if args.command == "broker":
-            return run_broker(settings)
-        if args.command == "demo":
-            return run_demo(settings, args)
-        if args.command in ("serve", "submit", "watch"):
-            return run_client_or_server(settings, args)
-        if args.command == "health":
-            return run_health(settings, args.address, args.timeout)
-        if args.command == "auth":
-            return run_hash_token()
-        if args.command == "recovery-init":
-            return run_recovery_init(args.folder, args.partitions)
-        if args.models_command == "synth":
-            return run_models_synth(settings, args.actions, args.seed)
-        actions = args.actions or settings.actions
-        detectors = args.detectors or (settings.detector_backend,)
-        if args.models_command == "download":
-            return run_models_download(settings, actions, detectors)
-        return run_models_check(settings, actions, detectors)
+        return command.run(settings, args)
     except BrokerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

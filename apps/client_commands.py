@@ -15,23 +15,21 @@ from tqdm import tqdm
 
 from apps.image_sources import IMAGE_SUFFIXES, NamedImage, image_files
 from apps.result_table import error_row, format_table, result_json, result_rows
-from di import Settings
+from di.settings import ClientProcessSettings
+from facestream.client import AnalyzeClient, request
 from facestream.models import SYNTHETIC_WARNING
 from facestream.v1 import analyze_service_pb2, records_pb2
-from grpc_server.client import AnalyzeClient, request
 
 SUBMIT_COLUMNS = ("image", "request id", "accepted")
 
 
-def client_for(settings: Settings) -> AnalyzeClient:
+def client_for(settings: ClientProcessSettings) -> AnalyzeClient:
     """A client for the server at FACESTREAM_GRPC_ADDRESS, with the client token and CA."""
-    certificate = (
-        (settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
-    )
+    certificate = settings.tls.certificate
     return AnalyzeClient(
-        settings.grpc_address,
-        settings.client_token.get_secret_value(),
-        settings.tls_ca,
+        settings.server.grpc_address,
+        settings.client.client_token.get_secret_value(),
+        settings.tls.tls_ca,
         client_certificate=certificate,
     )
 
@@ -43,7 +41,7 @@ def describe_rpc_error(error: grpc.RpcError) -> str:
 
 
 def run_submit(
-    settings: Settings,
+    settings: ClientProcessSettings,
     paths: Sequence[Path],
     wait: bool,
     as_json: bool,
@@ -180,7 +178,7 @@ def _analyze_all(
     return 0 if all(a.result is not None for a in analyses) else 1
 
 
-def run_watch(settings: Settings, request_ids: Sequence[str], as_json: bool) -> int:
+def run_watch(settings: ClientProcessSettings, request_ids: Sequence[str], as_json: bool) -> int:
     """Print results as they arrive: for the ids given (until each has one), or all."""
     try:
         with client_for(settings) as client:

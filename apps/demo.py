@@ -30,6 +30,7 @@ from apps.local_system import (
 from apps.report import ReportEntry, summarize, write_report
 from apps.result_table import error_row, format_table, result_rows
 from di import Settings, child_environment
+from facestream.client import AnalyzeClient
 from facestream.models import (
     SYNTHETIC_WARNING,
     WeightsDownloadError,
@@ -39,7 +40,6 @@ from facestream.models import (
     synthetic_deepface_home,
     weights_dir_of,
 )
-from grpc_server.client import AnalyzeClient
 
 
 class DemoError(RuntimeError):
@@ -70,20 +70,22 @@ def choose_weights(
     DEEPFACE_HOME.
     """
     download = download or (lambda _folder: download_in_child(settings))
-    actions = check_weights(settings.weights_dir, settings.actions, ())
+    actions = check_weights(settings.models.weights_dir, settings.models.actions, ())
     missing = [s for s in actions if not s.usable]
     if not missing:
         synthetic = any(s.state is WeightState.SYNTHETIC for s in actions)
-        say(f"weights: {'SYNTHETIC' if synthetic else 'real'} ones in {settings.weights_dir}")
-        return settings.deepface_home, synthetic
+        say(
+            f"weights: {'SYNTHETIC' if synthetic else 'real'} ones in {settings.models.weights_dir}"
+        )
+        return settings.models.deepface_home, synthetic
     names = ", ".join(s.path.name for s in missing)
-    say(f"weights: real DeepFace weights are missing in {settings.weights_dir}: {names}")
+    say(f"weights: real DeepFace weights are missing in {settings.models.weights_dir}: {names}")
     if allow_download:
         say("weights: downloading them with DeepFace (about 1.6 GB) ...")
         try:
-            download(settings.weights_dir)
+            download(settings.models.weights_dir)
             say("weights: downloaded; using the real ones")
-            return settings.deepface_home, False
+            return settings.models.deepface_home, False
         except WeightsDownloadError as error:
             say(f"weights: the download failed ({str(error).splitlines()[0][:200]})")
     else:
@@ -91,11 +93,11 @@ def choose_weights(
     home = synthetic_deepface_home()
     folder = weights_dir_of(home)
     say(f"weights: SYNTHETIC weights in {folder} (made on first use: ~1.6 GB, a minute)")
-    ensure_synthetic_weights(folder, settings.actions)
+    ensure_synthetic_weights(folder, settings.models.actions)
     say(f"weights: using SYNTHETIC weights from {folder}: {SYNTHETIC_WARNING}.")
     say(
         "weights: for real attributes, put DeepFace's weight files in "
-        f"{settings.weights_dir} (see the README, 'Model weights')."
+        f"{settings.models.weights_dir} (see the README, 'Model weights')."
     )
     return home, True
 
@@ -104,7 +106,9 @@ def download_in_child(settings: Settings) -> None:
     """`facestream models download` in a child process, so that TensorFlow's and DeepFace's
     start-up chatter stays out of the demo's output; WeightsDownloadError when it fails."""
     command = [sys.executable, "-m", "apps.cli", "models", "download"]
-    env = child_environment(DEEPFACE_HOME=str(settings.deepface_home), TF_CPP_MIN_LOG_LEVEL="3")
+    env = child_environment(
+        DEEPFACE_HOME=str(settings.models.deepface_home), TF_CPP_MIN_LOG_LEVEL="3"
+    )
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         lines = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()

@@ -1,12 +1,11 @@
 """The local system: the embedded broker (or a configured Kafka), the dataflow and the
 gRPC server as child processes of this one, on loopback ports, ready when they answer, and
-stopped by their pids on the way out. `facestream demo`, the benchmarks and the tests
-start facestream this way."""
+stopped by their pids on the way out. `facestream demo` and the benchmarks start the whole
+of facestream this way; each piece is started by the launch kit (apps/launch.py)."""
 
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,10 +20,10 @@ from grpc_health.v1 import health_pb2
 
 from apps.broker import EmbeddedBroker, free_port, port_or_free
 from apps.client_commands import describe_rpc_error
+from apps.launch import DataflowProcess, Kafka, ServerProcess, kafka_with_topics
 from apps.processes import ChildProcess, WaitTimeoutError, wait_until
 from di import Settings, child_environment
-from facestream.kafka_admin import ensure_topics, wait_for_kafka
-from grpc_server.client import AnalyzeClient
+from facestream.client import AnalyzeClient
 
 DATAFLOW_WORKERS = 2
 HEALTH_TIMEOUT = 120.0
@@ -78,18 +77,24 @@ class LocalSystem:
         self.dataflows = dataflows
         self.env = dict(env or {})
         self.children: list[ChildProcess] = []
-        self.address = _loopback_address(settings.grpc_address)
-        self.bootstrap = settings.bootstrap_servers
+        self.address = _loopback_address(settings.server.grpc_address)
+        self.bootstrap = settings.kafka.bootstrap_servers
         self.metrics_ports: dict[str, int] = {}  # child name -> its metrics port
 
     @contextmanager
     def running(self) -> Iterator[LocalSystem]:
         """Start everything; stop every child (server, dataflow, broker) on the way out."""
         with ExitStack() as stack:
-            self.bootstrap = self._kafka(stack)
-            ensure_topics(
-                self.bootstrap, self.settings.topics, security=self.settings.kafka_security
+            # The configured broker port when it is free: a broker already there (another
+            # demo's) does not stop this one.
+            broker_port = port_or_free("127.0.0.1", self.settings.kafka.embedded_broker_port)
+            kafka = stack.enter_context(
+                kafka_with_topics(self.settings, broker_port, self._announce_kafka)
             )
+            if kafka.broker is not None:
+                # Stopped here to report its exit code; kafka_with_topics finds it stopped.
+                stack.callback(self._stop_broker, kafka.broker)
+            self.bootstrap = kafka.bootstrap
             env = child_environment(
                 **self.env,
                 FACESTREAM_KAFKA_BOOTSTRAP=self.bootstrap,
@@ -97,20 +102,16 @@ class LocalSystem:
                 DEEPFACE_HOME=str(self.deepface_home),
             )
             stack.callback(self._stop_children)
+            # The children run in the user's folder (cwd=None), not the project's: relative
+            # paths in the user's settings (TLS files, weights) mean what they meant there.
             for index, args in enumerate(self.dataflows):
                 name = "dataflow" if len(self.dataflows) == 1 else f"dataflow-{index}"
                 port = self._metrics_port(name, "FACESTREAM_DATAFLOW_METRICS_PORT")
-                self._start(
-                    name,
-                    [sys.executable, "-m", "bytewax.run", "dataflow", *args],
-                    {**env, "FACESTREAM_DATAFLOW_METRICS_PORT": str(port)},
-                )
+                dataflow_env = {**env, "FACESTREAM_DATAFLOW_METRICS_PORT": str(port)}
+                self._started(DataflowProcess(dataflow_env, *args, name=name, cwd=None))
             port = self._metrics_port("grpc-server", "FACESTREAM_METRICS_PORT")
-            self._start(
-                "grpc-server",
-                [sys.executable, "-m", "grpc_server"],
-                {**env, "FACESTREAM_METRICS_PORT": str(port)},
-            )
+            server_env = {**env, "FACESTREAM_METRICS_PORT": str(port)}
+            self._started(ServerProcess(server_env, cwd=None))
             yield self
 
     def _metrics_port(self, child: str, variable: str) -> int:
@@ -118,8 +119,8 @@ class LocalSystem:
         free one otherwise (every child needs its own); 0 stays 0 (no endpoint)."""
         settings = self.settings
         configured = {
-            "FACESTREAM_METRICS_PORT": settings.metrics_port,
-            "FACESTREAM_DATAFLOW_METRICS_PORT": settings.dataflow_metrics_port,
+            "FACESTREAM_METRICS_PORT": settings.observability.metrics_port,
+            "FACESTREAM_DATAFLOW_METRICS_PORT": settings.observability.dataflow_metrics_port,
         }[variable]
         configured = int(self.env.get(variable, configured))
         if configured == 0:
@@ -127,41 +128,36 @@ class LocalSystem:
         if configured in self.metrics_ports.values():
             port = free_port()
         else:
-            port = port_or_free(settings.metrics_host, configured)
+            port = port_or_free(settings.observability.metrics_host, configured)
         self.metrics_ports[child] = port
         return port
 
     @property
     def metrics_urls(self) -> dict[str, str]:
         """Each child's /metrics endpoint."""
-        host = self.settings.metrics_host
+        host = self.settings.observability.metrics_host
         return {
             child: f"http://{host}:{port}/metrics" for child, port in self.metrics_ports.items()
         }
 
-    def _kafka(self, stack: ExitStack) -> str:
-        settings = self.settings
-        if not settings.uses_embedded_broker:
-            say(f"kafka: using {settings.bootstrap_servers} (FACESTREAM_KAFKA_BOOTSTRAP)")
-            wait_for_kafka(settings.bootstrap_servers, timeout=30, security=settings.kafka_security)
-            return settings.bootstrap_servers
-        broker = EmbeddedBroker(port_or_free("127.0.0.1", settings.embedded_broker_port))
-        stack.callback(self._stop_broker, broker)
-        broker.start()
-        say(f"broker: embedded, on {broker.bootstrap} (pid {broker.pid}, in memory)")
-        return broker.bootstrap
+    @staticmethod
+    def _announce_kafka(kafka: Kafka) -> None:
+        if kafka.broker is None:
+            say(f"kafka: using {kafka.bootstrap} (FACESTREAM_KAFKA_BOOTSTRAP)")
+        else:
+            broker = kafka.broker
+            say(f"broker: embedded, on {broker.bootstrap} (pid {broker.pid}, in memory)")
 
-    def _start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        child = ChildProcess(name, argv, env)
+    def _started(self, child: ChildProcess) -> None:
         self.children.append(child)
-        shown = " ".join(["python", *argv[1:]])
-        say(f"{name}: {shown} (pid {child.pid})")
+        shown = " ".join(["python", *child.argv[1:]])  # not this venv's long path
+        say(f"{child.name}: {shown} (pid {child.pid})")
 
     def _stop_children(self) -> None:
         # The server first, so no new request arrives; then the dataflow (SIGINT is how
         # Bytewax is asked to stop), each by its pid, killed if it does not end in time.
         for child in reversed(self.children):
-            dataflow = child.name.startswith("dataflow")
+            dataflow = isinstance(child, DataflowProcess)
             code = child.stop(signal.SIGINT if dataflow else signal.SIGTERM)
             say(f"{child.name}: stopped (pid {child.pid}, exit code {code})")
 

@@ -86,6 +86,7 @@ class ChildProcess:
         separate_errors: bool = False,
     ) -> None:
         self.name = name
+        self.argv = tuple(argv)  # as given: without the programs that tie it to its parent
         self._log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log")  # noqa: SIM115
         self._errors = (
             tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".err")  # noqa: SIM115

@@ -23,13 +23,8 @@ import numpy as np
 
 from apps.image_sources import demo_images, skimage_data_dir
 from bench.system_under_test import SHARED_FACES
-from dataflow.steps import (
-    FaceJob,
-    ImageJob,
-    analyze_faces,
-    extract_faces,
-    parse_request,
-)
+from dataflow.records import FaceJob, ImageJob
+from dataflow.steps import analyze_faces, extract_faces, parse_request
 from di import Settings, build_container, load_settings
 from facestream.analyzer import FaceAnalyzer, deepface_model
 from facestream.images import decode_image
@@ -120,23 +115,26 @@ def main() -> None:
     }
 
     large_photo, photos = photo_set(args.photos)
-    large = decode_image(large_photo, settings.max_image_bytes, settings.max_pixels)
+    large = decode_image(
+        large_photo, settings.requests.max_image_bytes, settings.requests.max_pixels
+    )
     full = median_seconds(lambda: analyzer.find_faces(large, "opencv", 0), args.repeat)
     scaled = median_seconds(
-        lambda: analyzer.find_faces(large, "opencv", settings.detection_max_side), args.repeat
+        lambda: analyzer.find_faces(large, "opencv", settings.analysis.detection_max_side),
+        args.repeat,
     )
     report["detect_14mpx_full_s"] = full
     report["detect_14mpx_downscaled_s"] = scaled
-    report["detection_max_side"] = settings.detection_max_side
+    report["detection_max_side"] = settings.analysis.detection_max_side
 
     jobs = submissions(photos)
-    side = settings.detection_max_side
-    faces = extract_and_analyze(jobs, analyzer, limits, logger, settings.batch_size, side)
+    side = settings.analysis.detection_max_side
+    faces = extract_and_analyze(jobs, analyzer, limits, logger, settings.analysis.batch_size, side)
 
     def pipeline(batch_size: int) -> None:
         extract_and_analyze(jobs, analyzer, limits, logger, batch_size, side)
 
-    batch_sizes = sorted({1, settings.batch_size, 16})
+    batch_sizes = sorted({1, settings.analysis.batch_size, 16})
     for batch_size in batch_sizes:
         seconds = median_seconds(lambda b=batch_size: pipeline(b), args.repeat)
         report[f"faces_per_s_batch_{batch_size}"] = faces / seconds
@@ -145,7 +143,7 @@ def main() -> None:
 
     # The shared VGG-Face trunk against DeepFace's age, gender and race models one by one,
     # on one batch of the configured size.
-    batch = np.random.default_rng(0).random((settings.batch_size, 224, 224, 3), np.float32)
+    batch = np.random.default_rng(0).random((settings.analysis.batch_size, 224, 224, 3), np.float32)
     models = {action: deepface_model(action) for action in VGG_ACTIONS}
     separate = median_seconds(
         lambda: [models[action].predict(batch) for action in VGG_ACTIONS], args.repeat
@@ -165,7 +163,7 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| detect 14 Mpx photo, full image | {full:.2f} s | |")
     print(
-        f"| detect 14 Mpx photo, downscaled to {settings.detection_max_side} px | "
+        f"| detect 14 Mpx photo, downscaled to {settings.analysis.detection_max_side} px | "
         f"{scaled:.2f} s | {full / scaled:.1f}x faster |"
     )
     b1 = report["faces_per_s_batch_1"]
@@ -173,8 +171,8 @@ def main() -> None:
         rate = report[f"faces_per_s_batch_{size}"]
         print(f"| extract + analyze, batch {size} | {rate:.2f} faces/s | {rate / b1:.2f}x |")
     print(
-        f"| age + gender + race, batch {settings.batch_size}: three models (TensorFlow) / "
-        f"shared trunk ({settings.engine}) | "
+        f"| age + gender + race, batch {settings.analysis.batch_size}: three models (TensorFlow) / "
+        f"shared trunk ({settings.analysis.engine}) | "
         f"{separate / len(batch):.3f} / {shared / len(batch):.3f} s per face | "
         f"{separate / shared:.2f}x (shared: {report['shared_trunk']}) |"
     )

@@ -26,10 +26,10 @@ from confluent_kafka import Producer
 
 from apps.local_system import LocalSystem, wait_serving
 from di import Settings
+from facestream.client import AnalyzeClient
 from facestream.kafka_config import producer_config
 from facestream.records import image_submitted
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc
-from grpc_server.client import AnalyzeClient
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_IMAGE_BYTES = 100 * 1024
@@ -130,7 +130,10 @@ def main() -> None:
 
     image = image_of_about(TARGET_IMAGE_BYTES)
     settings = Settings.from_env(QUIET)
-    system = LocalSystem(settings, settings.deepface_home, dataflows=(), env=QUIET)
+    # The bench is the server's one client (the anonymous principal): its share of the
+    # publishes is the whole server's, or its streams' windows would be refused beyond it.
+    env = {**QUIET, "FACESTREAM_MAX_IN_FLIGHT_PER_PRINCIPAL": str(settings.limits.max_in_flight)}
+    system = LocalSystem(settings, settings.models.deepface_home, dataflows=(), env=env)
     with system.running(), AnalyzeClient(system.address) as client:
         wait_serving(system, client)
         asyncio.run(submit_load(system.address, image, 200, args.concurrency))  # warm-up
@@ -144,7 +147,7 @@ def main() -> None:
             raw.append(
                 raw_producer_rate(
                     system.bootstrap,
-                    settings.topic_requests,
+                    settings.kafka.topic_requests,
                     image,
                     args.requests,
                     settings.kafka_max_message_bytes,

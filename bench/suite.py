@@ -42,6 +42,7 @@ import numpy as np
 
 from apps.broker import free_port
 from apps.image_sources import demo_images
+from apps.launch import cluster_args
 from apps.local_system import LocalSystem, wait_first_result, wait_serving, warmup_image
 from apps.processes import ChildProcess, memory_mb, wait_until
 from bench.load import LoadRun, median_run, offer, saturate
@@ -53,13 +54,13 @@ from bench.pipeline_parts import (
     median_seconds,
     submissions,
 )
-from bench.system_under_test import SHARED_FACES, cluster_args
+from bench.system_under_test import SHARED_FACES
 from di import Settings, build_container, child_environment, load_settings
 from facestream.analyzer import deepface_model, shared_trunk_role
+from facestream.client import AnalyzeClient
 from facestream.engines import ModelSource, cpu_supports_bf16, make_engine, resolve_precision
 from facestream.models import ACTION_MODELS, ACTIONS
 from facestream.shared_trunk import VGG_ACTIONS, SharedTrunk
-from grpc_server.client import AnalyzeClient
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -97,12 +98,16 @@ def ceiling(settings: Settings, images: Sequence[bytes], repeat: int) -> dict[st
     own steps do it, with no Kafka or gRPC around them."""
     analyzer, logger, limits = in_process_steps(settings)
     jobs = submissions(images)
-    side = settings.detection_max_side
-    extract_and_analyze(jobs, analyzer, limits, logger, settings.batch_size, side)  # warm-up
+    side = settings.analysis.detection_max_side
+    extract_and_analyze(
+        jobs, analyzer, limits, logger, settings.analysis.batch_size, side
+    )  # warm-up
     rates: list[float] = []
     for _ in range(repeat):
         started = time.perf_counter()
-        faces = extract_and_analyze(jobs, analyzer, limits, logger, settings.batch_size, side)
+        faces = extract_and_analyze(
+            jobs, analyzer, limits, logger, settings.analysis.batch_size, side
+        )
         rates.append(faces / (time.perf_counter() - started))
     return {
         "faces_per_s": statistics.median(rates),
@@ -188,7 +193,12 @@ def facestream_system(
     """A facestream system of its own (broker, server, dataflows) in `mode`, warm; its
     service: one Analyze call, the number of faces."""
     own = settings.model_copy(
-        update={"grpc_address": f"127.0.0.1:{free_port()}", "embedded_broker_port": free_port()}
+        update={
+            "server": settings.server.model_copy(
+                update={"grpc_address": f"127.0.0.1:{free_port()}"}
+            ),
+            "kafka": settings.kafka.model_copy(update={"embedded_broker_port": free_port()}),
+        }
     )
     system = LocalSystem(own, home, dataflows, {**LOUD_CHILDREN, **MODES[mode]})
     with system.running(), AnalyzeClient(system.address) as client:
@@ -327,15 +337,15 @@ def engines_gflops(settings: Settings, repeat: int) -> dict[str, Any]:
     trunk = SharedTrunk.of({action: deepface_model(action).model for action in VGG_ACTIONS})
     if trunk is None:
         return {}
-    files = tuple(settings.weights_dir / ACTION_MODELS[a].weight_file for a in trunk.actions)
+    files = tuple(settings.models.weights_dir / ACTION_MODELS[a].weight_file for a in trunk.actions)
     source = ModelSource(shared_trunk_role(trunk.actions), files, lambda: trunk.model)
     choices = [("tensorflow", "fp32"), ("openvino", "fp32")]
     if cpu_supports_bf16():
         choices.append(("openvino", "bf16"))
-    batch = np.random.default_rng(0).random((settings.batch_size, 224, 224, 3), np.float32)
+    batch = np.random.default_rng(0).random((settings.analysis.batch_size, 224, 224, 3), np.float32)
     result = {}
     for name, precision in choices:
-        forward = make_engine(name, precision, settings.engine_cache_dir).load(source)
+        forward = make_engine(name, precision, settings.analysis.engine_cache_dir).load(source)
         forward(batch)  # warm-up
         per_face = median_seconds(lambda f=forward: f(batch), repeat) / len(batch)
         achieved = VGG_TRUNK_GFLOP / per_face
@@ -401,15 +411,16 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = load_settings()
-    home = settings.deepface_home
+    home = settings.models.deepface_home
     image_set, images = bench_images()
     precision = {
-        mode: resolve_precision(settings.precision, settings.engine, mode) for mode in MODES
+        mode: resolve_precision(settings.analysis.precision, settings.analysis.engine, mode)
+        for mode in MODES
     }
     report: dict[str, Any] = {
         "machine": describe_machine(),
         "cpu_flags": cpu_flags(),
-        "engine": settings.engine,
+        "engine": settings.analysis.engine,
         "precision": precision,
         "images": image_set,
         "image_count": len(images),
@@ -417,7 +428,7 @@ def main() -> None:
         "repeat": args.repeat,
         "rounds": args.rounds,
         "concurrency": args.concurrency,
-        "batch_size": settings.batch_size,
+        "batch_size": settings.analysis.batch_size,
     }
     started = time.monotonic()
     # Systems first: the in-process measures load models into this process.

@@ -1,6 +1,7 @@
 """The whole system, started piece by piece so a scenario can break it: an embedded broker
 (optionally behind a proxy whose link can be cut), `bytewax.run` dataflow processes, and
-`python -m grpc_server` processes, all children of this process on 127.0.0.1.
+`python -m grpc_server` processes, all children of this process on 127.0.0.1, started by
+the launch kit (apps/launch.py).
 
 Every child is stopped by its pid when the `ExitStack` given to `SystemUnderTest` closes,
 whatever happened; each wait is bounded and fails with the children's last log lines.
@@ -10,29 +11,27 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Message, Producer
 from grpc_health.v1 import health_pb2
 
 from apps.broker import EmbeddedBroker, free_port
-from apps.processes import ChildProcess, memory_mb, wait_until
+from apps.launch import PROJECT_ROOT, DataflowProcess, ServerProcess, TopicReader, cluster_args
+from apps.processes import memory_mb, wait_until
 from bench.loopback_proxy import LoopbackProxy
 from di import Settings, child_environment
+from facestream.client import AnalyzeClient
 from facestream.kafka_admin import ensure_topics
-from facestream.kafka_config import consumer_config, producer_config
+from facestream.kafka_config import producer_config
 from facestream.v1 import records_pb2
-from grpc_server.client import AnalyzeClient
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Optional photos beside the repository (development machines have them); every user of
 # them falls back to the public photos when they are absent.
 SHARED_FACES = PROJECT_ROOT.parent / "shared" / "data" / "faces"
@@ -43,12 +42,6 @@ QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3", "FACESTREAM_LOG_LEVEL": "WARNING"}
 NO_METRICS = {"FACESTREAM_METRICS_PORT": "0", "FACESTREAM_DATAFLOW_METRICS_PORT": "0"}
 
 
-def cluster_args(processes: int, workers: int) -> list[list[str]]:
-    """`bytewax.run` arguments of a local cluster of `processes` x `workers`."""
-    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
-    return [["-w", str(workers), "-i", str(index), "-a", addresses] for index in range(processes)]
-
-
 class ScenarioError(RuntimeError):
     """A scenario could not run (a child died, a wait timed out); the message says which."""
 
@@ -57,7 +50,7 @@ class ScenarioError(RuntimeError):
 class Server:
     """One `python -m grpc_server` child and a client connected to it."""
 
-    process: ChildProcess
+    process: ServerProcess
     address: str
     client: AnalyzeClient
 
@@ -66,44 +59,6 @@ class Server:
             return self.client.health(timeout=1)
         except grpc.RpcError:
             return None
-
-
-@dataclass
-class TopicReader:
-    """Reads a topic from its beginning, keeping every record; `read_until` reads on until a
-    condition over all records read holds (the embedded broker's end offsets are not
-    reliable, so records are counted by reading them)."""
-
-    bootstrap: str
-    topic: str
-    partitions: int
-    messages: list[Message] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._consumer = Consumer(
-            consumer_config(self.bootstrap, 64 * 1024 * 1024, f"reader-{uuid.uuid4()}")
-        )
-        self._consumer.assign([TopicPartition(self.topic, p, 0) for p in range(self.partitions)])
-
-    def read_until(
-        self,
-        done: Callable[[list[Message]], bool],
-        timeout: float,
-        alive: Callable[[], None] = lambda: None,
-    ) -> bool:
-        """Read until `done(messages)`; False after `timeout` s. `alive` may raise to stop."""
-        deadline = time.monotonic() + timeout
-        while not done(self.messages):
-            if time.monotonic() > deadline:
-                return False
-            alive()
-            for message in self._consumer.consume(500, 0.2):
-                if message.error() is None:
-                    self.messages.append(message)
-        return True
-
-    def close(self) -> None:
-        self._consumer.close()
 
 
 class SystemUnderTest:
@@ -143,7 +98,7 @@ class SystemUnderTest:
         )
         self.settings = Settings.from_env(self.env)
         ensure_topics(self.bootstrap, self.settings.topics)
-        self.dataflows: list[ChildProcess] = []
+        self.dataflows: list[DataflowProcess] = []
         self.servers: list[Server] = []
         self._readers: dict[str, TopicReader] = {}
         self._results: dict[str, list[records_pb2.AnalysisResult]] = {}
@@ -154,14 +109,13 @@ class SystemUnderTest:
 
     def start_dataflow(
         self, processes: int = 1, workers: int = 1, recovery: Path | None = None
-    ) -> list[ChildProcess]:
+    ) -> list[DataflowProcess]:
         """`bytewax.run dataflow` as `processes` processes of `workers` threads each."""
         recovery_args = ["-r", str(recovery), "-s", "1", "-b", "0"] if recovery else []
         shapes = cluster_args(processes, workers) if processes > 1 else [["-w", str(workers)]]
         for index, args in enumerate(shapes):
-            argv = [sys.executable, "-m", "bytewax.run", "dataflow", *args, *recovery_args]
             self.dataflows.append(
-                ChildProcess(f"dataflow-{index}", argv, self.env, cwd=PROJECT_ROOT)
+                DataflowProcess(self.env, *args, *recovery_args, name=f"dataflow-{index}")
             )
         return self.dataflows
 
@@ -191,11 +145,9 @@ class SystemUnderTest:
     def start_server(self, env: dict[str, str] | None = None, timeout: float = 60) -> Server:
         """A gRPC server on a free loopback port; returns once it is SERVING."""
         address = f"127.0.0.1:{free_port()}"
-        process = ChildProcess(
-            f"grpc-server-{len(self.servers)}",
-            [sys.executable, "-m", "grpc_server"],
+        process = ServerProcess(
             {**self.env, **(env or {}), "FACESTREAM_GRPC_ADDRESS": address},
-            cwd=PROJECT_ROOT,
+            name=f"grpc-server-{len(self.servers)}",
         )
         server = Server(process, address, AnalyzeClient(address))
         self.servers.append(server)
@@ -223,7 +175,7 @@ class SystemUnderTest:
     ) -> dict[str, list[records_pb2.AnalysisResult]]:
         """Every result read so far, by request id, once `until(results)` holds or `timeout`
         passed (the caller counts what is missing). Fails if a dataflow process exits."""
-        reader = self.reader(self.settings.topic_results)
+        reader = self.reader(self.settings.kafka.topic_results)
 
         def done(messages: list[Message]) -> bool:
             for message in messages[self._results_parsed :]:

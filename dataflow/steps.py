@@ -5,7 +5,7 @@
 
 Each takes what it needs as arguments (bound once when the flow is built), so each can be
 tested alone. A bad record or image ends in its own result or dead letter, never in an
-exception that would stop the worker.
+exception that would stop the worker. What they pass on is in `dataflow.records`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,20 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 
+from dataflow.records import (
+    AnalyzedFace,
+    DeadLetter,
+    FaceJob,
+    Gathering,
+    ImageJob,
+    ImageProgress,
+    OutgoingRecord,
+)
 from facestream.analyzer import FaceAnalyzer
 from facestream.attempts import AttemptLog
 from facestream.faces import Face, model_input
@@ -37,95 +46,14 @@ from facestream.records import (
 from facestream.requests import InvalidRequestError, RequestLimits, resolve_options
 from facestream.v1 import records_pb2
 
+Extracted = TypeVar("Extracted")
+
 _HOST_PID = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def worker_name() -> str:
     """Which dataflow worker runs this step: host:pid/thread."""
     return f"{_HOST_PID}/{threading.current_thread().name}"
-
-
-@dataclass(frozen=True)
-class ImageJob:
-    """An image to analyse, as read from the requests topic."""
-
-    request_id: str
-    submission: str  # where the record came from; one result per submission
-    image: bytes
-    actions: tuple[str, ...]
-    detector_backend: str
-    submitted_at: float | None  # seconds since the epoch, as the front stamped it
-    received_at: float
-    record: bytes  # the record as read, for the dead-letter topic if it is quarantined
-    principal: str = ""  # who submitted it; its result goes to it alone
-
-    @property
-    def attempt_key(self) -> str:
-        """Names this record (request and position) in the attempt log."""
-        return f"{self.request_id}@{self.submission}"
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A record that is not a usable submission, kept with the reason."""
-
-    key: bytes | None
-    value: bytes | None
-    code: str  # machine-readable: record.unparseable, request.poison
-    reason: str
-    source: str
-
-
-@dataclass(frozen=True)
-class ImageProgress:
-    """What every face of one image carries: who it belongs to and the time spent so far."""
-
-    request_id: str
-    principal: str
-    submission: str
-    face_count: int
-    started_at: float  # submitted_at, or received_at when the submitter gave no time
-    queued: float
-    decode: float
-    detect: float
-
-
-@dataclass(frozen=True)
-class FaceJob:
-    """One face waiting for the attribute models."""
-
-    image: ImageProgress
-    index: int
-    face: Face
-    actions: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class AnalyzedFace:
-    """One face after the models: its record, or the error that stopped it."""
-
-    image: ImageProgress
-    index: int
-    record: records_pb2.Face | None
-    error: tuple[str, str] | None
-    analyze_seconds: float
-
-
-@dataclass
-class Gathering:
-    """The faces of one image gathered so far (a gather_results state)."""
-
-    faces: dict[int, AnalyzedFace] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class OutgoingRecord:
-    """A record for the Kafka sink."""
-
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 def parse_request(message: KafkaSourceMessage) -> ImageJob | DeadLetter:
@@ -169,47 +97,64 @@ def extract_faces_with_quarantine(
     extract: Callable[[ImageJob], list[FaceJob] | list[records_pb2.AnalysisResult]],
     attempts: AttemptLog,
     logger: logging.Logger,
-    crash_request_prefix: str = "",
 ) -> list[FaceJob] | list[records_pb2.AnalysisResult | DeadLetter]:
     """`extract(job)`, counted in the attempt log; a record that crashed the process on
     `attempts.max_attempts` earlier attempts is skipped: FAILED (request.poison) and moved
-    to the dead-letter topic, so the stream goes on.
-
-    `crash_request_prefix` is a fail point for tests (FACESTREAM_FAILPOINT_CRASH_ON): the
-    process crashes, as a native decoder would, on requests whose id starts with it.
-    """
+    to the dead-letter topic, so the stream goes on."""
     earlier = attempts.begin(job.attempt_key)
     if attempts.is_poison(earlier):
-        reason = (
-            f"the record crashed the dataflow on {earlier} attempts "
-            f"(FACESTREAM_MAX_ATTEMPTS={attempts.max_attempts}); it was skipped"
-        )
-        logger.error(
-            "request %s quarantined: %s",
-            job.request_id,
-            reason,
-            extra={"request_id": job.request_id, "stage": "quarantine"},
-        )
-        result = result_record(
-            job.request_id,
-            Status.ANALYSIS_STATUS_FAILED,
-            error=("request.poison", f"{reason} and moved to the dead-letter topic"),
-            worker=worker_name(),
-            principal=job.principal,
-        )
-        letter = DeadLetter(
-            key=job.request_id.encode(),
-            value=job.record,
-            code="request.poison",
-            reason=f"request.poison: {reason}",
-            source=job.submission,
-        )
-        return [result, letter]
-    if crash_request_prefix and job.request_id.startswith(crash_request_prefix):
-        os.kill(os.getpid(), signal.SIGSEGV)
+        return quarantine(job, earlier, attempts.max_attempts, logger)
     extracted = extract(job)
+    # Reached only when extract returned: a crash leaves the attempt counted.
     attempts.finish(job.attempt_key)
     return extracted
+
+
+def quarantine(
+    job: ImageJob, earlier: int, max_attempts: int, logger: logging.Logger
+) -> list[records_pb2.AnalysisResult | DeadLetter]:
+    """A poison record's way out: its FAILED (request.poison) result, and the record as
+    read for the dead-letter topic, both saying it crashed the dataflow `earlier` times."""
+    reason = (
+        f"the record crashed the dataflow on {earlier} attempts "
+        f"(FACESTREAM_MAX_ATTEMPTS={max_attempts}); it was skipped"
+    )
+    logger.error(
+        "request %s quarantined: %s",
+        job.request_id,
+        reason,
+        extra={"request_id": job.request_id, "stage": "quarantine"},
+    )
+    result = result_record(
+        job.request_id,
+        Status.ANALYSIS_STATUS_FAILED,
+        error=("request.poison", f"{reason} and moved to the dead-letter topic"),
+        worker=worker_name(),
+        principal=job.principal,
+    )
+    letter = DeadLetter(
+        key=job.request_id.encode(),
+        value=job.record,
+        code="request.poison",
+        reason=f"request.poison: {reason}",
+        source=job.submission,
+    )
+    return [result, letter]
+
+
+def crash_on_request(
+    job: ImageJob, *, extract: Callable[[ImageJob], Extracted], request_prefix: str
+) -> Extracted:
+    """A fail point for tests (FACESTREAM_FAILPOINT_CRASH_ON): the process crashes with
+    SIGSEGV, as a native decoder would, on requests whose id starts with `request_prefix`
+    (empty: never); any other job is `extract(job)`.
+
+    Bind it as the `extract` of extract_faces_with_quarantine, so that the crash happens
+    inside a counted attempt and a record that always crashes gets quarantined.
+    """
+    if request_prefix and job.request_id.startswith(request_prefix):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return extract(job)
 
 
 def extract_faces(
@@ -223,67 +168,120 @@ def extract_faces(
     """Decode the image and find its faces (images larger than `detection_max_side` are
     searched at that size, 0: never scaled): one FaceJob per face, or, when the image is
     invalid, has no face or detection fails, its finished AnalysisResult."""
-    started_at = job.submitted_at or job.received_at
-    queued = max(0.0, job.received_at - started_at)
     begin = time.time()
-
-    def finished(status: int, error: tuple[str, str] | None, **stages: float) -> list:
-        timings = records_pb2.StageTimings(queued=queued, total=time.time() - started_at, **stages)
-        return [
-            result_record(
-                job.request_id,
-                status,
-                error=error,
-                timings=timings,
-                worker=worker_name(),
-                synthetic_weights=analyzer.synthetic_weights,
-                principal=job.principal,
-            )
-        ]
-
     try:
         actions, detector = resolve_options(job.actions, job.detector_backend, limits)
         image = decode_image(job.image, limits.max_image_bytes, limits.max_pixels)
-    except InvalidRequestError as error:
-        return finished(Status.ANALYSIS_STATUS_FAILED, (error.code, error.message))
-    except InvalidImageError as error:
-        return finished(Status.ANALYSIS_STATUS_INVALID_IMAGE, (error.code, error.message))
-    except Exception as error:  # whatever else a decoder raises fails this image only
-        logger.exception(
-            "decoding failed for request %s",
-            job.request_id,
-            extra={"request_id": job.request_id, "stage": "decode"},
-        )
-        message = f"The image could not be decoded: {type(error).__name__}."
-        return finished(Status.ANALYSIS_STATUS_INVALID_IMAGE, ("image.undecodable", message))
+    except Exception as error:  # whatever a decoder raises fails this image only
+        status, problem = decode_failure(job, error, logger)
+        return finished_image(job, status, problem, synthetic_weights=analyzer.synthetic_weights)
     decoded = time.time()
     try:
         faces = analyzer.find_faces(image, detector, detection_max_side)
     except Exception as error:  # a detector failure fails this image, not the worker
-        logger.exception(
-            "face detection failed for request %s",
-            job.request_id,
-            extra={"request_id": job.request_id, "stage": "detect"},
-        )
-        return finished(
+        problem = detect_failure(job, error, logger)
+        return finished_image(
+            job,
             Status.ANALYSIS_STATUS_FAILED,
-            ("detect.failed", f"face detection failed: {type(error).__name__}: {error}"),
+            problem,
+            synthetic_weights=analyzer.synthetic_weights,
             decode=decoded - begin,
         )
     detected = time.time()
     if not faces:
-        return finished(
-            Status.ANALYSIS_STATUS_NO_FACE, None, decode=decoded - begin, detect=detected - decoded
+        return finished_image(
+            job,
+            Status.ANALYSIS_STATUS_NO_FACE,
+            None,
+            synthetic_weights=analyzer.synthetic_weights,
+            decode=decoded - begin,
+            detect=detected - decoded,
         )
+    return faces_to_analyze(job, faces, actions, decode=decoded - begin, detect=detected - decoded)
+
+
+def image_started_at(job: ImageJob) -> float:
+    """When the image's total time starts: when it was submitted, or when it was read if
+    the submitter gave no time."""
+    return job.submitted_at or job.received_at
+
+
+def queued_seconds(job: ImageJob) -> float:
+    """How long the image waited in the requests topic (never negative: the front's clock
+    may run ahead of this worker's)."""
+    return max(0.0, job.received_at - image_started_at(job))
+
+
+def decode_failure(
+    job: ImageJob, error: Exception, logger: logging.Logger
+) -> tuple[int, tuple[str, str]]:
+    """The status and error (code, message) of an image that its checks or its decoder
+    refused. Call it while handling `error`: an unexpected exception is logged with its
+    traceback, and the submitter is told only its type, never its raw text."""
+    if isinstance(error, InvalidRequestError):
+        return Status.ANALYSIS_STATUS_FAILED, (error.code, error.message)
+    if isinstance(error, InvalidImageError):
+        return Status.ANALYSIS_STATUS_INVALID_IMAGE, (error.code, error.message)
+    logger.exception(
+        "decoding failed for request %s",
+        job.request_id,
+        extra={"request_id": job.request_id, "stage": "decode"},
+    )
+    message = f"The image could not be decoded: {type(error).__name__}."
+    return Status.ANALYSIS_STATUS_INVALID_IMAGE, ("image.undecodable", message)
+
+
+def detect_failure(job: ImageJob, error: Exception, logger: logging.Logger) -> tuple[str, str]:
+    """The error (code, message) of an image whose face detection raised. Call it while
+    handling `error`: it is logged with its traceback."""
+    logger.exception(
+        "face detection failed for request %s",
+        job.request_id,
+        extra={"request_id": job.request_id, "stage": "detect"},
+    )
+    return ("detect.failed", f"face detection failed: {type(error).__name__}: {error}")
+
+
+def finished_image(
+    job: ImageJob,
+    status: int,
+    error: tuple[str, str] | None,
+    *,
+    synthetic_weights: bool,
+    **stages: float,
+) -> list[records_pb2.AnalysisResult]:
+    """The result of an image that ends before the models (invalid, no face, detection
+    failed), with the time of the stages it went through (`decode`, `detect`)."""
+    timings = records_pb2.StageTimings(
+        queued=queued_seconds(job), total=time.time() - image_started_at(job), **stages
+    )
+    return [
+        result_record(
+            job.request_id,
+            status,
+            error=error,
+            timings=timings,
+            worker=worker_name(),
+            synthetic_weights=synthetic_weights,
+            principal=job.principal,
+        )
+    ]
+
+
+def faces_to_analyze(
+    job: ImageJob, faces: Sequence[Face], actions: tuple[str, ...], *, decode: float, detect: float
+) -> list[FaceJob]:
+    """One FaceJob per face found, in the detector's order; each carries the image's
+    progress so far, for its result once all its faces are analysed."""
     progress = ImageProgress(
         request_id=job.request_id,
         principal=job.principal,
         submission=job.submission,
         face_count=len(faces),
-        started_at=started_at,
-        queued=queued,
-        decode=decoded - begin,
-        detect=detected - decoded,
+        started_at=image_started_at(job),
+        queued=queued_seconds(job),
+        decode=decode,
+        detect=detect,
     )
     return [
         FaceJob(image=progress, index=index, face=face, actions=actions)

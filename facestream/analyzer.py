@@ -16,35 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from deepface.models.demography.DemographyUtils import (
-    EMOTION_LABELS,
-    GENDER_LABELS,
-    RACE_LABELS,
-    find_apparent_age,
-)
 
+from facestream import deepface_internals
 from facestream.engines import Engine, Forward, ModelSource
 from facestream.faces import FACE_SIZE, Face, find_faces
 from facestream.models import ACTION_MODELS, require_weights
 from facestream.shared_trunk import VGG_ACTIONS, SharedTrunk
 
-LABELS: dict[str, list[str]] = {
-    "gender": GENDER_LABELS,
-    "emotion": EMOTION_LABELS,
-    "race": RACE_LABELS,
-}
+LABELS: dict[str, list[str]] = deepface_internals.attribute_labels()
 
 
 def deepface_model(action: str) -> Any:
     """DeepFace's own model object for `action` (its `.model` is the Keras model), from
     DeepFace's cache, which `DeepFace.analyze` shares; loads the weights the first time."""
-    # DeepFace must be imported before TensorFlow: it switches TF to legacy (tf-keras) mode.
-    from deepface import DeepFace  # noqa: F401
-    from deepface.modules import modeling
-
     # DeepFace's cache is not locked: the container builds the analyzer under lagom's
     # singleton lock, and other detectors are built under the detection lock.
-    return modeling.build_model("facial_attribute", ACTION_MODELS[action].model_name)
+    return deepface_internals.build_attribute_model(ACTION_MODELS[action].model_name)
 
 
 def shared_trunk_role(actions: Sequence[str]) -> str:
@@ -193,16 +180,17 @@ class FaceAnalyzer:
                 else self._forward[action](self._model_inputs(action, faces))[0]
             )
             # What DeepFace's age model does with its probabilities, row by row.
-            outputs[action] = (
-                np.array([find_apparent_age(row) for row in rows]) if action == "age" else rows
-            )
+            if action == "age":
+                rows = np.array([deepface_internals.apparent_age(row) for row in rows])
+            outputs[action] = rows
         return outputs
 
     def _model_inputs(self, action: str, faces: np.ndarray) -> np.ndarray:
         if action == "emotion":
             # DeepFace's emotion model reads 48x48 grey faces: its own preprocessing.
             emotion = self.models[action]
-            return np.expand_dims(np.array([emotion._preprocess_image(f) for f in faces]), -1)
+            grey = [deepface_internals.emotion_grey_face(emotion, face) for face in faces]
+            return np.expand_dims(np.array(grey), -1)
         return faces
 
     def describe(self, faces: np.ndarray, actions: Sequence[str]) -> list[FaceAttributes]:

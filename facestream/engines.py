@@ -208,11 +208,19 @@ def resolve_precision(requested: str, engine: str, mode: str) -> str:
     return "fp32"
 
 
+def check_precision(engine: str, precision: str) -> None:
+    """EngineError when `engine` cannot compute in `precision` ("auto" always can)."""
+    if engine == "tensorflow" and precision not in ("auto", "fp32"):
+        raise EngineError(
+            f"FACESTREAM_PRECISION={precision} needs FACESTREAM_ENGINE=openvino: the "
+            "TensorFlow engine computes in fp32 only."
+        )
+
+
 def make_engine(name: str, precision: str, cache_dir: Path) -> Engine:
     """The engine `name` at `precision`; EngineError when it cannot run here."""
+    check_precision(name, precision)
     if name == "tensorflow":
-        if precision != "fp32":
-            raise EngineError("FACESTREAM_ENGINE=tensorflow computes in fp32 only.")
         return TensorFlowEngine()
     if name == "openvino":
         return OpenVINOEngine(cache_dir, precision)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from facestream import deepface_internals
+
 FACE_SIZE = (224, 224)
 
 
@@ -60,9 +62,6 @@ def _bordered(image: np.ndarray) -> tuple[np.ndarray, int, int]:
 def _detect_on_copy(image: np.ndarray, detector_backend: str, scale: float, bordered: bool) -> list:
     """Detect on a copy scaled by `scale` (bordered as DeepFace does, or not); crop and
     align from the full-resolution image."""
-    from deepface.models.Detector import FacialAreaRegion
-    from deepface.modules import detection, modeling
-
     height, width = image.shape[:2]
     small = (
         cv2.resize(
@@ -74,7 +73,7 @@ def _detect_on_copy(image: np.ndarray, detector_backend: str, scale: float, bord
         else image
     )
     detected_on, border_x, border_y = _bordered(small) if bordered else (small, 0, 0)
-    detector = modeling.build_model(task="face_detector", model_name=detector_backend)
+    detector = deepface_internals.build_detector(detector_backend)
 
     def to_full(point: tuple[int, int] | None) -> tuple[int, int] | None:
         if point is None:
@@ -82,8 +81,8 @@ def _detect_on_copy(image: np.ndarray, detector_backend: str, scale: float, bord
         return (round((point[0] - border_x) / scale), round((point[1] - border_y) / scale))
 
     faces = []
-    for area in detector.detect_faces(detected_on):
-        full_area = FacialAreaRegion(
+    for area in deepface_internals.detect_areas(detector, detected_on):
+        full_area = deepface_internals.facial_area(
             x=round((area.x - border_x) / scale),
             y=round((area.y - border_y) / scale),
             w=round(area.w / scale),
@@ -98,8 +97,8 @@ def _detect_on_copy(image: np.ndarray, detector_backend: str, scale: float, bord
         # No border on the full image: extract_face pads the face's surroundings itself,
         # and a bordered copy of a 14 Mpx image would cost ~170 MB.
         faces.append(
-            detection.extract_face(
-                facial_area=full_area,
+            deepface_internals.extract_face(
+                area=full_area,
                 img=image,
                 align=True,
                 expand_percentage=0,
@@ -121,14 +120,10 @@ def find_faces(
     (fast mode). Faces are listed left to right (by x, then y, w, h). An image without
     faces gives an empty list. Not thread-safe.
     """
-    from deepface.models.Detector import DetectedFace, FacialAreaRegion
-    from deepface.modules import detection
-
     height, width = image.shape[:2]
     if detector_backend == "skip":
-        detected = [
-            DetectedFace(img=image, facial_area=FacialAreaRegion(0, 0, width, height), confidence=0)
-        ]
+        whole = deepface_internals.facial_area(x=0, y=0, w=width, h=height)
+        detected = [deepface_internals.detected_face(img=image, area=whole, confidence=0)]
     elif detection_max_side and max(height, width) > detection_max_side:
         detected = _detect_on_copy(
             image, detector_backend, detection_max_side / max(height, width), bordered
@@ -136,7 +131,7 @@ def find_faces(
     elif not bordered:
         detected = _detect_on_copy(image, detector_backend, 1.0, bordered=False)
     else:
-        detected = detection.detect_faces(
+        detected = deepface_internals.detect_faces(
             detector_backend=detector_backend, img=image, align=True, expand_percentage=0
         )
     faces = []
@@ -163,8 +158,6 @@ def find_faces(
 
 def model_input(crop: np.ndarray) -> np.ndarray:
     """The (224, 224, 3) float32 array DeepFace's attribute models get for this BGR crop."""
-    from deepface.modules import preprocessing
-
     # DeepFace normalises only when values exceed 1, and it does so once.
     face = crop / 255 if crop.max() > 1 else crop
-    return preprocessing.resize_image(img=face, target_size=FACE_SIZE)[0]
+    return deepface_internals.resize_image(img=face, target_size=FACE_SIZE)[0]

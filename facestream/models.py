@@ -18,7 +18,6 @@ import json
 import os
 import sys
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from facestream import deepface_internals
 
 ACTIONS: tuple[str, ...] = ("age", "gender", "emotion", "race")
 SYNTHETIC_TAG = "facestream_synthetic"
@@ -42,25 +43,15 @@ class ActionModel:
     """The DeepFace model behind one action and its weight file."""
 
     action: str
-    model_name: str  # DeepFace's name, for modeling.build_model("facial_attribute", ...)
+    model_name: str  # DeepFace's name, as deepface_internals.build_attribute_model takes it
     weight_file: str
-    builder_module: str  # DeepFace module whose load_model() builds the architecture
 
 
 ACTION_MODELS: dict[str, ActionModel] = {
-    "age": ActionModel("age", "Age", "age_model_weights.h5", "deepface.models.demography.tf.Age"),
-    "gender": ActionModel(
-        "gender", "Gender", "gender_model_weights.h5", "deepface.models.demography.tf.Gender"
-    ),
-    "emotion": ActionModel(
-        "emotion",
-        "Emotion",
-        "facial_expression_model_weights.h5",
-        "deepface.models.demography.tf.Emotion",
-    ),
-    "race": ActionModel(
-        "race", "Race", "race_model_single_batch.h5", "deepface.models.demography.tf.Race"
-    ),
+    "age": ActionModel("age", "Age", "age_model_weights.h5"),
+    "gender": ActionModel("gender", "Gender", "gender_model_weights.h5"),
+    "emotion": ActionModel("emotion", "Emotion", "facial_expression_model_weights.h5"),
+    "race": ActionModel("race", "Race", "race_model_single_batch.h5"),
 }
 
 # Detector backends facestream accepts, with the files each needs in the weights folder.
@@ -194,25 +185,6 @@ def require_weights(weights_dir: Path, actions: Iterable[str], detector: str) ->
     return any(status.state is WeightState.SYNTHETIC for status in report)
 
 
-_builder_lock = threading.Lock()
-
-
-@contextmanager
-def _without_weight_loading() -> Iterator[None]:
-    """Let DeepFace's model builders build the architecture without fetching or loading weights."""
-    from deepface.commons import weight_utils
-
-    with _builder_lock:
-        download, load = weight_utils.download_weights_if_necessary, weight_utils.load_model_weights
-        weight_utils.download_weights_if_necessary = lambda file_name, **_: file_name
-        weight_utils.load_model_weights = lambda model, weight_file: model
-        try:
-            yield
-        finally:
-            weight_utils.download_weights_if_necessary = download
-            weight_utils.load_model_weights = load
-
-
 def _randomize(layers: Iterable[Any], rng: np.random.Generator) -> None:
     # He-normal kernels and zero biases keep the signal alive through VGG's 16 ReLU layers;
     # with Keras' default Glorot init the outputs barely depend on the input (~1e-6).
@@ -274,8 +246,7 @@ def synthesize_weights(
     written = []
     for action in actions:
         spec = ACTION_MODELS[action]
-        with _without_weight_loading():
-            model = importlib.import_module(spec.builder_module).load_model()
+        model = deepface_internals.build_architecture(spec.model_name)
         own_rng = np.random.default_rng([seed, ACTIONS.index(action)])
         if action in VGG_ACTIONS:
             trunk, head = split_trunk(model)
@@ -326,10 +297,7 @@ def download_weights(
     `weights_dir` must be that folder. Raises WeightsDownloadError when a download fails.
     """
     import_deepface_quietly()  # before TensorFlow, see synthesize_weights
-    from deepface.commons import folder_utils, weight_utils
-    from deepface.modules import modeling
-
-    if weights_dir_of(Path(folder_utils.get_deepface_home())).resolve() != weights_dir.resolve():
+    if weights_dir_of(deepface_internals.deepface_home()).resolve() != weights_dir.resolve():
         raise ValueError(f"DeepFace downloads into $DEEPFACE_HOME, not into {weights_dir}")
     fetched = []
     for status in check_weights(weights_dir, actions, ()):
@@ -337,9 +305,9 @@ def download_weights(
             continue
         spec = ACTION_MODELS[status.component.removeprefix("action ")]
         status.path.unlink(missing_ok=True)  # an unreadable file is a broken download
-        sources = importlib.import_module(spec.builder_module).WEIGHTS_URL
+        sources = deepface_internals.weight_sources(spec.model_name)
         try:
-            weight_utils.download_weights_if_necessary(spec.weight_file, sources)
+            deepface_internals.download_weight_file(spec.weight_file, sources)
         except Exception as error:  # DeepFace raises ValueError, gdown and requests their own
             status.path.unlink(missing_ok=True)
             raise WeightsDownloadError(f"{spec.weight_file}: {error}") from error
@@ -349,7 +317,7 @@ def download_weights(
         if not missing:
             continue
         try:  # building a detector is how DeepFace fetches its files
-            modeling.build_model(task="face_detector", model_name=detector)
+            deepface_internals.build_detector(detector)
         except Exception as error:
             raise WeightsDownloadError(f"detector {detector}: {error}") from error
         fetched += missing

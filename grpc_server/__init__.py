@@ -1,2 +1,3 @@
-"""The gRPC front: AnalyzeService server, its Kafka publisher and results listener, and a
-Python client. Run it with `python -m grpc_server` or `facestream serve`."""
+"""The gRPC front: AnalyzeService server, its Kafka publisher and results listener (its
+Python client is `facestream.client`). Run it with `python -m grpc_server` or
+`facestream serve`."""

@@ -1,7 +1,8 @@
-"""`python -m grpc_server`: run the AnalyzeService until SIGTERM/SIGINT (as `facestream serve`)."""
+"""`python -m grpc_server`: run the AnalyzeService until SIGTERM/SIGINT (as `facestream serve`),
+built by its composition root."""
 
 import sys
 
-from grpc_server.server import main
+from di.server_root import main
 
 sys.exit(main())

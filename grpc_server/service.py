@@ -34,7 +34,8 @@ REQUEST_ID_METADATA = "facestream-request-id"
 STREAM_WINDOW = 64
 # Reply this long before the client's deadline, so it gets our status, not its own timeout.
 DEADLINE_MARGIN_SECONDS = 0.2
-SERVICE = analyze_service_pb2.DESCRIPTOR.services_by_name["AnalyzeService"].full_name
+SERVICE = analyze_service_pb2.DESCRIPTOR.services_by_name["AnalyzeService"]
+SERVICE_NAME = SERVICE.full_name
 # What SubmitStream's reader hands its replier: a reply being made, a refusal that ends
 # the call, or None at the end of the requests.
 StreamItem = asyncio.Task[analyze_service_pb2.SubmitReply] | RequestRejectedError | None
@@ -193,7 +194,7 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
         self, context: aio.ServicerContext, method: str, *scopes: str
     ) -> CallAuthorization:
         authorization = CallAuthorization(
-            context, self._authenticator, f"/{SERVICE}/{method}", self._logger
+            context, self._authenticator, f"/{SERVICE_NAME}/{method}", self._logger
         )
         await authorization.require(*scopes)
         return authorization

@@ -100,7 +100,7 @@ def analyzer(analyzer_for):
     """The default FaceAnalyzer (default engine, exact mode)."""
     from di import Settings
 
-    return analyzer_for(Settings.from_env({}).engine)
+    return analyzer_for(Settings.from_env({}).analysis.engine)
 
 
 @pytest.fixture

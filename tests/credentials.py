@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 
-from grpc_server.client import AnalyzeClient
+from facestream.client import AnalyzeClient
 from grpc_server.principals import hash_token
 from tests.grpc_helpers import ServerThread, server_settings, stand_in_dataflow
 from tests.pipeline import Topics

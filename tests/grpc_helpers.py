@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
@@ -16,25 +15,27 @@ import grpc
 from confluent_kafka import Consumer, Producer, TopicPartition
 from grpc_health.v1 import health_pb2
 
-from apps.processes import ChildProcess, wait_until
-from di import Settings
+from apps.launch import ServerProcess
+from apps.processes import wait_until
+from di.server_root import build_server
+from di.settings import ServerProcessSettings
+from facestream.client import AnalyzeClient
 from facestream.kafka_config import consumer_config, producer_config
 from facestream.records import result_key, result_record
 from facestream.v1 import records_pb2
-from grpc_server.client import AnalyzeClient
 from grpc_server.publisher import RequestPublisher
 from grpc_server.results import ResultsListener
-from grpc_server.server import AnalyzeServer, build_server_container
-from tests.commands import PROJECT_ROOT, SYNTHETIC_HOME
+from grpc_server.server import AnalyzeServer
+from tests.commands import SYNTHETIC_HOME
 from tests.pipeline import RECORD_LIMIT, Topics
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-def server_settings(topics: Topics, **overrides: str) -> Settings:
+def server_settings(topics: Topics, **overrides: str) -> ServerProcessSettings:
     """Settings of a test server on a free loopback port, using `topics`."""
-    return Settings.from_env(
+    return ServerProcessSettings.from_env(
         topics.env(SYNTHETIC_HOME, FACESTREAM_GRPC_ADDRESS="127.0.0.1:0", **overrides)
     )
 
@@ -50,7 +51,7 @@ def health_of(client: AnalyzeClient) -> int | None:
 class ServerThread:
     """An AnalyzeServer on 127.0.0.1 (free port) running in a background event loop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ServerProcessSettings) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -59,17 +60,18 @@ class ServerThread:
         self.address = f"127.0.0.1:{self.port}"
         self._stopped = False
 
-    async def _build(self, settings: Settings) -> AnalyzeServer:
-        self.container = build_server_container(settings)
-        return AnalyzeServer(settings, self.container)
+    @staticmethod
+    async def _build(settings: ServerProcessSettings) -> AnalyzeServer:
+        # On the server's loop, as `python -m grpc_server` builds it on its own.
+        return build_server(settings)
 
     @property
     def publisher(self) -> RequestPublisher:
-        return self.container[RequestPublisher]
+        return self.server.publisher
 
     @property
     def listener(self) -> ResultsListener:
-        return self.container[ResultsListener]
+        return self.server.listener
 
     def run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
         """Run a coroutine on the server's loop and return its result."""
@@ -100,9 +102,9 @@ class ServerThread:
 
 
 @contextmanager
-def server_process(env: dict[str, str]) -> Iterator[ChildProcess]:
+def server_process(env: dict[str, str]) -> Iterator[ServerProcess]:
     """`python -m grpc_server` as a child process, stopped by its pid on exit."""
-    server = ChildProcess("grpc-server", [sys.executable, "-m", "grpc_server"], env, PROJECT_ROOT)
+    server = ServerProcess(env)
     try:
         yield server
     finally:

@@ -1,27 +1,24 @@
-"""Helpers to drive the real dataflow: its own topics on the test broker, a `bytewax.run`
-child process stopped by pid, and producing / consuming facestream records."""
+"""Helpers to drive the real dataflow (started with apps.launch.DataflowProcess): its own
+topics on the test broker, and producing / consuming facestream records."""
 
 from __future__ import annotations
 
-import signal
-import sys
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from confluent_kafka import Producer
 
-from apps.processes import ChildProcess
-from bench.system_under_test import TopicReader
-from di import Settings
+from apps.launch import DataflowProcess, TopicReader
+from di.settings import RequestSettings
 from facestream.kafka_admin import ensure_topics
 from facestream.kafka_config import TopicSpec, producer_config
 from facestream.records import image_submitted, result_key
 from facestream.v1 import records_pb2
-from tests.commands import PROJECT_ROOT, cli_env
+from tests.commands import cli_env
 
 # Topics of the tests admit what facestream's own do: one maximum-size image and envelope.
-RECORD_LIMIT = Settings.from_env({}).kafka_max_message_bytes
+RECORD_LIMIT = RequestSettings.from_env({}).kafka_max_message_bytes
 
 
 class Topics:
@@ -76,13 +73,18 @@ def produce(
 
 
 def consume_until(
-    bootstrap: str, topic: str, partitions: int, done, timeout: float, process=None
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    done,
+    timeout: float,
+    process: DataflowProcess | None = None,
 ) -> list:
     """Consume from the start until done(messages) is true; fail on timeout or if the
     process given exits meanwhile."""
 
     def alive() -> None:
-        if process is not None and process.exited():
+        if process is not None and not process.running():
             raise AssertionError(f"the dataflow exited early:\n{process.log_tail()}")
 
     reader = TopicReader(bootstrap, topic, partitions)
@@ -95,7 +97,11 @@ def consume_until(
 
 
 def results_for(
-    bootstrap: str, topics: Topics, request_ids: Iterable[str], timeout: float, process=None
+    bootstrap: str,
+    topics: Topics,
+    request_ids: Iterable[str],
+    timeout: float,
+    process: DataflowProcess | None = None,
 ) -> dict[str, list[records_pb2.AnalysisResult]]:
     """Every AnalysisResult on the results topic, by request id, once all ids have one."""
     wanted = set(request_ids)
@@ -117,30 +123,3 @@ def results_for(
         process,
     )
     return parsed(messages)
-
-
-class DataflowProcess(ChildProcess):
-    """`python -m bytewax.run dataflow ARGS` as a child; stopped by its pid on exit."""
-
-    def __init__(self, env: dict[str, str], *args: str) -> None:
-        argv = [sys.executable, "-m", "bytewax.run", "dataflow", *args]
-        super().__init__("dataflow", argv, env, cwd=PROJECT_ROOT)
-
-    def exited(self) -> bool:
-        return not self.running()
-
-    def wait_built(self, timeout: float = 600) -> None:
-        """Return once the flow is built (its models loaded): a first call's deadline then
-        measures the call, not the loading."""
-        self.wait_for_output(r"dataflow built; reading", timeout)
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, like a crash."""
-        self.process.kill()
-        self.process.wait(30)
-
-    def __enter__(self) -> DataflowProcess:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop(signal.SIGINT)

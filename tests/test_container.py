@@ -18,10 +18,11 @@ def settings_for(home, **env) -> Settings:
     return Settings.from_env({"DEEPFACE_HOME": str(home), **env})
 
 
-def test_settings_and_logger_are_singletons(tmp_path):
+def test_settings_sections_and_logger_are_singletons(tmp_path):
     settings = settings_for(tmp_path, FACESTREAM_LOG_LEVEL="WARNING")
     container = build_container(settings)
-    assert container[Settings] is settings
+    for section in settings.sections():
+        assert container[type(section)] is section
     logger = container[logging.Logger]
     assert logger is container[logging.Logger]
     assert logger.name == "facestream"

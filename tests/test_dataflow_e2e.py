@@ -9,13 +9,12 @@ from contextlib import ExitStack
 
 import pytest
 
-from apps.broker import free_port
+from apps.launch import DataflowProcess, cluster_args
 from facestream.engines import ENGINES
 from facestream.models import ACTIONS
 from facestream.v1 import records_pb2
 from tests.photos import SINGLE_FACE, TRUNCATED, WITH_FACES, WITHOUT_FACE
 from tests.pipeline import (
-    DataflowProcess,
     Topics,
     consume_until,
     produce,
@@ -174,12 +173,11 @@ def test_recovery_after_sigkill_loses_no_request(
         )
 
 
-def cluster_commands(shape: str) -> list[tuple[str, ...]]:
+def cluster_commands(shape: str) -> list[list[str]]:
     """bytewax.run arguments for each process of a cluster shape."""
     if shape == "one process, 2 workers":
-        return [("-w", "2")]
-    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
-    return [("-w", "1", "-i", str(i), "-a", addresses) for i in range(2)]
+        return [["-w", "2"]]
+    return cluster_args(2, 1)
 
 
 @pytest.mark.models
@@ -203,7 +201,7 @@ def test_cluster_shapes_process_every_image(
         results = results_for(
             topics.bootstrap, topics, ids.values(), timeout=540, process=processes[0]
         )
-        assert not any(p.exited() for p in processes), processes[-1].log_tail()
+        assert all(p.running() for p in processes), processes[-1].log_tail()
     workers = {r.worker for rs in results.values() for r in rs}
     assert len(workers) >= 2, f"all results came from one worker: {workers}"
     status = {path: results[rid][0].status for path, rid in ids.items()}

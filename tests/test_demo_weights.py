@@ -35,7 +35,7 @@ def test_missing_weights_without_download_fall_back_to_synthetic(
     assert "real DeepFace weights are missing" in out
     assert "downloading is off" in out
     assert f"using SYNTHETIC weights from {weights_dir_of(synthetic_home)}" in out
-    assert not weights_dir_of(no_real_weights.deepface_home).exists()  # nothing mixed in
+    assert not weights_dir_of(no_real_weights.models.deepface_home).exists()  # nothing mixed in
 
 
 def test_a_failed_download_falls_back_to_synthetic(synthetic_home, no_real_weights, capsys):
@@ -52,8 +52,8 @@ def test_a_failed_download_falls_back_to_synthetic(synthetic_home, no_real_weigh
 def test_downloaded_weights_are_used_as_real(no_real_weights):
     fetched = []
     home, synthetic = demo.choose_weights(no_real_weights, True, download=fetched.append)
-    assert fetched == [no_real_weights.weights_dir]
-    assert (home, synthetic) == (no_real_weights.deepface_home, False)
+    assert fetched == [no_real_weights.models.weights_dir]
+    assert (home, synthetic) == (no_real_weights.models.deepface_home, False)
 
 
 def test_download_refuses_a_folder_deepface_would_not_write_to(tmp_path):
@@ -78,6 +78,7 @@ def test_download_in_child_reports_the_commands_error(tmp_path):
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
     settings = Settings.from_env({"DEEPFACE_HOME": str(tmp_path)})
-    settings = settings.model_copy(update={"deepface_home": not_a_folder})
+    models = settings.models.model_copy(update={"deepface_home": not_a_folder})
+    settings = settings.model_copy(update={"models": models})
     with pytest.raises(WeightsDownloadError, match="DEEPFACE_HOME="):
         demo.download_in_child(settings)

@@ -110,16 +110,16 @@ def test_kafka_accepts_the_largest_image():
     kafka = SERVICES["kafka"]["environment"]
     assert int(kafka["KAFKA_MESSAGE_MAX_BYTES"]) >= settings.kafka_max_message_bytes
     assert int(kafka["KAFKA_REPLICA_FETCH_MAX_BYTES"]) >= settings.kafka_max_message_bytes
-    host, port = settings.bootstrap_servers.split(":")
+    host, port = settings.kafka.bootstrap_servers.split(":")
     assert host == "kafka" and f"PLAINTEXT://{host}:{port}" in kafka["KAFKA_ADVERTISED_LISTENERS"]
 
 
 def test_the_grpc_port_is_published_on_loopback_only_and_health_checked():
     server = SERVICES["grpc-server"]
     settings = Settings.from_env(server["environment"])
-    port = settings.grpc_address.rsplit(":", 1)[1]
+    port = settings.server.grpc_address.rsplit(":", 1)[1]
     # Without credentials the example must not listen beyond the host.
-    assert settings.auth_file is None and not settings.auth_tokens
+    assert settings.auth.auth_file is None and not settings.auth.auth_tokens
     assert server["ports"] == [f"127.0.0.1:{port}:{port}"]
     health = server["healthcheck"]["test"]
     assert option(health, "--address") == f"127.0.0.1:{port}"
@@ -137,7 +137,7 @@ def test_the_dataflow_is_a_cluster_of_processes_that_find_each_other():
     (exposed,) = re.findall(r"^EXPOSE (.*)$", DOCKERFILE, re.MULTILINE)
     assert {peer.split(":")[1] for peer in peers} <= set(exposed.split())
     workers = sum(int(option(argv, "-w")) for argv in argvs)
-    partitions = Settings.from_env(SERVICES["dataflow-0"]["environment"]).partitions
+    partitions = Settings.from_env(SERVICES["dataflow-0"]["environment"]).kafka.partitions
     assert partitions >= workers
     for name in DATAFLOW:
         assert SERVICES[name]["restart"] == "always"  # both come back after a crash
@@ -154,12 +154,12 @@ def test_recovery_store_weights_and_volumes_are_consistent():
         assert option(argv, "-r") == store
         assert mounts(SERVICES[name])[store] == recovery_volume  # one shared store
         settings = Settings.from_env(SERVICES[name]["environment"])
-        home = settings.deepface_home
+        home = settings.models.deepface_home
         assert mounts(SERVICES[name])[str(home)] == mounts(SERVICES["weights"])[str(home)]
         # The quarantine's attempt counts live in the shared recovery volume.
-        assert settings.attempts_dir.is_relative_to(store)
+        assert settings.dataflow.attempts_dir.is_relative_to(store)
         # OpenVINO's conversions are kept in a volume: a restarted container reads them.
-        assert settings.engine_cache_dir.is_relative_to(home)
+        assert settings.analysis.engine_cache_dir.is_relative_to(home)
         depends = SERVICES[name]["depends_on"]
         for setup in ("topics", "weights", "recovery-init"):
             assert depends[setup]["condition"] == "service_completed_successfully"
@@ -230,13 +230,15 @@ def test_prometheus_scrapes_every_metrics_endpoint():
         for target in static["targets"]
     }
     server = Settings.from_env(SERVICES["grpc-server"]["environment"])
-    expected = {f"grpc-server:{server.metrics_port}"}
-    assert server.metrics_port and server.metrics_host == "0.0.0.0"  # reachable by Prometheus
+    expected = {f"grpc-server:{server.observability.metrics_port}"}
+    assert (
+        server.observability.metrics_port and server.observability.metrics_host == "0.0.0.0"
+    )  # reachable by Prometheus
     for name in DATAFLOW:
         environment = SERVICES[name]["environment"]
         # Bytewax's API server serves the dataflow's metrics; facestream's own endpoint is off.
         assert environment["BYTEWAX_DATAFLOW_API_ENABLED"] == "true"
-        assert Settings.from_env(environment).dataflow_metrics_port == 0
+        assert Settings.from_env(environment).observability.dataflow_metrics_port == 0
         expected.add(f"{name}:{environment['BYTEWAX_DATAFLOW_API_PORT']}")
     assert targets == expected
 

@@ -149,7 +149,7 @@ def test_settings_refuse_bf16_on_tensorflow_and_unknown_engines():
     with pytest.raises(SettingsError, match="FACESTREAM_MODE='quick' is not valid"):
         Settings.from_env({"FACESTREAM_MODE": "quick"})
     with pytest.raises(EngineError, match="fp32 only"):
-        make_engine("tensorflow", "bf16", Settings.from_env({}).engine_cache_dir)
+        make_engine("tensorflow", "bf16", Settings.from_env({}).analysis.engine_cache_dir)
 
 
 def test_the_container_binds_the_engine_the_settings_name(tmp_path):
@@ -205,9 +205,12 @@ def test_bf16_deviation_from_fp32_on_every_photo_is_bounded(analyzer_for, photos
 def test_fast_mode_agreement_with_exact_mode_on_every_photo(analyzer_for, photos):
     exact = analyzer_for("openvino")
     fast_settings = Settings.from_env({"FACESTREAM_MODE": "fast"})
-    assert fast_settings.detection_max_side == 1024  # auto in fast mode
+    assert fast_settings.analysis.detection_max_side == 1024  # auto in fast mode
     measured = compare(
-        exact, analyzer_for("openvino", mode="fast"), photos, fast_settings.detection_max_side
+        exact,
+        analyzer_for("openvino", mode="fast"),
+        photos,
+        fast_settings.analysis.detection_max_side,
     )
     print(f"fast mode against exact on {measured.images} photos: {measured}")
     # README, Performance states these figures: detection without DeepFace's full-image

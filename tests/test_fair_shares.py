@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from apps.processes import wait_until
-from grpc_server.client import AnalyzeClient
+from facestream.client import AnalyzeClient
 from tests.credentials import TOKENS, serving_with_credentials
 from tests.grpc_helpers import ServerThread
 from tests.pipeline import Topics

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from apps.launch import DataflowProcess
 from apps.processes import wait_until
 from apps.result_table import COLUMNS
 from facestream.models import SYNTHETIC_WARNING
@@ -15,7 +16,7 @@ from facestream.v1 import records_pb2
 from tests.commands import run_facestream
 from tests.grpc_helpers import ServerThread, server_settings
 from tests.photos import SINGLE_FACE, WITH_FACES, WITHOUT_FACE
-from tests.pipeline import DataflowProcess, Topics, results_for
+from tests.pipeline import Topics, results_for
 
 # Public test photos (tests/photos.py) with the faces DeepFace's detector finds in them.
 IMAGES = {SINGLE_FACE[0]: 1, WITH_FACES: 12, WITHOUT_FACE: 0}

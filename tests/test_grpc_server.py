@@ -23,12 +23,12 @@ from PIL import Image
 
 from apps.broker import EmbeddedBroker, free_port
 from apps.processes import wait_until
-from di import Settings
+from di.settings import ServerProcessSettings
+from facestream.client import AnalyzeClient, request
 from facestream.kafka_admin import ensure_topics
 from facestream.models import ACTIONS
 from facestream.records import result_record
 from facestream.v1 import records_pb2
-from grpc_server.client import AnalyzeClient, request
 from grpc_server.service import REQUEST_ID_METADATA
 from tests.commands import NO_METRICS, PROJECT_ROOT, SYNTHETIC_HOME, run_facestream
 from tests.grpc_helpers import (
@@ -396,15 +396,16 @@ def test_a_dead_kafka_client_thread_turns_health_not_serving(topics):
 def test_the_server_process_exits_non_zero_when_a_kafka_client_thread_dies(topics, monkeypatch):
     import asyncio
 
+    from di.server_root import serve_settings
     from grpc_server import results
-    from grpc_server.server import serve
 
     def dies(_listener):
         raise RuntimeError("a bug in the listener")
 
     monkeypatch.setattr(results.ResultsListener, "_serve", dies)
-    # serve() is what `python -m grpc_server` runs; it must stop by itself, with code 1.
-    code = asyncio.run(asyncio.wait_for(serve(server_settings(topics)), 60))
+    # serve_settings() is what `python -m grpc_server` runs; it must stop by itself, with
+    # code 1.
+    code = asyncio.run(asyncio.wait_for(serve_settings(server_settings(topics)), 60))
     assert code == 1
 
 
@@ -505,7 +506,7 @@ def test_a_silent_broker_gives_unavailable_and_in_flight_limit(own_broker):
 
 def test_health_is_not_serving_until_kafka_answers():
     port = free_port()
-    settings = Settings.from_env(
+    settings = ServerProcessSettings.from_env(
         {
             "FACESTREAM_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
             "FACESTREAM_GRPC_ADDRESS": "127.0.0.1:0",

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from dataflow.steps import ImageJob, extract_faces
+from dataflow.records import ImageJob
+from dataflow.steps import extract_faces
 from di import Settings
 from di.logs import TEXT_FORMAT, JsonLineFormatter, make_logger, stderr_handler
 from facestream.models import ACTIONS
@@ -60,7 +61,7 @@ def test_json_lines_carry_request_stage_worker_and_the_exception(log_to_buffer):
 
 
 def test_text_is_the_default_and_one_line_per_event(log_to_buffer):
-    logger, stream = log_to_buffer(Settings.from_env({}).log_format)
+    logger, stream = log_to_buffer(Settings.from_env({}).observability.log_format)
     logger.warning("hello %s", "there", extra={"request_id": "r-2"})
     (line,) = stream.getvalue().splitlines()
     assert " WARNING facestream [" in line and line.endswith("] hello there")

@@ -14,15 +14,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apps.broker import free_port
 from apps.image_sources import group_photo, skimage_data_dir
+from apps.launch import DataflowProcess
 from apps.processes import wait_until
 from dataflow.metrics import DataflowMetrics, count_dead_letter, count_face, count_result
-from dataflow.steps import AnalyzedFace, DeadLetter
+from dataflow.records import AnalyzedFace, DeadLetter
+from facestream.client import AnalyzeClient
 from facestream.records import result_record
 from facestream.v1 import records_pb2
-from grpc_server.client import AnalyzeClient
 from tests.grpc_helpers import server_process
 from tests.images import astronaut_jpeg
-from tests.pipeline import DataflowProcess, Topics, produce, results_for, submission
+from tests.pipeline import Topics, produce, results_for, submission
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -1,4 +1,4 @@
-"""The reliability scenarios of `make reliability` (bench/reliability.py) at small sizes:
+"""The reliability scenarios of `make reliability` (bench/reliability/) at small sizes:
 dataflow and server kills, a broker outage, overload, fuzzing, a soak and a poison record,
 each against the real system (embedded broker, `bytewax.run`, `python -m grpc_server`).
 A scenario fails here when any of its targets is not met."""
@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.reliability import SCENARIOS, SHORT, run_scenario
+from bench.reliability.runner import SCENARIOS, run_scenario
+from bench.reliability.scenario import SHORT
 from bench.system_under_test import ScenarioError
 
 

@@ -15,8 +15,8 @@ import grpc
 import pytest
 
 from apps.processes import wait_until
+from facestream.client import request
 from facestream.v1 import analyze_service_pb2, records_pb2
-from grpc_server.client import request
 from grpc_server.principals import RELOAD_CHECK_SECONDS, Authenticator, hash_token
 from tests.credentials import (
     TOKENS,

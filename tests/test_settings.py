@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from di.settings import ENVIRONMENT_VARIABLES, Settings, SettingsError, configuration_table
+from di.settings import (
+    ENVIRONMENT_VARIABLES,
+    ClientProcessSettings,
+    DataflowProcessSettings,
+    ServerProcessSettings,
+    Settings,
+    SettingsError,
+    configuration_table,
+    is_secret,
+)
 from facestream.models import DETECTOR_BACKENDS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -14,19 +23,19 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def test_defaults_use_the_embedded_broker_and_all_actions(tmp_path):
     settings = Settings.from_env({"DEEPFACE_HOME": str(tmp_path)})
-    assert settings.uses_embedded_broker
-    assert settings.bootstrap_servers == "127.0.0.1:19092"
-    assert settings.topic_requests == "faces.requests"
-    assert settings.topic_results == "faces.results"
-    assert settings.topic_dead_letter == "faces.dead-letter"
-    assert settings.actions == ("age", "gender", "emotion", "race")
-    assert settings.detector_backend == "opencv"
-    assert settings.max_image_bytes == 10 * 1024 * 1024
+    assert settings.kafka.uses_embedded_broker
+    assert settings.kafka.bootstrap_servers == "127.0.0.1:19092"
+    assert settings.kafka.topic_requests == "faces.requests"
+    assert settings.kafka.topic_results == "faces.results"
+    assert settings.kafka.topic_dead_letter == "faces.dead-letter"
+    assert settings.models.actions == ("age", "gender", "emotion", "race")
+    assert settings.models.detector_backend == "opencv"
+    assert settings.requests.max_image_bytes == 10 * 1024 * 1024
     # Kafka must admit one maximum-size image plus its protobuf envelope.
-    assert settings.kafka_max_message_bytes > settings.max_image_bytes
-    assert settings.weights_dir == tmp_path / ".deepface" / "weights"
-    assert settings.auth_tokens == ()
-    assert settings.tls_cert is None
+    assert settings.kafka_max_message_bytes > settings.requests.max_image_bytes
+    assert settings.models.weights_dir == tmp_path / ".deepface" / "weights"
+    assert settings.auth.auth_tokens == ()
+    assert settings.tls.tls_cert is None
 
 
 def test_values_are_parsed_into_types(tmp_path):
@@ -49,17 +58,17 @@ def test_values_are_parsed_into_types(tmp_path):
             "FACESTREAM_CLIENT_TOKEN": "alpha",
         }
     )
-    assert not settings.uses_embedded_broker
-    assert settings.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
-    assert settings.max_image_bytes == 12 * 1024 * 1024
-    assert settings.actions == ("race", "age")
-    assert settings.partitions == 8
-    assert [token.get_secret_value() for token in settings.auth_tokens] == ["alpha", "beta"]
-    assert (settings.tls_cert, settings.tls_key) == (cert, key)
-    assert settings.log_level == "DEBUG"
-    assert settings.grpc_address == "[::1]:6000"
-    assert settings.ack_timeout == 2.5
-    assert settings.client_token.get_secret_value() == "alpha"
+    assert not settings.kafka.uses_embedded_broker
+    assert settings.kafka.bootstrap_servers == "kafka-1:9092,kafka-2:9092"
+    assert settings.requests.max_image_bytes == 12 * 1024 * 1024
+    assert settings.models.actions == ("race", "age")
+    assert settings.kafka.partitions == 8
+    assert [token.get_secret_value() for token in settings.auth.auth_tokens] == ["alpha", "beta"]
+    assert (settings.tls.tls_cert, settings.tls.tls_key) == (cert, key)
+    assert settings.observability.log_level == "DEBUG"
+    assert settings.server.grpc_address == "[::1]:6000"
+    assert settings.server.ack_timeout == 2.5
+    assert settings.client.client_token.get_secret_value() == "alpha"
 
 
 BAD_VALUES = [
@@ -135,21 +144,59 @@ def test_topics_must_differ():
         Settings.from_env({"FACESTREAM_TOPIC_RESULTS": "faces.requests"})
 
 
+def all_fields():
+    return [
+        field
+        for section in Settings.section_types().values()
+        for field in section.model_fields.values()
+    ]
+
+
 def test_every_setting_has_one_variable_a_default_and_words_for_people():
-    assert (
-        len(set(ENVIRONMENT_VARIABLES)) == len(ENVIRONMENT_VARIABLES) == len(Settings.model_fields)
-    )
+    assert len(set(ENVIRONMENT_VARIABLES)) == len(ENVIRONMENT_VARIABLES) == len(all_fields())
     assert all(v.startswith("FACESTREAM_") for v in ENVIRONMENT_VARIABLES if v != "DEEPFACE_HOME")
-    for field in Settings.model_fields.values():
+    for field in all_fields():
         assert field.description and field.json_schema_extra["accepts"]
         assert isinstance(field.default, str)  # as written in the environment
+    for section in Settings.section_types().values():
+        assert section.title and section.__doc__
 
 
 def test_the_readme_configuration_table_is_the_generated_one():
     table = configuration_table()
     assert table in README.read_text(), "regenerate it: python -m di.settings"
-    assert len(table.splitlines()) == 2 + len(ENVIRONMENT_VARIABLES)
+    sections = len(Settings.section_types())
+    assert len(table.splitlines()) == 2 + sections + len(ENVIRONMENT_VARIABLES)
     assert "| `DEEPFACE_HOME` | `~` |" in table
+
+
+def test_each_process_validates_the_sections_it_uses():
+    dataflow_only = {"FACESTREAM_BATCH_SIZE": "0", "FACESTREAM_FAILPOINT_CRASH_ON": " "}
+    server_only = {"FACESTREAM_MAX_WATCHERS": "0", "FACESTREAM_AUTH_TOKENS": "a b"}
+    client_only = {"FACESTREAM_CLIENT_TOKEN": "a b"}
+    assert ServerProcessSettings.from_env(dataflow_only | client_only)
+    assert DataflowProcessSettings.from_env(server_only | client_only)
+    assert ClientProcessSettings.from_env(dataflow_only | {"FACESTREAM_MAX_WATCHERS": "0"})
+    with pytest.raises(SettingsError, match="FACESTREAM_BATCH_SIZE='0'"):
+        DataflowProcessSettings.from_env(dataflow_only)
+    with pytest.raises(SettingsError, match="FACESTREAM_MAX_WATCHERS='0'"):
+        ServerProcessSettings.from_env(server_only)
+    with pytest.raises(SettingsError, match="FACESTREAM_CLIENT_TOKEN"):
+        ClientProcessSettings.from_env(client_only)
+    # The whole system's settings check every section, and report all bad ones at once.
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(dataflow_only | server_only | client_only)
+    assert str(caught.value).count("is not valid") == 4
+
+
+def test_secrets_are_the_fields_typed_secret():
+    secret = {
+        name
+        for section in Settings.section_types().values()
+        for name, field in section.model_fields.items()
+        if is_secret(field)
+    }
+    assert secret == {"kafka_sasl_password", "auth_tokens", "client_token"}
 
 
 def test_secrets_are_never_in_a_repr():
@@ -161,7 +208,7 @@ def test_secrets_are_never_in_a_repr():
         }
     )
     assert "s3cret" not in repr(settings) and "s3cret" not in str(settings)
-    assert settings.client_token.get_secret_value() == "client-s3cret"
+    assert settings.client.client_token.get_secret_value() == "client-s3cret"
 
 
 def test_detector_backends_are_deepface_detectors():
@@ -193,15 +240,15 @@ def test_kafka_security_reaches_the_client_configs_and_hides_the_password(tmp_pa
         "sasl.password": "pa55-word",
         "ssl.ca.location": str(ca),
     }
-    security = settings.kafka_security
+    security = settings.kafka.security
     for config in (
-        producer_config(settings.bootstrap_servers, 1024, security),
-        consumer_config(settings.bootstrap_servers, 1024, "group", security),
+        producer_config(settings.kafka.bootstrap_servers, 1024, security),
+        consumer_config(settings.kafka.bootstrap_servers, 1024, "group", security),
     ):
         assert expected.items() <= config.items()
     assert "pa55-word" not in repr(settings) and "pa55-word" not in repr(security)
     # The embedded broker is plaintext whatever the settings say.
-    assert Settings.from_env({}).kafka_security.client_config == {"security.protocol": "PLAINTEXT"}
+    assert Settings.from_env({}).kafka.security.client_config == {"security.protocol": "PLAINTEXT"}
 
 
 def test_sasl_needs_its_credentials_and_never_prints_the_password():

@@ -4,20 +4,20 @@ small stand-ins only to make a detector or a model fail on purpose."""
 from __future__ import annotations
 
 import logging
+import os
 import pickle
+import signal
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pytest
 from bytewax.connectors.kafka import KafkaSourceMessage
 
+from dataflow.records import AnalyzedFace, DeadLetter, FaceJob, ImageJob, ImageProgress
 from dataflow.steps import (
-    AnalyzedFace,
-    DeadLetter,
-    FaceJob,
-    ImageJob,
-    ImageProgress,
     analyze_faces,
+    crash_on_request,
     dead_letter_out,
     extract_faces,
     extract_faces_with_quarantine,
@@ -261,6 +261,54 @@ def test_records_that_finish_are_never_quarantined(tmp_path):
         assert extract_faces_with_quarantine(healthy, lambda _job: ["done"], attempts, LOG) == [
             "done"
         ]
+
+
+# crash_on_request (the FACESTREAM_FAILPOINT_CRASH_ON fail point)
+
+
+@pytest.fixture
+def signals_sent(monkeypatch):
+    """The signals the code under test sends, instead of sending them: each "kill" raises
+    SystemExit, as the step never returns after a real SIGSEGV, and this process lives on."""
+    sent = []
+
+    def fake_kill(pid, signum):
+        sent.append((pid, signum))
+        raise SystemExit(f"stands for signal {signum}")
+
+    monkeypatch.setattr(os, "kill", fake_kill)
+    return sent
+
+
+def test_the_fail_point_crashes_inside_the_quarantine_until_it_quarantines(tmp_path, signals_sent):
+    attempts = AttemptLog(tmp_path, max_attempts=3)
+    poison = job(b"fine bytes", request_id="crash-1")
+    calls = []
+    extract = partial(crash_on_request, extract=calls.append, request_prefix="crash-")
+
+    for _crash in range(3):
+        with pytest.raises(SystemExit):
+            extract_faces_with_quarantine(poison, extract, attempts, LOG)
+    # The process itself, with SIGSEGV, as a native decoder would; each crash counted.
+    assert signals_sent == [(os.getpid(), signal.SIGSEGV)] * 3
+    assert calls == []  # the crash comes before the real extraction
+    result, letter = extract_faces_with_quarantine(poison, extract, attempts, LOG)
+    assert (result.request_id, result.status, result.error.code) == (
+        "crash-1",
+        Status.ANALYSIS_STATUS_FAILED,
+        "request.poison",
+    )
+    assert isinstance(letter, DeadLetter) and letter.value == poison.record
+    assert len(signals_sent) == 3  # quarantined without a fourth crash
+
+
+def test_the_fail_point_lets_other_requests_through(signals_sent):
+    extract = partial(crash_on_request, extract=lambda _job: ["done"], request_prefix="crash-")
+    assert extract(job(b"fine", request_id="ok-1")) == ["done"]
+    assert extract(job(b"fine", request_id="ok-crash-1")) == ["done"]  # a prefix, not a substring
+    off = partial(crash_on_request, extract=lambda _job: ["done"], request_prefix="")
+    assert off(job(b"fine", request_id="crash-1")) == ["done"]  # empty: off
+    assert signals_sent == []
 
 
 # analyze_faces

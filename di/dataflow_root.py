@@ -1,0 +1,140 @@
+"""The dataflow's composition root: its settings, read once, become the flow's source, sink
+and bound steps. `python -m bytewax.run dataflow` reaches it through `dataflow:flow`.
+
+Building starts this process's /metrics endpoint (FACESTREAM_DATAFLOW_METRICS_PORT) before
+the models load, so a loading process is already visible. A process that cannot build the
+flow (bad settings, missing weights, a metrics port in use) exits with the reason instead
+of a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from functools import partial
+
+from bytewax.dataflow import Dataflow
+from lagom import Container
+from prometheus_client import REGISTRY
+
+from dataflow.flow import FlowSteps, RequestSource, build_flow
+from dataflow.metrics import DataflowMetrics
+from dataflow.sink import AcknowledgedKafkaSink
+from dataflow.steps import (
+    analyze_faces,
+    crash_on_request,
+    dead_letter_out,
+    extract_faces,
+    extract_faces_with_quarantine,
+    gather_results,
+    report_kafka_error,
+    result_record_out,
+)
+from di.container import build_container
+from di.environment import load_settings
+from di.settings import DataflowProcessSettings, SettingsError
+from facestream.analyzer import FaceAnalyzer
+from facestream.attempts import AttemptLog
+from facestream.kafka_config import fetch_config, producer_config
+from facestream.metrics_endpoint import MetricsEndpointError, start_metrics_endpoint
+from facestream.models import MissingWeightsError
+from facestream.requests import RequestLimits
+
+
+def request_source(settings: DataflowProcessSettings) -> RequestSource:
+    """The requests topic, with fetch sizes for the largest image."""
+    kafka = settings.kafka
+    return RequestSource(
+        brokers=[kafka.bootstrap_servers],
+        topics=[kafka.topic_requests],
+        add_config={
+            **fetch_config(settings.kafka_max_message_bytes),
+            **kafka.security.client_config,
+        },
+        # Images per poll and partition: enough to fill a model batch, few enough that a
+        # backlog of large images does not land in memory at once.
+        batch_size=settings.analysis.batch_size,
+    )
+
+
+def result_sink(settings: DataflowProcessSettings) -> AcknowledgedKafkaSink:
+    """The sink of results and dead letters: every record acknowledged by Kafka."""
+    kafka = settings.kafka
+    return AcknowledgedKafkaSink(
+        producer_config(kafka.bootstrap_servers, settings.kafka_max_message_bytes, kafka.security)
+    )
+
+
+def flow_steps(
+    settings: DataflowProcessSettings, container: Container, metrics: DataflowMetrics
+) -> FlowSteps:
+    """Every step with its singletons and settings bound, once. The fail point is bound
+    only when FACESTREAM_FAILPOINT_CRASH_ON is set."""
+    logger = container[logging.Logger]
+    analyzer = container[FaceAnalyzer]
+    extract = partial(
+        extract_faces,
+        analyzer=analyzer,
+        limits=container[RequestLimits],
+        logger=logger,
+        detection_max_side=settings.analysis.detection_max_side,
+    )
+    crash_prefix = settings.dataflow.failpoint_crash_on
+    if crash_prefix:
+        extract = partial(crash_on_request, extract=extract, request_prefix=crash_prefix)
+    return FlowSteps(
+        report_kafka_error=partial(report_kafka_error, logger=logger),
+        extract_faces=partial(
+            extract_faces_with_quarantine,
+            extract=extract,
+            attempts=container[AttemptLog],
+            logger=logger,
+        ),
+        analyze_faces=partial(
+            analyze_faces,
+            analyzer=analyzer,
+            batch_size=settings.analysis.batch_size,
+            logger=logger,
+            on_batch=metrics.batch_faces.observe,
+        ),
+        gather_results=partial(gather_results, synthetic_weights=analyzer.synthetic_weights),
+        result_record_out=partial(result_record_out, topic=settings.kafka.topic_results),
+        dead_letter_out=partial(dead_letter_out, topic=settings.kafka.topic_dead_letter),
+    )
+
+
+def build_dataflow(settings: DataflowProcessSettings) -> Dataflow:
+    """The dataflow of these settings: metrics endpoint first, then the models (timed),
+    then the flow."""
+    container = build_container(settings)
+    logger = container[logging.Logger]
+    metrics = DataflowMetrics()
+    observability = settings.observability
+    endpoint = start_metrics_endpoint(
+        observability.metrics_host,
+        observability.dataflow_metrics_port,
+        REGISTRY,
+        "FACESTREAM_DATAFLOW_METRICS_PORT",
+    )
+    if endpoint is not None:
+        logger.info("metrics on %s", endpoint.url)
+    loading = time.perf_counter()
+    container[FaceAnalyzer]  # built now, so its loading time is measured
+    metrics.model_load_seconds.set(time.perf_counter() - loading)
+    flow = build_flow(
+        flow_steps(settings, container, metrics),
+        request_source(settings),
+        result_sink(settings),
+        metrics,
+    )
+    logger.info("dataflow built; reading %s", settings.kafka.topic_requests)
+    return flow
+
+
+def dataflow_of_this_process() -> Dataflow:
+    """The flow of this process's settings; exits with the reason when it cannot be built."""
+    try:
+        return build_dataflow(load_settings(DataflowProcessSettings))
+    except (SettingsError, MissingWeightsError, MetricsEndpointError) as error:
+        sys.exit(f"facestream dataflow cannot start: {error}")

@@ -1,0 +1,497 @@
+"""facestream's settings, section by section. Each setting is declared once: its type, its
+variable (FACESTREAM_ and its name in upper case, or the `env` it names), its default as
+written in the environment, what it accepts and what it does. The README's configuration
+table is generated from these declarations (`python -m di.settings`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, SecretStr, model_validator
+
+from di.settings import values as v
+from di.settings.section import Section, setting
+from facestream.engines import ENGINES, PRECISIONS, EngineError, check_precision
+from facestream.kafka_config import SASL_MECHANISMS, SECURITY_PROTOCOLS, KafkaSecurity, TopicSpec
+from facestream.models import ACTIONS, DETECTOR_BACKENDS, weights_dir_of
+
+# Room for the protobuf envelope around the image bytes in one Kafka record.
+KAFKA_RECORD_HEADROOM_BYTES = 1 * v.MIB
+LOG_FORMATS = ("text", "json")
+MODES = ("exact", "fast")
+# FACESTREAM_DETECTION_MAX_SIDE=auto per mode: fast mode detects large images smaller.
+AUTO_DETECTION_MAX_SIDE = {"exact": 2048, "fast": 1024}
+_TOPIC_ACCEPTS = "a Kafka topic name (letters, digits, '.', '_', '-'; up to 249)"
+_PEM_FILE = "the path of an existing PEM file, or empty"
+
+
+def parsed(parse: Any) -> Any:
+    """The annotation metadata that parses a variable's text with `parse`."""
+    return BeforeValidator(parse)
+
+
+class KafkaSettings(Section):
+    """Where Kafka is and how facestream's topics are made (every process)."""
+
+    title = "Kafka"
+
+    kafka_bootstrap: Annotated[str, parsed(v.bootstrap)] = setting(
+        "",
+        "host:port[,host:port...] or empty",
+        "Kafka bootstrap servers. Empty: use the embedded broker on 127.0.0.1.",
+    )
+    kafka_security_protocol: Annotated[str, parsed(v.choice(SECURITY_PROTOCOLS))] = setting(
+        "PLAINTEXT",
+        f"one of {', '.join(SECURITY_PROTOCOLS)}",
+        "How every facestream client connects to Kafka (producers, consumers, topic creation).",
+    )
+    kafka_sasl_mechanism: Annotated[str, parsed(v.choice(("", *SASL_MECHANISMS)))] = setting(
+        "",
+        f"one of {', '.join(SASL_MECHANISMS)}, or empty",
+        "SASL mechanism, with a SASL_* protocol.",
+    )
+    kafka_sasl_username: Annotated[str, parsed(str.strip)] = setting(
+        "",
+        "a user name, or empty",
+        "SASL user name, with a SASL_* protocol.",
+    )
+    kafka_sasl_password: Annotated[SecretStr, parsed(str)] = setting(
+        "",
+        "a password, or empty",
+        "SASL password, with a SASL_* protocol. Never printed or logged.",
+    )
+    kafka_ssl_ca: Annotated[Path | None, parsed(v.optional_file)] = setting(
+        "",
+        _PEM_FILE,
+        "CA (PEM) that signed Kafka's certificates, with SSL or SASL_SSL (else the system's).",
+    )
+    topic_replication_factor: Annotated[int, parsed(v.integer(1, 32))] = setting(
+        "1",
+        "an integer from 1 to 32",
+        "Replicas of each topic facestream creates; 1 for the embedded broker, 3 on a "
+        "production Kafka (acks=all means little with one copy).",
+    )
+    topic_min_insync_replicas: Annotated[int, parsed(v.integer(1, 32))] = setting(
+        "1",
+        "an integer from 1 to 32, at most the replication factor",
+        "Replicas that must have a record before Kafka acknowledges it (min.insync.replicas "
+        "of the topics facestream creates); 2 with 3 replicas.",
+    )
+    embedded_broker_port: Annotated[int, parsed(v.integer(1, 65535))] = setting(
+        "19092",
+        "an integer from 1 to 65535",
+        "Port of the embedded broker (used only when FACESTREAM_KAFKA_BOOTSTRAP is empty).",
+    )
+    topic_requests: Annotated[str, parsed(v.topic)] = setting(
+        "faces.requests", _TOPIC_ACCEPTS, "Topic of submitted images (ImageSubmitted records)."
+    )
+    topic_results: Annotated[str, parsed(v.topic)] = setting(
+        "faces.results", _TOPIC_ACCEPTS, "Topic of results, one AnalysisResult per image."
+    )
+    topic_dead_letter: Annotated[str, parsed(v.topic)] = setting(
+        "faces.dead-letter",
+        _TOPIC_ACCEPTS,
+        "Topic of records that could not be parsed, with the reason in headers.",
+    )
+    partitions: Annotated[int, parsed(v.integer(1, 1024))] = setting(
+        "4",
+        "an integer from 1 to 1024",
+        "Partitions of each topic facestream creates; keep >= total dataflow workers.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KafkaSettings:
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_mechanism
+            and self.kafka_sasl_username
+            and self.kafka_sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                f"FACESTREAM_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "FACESTREAM_KAFKA_SASL_MECHANISM, FACESTREAM_KAFKA_SASL_USERNAME and "
+                "FACESTREAM_KAFKA_SASL_PASSWORD."
+            )
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError(
+                "FACESTREAM_TOPIC_MIN_INSYNC_REPLICAS must not exceed "
+                "FACESTREAM_TOPIC_REPLICATION_FACTOR: no write could be acknowledged."
+            )
+        names = [self.topic_requests, self.topic_results, self.topic_dead_letter]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                "FACESTREAM_TOPIC_REQUESTS, FACESTREAM_TOPIC_RESULTS and "
+                f"FACESTREAM_TOPIC_DEAD_LETTER must differ, got {', '.join(names)}."
+            )
+        return self
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        """True when no Kafka is configured and facestream runs its own broker."""
+        return not self.kafka_bootstrap
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Where Kafka clients connect: the configured Kafka or the embedded broker."""
+        return self.kafka_bootstrap or f"127.0.0.1:{self.embedded_broker_port}"
+
+    @property
+    def security(self) -> KafkaSecurity:
+        """How clients connect to Kafka: plaintext to the embedded broker, as configured
+        otherwise."""
+        if self.uses_embedded_broker:
+            return KafkaSecurity()
+        return KafkaSecurity(
+            self.kafka_security_protocol,
+            self.kafka_sasl_mechanism,
+            self.kafka_sasl_username,
+            self.kafka_sasl_password.get_secret_value(),
+            self.kafka_ssl_ca,
+        )
+
+    def topics(self, max_message_bytes: int) -> list[TopicSpec]:
+        """The three facestream topics, admitting records of `max_message_bytes`."""
+        return [
+            TopicSpec(
+                name,
+                self.partitions,
+                max_message_bytes,
+                self.topic_replication_factor,
+                self.topic_min_insync_replicas,
+            )
+            for name in (self.topic_requests, self.topic_results, self.topic_dead_letter)
+        ]
+
+
+class RequestSettings(Section):
+    """What one request may be (the gRPC server and the dataflow check the same)."""
+
+    title = "Requests"
+
+    max_image_bytes: Annotated[int, parsed(v.size(1024, 512 * v.MIB))] = setting(
+        "10MiB",
+        "a size from 1KiB to 512MiB, in bytes or with a KiB/MiB/GiB suffix",
+        "Largest accepted image, in bytes. Kafka limits are raised to fit it.",
+    )
+    max_pixels: Annotated[int, parsed(v.integer(1, 1_000_000_000))] = setting(
+        "40000000",
+        "an integer from 1 to 1000000000",
+        "Largest accepted image in pixels (width x height), against decompression bombs.",
+    )
+
+    @property
+    def kafka_max_message_bytes(self) -> int:
+        """Record size limit for producers, topics and consumers: one image plus envelope."""
+        return self.max_image_bytes + KAFKA_RECORD_HEADROOM_BYTES
+
+
+class ModelSettings(Section):
+    """Which DeepFace models answer and where their weights are (the gRPC server, which
+    checks requests against them, the dataflow and `facestream models`)."""
+
+    title = "Models"
+
+    actions: Annotated[tuple[str, ...], parsed(v.subset(ACTIONS))] = setting(
+        "age,gender,emotion,race",
+        f"a comma-separated subset of {', '.join(ACTIONS)}, each at most once",
+        "Attributes analysed when a request does not name its own.",
+    )
+    detector_backend: Annotated[str, parsed(v.choice(tuple(DETECTOR_BACKENDS)))] = setting(
+        "opencv",
+        f"one of {', '.join(DETECTOR_BACKENDS)}",
+        "DeepFace face detector used when a request does not name its own.",
+    )
+    deepface_home: Annotated[Path, parsed(v.directory)] = setting(
+        "~",
+        "a directory path",
+        "DeepFace's own variable: weights live in $DEEPFACE_HOME/.deepface/weights.",
+        env="DEEPFACE_HOME",
+    )
+
+    @property
+    def weights_dir(self) -> Path:
+        """Where DeepFace looks for (and downloads) model weights."""
+        return weights_dir_of(self.deepface_home)
+
+
+class AnalysisSettings(Section):
+    """How the dataflow runs the models (the dataflow, and the benchmarks in process)."""
+
+    title = "Analysis"
+
+    mode: Annotated[str, parsed(v.choice(MODES))] = setting(
+        "exact",
+        "exact or fast",
+        "exact: the results of DeepFace.analyze. fast: detection without DeepFace's "
+        "full-image border, bf16 where the CPU has it; its agreement with exact is in the "
+        "README (Performance).",
+    )
+    engine: Annotated[str, parsed(v.choice(ENGINES))] = setting(
+        "openvino",
+        f"one of {', '.join(ENGINES)}",
+        "What runs the attribute models: OpenVINO (converted from the loaded Keras models; "
+        "fastest, DeepFace's results in fp32) or TensorFlow (DeepFace's own path).",
+    )
+    precision: Annotated[str, parsed(v.choice(("auto", *PRECISIONS)))] = setting(
+        "auto",
+        f"auto or one of {', '.join(PRECISIONS)}",
+        "auto: fp32 in exact mode, bf16 in fast mode where the CPU has it. bf16 needs "
+        "FACESTREAM_ENGINE=openvino and a CPU with bf16 (AVX-512 BF16 or AMX): refused at "
+        "start-up otherwise.",
+    )
+    engine_cache_dir: Annotated[Path, parsed(v.directory)] = setting(
+        "~/.cache/facestream/engines",
+        "a directory path",
+        "Where OpenVINO conversions are kept, keyed by the weights' hashes and the "
+        "OpenVINO version, so that a restart skips them.",
+    )
+    batch_size: Annotated[int, parsed(v.integer(1, 256))] = setting(
+        "8",
+        "an integer from 1 to 256",
+        "Faces per model call in the dataflow's batched analysis.",
+    )
+    detection_max_side: Annotated[int, parsed(v.integer_or_zero(64, 65535))] = setting(
+        "auto",
+        "auto (2048 in exact mode, 1024 in fast mode), 0 (never downscale) or an integer "
+        "from 64 to 65535",
+        "Images with a longer side are downscaled for face detection only; faces are "
+        "still cropped from the full image. 0 keeps DeepFace's results on every image.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_detection_side(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """ "auto" is the mode's side (exact's while the mode itself is invalid)."""
+        if str(values.get("detection_max_side", "auto")).strip() == "auto":
+            mode = str(values.get("mode", "exact")).strip()
+            side = AUTO_DETECTION_MAX_SIDE.get(mode, AUTO_DETECTION_MAX_SIDE["exact"])
+            values = {**values, "detection_max_side": str(side)}
+        return values
+
+    @model_validator(mode="after")
+    def _engine_computes_the_precision(self) -> AnalysisSettings:
+        try:
+            check_precision(self.engine, self.precision)
+        except EngineError as error:
+            raise ValueError(str(error)) from None
+        return self
+
+
+class DataflowSettings(Section):
+    """How the dataflow keeps records it cannot finish (the dataflow)."""
+
+    title = "Dataflow"
+
+    max_attempts: Annotated[int, parsed(v.integer(1, 100))] = setting(
+        "3",
+        "an integer from 1 to 100",
+        "Crashes of the dataflow on one record before it is quarantined (FAILED with "
+        "request.poison, record to the dead-letter topic).",
+    )
+    attempts_dir: Annotated[Path, parsed(v.directory)] = setting(
+        "~/.cache/facestream/attempts",
+        "a directory path",
+        "Where the dataflow counts attempts per record, durably; share it between the "
+        "processes of a cluster (e.g. the recovery volume).",
+    )
+    failpoint_crash_on: Annotated[str, parsed(str.strip)] = setting(
+        "",
+        "a request id prefix, or empty (off)",
+        "Testing only: the dataflow process crashes (SIGSEGV) on requests whose id starts "
+        "with this. Off when empty.",
+    )
+
+
+class ServerSettings(Section):
+    """Where the gRPC server listens and how long it waits (the server; the address also
+    the `facestream` client)."""
+
+    title = "gRPC server"
+
+    grpc_address: Annotated[str, parsed(v.address)] = setting(
+        "127.0.0.1:50051",
+        "host:port",
+        "Address the gRPC server binds to, and clients connect to.",
+    )
+    ack_timeout: Annotated[float, parsed(v.seconds(0.1, 300))] = setting(
+        "10",
+        "seconds, a number from 0.1 to 300",
+        "Longest wait for Kafka to acknowledge a record; then the call fails with UNAVAILABLE.",
+    )
+    result_timeout: Annotated[float, parsed(v.seconds(1, 86400))] = setting(
+        "300",
+        "seconds, a number from 1 to 86400",
+        "Longest wait of Analyze for its result when the client sets no shorter deadline.",
+    )
+
+
+class LimitsSettings(Section):
+    """What the gRPC server holds at once, in all and per principal (the server)."""
+
+    title = "Limits"
+
+    max_in_flight: Annotated[int, parsed(v.integer(1, 1_000_000))] = setting(
+        "1024",
+        "an integer from 1 to 1000000",
+        "Publishes a gRPC server waits on at once; beyond it calls get RESOURCE_EXHAUSTED.",
+    )
+    max_concurrent_rpcs: Annotated[int, parsed(v.integer(1, 1_000_000))] = setting(
+        "1000",
+        "an integer from 1 to 1000000",
+        "Calls a gRPC server runs at once (streams included); beyond it calls get "
+        "RESOURCE_EXHAUSTED.",
+    )
+    max_held_image_bytes: Annotated[int, parsed(v.size(1024, 64 * 1024 * v.MIB))] = setting(
+        "256MiB",
+        "a size from 1KiB to 64GiB, in bytes or with a KiB/MiB/GiB suffix",
+        "Image bytes a gRPC server holds for calls in progress (an Analyze keeps its image "
+        "until its result); beyond it calls get RESOURCE_EXHAUSTED.",
+    )
+    max_watchers: Annotated[int, parsed(v.integer(1, 100_000))] = setting(
+        "256",
+        "an integer from 1 to 100000",
+        "WatchResults streams a gRPC server serves at once; beyond it they get RESOURCE_EXHAUSTED.",
+    )
+    max_in_flight_per_principal: Annotated[int, parsed(v.integer(1, 1_000_000))] = setting(
+        "256",
+        "an integer from 1 to 1000000",
+        "Publishes one principal may have waiting on Kafka at once; beyond it its calls get "
+        "RESOURCE_EXHAUSTED.",
+    )
+    max_calls_per_principal: Annotated[int, parsed(v.integer(1, 1_000_000))] = setting(
+        "250",
+        "an integer from 1 to 1000000",
+        "AnalyzeService calls one principal may run at once (streams included); beyond it "
+        "its calls get RESOURCE_EXHAUSTED. Applies when authentication is on.",
+    )
+    max_watchers_per_principal: Annotated[int, parsed(v.integer(1, 100_000))] = setting(
+        "64",
+        "an integer from 1 to 100000",
+        "WatchResults streams one principal may hold open at once; beyond it its watches get "
+        "RESOURCE_EXHAUSTED. Applies when authentication is on.",
+    )
+    max_held_image_bytes_per_principal: Annotated[int, parsed(v.size(1024, 64 * 1024 * v.MIB))] = (
+        setting(
+            "64MiB",
+            "a size from 1KiB to 64GiB, in bytes or with a KiB/MiB/GiB suffix",
+            "Image bytes the server holds for one principal's calls in progress; beyond it its "
+            "calls get RESOURCE_EXHAUSTED. Applies when authentication is on.",
+        )
+    )
+
+
+class AuthSettings(Section):
+    """Who may call the gRPC server (the server)."""
+
+    title = "Authentication"
+
+    auth_tokens: Annotated[tuple[SecretStr, ...], parsed(v.tokens)] = setting(
+        "",
+        "comma-separated bearer tokens without spaces, or empty",
+        "When set, gRPC calls need the metadata 'authorization: Bearer TOKEN' with one of these.",
+    )
+    auth_file: Annotated[Path | None, parsed(v.optional_file)] = setting(
+        "",
+        "the path of an existing TOML file, or empty",
+        "Principals, their scopes and token hashes or certificate names (README, Security); "
+        "re-read when it changes or on SIGHUP.",
+    )
+
+    @property
+    def token_values(self) -> tuple[str, ...]:
+        """FACESTREAM_AUTH_TOKENS in the clear, for the authenticator only."""
+        return tuple(token.get_secret_value() for token in self.auth_tokens)
+
+
+class TlsSettings(Section):
+    """Certificates of the gRPC server and of the `facestream` client."""
+
+    title = "TLS"
+
+    tls_cert: Annotated[Path | None, parsed(v.optional_file)] = setting(
+        "",
+        _PEM_FILE,
+        "Certificate chain (PEM): the server's, set with FACESTREAM_TLS_KEY to serve TLS; "
+        "for the `facestream` client, its own client certificate.",
+    )
+    tls_key: Annotated[Path | None, parsed(v.optional_file)] = setting(
+        "", _PEM_FILE, "Private key (PEM) of FACESTREAM_TLS_CERT."
+    )
+    tls_client_ca: Annotated[Path | None, parsed(v.optional_file)] = setting(
+        "",
+        _PEM_FILE,
+        "CA (PEM) whose client certificates the server requires (mTLS); the certificate's CN "
+        "or SAN names a principal of FACESTREAM_AUTH_FILE.",
+    )
+    tls_ca: Annotated[Path | None, parsed(v.optional_file)] = setting(
+        "",
+        _PEM_FILE,
+        "CA certificate (PEM) the client trusts; set it to connect over TLS.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TlsSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError(
+                "FACESTREAM_TLS_CERT and FACESTREAM_TLS_KEY must be set together "
+                "(both for TLS, neither for plaintext)."
+            )
+        if self.tls_client_ca and self.tls_cert is None:
+            raise ValueError(
+                "FACESTREAM_TLS_CLIENT_CA needs FACESTREAM_TLS_CERT and FACESTREAM_TLS_KEY: "
+                "client certificates are checked over TLS."
+            )
+        return self
+
+    @property
+    def certificate(self) -> tuple[Path, Path] | None:
+        """(chain, key) when both are set."""
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        return self.tls_cert, self.tls_key
+
+
+class ClientSettings(Section):
+    """What the `facestream submit/watch` client sends."""
+
+    title = "Client"
+
+    client_token: Annotated[SecretStr, parsed(v.one_token)] = setting(
+        "",
+        "a bearer token without spaces, or empty",
+        "Token the `facestream submit/watch` client sends (when the server wants one).",
+    )
+
+
+class ObservabilitySettings(Section):
+    """Logs and metrics endpoints (every process)."""
+
+    title = "Observability"
+
+    log_level: Annotated[str, parsed(v.log_level)] = setting(
+        "INFO",
+        f"one of {', '.join(v.LOG_LEVELS)}",
+        "Level of facestream's log.",
+    )
+    log_format: Annotated[str, parsed(v.choice(LOG_FORMATS))] = setting(
+        "text",
+        f"one of {', '.join(LOG_FORMATS)}",
+        "text: one readable line per event; json: one JSON object per line (time, level, "
+        "message, worker, and request_id and stage where the event has them).",
+    )
+    metrics_host: Annotated[str, parsed(v.host)] = setting(
+        "127.0.0.1",
+        "a host name or IP address",
+        "Address the Prometheus /metrics endpoints of this process bind to.",
+    )
+    metrics_port: Annotated[int, parsed(v.integer_or_zero(1, 65535))] = setting(
+        "9464",
+        "a port 1-65535, or 0 (no endpoint)",
+        "Port of the gRPC server's Prometheus /metrics endpoint.",
+    )
+    dataflow_metrics_port: Annotated[int, parsed(v.integer_or_zero(1, 65535))] = setting(
+        "9465",
+        "a port 1-65535, or 0 (no endpoint)",
+        "Port of a dataflow process's Prometheus /metrics endpoint (one per process: give "
+        "each process on one host its own).",
+    )
