@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha256sum | cut
 PIP_COMPILE := $(PY) -m piptools compile --quiet --generate-hashes --allow-unsafe \
 	--strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: venv test demo bench reliability lint proto lock clean
+.PHONY: venv test demo bench reliability soak lint proto lock clean
 
 venv: $(STAMP)
 
@@ -48,6 +48,11 @@ bench: $(STAMP)
 # which runs the same scenarios at small sizes.
 reliability: $(STAMP)
 	$(PY) -m bench.reliability $(RELIABILITY_ARGS)
+
+# A live video stream through `facestream up` for SOAK_MINUTES (20), sampling every
+# process's memory (README, Limits); synthetic weights unless DEEPFACE_HOME holds weights.
+soak: $(STAMP)
+	$(PY) -m bench.video_soak --minutes $(or $(SOAK_MINUTES),20)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

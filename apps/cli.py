@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +42,15 @@ from facestream.models import (
     synthesize_weights,
 )
 
-# TensorFlow's (and absl's) and DeepFace's own start-up chatter, off unless the user set
+# TensorFlow's (and absl's), DeepFace's and OpenCV's own chatter, off unless the user set
 # these variables: a command's output is its own lines.
-QUIET_LIBRARIES = {"TF_CPP_MIN_LOG_LEVEL": "3", "DEEPFACE_LOG_LEVEL": str(logging.WARNING)}
+QUIET_LIBRARIES = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "DEEPFACE_LOG_LEVEL": str(logging.WARNING),
+    # FFmpeg's own lines about a video it cannot read (OpenCV reads this when it first
+    # opens one): `facestream video` says what went wrong itself.
+    "OPENCV_FFMPEG_LOGLEVEL": "-8",
+}
 # Said after writing or finding synthetic weights.
 SYNTHETIC_NOTICE = f"!! {SYNTHETIC_WARNING} (same architecture and cost as DeepFace's own)"
 # What a command runs, given the settings and its parsed arguments; returns the exit code.
@@ -257,6 +264,31 @@ def run_watch_command(settings: ClientProcessSettings, args: argparse.Namespace)
     return run_watch(settings, args.request_ids, args.json)
 
 
+def run_video_command(settings: ClientProcessSettings, args: argparse.Namespace) -> int:
+    """`facestream video`; see apps.video and apps.client_commands."""
+    from apps.client_commands import VideoOptions, run_video
+
+    options = VideoOptions(
+        source=args.source,
+        fps=args.fps,
+        stream_id=args.stream_id or f"video-{uuid.uuid4().hex[:12]}",
+        start=args.start,
+        duration=args.duration,
+        as_json=args.json,
+        out=args.out,
+        window=args.window,
+        timeout=args.timeout,
+    )
+    return run_video(settings, options)
+
+
+def run_up_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`facestream up`; see apps.up."""
+    from apps.up import run_up
+
+    return run_up(settings, download=not args.no_download)
+
+
 def run_hash_token() -> int:
     """Read a bearer token from standard input (never an argument: process lists and shell
     history would keep it) and print its SHA-256, as the credentials file stores it."""
@@ -298,6 +330,8 @@ COMMANDS: dict[str, Command] = {
     "auth": Command(NoSettings, lambda _settings, _args: run_hash_token()),
     "submit": Command(ClientProcessSettings, run_submit_command),
     "watch": Command(ClientProcessSettings, run_watch_command),
+    "video": Command(ClientProcessSettings, run_video_command),
+    "up": Command(Settings, run_up_command),
 }
 
 
@@ -349,9 +383,21 @@ def _add_models(commands: Subcommands) -> None:
     )
 
 
+def _weights_choice() -> argparse.ArgumentParser:
+    """The option of the commands that start the local system: may weights be downloaded?"""
+    choice = argparse.ArgumentParser(add_help=False)
+    choice.add_argument(
+        "--no-download",
+        action="store_true",
+        help="never download weights: use synthetic ones when the real ones are missing",
+    )
+    return choice
+
+
 def _add_demo(commands: Subcommands) -> None:
     demo = commands.add_parser(
         "demo",
+        parents=[_weights_choice()],
         help="run the whole system (broker, dataflow, gRPC server) on demo images and "
         "write a report",
     )
@@ -366,11 +412,6 @@ def _add_demo(commands: Subcommands) -> None:
         type=Path,
         default=Path("facestream-demo-report"),
         help="folder for the report (default: ./facestream-demo-report)",
-    )
-    demo.add_argument(
-        "--no-download",
-        action="store_true",
-        help="never download weights: use synthetic ones when the real ones are missing",
     )
     demo.add_argument(
         "--timeout", type=float, default=300.0, help="seconds to wait per image (default 300)"
@@ -433,6 +474,53 @@ def _add_watch(commands: Subcommands) -> None:
     watch.add_argument("--json", action="store_true", help="print JSON lines")
 
 
+def _add_video(commands: Subcommands) -> None:
+    video = commands.add_parser(
+        "video",
+        help="send a video file, an rtsp/http(s) stream or a camera frame by frame and print "
+        "each frame's result as it comes",
+    )
+    video.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="a video file, an rtsp:// or http(s):// URL, or a camera index",
+    )
+    video.add_argument(
+        "--fps", type=float, default=5.0, help="frames sampled per second of video (default 5)"
+    )
+    video.add_argument(
+        "--stream-id", default="", help="the stream's id (default: a new one, printed)"
+    )
+    video.add_argument(
+        "--start", type=float, default=0.0, help="seconds into a video file to begin at"
+    )
+    video.add_argument(
+        "--duration", type=float, default=None, help="seconds of video to send (default: all)"
+    )
+    video.add_argument("--json", action="store_true", help="one JSON line per frame")
+    video.add_argument(
+        "--out", type=Path, default=None, help="write the annotated frames to FILE (.mp4, .avi)"
+    )
+    video.add_argument(
+        "--window", type=int, default=8, help="frames sent and not yet answered (default 8)"
+    )
+    video.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="give up after this many seconds without a result (default 300)",
+    )
+
+
+def _add_up(commands: Subcommands) -> None:
+    commands.add_parser(
+        "up",
+        parents=[_weights_choice()],
+        help="run the whole local system (embedded broker unless FACESTREAM_KAFKA_BOOTSTRAP, "
+        "dataflow, gRPC server) until Ctrl-C",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facestream",
@@ -450,6 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_auth,
         _add_submit,
         _add_watch,
+        _add_video,
+        _add_up,
     ):
         add_command(commands)
     return parser

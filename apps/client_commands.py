@@ -1,23 +1,37 @@
-"""The client side of the `facestream` command: `submit` and `watch`."""
+"""The client side of the `facestream` command: `submit`, `watch` and `video`."""
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
+import cv2
 import grpc
+import numpy as np
 from tqdm import tqdm
 
 from apps.image_sources import IMAGE_SUFFIXES, NamedImage, image_files
-from apps.result_table import error_row, format_table, result_json, result_rows
+from apps.report import annotate_image
+from apps.result_table import error_row, format_table, frame_json, result_json, result_rows
+from apps.video import FrameResult, stream_video
+from apps.video_source import (
+    VideoSourceError,
+    open_video_source,
+    open_video_writer,
+    video_fourcc,
+)
 from di.settings import ClientProcessSettings
 from facestream.client import AnalyzeClient, request
 from facestream.models import SYNTHETIC_WARNING
+from facestream.requests import InvalidRequestError, check_stream_id
 from facestream.v1 import analyze_service_pb2, records_pb2
 
 SUBMIT_COLUMNS = ("image", "request id", "accepted")
@@ -195,3 +209,118 @@ def run_watch(settings: ClientProcessSettings, request_ids: Sequence[str], as_js
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """What `facestream video` was asked for."""
+
+    source: str
+    fps: float
+    stream_id: str
+    start: float
+    duration: float | None
+    as_json: bool
+    out: Path | None
+    window: int
+    timeout: float
+
+
+class AnnotatedVideo:
+    """`--out FILE`: the sampled frames with boxes and labels, as a video (.mp4 or .avi)
+    at the sampling rate."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        video_fourcc(path)  # a bad suffix fails now, before any frame is sent
+        self.path = path
+        self.fps = fps
+        self._writer: cv2.VideoWriter | None = None
+
+    def write(self, image: np.ndarray, result: records_pb2.AnalysisResult | None) -> None:
+        annotated = annotate_image(image, result)
+        if self._writer is None:
+            height, width = annotated.shape[:2]
+            self._writer = open_video_writer(self.path, self.fps, (width, height))
+        self._writer.write(annotated)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+
+
+def run_video(settings: ClientProcessSettings, options: VideoOptions) -> int:
+    """Send a video's sampled frames as one stream and print each frame's result as it
+    comes. Exit code 0 when every frame sent was answered and the source did not break, 1
+    otherwise, 2 when the source cannot be opened or an option does not fit it."""
+    # OpenCV's warnings about a source it cannot open: the error below says what went wrong.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        check_stream_id(options.stream_id)
+        if options.window < 1:
+            raise ValueError(f"--window {options.window}: give 1 or more frames")
+        out = AnnotatedVideo(options.out, options.fps) if options.out else None
+        source = open_video_source(options.source, options.fps, options.start, options.duration)
+    except (InvalidRequestError, ValueError, VideoSourceError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{source.description}: stream {options.stream_id}", file=sys.stderr, flush=True)
+
+    def show(answer: FrameResult) -> None:
+        frame = answer.frame.stream_frame(options.stream_id, last=False)
+        if answer.result is not None:
+            frame = answer.result.frame
+        if options.as_json:
+            print(frame_json(frame, answer.result, answer.error), flush=True)
+        else:
+            name = f"#{frame.sequence} {frame.position_ms / 1000:.1f}s"
+            rows = (
+                result_rows(name, answer.result)
+                if answer.result is not None
+                else [error_row(name, answer.error)]
+            )
+            for row in rows:
+                print("  ".join(row), flush=True)
+        if out is not None:
+            out.write(answer.frame.image, answer.result)
+
+    interrupted = threading.Event()
+
+    def stop_reading(signum: int, _frame: FrameType | None) -> None:
+        # The first Ctrl-C (or SIGTERM) ends the source: the frames sent are still answered
+        # and counted. A second one quits at once.
+        if interrupted.is_set():
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+        interrupted.set()
+        source.stop()
+        print("stopping: answering the frames sent (again to quit now)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, stop_reading)
+    signal.signal(signal.SIGTERM, stop_reading)
+    try:
+        with source, client_for(settings) as client:
+            summary = stream_video(
+                client,
+                source,
+                options.stream_id,
+                show,
+                window=options.window,
+                timeout=options.timeout,
+            )
+    except grpc.RpcError as error:
+        print(f"error: {describe_rpc_error(error)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if out is not None:
+            out.close()
+    if summary.sent == 0 and summary.broken:
+        print(f"error: {summary.broken}", file=sys.stderr)
+        return 2
+    print(summary.line(), file=sys.stderr)
+    if out is not None:
+        print(f"annotated frames: {out.path}", file=sys.stderr)
+    if interrupted.is_set():
+        return 130
+    complete = summary.answered == summary.sent and not summary.broken
+    return 0 if complete else 1

@@ -2,13 +2,14 @@
 
 It starts the embedded broker (unless FACESTREAM_KAFKA_BOOTSTRAP names a Kafka), the
 dataflow (`python -m bytewax.run dataflow -w 2`) and the gRPC server as child processes,
-waits until they answer, sends the images through the gRPC client, prints a table and a
-summary, writes a report folder, and stops every child on the way out, Ctrl-C included.
+waits until they answer, sends the images through the gRPC client, then a short video
+composed from the public photos as a stream (`facestream video`'s way), prints a table and
+a summary, writes a report folder (the video as an animated WebP with boxes and labels per
+frame, above the stills), and stops every child on the way out, Ctrl-C included.
 """
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -16,19 +17,22 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from apps.client_commands import analyze_images
+from apps.demo_video import compose_demo_video, write_animation
 from apps.image_sources import IMAGE_SUFFIXES, NamedImage, demo_images, folder_images
-from apps.local_system import (
-    LocalSystem,
-    LocalSystemError,
-    say,
-    wait_first_result,
-    wait_serving,
+from apps.local_system import LocalSystemError, ready_system, say, stop_on_signals
+from apps.report import (
+    ReportEntry,
+    VideoSection,
+    annotate_image,
+    frame_rows,
+    summarize,
+    write_report,
 )
-from apps.report import ReportEntry, summarize, write_report
 from apps.result_table import error_row, format_table, result_rows
+from apps.video import FrameResult, stream_video
+from apps.video_source import open_video_source
 from di import Settings, child_environment
 from facestream.client import AnalyzeClient
 from facestream.models import (
@@ -141,15 +145,7 @@ def run(settings: Settings, options: DemoOptions) -> int:
     images = _load_images(options)
     home, synthetic = choose_weights(settings, options.download)
     run_id = f"demo-{uuid.uuid4().hex[:8]}"
-    with (
-        LocalSystem(settings, home).running() as system,
-        AnalyzeClient(system.address) as client,
-    ):
-        wait_serving(system, client)
-        say(f"grpc-server: SERVING on {system.address}")
-        for child, url in system.metrics_urls.items():
-            say(f"{child}: metrics on {url}")
-        wait_first_result(system, client, run_id)
+    with ready_system(settings, home, run_id) as (system, client):
         ids = [f"{run_id}-{index}" for index in range(len(images))]
         started = time.monotonic()
         loaders = [_loader(image) for image in images]
@@ -159,6 +155,11 @@ def run(settings: Settings, options: DemoOptions) -> int:
             "the results",
         )
         seconds = time.monotonic() - started
+        video = system.supervise(
+            lambda: stream_demo_video(client, options.report, f"{run_id}-video", options.timeout),
+            options.timeout * 2 + 60,
+            "the video's results",
+        )
     entries = [
         ReportEntry(image.name, image.data, a.result, a.error, a.seconds)
         for image, a in zip(images, analyses, strict=True)
@@ -169,9 +170,40 @@ def run(settings: Settings, options: DemoOptions) -> int:
     say("Summary")
     for line in summary.lines():
         say(f"  {line}")
-    index = write_report(options.report, entries, summary)
+    say(f"video: {video.name}")
+    index = write_report(options.report, entries, summary, video)
     say(f"report: {index.resolve()}")
     return 0 if summary.answered == summary.images else 1
+
+
+# The demo's video: about 10 s at 5 sampled frames a second.
+VIDEO_SECONDS = 10.0
+VIDEO_FPS = 5.0
+VIDEO_ANIMATION = "video.webp"
+
+
+def stream_demo_video(
+    client: AnalyzeClient, folder: Path, stream_id: str, timeout: float
+) -> VideoSection:
+    """Compose the demo video into `folder`, send it as stream `stream_id`, and write its
+    annotated frames there as an animated WebP; the report's section for it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    composed = compose_demo_video(folder / "video.mp4", VIDEO_SECONDS, VIDEO_FPS)
+    say(f"video: {composed.frame_count} frames composed from the public photos, sent as a stream")
+    answers: list[FrameResult] = []
+    with open_video_source(str(composed.path), VIDEO_FPS) as source:
+        summary = stream_video(client, source, stream_id, answers.append, timeout=timeout)
+    write_animation(
+        [annotate_image(a.frame.image, a.result) for a in answers],
+        folder / VIDEO_ANIMATION,
+        VIDEO_FPS,
+    )
+    places = [(a.frame.sequence, a.frame.frame_index, a.frame.position_ms) for a in answers]
+    return VideoSection(
+        name=f"{composed.path.name}: {summary.line()}",
+        animation_file=VIDEO_ANIMATION,
+        frames=frame_rows([a.result for a in answers], places),
+    )
 
 
 def _print_results(entries: list[ReportEntry], synthetic: bool) -> None:
@@ -186,16 +218,9 @@ def _print_results(entries: list[ReportEntry], synthetic: bool) -> None:
     say(format_table(rows))
 
 
-def _interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(settings: Settings, options: DemoOptions) -> int:
     """Run the demo; Ctrl-C or SIGTERM stops it (and its children) with exit code 130."""
-    # Set for SIGINT too: a shell that starts the demo in the background makes it ignore
-    # SIGINT, and the demo must stop its children whoever asks.
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_on_signals()
     try:
         return run(settings, options)
     except KeyboardInterrupt:

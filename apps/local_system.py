@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TypeVar
 
 import cv2
@@ -36,6 +37,18 @@ T = TypeVar("T")
 class LocalSystemError(RuntimeError):
     """A child of the local system died or did not become ready; the message says which,
     with its log."""
+
+
+def stop_on_signals() -> None:
+    """Turn SIGINT and SIGTERM into KeyboardInterrupt in this process, so that whoever asks
+    (Ctrl-C, a supervisor), the `with` blocks stop the children. SIGINT too: a shell that
+    starts this process in the background makes it ignore SIGINT."""
+
+    def interrupt(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def say(message: str) -> None:
@@ -232,3 +245,21 @@ def wait_first_result(system: LocalSystem, client: AnalyzeClient, run_id: str) -
             f"the warm-up request failed: {describe_rpc_error(error)}"
         ) from error
     say(f"dataflow: ready ({time.monotonic() - started:.0f} s to load the models and answer)")
+
+
+@contextmanager
+def ready_system(
+    settings: Settings, deepface_home: Path, run_id: str
+) -> Iterator[tuple[LocalSystem, AnalyzeClient]]:
+    """The local system started, SERVING and warm (its address and metrics endpoints
+    said), and a client of it; everything stopped on the way out."""
+    with (
+        LocalSystem(settings, deepface_home).running() as system,
+        AnalyzeClient(system.address) as client,
+    ):
+        wait_serving(system, client)
+        say(f"grpc-server: SERVING on {system.address}")
+        for child, url in system.metrics_urls.items():
+            say(f"{child}: metrics on {url}")
+        wait_first_result(system, client, run_id)
+        yield system, client

@@ -23,6 +23,7 @@ from facestream.v1 import records_pb2
 REPORT_MAX_SIDE = 1024
 BOX_COLOR = (0, 200, 255)  # BGR amber: visible on skin, sky and dark backgrounds
 WARNING_COLOR = (0, 0, 200)
+NO_RESULT = "NO RESULT"  # a frame's status when its result never came
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,28 @@ class Summary:
         ]
 
 
+@dataclass(frozen=True)
+class FrameRow:
+    """One analysed frame of a video, as the report's frame table shows it."""
+
+    sequence: int
+    frame_index: int
+    position_ms: int
+    status: str
+    faces: int
+    labels: str
+
+
+@dataclass(frozen=True)
+class VideoSection:
+    """A video of a run: what it is, its annotated animation (a file in the report
+    folder, written by the caller) and its frames."""
+
+    name: str
+    animation_file: str
+    frames: Sequence[FrameRow]
+
+
 def summarize(entries: Sequence[ReportEntry], seconds: float) -> Summary:
     """Count images and faces and take latency percentiles of the answered images."""
     answered = [e for e in entries if e.result is not None]
@@ -86,15 +109,46 @@ def face_label(face: records_pb2.Face) -> str:
     return " ".join(parts) or "face"
 
 
+def frame_rows(
+    results: Sequence[records_pb2.AnalysisResult | None],
+    frames: Sequence[tuple[int, int, int]],
+) -> list[FrameRow]:
+    """The frame table's rows: each frame's (sequence, frame index, position in ms) with
+    its result, None for a frame that got none."""
+    rows = []
+    for result, (sequence, frame_index, position_ms) in zip(results, frames, strict=True):
+        faces = result.faces if result is not None else ()
+        rows.append(
+            FrameRow(
+                sequence=sequence,
+                frame_index=frame_index,
+                position_ms=position_ms,
+                status=status_name(result) if result is not None else NO_RESULT,
+                faces=len(faces),
+                labels="; ".join(face_label(face) for face in faces),
+            )
+        )
+    return rows
+
+
 def annotate(data: bytes, result: records_pb2.AnalysisResult | None) -> np.ndarray | None:
-    """The image with a box and a label on each face, at most REPORT_MAX_SIDE wide or high,
-    and a warning strip when the weights were synthetic; None when it cannot be decoded."""
+    """The image decoded and annotated (see `annotate_image`); None when it cannot be
+    decoded."""
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         return None
+    return annotate_image(image, result)
+
+
+def annotate_image(image: np.ndarray, result: records_pb2.AnalysisResult | None) -> np.ndarray:
+    """A copy of the image (BGR) with a box and a label on each face, at most
+    REPORT_MAX_SIDE wide or high, and a warning strip when the weights were synthetic."""
     scale = min(1.0, REPORT_MAX_SIDE / max(image.shape[:2]))
+    # A copy either way: the caller's frame may be shown or analysed again undrawn.
     if scale < 1.0:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    else:
+        image = image.copy()
     thickness = max(2, round(max(image.shape[:2]) / 300))
     font_scale = max(0.45, max(image.shape[:2]) / 1400)
     for face in result.faces if result is not None else ():
@@ -174,20 +228,45 @@ body {{ font-family: sans-serif; margin: 2em; }}
 .gallery {{ display: flex; flex-wrap: wrap; gap: 1.5em; }}
 figure {{ margin: 0; max-width: 420px; }}
 img {{ max-width: 420px; border: 1px solid #ccc; }}
+.video img {{ max-width: 640px; }}
+.frames {{ font-size: small; margin: 1em 0 2em; }}
 td, th {{ padding: 0 .5em; text-align: left; }}
 </style></head><body>
 <h1>facestream report</h1>
 {warning}
 <pre>{summary}</pre>
+{video}
 <div class="gallery">
 {cards}
 </div></body></html>
 """
 
 
-def write_report(folder: Path, entries: Sequence[ReportEntry], summary: Summary) -> Path:
+def _video_section(video: VideoSection) -> str:
+    name = html.escape(video.name)
+    rows = "".join(
+        f'<tr class="frame"><td>{row.sequence}</td><td>{row.frame_index}</td>'
+        f"<td>{row.position_ms / 1000:.2f}</td><td>{html.escape(row.status)}</td>"
+        f"<td>{row.faces}</td><td>{html.escape(row.labels)}</td></tr>"
+        for row in video.frames
+    )
+    return (
+        f'<section class="video"><h2>Video</h2><p>{name}</p>'
+        f'<img src="{html.escape(video.animation_file)}" alt="{name}, annotated">'
+        '<table class="frames"><tr><th>#</th><th>frame</th><th>at (s)</th><th>status</th>'
+        f"<th>faces</th><th>labels</th></tr>{rows}</table></section>"
+    )
+
+
+def write_report(
+    folder: Path,
+    entries: Sequence[ReportEntry],
+    summary: Summary,
+    video: VideoSection | None = None,
+) -> Path:
     """Write `folder/index.html`, `folder/images/*.jpg` (annotated), `folder/results.jsonl`
-    (one result per line) and `folder/summary.json`; return the index's path."""
+    (one result per line) and `folder/summary.json`; return the index's path. A video's
+    section, with its animation and frame table, goes above the images."""
     images = folder / "images"
     images.mkdir(parents=True, exist_ok=True)
     cards = []
@@ -216,6 +295,7 @@ def write_report(folder: Path, entries: Sequence[ReportEntry], summary: Summary)
         PAGE.format(
             warning=warning,
             summary=html.escape("\n".join(summary.lines())),
+            video=_video_section(video) if video is not None else "",
             cards="\n".join(cards),
         )
     )

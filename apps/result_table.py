@@ -64,3 +64,30 @@ def result_json(image: str, result: records_pb2.AnalysisResult) -> str:
         {"image": image, **MessageToDict(result, always_print_fields_with_no_presence=True)},
         sort_keys=True,
     )
+
+
+def frame_json(
+    frame: records_pb2.StreamFrame, result: records_pb2.AnalysisResult | None, error: str = ""
+) -> str:
+    """One JSON line for a frame of a stream: its place (stream id, sequence, frame index,
+    position in ms, last), its status and faces (regions and attributes), or why it has
+    no result."""
+    place = {
+        "stream_id": frame.stream_id,
+        "sequence": frame.sequence,
+        "frame_index": frame.frame_index,
+        "position_ms": frame.position_ms,
+        "last": frame.last,
+    }
+    if result is None:
+        return json.dumps({**place, "status": "REFUSED", "error": error, "faces": []})
+    return json.dumps(
+        {
+            **place,
+            "request_id": result.request_id,
+            "status": status_name(result),
+            "error": f"{result.error.code}: {result.error.message}" if result.error.code else "",
+            "faces": [MessageToDict(face) for face in result.faces],
+            "synthetic_weights": result.synthetic_weights,
+        }
+    )

@@ -11,13 +11,17 @@ by side in one run, on the same images, weights and load generator.
   so that drift hits all of them;
 - latency: p50/p99 over >= 50 calls of the strongest peer and of facestream exact at half
   the strongest peer's saturated faces/s (open loop), interleaved too;
+- video (bench/video.py): the demo's composed video sampled at 5 fps, the strongest peer
+  called once per sampled frame against facestream exact fed by `stream_video`, on the
+  same running peers and system, interleaved too: sampled frames/s and faces/s;
 - other facestream shapes (exact): `-w 2`, 2 processes x `-w 1`, `-w 4`, with peak RSS;
 - ceilings: each mode's own steps in process, no Kafka or gRPC;
 - engines: the VGG trunk's achieved GFLOP/s per engine and precision, against the CPU's peak;
 - ingest: `python -m bench.submit_throughput`; DI: an operator's cost to reach its singletons.
 
 Writes bench/results/latest.json and prints a markdown table with the targets.
-Usage: python -m bench.suite [--repeat N] [--rounds N] [--concurrency C]
+Usage: python -m bench.suite [--repeat N] [--rounds N] [--concurrency C] [--only video]
+(--only video: the video row alone, its peers and system started for it, in minutes.)
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import logging
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import timeit
@@ -55,11 +60,12 @@ from bench.pipeline_parts import (
     submissions,
 )
 from bench.system_under_test import SHARED_FACES
+from bench.video import VIDEO_FPS, sampled_frames, stream_pass, video_side
 from di import Settings, build_container, child_environment, load_settings
 from facestream.analyzer import deepface_model, shared_trunk_role
 from facestream.client import AnalyzeClient
 from facestream.engines import ModelSource, cpu_supports_bf16, make_engine, resolve_precision
-from facestream.models import ACTION_MODELS, ACTIONS
+from facestream.models import ACTION_MODELS, ACTIONS, require_weights
 from facestream.shared_trunk import VGG_ACTIONS, SharedTrunk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,10 +153,13 @@ class RoundRobin:
         return peer_analyze(stub, image, list(ACTIONS))
 
 
+# Peer servers (their stubs and processes), and a running facestream system with its service.
+Peers = list[tuple[Any, ChildProcess]]
+System = tuple[LocalSystem, Callable[[bytes], int]]
+
+
 @contextmanager
-def peer_servers(
-    home: Path, count: int, workers: int, warmup: bytes
-) -> Iterator[list[tuple[Any, ChildProcess]]]:
+def peer_servers(home: Path, count: int, workers: int, warmup: bytes) -> Iterator[Peers]:
     """`count` DeepFace gRPC server processes on 127.0.0.1, each warmed with `warmup` (an
     image with a face: the peer fails on one without); their stubs and processes."""
     env = child_environment(DEEPFACE_HOME=str(home), **LOUD_CHILDREN)
@@ -189,7 +198,7 @@ def _answered(call: Callable[[], int], server: ChildProcess) -> bool:
 @contextmanager
 def facestream_system(
     settings: Settings, home: Path, dataflows: Sequence[Sequence[str]], mode: str
-) -> Iterator[tuple[LocalSystem, Callable[[bytes], int]]]:
+) -> Iterator[System]:
     """A facestream system of its own (broker, server, dataflows) in `mode`, warm; its
     service: one Analyze call, the number of faces."""
     own = settings.model_copy(
@@ -242,57 +251,128 @@ def pooled_latency(runs: Sequence[LoadRun], rate: float) -> dict[str, Any]:
     }
 
 
+def peer_services(peers: Peers) -> dict[str, RoundRobin]:
+    """The two peers measured: the first server alone, and every server in round robin."""
+    return {
+        "peer_1_process": RoundRobin([stub for stub, _ in peers[:1]]),
+        "peer_2_processes": RoundRobin([stub for stub, _ in peers]),
+    }
+
+
+# The peer the video row takes when it runs alone (--only video), with no headline to find
+# the strongest: 2 processes was the stronger in every full run on 2 cores (README).
+ALONE_PEER = "peer_2_processes"
+
+
+def side_by_side(
+    settings: Settings,
+    home: Path,
+    images: Sequence[bytes],
+    args: argparse.Namespace,
+    report: dict[str, Any],
+) -> None:
+    """Start the peers and facestream exact (and fast, for the headline) once; measure the
+    headline (unless --only video), then the video row on the same running peers and exact
+    system, each saved into `report` as soon as it is done."""
+    with ExitStack() as stack:
+        peers = stack.enter_context(peer_servers(home, 2, args.peer_workers, images[0]))
+        exact = stack.enter_context(facestream_system(settings, home, [["-w", "1"]], "exact"))
+        strongest, chosen_by = ALONE_PEER, "default (--only video)"
+        if args.only != "video":
+            fast = stack.enter_context(facestream_system(settings, home, [["-w", "1"]], "fast"))
+            report["headline"] = headline(peers, exact, fast, images, args)
+            save(report)
+            strongest, chosen_by = report["headline"]["strongest_peer"], "headline"
+        exact_system, _ = exact
+        report["video"] = video_row(peer_services(peers), strongest, exact_system, args)
+        report["video"]["peer_chosen_by"] = chosen_by
+        save(report)
+
+
 def headline(
-    settings: Settings, home: Path, images: Sequence[bytes], args: argparse.Namespace
+    peers: Peers, exact: System, fast: System, images: Sequence[bytes], args: argparse.Namespace
 ) -> dict[str, Any]:
     """Peers (1 and 2 processes) and facestream (exact, fast), all running, measured in
     turn; then latency at half the strongest peer's load, interleaved too."""
     result: dict[str, Any] = {}
+    (exact_system, exact_service), (fast_system, fast_service) = exact, fast
+    services: dict[str, Callable[[bytes], int]] = {
+        **peer_services(peers),
+        "facestream_exact": exact_service,
+        "facestream_fast": fast_service,
+    }
+    say("bench: face counts, image by image")
+    counts = {name: face_counts(service, images) for name, service in services.items()}
+    result["face_counts"] = counts
+    runs = interleaved(
+        {
+            name: partial(saturate, service, images, args.rounds, args.concurrency)
+            for name, service in services.items()
+        },
+        args.repeat,
+    )
+    result["saturated"] = {name: median_run(done) for name, done in runs.items()}
+    peers_only = [name for name in services if name.startswith("peer")]
+    strongest = max(peers_only, key=lambda n: result["saturated"][n]["faces_per_s"])
+    result["strongest_peer"] = strongest
+    faces_per_image = sum(counts[strongest]) / len(images)
+    rate = result["saturated"][strongest]["faces_per_s"] / 2 / faces_per_image
+    # Two runs each, A B A B, of at least 25 calls: p99 over >= 50 calls per system.
+    calls = max(25, len(images))
+    say(f"bench: latency at {rate:.2f} images/s ({strongest} and facestream exact)")
+    latency = interleaved(
+        {
+            strongest: partial(offer, services[strongest], images, rate, calls),
+            "facestream_exact": partial(offer, exact_service, images, rate, calls),
+        },
+        2,
+    )
+    result["half_load"] = {name: pooled_latency(done, rate) for name, done in latency.items()}
+    result["half_load_offered_faces_per_s"] = rate * faces_per_image
+    result["peak_rss_mb"] = {
+        "peer": max(memory_mb(server.pid, "VmHWM") for _, server in peers),
+        "facestream_exact": _dataflow_rss(exact_system),
+        "facestream_fast": _dataflow_rss(fast_system),
+    }
+    return result
+
+
+def video_row(
+    peers: dict[str, RoundRobin], strongest: str, system: LocalSystem, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The composed video, sampled once: the `strongest` peer called once per sampled
+    frame (--concurrency calls in flight, as in the headline) and facestream exact fed by
+    `stream_video` (--concurrency frames unanswered), `--repeat` passes each, in turn."""
     with (
-        peer_servers(home, 2, args.peer_workers, images[0]) as peers,
-        facestream_system(settings, home, [["-w", "1"]], "exact") as (exact_system, exact),
-        facestream_system(settings, home, [["-w", "1"]], "fast") as (fast_system, fast),
+        tempfile.TemporaryDirectory(prefix="facestream-bench-video-") as workdir,
+        AnalyzeClient(system.address) as client,
     ):
-        services: dict[str, Callable[[bytes], int]] = {
-            "peer_1_process": RoundRobin([stub for stub, _ in peers[:1]]),
-            "peer_2_processes": RoundRobin([stub for stub, _ in peers]),
-            "facestream_exact": exact,
-            "facestream_fast": fast,
-        }
-        say("bench: face counts, image by image")
-        counts = {name: face_counts(service, images) for name, service in services.items()}
-        result["face_counts"] = counts
+        video, frames = sampled_frames(Path(workdir))
+        say(f"bench: video, {len(frames)} frames sampled ({strongest} and facestream exact)")
         runs = interleaved(
             {
-                name: partial(saturate, service, images, args.rounds, args.concurrency)
-                for name, service in services.items()
+                strongest: partial(saturate, peers[strongest], frames, 1, args.concurrency),
+                "facestream_exact": partial(
+                    system.supervise,
+                    partial(stream_pass, client, video.path, args.concurrency),
+                    3600,
+                    "a video pass",
+                ),
             },
             args.repeat,
         )
-        result["saturated"] = {name: median_run(done) for name, done in runs.items()}
-        peers_only = [name for name in services if name.startswith("peer")]
-        strongest = max(peers_only, key=lambda n: result["saturated"][n]["faces_per_s"])
-        result["strongest_peer"] = strongest
-        faces_per_image = sum(counts[strongest]) / len(images)
-        rate = result["saturated"][strongest]["faces_per_s"] / 2 / faces_per_image
-        # Two runs each, A B A B, of at least 25 calls: p99 over >= 50 calls per system.
-        calls = max(25, len(images))
-        say(f"bench: latency at {rate:.2f} images/s ({strongest} and facestream exact)")
-        latency = interleaved(
-            {
-                strongest: partial(offer, services[strongest], images, rate, calls),
-                "facestream_exact": partial(offer, exact, images, rate, calls),
-            },
-            2,
-        )
-        result["half_load"] = {name: pooled_latency(done, rate) for name, done in latency.items()}
-        result["half_load_offered_faces_per_s"] = rate * faces_per_image
-        result["peak_rss_mb"] = {
-            "peer": max(memory_mb(server.pid, "VmHWM") for _, server in peers),
-            "facestream_exact": _dataflow_rss(exact_system),
-            "facestream_fast": _dataflow_rss(fast_system),
-        }
-    return result
+    return {
+        "source": {
+            "frames": video.frame_count,
+            "fps": video.fps,
+            "seconds": video.frame_count / video.fps,
+            "size": list(video.size),
+        },
+        "sampling_fps": VIDEO_FPS,
+        "sampled_frames": len(frames),
+        "strongest_peer": strongest,
+        "passes": {name: video_side(done) for name, done in runs.items()},
+    }
 
 
 def _dataflow_rss(system: LocalSystem) -> list[float]:
@@ -408,6 +488,9 @@ def main() -> None:
     # DeepFace's server gives wrong answers and errors with 2 worker threads (its detector
     # is shared and not thread-safe; docs/design.md), so its best setting is 1 per process.
     parser.add_argument("--peer-workers", type=int, default=1)
+    parser.add_argument(
+        "--only", choices=["video"], help="measure this row alone (its peer and system started)"
+    )
     args = parser.parse_args()
 
     settings = load_settings()
@@ -432,8 +515,14 @@ def main() -> None:
     }
     started = time.monotonic()
     # Systems first: the in-process measures load models into this process.
-    report["headline"] = headline(settings, home, images, args)
-    save(report)
+    side_by_side(settings, home, images, args, report)
+    if args.only == "video":
+        models = settings.models
+        report["synthetic_weights"] = require_weights(
+            models.weights_dir, models.actions, models.detector_backend
+        )
+        finish(report, started)
+        return
     report["facestream"] = shapes(settings, home, images, args)
     save(report)
     report["ceiling"] = {}
@@ -448,6 +537,11 @@ def main() -> None:
     report["ingest"] = ingest()
     per_face = 1 / report["ceiling"]["exact"]["faces_per_s"]
     report["di"] = di_cost(settings, per_face)
+    finish(report, started)
+
+
+def finish(report: dict[str, Any], started: float) -> None:
+    """Time the run, add its ratios, save it and print its table."""
     report["seconds"] = time.monotonic() - started
     report["ratios"] = ratios(report)
     save(report)
@@ -461,7 +555,23 @@ def save(report: dict[str, Any]) -> None:
 
 
 def ratios(report: dict[str, Any]) -> dict[str, float]:
-    """The targets' ratios, all from this run."""
+    """The targets' ratios, all from this run (with --only video, the video's alone)."""
+    video = {"video_vs_strongest_peer": video_ratio(report["video"])}
+    if "headline" not in report:
+        return video
+    return {**system_ratios(report), **video}
+
+
+def video_ratio(video: dict[str, Any]) -> float:
+    """facestream exact's sampled frames/s over the strongest peer's, on the video."""
+    passes = video["passes"]
+    return (
+        passes["facestream_exact"]["frames_per_s"] / passes[video["strongest_peer"]]["frames_per_s"]
+    )
+
+
+def system_ratios(report: dict[str, Any]) -> dict[str, float]:
+    """The ratios of the full run's figures, video apart."""
     head, fs = report["headline"], report["facestream"]
     saturated = head["saturated"]
     peer = saturated[head["strongest_peer"]]["faces_per_s"]
@@ -493,8 +603,51 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def weights_label(report: dict[str, Any]) -> str:
+    """Which weights the run's models had."""
+    return "synthetic (same architecture and cost)" if report["synthetic_weights"] else "real"
+
+
+def video_rows(report: dict[str, Any]) -> list[str]:
+    """The video row's lines of the measures table: each side, then their ratio."""
+    video, ratio = report["video"], report["ratios"]["video_vs_strongest_peer"]
+    passes, strongest, source = video["passes"], video["strongest_peer"], video["source"]
+    width, height = source["size"]
+
+    def side(entry: dict[str, Any]) -> str:
+        return (
+            f"{entry['frames_per_s']:.2f} sampled frames/s, {entry['faces_per_s']:.2f} faces/s "
+            f"({entry['faces_per_pass']:.0f} faces in {entry['seconds_per_pass']:.1f} s)"
+        )
+
+    return [
+        f"| video: {video['sampled_frames']} frames sampled at {video['sampling_fps']:g} fps "
+        f"from a {source['seconds']:.0f} s {width}x{height} composed video; peer "
+        f"({strongest.replace('_', ' ')}) called once per frame | {side(passes[strongest])} |",
+        f"| same video: facestream -w 1 exact, `stream_video` | "
+        f"{side(passes['facestream_exact'])} |",
+        f"| video: facestream exact / the strongest peer, sampled frames/s | {ratio:.2f}x |",
+    ]
+
+
 def table(report: dict[str, Any]) -> str:
-    """The run as a markdown table: figures, then each target with its ratio."""
+    """The run as a markdown table: figures, then each target with its ratio (with --only
+    video, the machine and the video's rows)."""
+    if "headline" not in report:
+        return "\n".join(
+            [
+                f"Machine: {report['machine']}; engine: {report['engine']} "
+                f"({report['precision']['exact']} exact); weights: {weights_label(report)}; "
+                f"all four actions; medians of {report['repeat']} interleaved passes, "
+                f"{report['concurrency']} frames in flight.",
+                "",
+                "| measure | value |",
+                "|---|---|",
+                *video_rows(report),
+                "",
+                f"({report['seconds'] / 60:.0f} min; bench/results/latest.json has every figure.)",
+            ]
+        )
     head, fs, r = report["headline"], report["facestream"], report["ratios"]
     saturated, half = head["saturated"], head["half_load"]
     strongest = head["strongest_peer"]
@@ -509,12 +662,12 @@ def table(report: dict[str, Any]) -> str:
         return "met" if ok else "NOT met"
 
     ingest_report, di = report["ingest"], report["di"]
-    weights = "synthetic (same architecture and cost)" if report["synthetic_weights"] else "real"
     precision = report["precision"]
     lines = [
         f"Machine: {report['machine']}; engine: {report['engine']} ({precision['exact']} exact, "
-        f"{precision['fast']} fast); weights: {weights}; images: {report['image_count']} "
-        f"{report['images']} ({sum(head['face_counts'][strongest])} faces), all four actions; "
+        f"{precision['fast']} fast); weights: {weights_label(report)}; images: "
+        f"{report['image_count']} {report['images']} "
+        f"({sum(head['face_counts'][strongest])} faces), all four actions; "
         f"medians of {report['repeat']} interleaved runs of {report['rounds']} passes, "
         f"{report['concurrency']} calls in flight.",
         "",
@@ -537,6 +690,7 @@ def table(report: dict[str, Any]) -> str:
         f"{half[strongest]['p50_s']:.2f} / {half[strongest]['p99_s']:.2f} s |",
         f"| same load: facestream -w 1 exact p50 / p99 | "
         f"{half['facestream_exact']['p50_s']:.2f} / {half['facestream_exact']['p99_s']:.2f} s |",
+        *video_rows(report),
         *(
             f"| VGG trunk + heads, {name.replace('_', ' ')}, batch {report['batch_size']} | "
             f"{e['s_per_face']:.3f} s/face, {e['gflops']:.0f} GFLOP/s"

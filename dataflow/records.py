@@ -29,6 +29,9 @@ class ImageJob:
     received_at: float
     record: bytes  # the record as read, for the dead-letter topic if it is quarantined
     principal: str = ""  # who submitted it; its result goes to it alone
+    frame: records_pb2.StreamFrame | None = None  # its place in a stream, copied to its result
+    # (code, message): the gRPC front refused this frame; it is answered without an image.
+    refusal: tuple[str, str] | None = None
 
     @property
     def attempt_key(self) -> str:
@@ -59,6 +62,7 @@ class ImageProgress:
     queued: float
     decode: float
     detect: float
+    frame: records_pb2.StreamFrame | None = None
 
 
 @dataclass(frozen=True)

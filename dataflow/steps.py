@@ -84,6 +84,12 @@ def parse_request(message: KafkaSourceMessage) -> ImageJob | DeadLetter:
         received_at=time.time(),
         record=message.value,
         principal=submission.principal,
+        frame=submission.frame if submission.HasField("frame") else None,
+        refusal=(
+            (submission.refusal.code, submission.refusal.message)
+            if submission.HasField("refusal")
+            else None
+        ),
     )
 
 
@@ -131,6 +137,7 @@ def quarantine(
         error=("request.poison", f"{reason} and moved to the dead-letter topic"),
         worker=worker_name(),
         principal=job.principal,
+        frame=job.frame,
     )
     letter = DeadLetter(
         key=job.request_id.encode(),
@@ -167,7 +174,15 @@ def extract_faces(
 ) -> list[FaceJob] | list[records_pb2.AnalysisResult]:
     """Decode the image and find its faces (images larger than `detection_max_side` are
     searched at that size, 0: never scaled): one FaceJob per face, or, when the image is
-    invalid, has no face or detection fails, its finished AnalysisResult."""
+    invalid, has no face or detection fails, its finished AnalysisResult. A frame the gRPC
+    front refused is answered with the front's refusal."""
+    if job.refusal is not None:
+        return finished_image(
+            job,
+            refusal_status(job.refusal[0]),
+            job.refusal,
+            synthetic_weights=analyzer.synthetic_weights,
+        )
     begin = time.time()
     try:
         actions, detector = resolve_options(job.actions, job.detector_backend, limits)
@@ -198,6 +213,14 @@ def extract_faces(
             detect=detected - decoded,
         )
     return faces_to_analyze(job, faces, actions, decode=decoded - begin, detect=detected - decoded)
+
+
+def refusal_status(code: str) -> int:
+    """The status of a refused frame: INVALID_IMAGE for its image's errors (`image.*`),
+    FAILED for the request's, as decode_failure gives them."""
+    if code.startswith("image."):
+        return Status.ANALYSIS_STATUS_INVALID_IMAGE
+    return Status.ANALYSIS_STATUS_FAILED
 
 
 def image_started_at(job: ImageJob) -> float:
@@ -264,6 +287,7 @@ def finished_image(
             worker=worker_name(),
             synthetic_weights=synthetic_weights,
             principal=job.principal,
+            frame=job.frame,
         )
     ]
 
@@ -282,6 +306,7 @@ def faces_to_analyze(
         queued=queued_seconds(job),
         decode=decode,
         detect=detect,
+        frame=job.frame,
     )
     return [
         FaceJob(image=progress, index=index, face=face, actions=actions)
@@ -374,6 +399,7 @@ def gather_results(
         worker=worker_name(),
         synthetic_weights=synthetic_weights,
         principal=progress.principal,
+        frame=progress.frame,
     )
     return None, [result]
 

@@ -129,6 +129,7 @@ def build_server(settings: ServerProcessSettings) -> AnalyzeServer:
         container[logging.Logger],
         settings.server.ack_timeout,
         settings.server.result_timeout,
+        settings.server.stream_gap_timeout,
     )
     parts = ServerParts(
         servicer=servicer,

@@ -94,6 +94,19 @@ class AnalyzeClient:
             metadata=self._metadata,
         )
 
+    def watch_stream(
+        self, stream_id: str, from_sequence: int = 0, timeout: float | None = None
+    ) -> Iterator[records_pb2.AnalysisResult]:
+        """This caller's results of stream `stream_id`, in sequence order from
+        `from_sequence`, each frame once; ends after the stream's last frame."""
+        return self._stub.WatchStream(
+            analyze_service_pb2.WatchStreamRequest(
+                stream_id=stream_id, from_sequence=from_sequence
+            ),
+            timeout=timeout,
+            metadata=self._metadata,
+        )
+
     def health(self, timeout: float = 5) -> int:
         """The server's health status (a grpc.health.v1 HealthCheckResponse.ServingStatus)."""
         reply = self._health.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
@@ -110,12 +123,18 @@ class AnalyzeClient:
 
 
 def request(
-    image: bytes, actions: Sequence[str] = (), detector_backend: str = "", request_id: str = ""
+    image: bytes,
+    actions: Sequence[str] = (),
+    detector_backend: str = "",
+    request_id: str = "",
+    frame: records_pb2.StreamFrame | None = None,
 ) -> analyze_service_pb2.SubmitRequest:
-    """A SubmitRequest; empty options mean the server's defaults."""
+    """A SubmitRequest (a stream's frame when `frame` is given, for SubmitStream); empty
+    options mean the server's defaults."""
     return analyze_service_pb2.SubmitRequest(
         image=image,
         actions=list(actions),
         detector_backend=detector_backend,
         request_id=request_id,
+        frame=frame,
     )

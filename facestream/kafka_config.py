@@ -52,12 +52,17 @@ class TopicSpec:
     replication_factor: int = 1
     # With acks=all, a write is acknowledged once this many replicas have it.
     min_insync_replicas: int = 1
+    # How long and how much (bytes per partition) Kafka keeps; -1: no limit.
+    retention_ms: int = -1
+    retention_bytes: int = -1
 
     @property
     def config(self) -> dict[str, str]:
         return {
             "max.message.bytes": str(self.max_message_bytes),
             "min.insync.replicas": str(self.min_insync_replicas),
+            "retention.ms": str(self.retention_ms),
+            "retention.bytes": str(self.retention_bytes),
         }
 
 

@@ -43,8 +43,10 @@ def image_submitted(
     actions: Sequence[str] = (),
     detector_backend: str = "",
     principal: str = "",
+    frame: records_pb2.StreamFrame | None = None,
 ) -> records_pb2.ImageSubmitted:
-    """The requests-topic record for one image, stamped with the current time."""
+    """The requests-topic record for one image (a stream's frame when `frame` is given),
+    stamped with the current time."""
     return records_pb2.ImageSubmitted(
         request_id=request_id,
         image=image,
@@ -52,7 +54,18 @@ def image_submitted(
         detector_backend=detector_backend,
         submitted_at=timestamp_now(),
         principal=principal,
+        frame=frame,
     )
+
+
+def submission_key(submission: records_pb2.ImageSubmitted) -> bytes:
+    """The requests-topic key of `submission`: a frame's is its stream's
+    (`principal/stream_id`), so that a stream stays on one partition, in order; an image's
+    is its request id."""
+    if submission.HasField("frame"):
+        stream = submission.frame.stream_id
+        return (f"{submission.principal}/{stream}" if submission.principal else stream).encode()
+    return submission.request_id.encode()
 
 
 def timestamp_now() -> Timestamp:
@@ -86,11 +99,14 @@ def result_record(
     worker: str = "",
     synthetic_weights: bool = False,
     principal: str = "",
+    frame: records_pb2.StreamFrame | None = None,
 ) -> records_pb2.AnalysisResult:
-    """An AnalysisResult stamped with the current time; `error` is (code, message)."""
+    """An AnalysisResult stamped with the current time; `error` is (code, message), `frame`
+    the stream fields of a frame, copied from its submission."""
     result = records_pb2.AnalysisResult(
         request_id=request_id,
         principal=principal,
+        frame=frame,
         status=status,
         faces=faces,
         timings=timings,

@@ -41,14 +41,24 @@ def new_request_id() -> str:
 
 def check_request_id(request_id: str) -> str:
     """Return the id if it is 1-128 characters of letters, digits and . _ : - (first one
-    a letter or digit); raise InvalidRequestError otherwise."""
-    if not REQUEST_ID.match(request_id):
+    a letter or digit); raise InvalidRequestError (request.bad_id) otherwise."""
+    return _checked_id(request_id, "request id", "request.bad_id")
+
+
+def check_stream_id(stream_id: str) -> str:
+    """Return the stream id if it has a request id's form; raise InvalidRequestError
+    (frame.bad_stream_id) otherwise."""
+    return _checked_id(stream_id, "stream id", "frame.bad_stream_id")
+
+
+def _checked_id(value: str, what: str, code: str) -> str:
+    if not REQUEST_ID.match(value):
         raise InvalidRequestError(
-            "request.bad_id",
-            f"request id {request_id[:140]!r} is not valid: use 1 to 128 letters, digits, "
+            code,
+            f"{what} {value[:140]!r} is not valid: use 1 to 128 letters, digits, "
             "'.', '_', ':' or '-', starting with a letter or digit.",
         )
-    return request_id
+    return value
 
 
 def resolve_options(

@@ -76,7 +76,7 @@ class ServerMetrics:
         ).set_function(lambda: publisher.in_flight)
         Gauge(
             "facestream_server_result_waiters",
-            "Calls waiting for results (Analyze, WatchResults).",
+            "Calls waiting for results (Analyze, WatchResults, WatchStream).",
             registry=registry,
         ).set_function(lambda: listener.waiter_count)
         registry.register(_ListenerLag(listener))

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 SUBMIT = "analyze:submit"  # Submit, Analyze, SubmitStream
-READ = "results:read"  # its own results: Analyze, WatchResults with ids
+READ = "results:read"  # its own results: Analyze, WatchResults with ids, WatchStream
 WATCH_ALL = "results:watch-all"  # WatchResults with no ids, and others' results by id
 ADMIN = "admin"  # every scope
 SCOPES = (SUBMIT, READ, WATCH_ALL, ADMIN)

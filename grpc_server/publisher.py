@@ -16,6 +16,7 @@ from collections.abc import Callable
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from facestream.kafka_config import PLAINTEXT, KafkaSecurity, producer_config
+from facestream.records import submission_key
 from facestream.v1 import records_pb2
 from grpc_server.background import run_or_report
 
@@ -95,7 +96,8 @@ class RequestPublisher:
         self._thread.start()
 
     async def publish(self, submission: records_pb2.ImageSubmitted, timeout: float) -> None:
-        """Return once Kafka acknowledged the record, keyed by its request id.
+        """Return once Kafka acknowledged the record, keyed by its request id (a frame by
+        its stream: `facestream.records.submission_key`).
 
         Raises PublishOverloadedError at the in-flight limit, PublishUnavailableError when Kafka
         did not acknowledge within `timeout` (capped by FACESTREAM_ACK_TIMEOUT) or failed it.
@@ -122,7 +124,7 @@ class RequestPublisher:
                 with self._swap:  # never onto a producer being replaced
                     self._producer.produce(
                         self.topic,
-                        key=submission.request_id.encode(),
+                        key=submission_key(submission),
                         value=submission.SerializeToString(),
                         on_delivery=on_delivery,
                     )

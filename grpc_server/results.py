@@ -1,5 +1,5 @@
 """The results listener: one consumer per server process on the results topic, handing each
-AnalysisResult to the calls waiting for it (Analyze, WatchResults).
+AnalysisResult to the calls waiting for it (Analyze, WatchResults, WatchStream).
 
 It reads every partition with `assign()` (no consumer group: every server process sees
 every result) from where the topic ended at start-up. Recent results are kept, so a call
@@ -16,6 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from google.protobuf.message import DecodeError
@@ -23,6 +24,7 @@ from google.protobuf.message import DecodeError
 from facestream.kafka_config import PLAINTEXT, KafkaSecurity, consumer_config
 from facestream.v1 import records_pb2
 from grpc_server.background import run_or_report
+from grpc_server.stream_order import StreamWaiter, WaiterOverflowError
 
 RECENT_RESULTS = 10_000
 # A stream that falls this far behind is closed rather than left to grow without bound.
@@ -30,10 +32,6 @@ WAITER_BACKLOG = 10_000
 # Request ids a watch-everything stream remembers to drop duplicates.
 WATCH_ALL_MEMORY = 100_000
 STATISTICS_INTERVAL_MS = 1000
-
-
-class WaiterOverflowError(Exception):
-    """The waiter's reader fell more than WAITER_BACKLOG results behind."""
 
 
 class ResultWaiter:
@@ -98,6 +96,14 @@ class ResultWaiter:
         return await asyncio.wait_for(self._queue.get(), timeout)
 
 
+class Waiter(Protocol):
+    """What the listener hands results to: a ResultWaiter or a StreamWaiter."""
+
+    def wants(self, result: records_pb2.AnalysisResult) -> bool: ...
+
+    def offer(self, result: records_pb2.AnalysisResult) -> None: ...
+
+
 class ResultsListener:
     """Consumes the results topic in a thread and dispatches on the given event loop."""
 
@@ -125,7 +131,7 @@ class ResultsListener:
         )
         # Recent results by (principal, request id): a request id is unique per principal.
         self._recent: OrderedDict[tuple[str, str], records_pb2.AnalysisResult] = OrderedDict()
-        self._waiters: set[ResultWaiter] = set()
+        self._waiters: set[Waiter] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         # Called from the listener's thread if it dies: the server must not go on unaware.
@@ -204,9 +210,28 @@ class ResultsListener:
             for result in recent:
                 if result is not None:
                     waiter.offer(result)
+        with self._registered(waiter):
+            yield waiter
+
+    @contextmanager
+    def stream_waiter(
+        self, stream_id: str, principal: str, from_sequence: int, gap_timeout: float
+    ) -> Iterator[StreamWaiter]:
+        """Register a waiter for the results of one stream of `principal` for the `with`
+        block (see StreamWaiter); its recent results are handed over at once. Call it on
+        the event loop."""
+        waiter = StreamWaiter(stream_id, principal, from_sequence, gap_timeout)
+        for result in list(self._recent.values()):
+            if waiter.wants(result):
+                waiter.offer(result)
+        with self._registered(waiter):
+            yield waiter
+
+    @contextmanager
+    def _registered(self, waiter: Waiter) -> Iterator[None]:
         self._waiters.add(waiter)
         try:
-            yield waiter
+            yield
         finally:
             self._waiters.discard(waiter)
 

@@ -1,7 +1,9 @@
 """The AnalyzeService servicer: thin. Authorization, validation, admission, publishing and
 result matching live in `auth`, `validation`, `admission`, `publisher` and `results`; this
 maps them to RPCs and status codes. Each call runs as its principal: requests are recorded
-with it, and results go back to it alone (or to a principal allowed to watch all)."""
+with it, and results go back to it alone (or to a principal allowed to watch all). Frames of
+video streams come over SubmitStream, checked in order per call (`streams`), and go back in
+order through WatchStream (`stream_order`)."""
 
 from __future__ import annotations
 
@@ -19,11 +21,16 @@ from grpc_server.admission import Admission
 from grpc_server.auth import CallAuthorization
 from grpc_server.principals import READ, SUBMIT, WATCH_ALL, Authenticator, Principal
 from grpc_server.publisher import PublishOverloadedError, PublishUnavailableError, RequestPublisher
-from grpc_server.results import ResultsListener, ResultWaiter, WaiterOverflowError
+from grpc_server.results import ResultsListener, ResultWaiter
+from grpc_server.stream_order import StreamWaiter, WaiterOverflowError
+from grpc_server.streams import StreamSequences
 from grpc_server.validation import (
     RequestRejectedError,
+    check_not_frame,
     check_submission,
     check_watch_ids,
+    check_watched_stream,
+    refused_frame,
 )
 
 # Trailing metadata key that names the request when a call fails after its id was known
@@ -60,6 +67,7 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
         logger: logging.Logger,
         ack_timeout: float,
         result_timeout: float,
+        stream_gap_timeout: float,
     ) -> None:
         self._limits = limits
         self._publisher = publisher
@@ -69,6 +77,7 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
         self._logger = logger
         self._ack_timeout = ack_timeout
         self._result_timeout = result_timeout
+        self._stream_gap_timeout = stream_gap_timeout
 
     async def Submit(
         self, request: analyze_service_pb2.SubmitRequest, context: aio.ServicerContext
@@ -76,6 +85,7 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
         principal = (await self._authorize(context, "Submit", SUBMIT)).principal
         try:
             with self._admission.call(principal.name):
+                check_not_frame(request)
                 request_id = await self._accept(request, context, principal)
         except RequestRejectedError as rejected:
             await context.abort(
@@ -93,6 +103,7 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                 self._admission.call(principal.name),
                 self._admission.hold_image(principal.name, len(request.image)),
             ):
+                check_not_frame(request)
                 submission = check_submission(request, self._limits, principal.name)
                 request_id = submission.request_id
                 with self._listener.waiter([request_id], principal.name) as waiter:
@@ -175,10 +186,6 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                     wait = None if deadline is None else max(0.0, deadline - time.monotonic())
                     try:
                         yield await self._next_result(waiter, authorization, wait)
-                    except WaiterOverflowError as overflow:
-                        raise RequestRejectedError(
-                            grpc.StatusCode.RESOURCE_EXHAUSTED, "watch.overflow", str(overflow)
-                        ) from None
                     except TimeoutError:
                         raise RequestRejectedError(
                             grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -187,6 +194,26 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                             "arrive in time; results older than the server's memory are on "
                             "the results topic",
                         ) from None
+        except RequestRejectedError as rejected:
+            await context.abort(rejected.status, rejected.message)
+
+    async def WatchStream(
+        self, request: analyze_service_pb2.WatchStreamRequest, context: aio.ServicerContext
+    ) -> AsyncIterator[records_pb2.AnalysisResult]:
+        authorization = await self._authorize(context, "WatchStream", READ)
+        principal = authorization.principal
+        try:
+            stream_id = check_watched_stream(request.stream_id)
+            # Owner-only, whatever the caller's scopes: stream ids are per principal.
+            with (
+                self._admission.call(principal.name),
+                self._admission.watch(principal.name),
+                self._listener.stream_waiter(
+                    stream_id, principal.name, request.from_sequence, self._stream_gap_timeout
+                ) as waiter,
+            ):
+                while not waiter.complete:
+                    yield await self._next_result(waiter, authorization, None)
         except RequestRejectedError as rejected:
             await context.abort(rejected.status, rejected.message)
 
@@ -200,13 +227,29 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
         return authorization
 
     async def _next_result(
-        self, waiter: ResultWaiter, authorization: CallAuthorization, timeout: float | None
+        self,
+        waiter: ResultWaiter | StreamWaiter,
+        authorization: CallAuthorization,
+        timeout: float | None,
     ) -> records_pb2.AnalysisResult:
         """The waiter's next result within `timeout` seconds (TimeoutError), unless the
-        caller loses the right to it first (RequestRejectedError)."""
+        caller loses the right to it first, or fell too far behind (RequestRejectedError)."""
         refusal = authorization.refusal()
         if refusal is not None:
             raise refusal
+        try:
+            return await self._next_or_refused(waiter, authorization, timeout)
+        except WaiterOverflowError as overflow:
+            raise RequestRejectedError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED, "watch.overflow", str(overflow)
+            ) from None
+
+    async def _next_or_refused(
+        self,
+        waiter: ResultWaiter | StreamWaiter,
+        authorization: CallAuthorization,
+        timeout: float | None,
+    ) -> records_pb2.AnalysisResult:
         if waiter.has_result:
             return await waiter.next()
         result = asyncio.ensure_future(waiter.next(timeout))
@@ -230,7 +273,10 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
     ) -> None:
         """SubmitStream's reader: start each request's publish and queue its reply, at most
         STREAM_WINDOW unanswered (then it stops reading, and gRPC's flow control holds the
-        client back); a refusal of the principal, or the end, ends the queue."""
+        client back); a refusal of the principal, or the end, ends the queue. Frames are
+        checked in order here; their publishes start in that order, so each stream reaches
+        its partition in sequence."""
+        sequences = StreamSequences()
         try:
             async for request in request_iterator:
                 refusal = authorization.refusal()
@@ -238,7 +284,9 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                     replies.put_nowait(refusal)
                     return
                 replies.put_nowait(
-                    asyncio.create_task(self._submit_one(request, context, authorization.principal))
+                    asyncio.create_task(
+                        self._submit_one(request, context, authorization.principal, sequences)
+                    )
                 )
                 await window.acquire()
         except Exception as error:  # the request stream broke: end the call, typed
@@ -259,9 +307,13 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
         request: analyze_service_pb2.SubmitRequest,
         context: aio.ServicerContext,
         principal: Principal,
+        sequences: StreamSequences,
     ) -> analyze_service_pb2.SubmitReply:
         """One SubmitStream reply: the request's id, and the error if it was refused."""
         try:
+            if request.HasField("frame"):
+                # Before the first await: frames are admitted in the order they came.
+                sequences.admit(request.frame)
             request_id = await self._accept(request, context, principal)
         except RequestRejectedError as rejected:
             return analyze_service_pb2.SubmitReply(
@@ -276,9 +328,19 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
         context: aio.ServicerContext,
         principal: Principal,
     ) -> str:
-        """Check and publish; the request id. RequestRejectedError says why not."""
+        """Check and publish; the request id. RequestRejectedError says why not. A frame
+        that fails its checks is published as a refusal (no image), so that its stream still
+        gets a result for it."""
         with self._admission.hold_image(principal.name, len(request.image)):
-            submission = check_submission(request, self._limits, principal.name)
+            try:
+                submission = check_submission(request, self._limits, principal.name)
+            except RequestRejectedError as rejected:
+                if not request.HasField("frame"):
+                    raise
+                stand_in = refused_frame(request, principal.name, rejected)
+                await self._publish(stand_in, context)
+                rejected.request_id = stand_in.request_id
+                raise
             await self._publish(submission, context)
         return submission.request_id
 

@@ -9,13 +9,14 @@ import threading
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import grpc
 from confluent_kafka import Consumer, Producer, TopicPartition
 from grpc_health.v1 import health_pb2
 
-from apps.launch import ServerProcess
+from apps.launch import DataflowProcess, ServerProcess
 from apps.processes import wait_until
 from di.server_root import build_server
 from di.settings import ServerProcessSettings
@@ -102,6 +103,21 @@ class ServerThread:
 
 
 @contextmanager
+def ready_pipeline(
+    topics: Topics, home: Path, *dataflow_args: str
+) -> Iterator[tuple[DataflowProcess, ServerThread]]:
+    """The real dataflow (`bytewax.run dataflow ARGS`) and a server on `topics`, once the
+    server is SERVING and the flow is built; both stopped on the way out."""
+    with (
+        DataflowProcess(topics.env(home), *dataflow_args) as flow,
+        ServerThread(server_settings(topics)) as server,
+    ):
+        server.wait_serving()
+        flow.wait_built()
+        yield flow, server
+
+
+@contextmanager
 def server_process(env: dict[str, str]) -> Iterator[ServerProcess]:
     """`python -m grpc_server` as a child process, stopped by its pid on exit."""
     server = ServerProcess(env)
@@ -113,9 +129,9 @@ def server_process(env: dict[str, str]) -> Iterator[ServerProcess]:
 
 @contextmanager
 def stand_in_dataflow(topics: Topics, copies: int = 1) -> Iterator[None]:
-    """Answers each request on the topic with a NO_FACE result, `copies` times over (the
-    dataflow is at-least-once). A fast stand-in: the real dataflow is tested with the server
-    in test_grpc_e2e.py."""
+    """Answers each request on the topic with a NO_FACE result (with its frame's place),
+    `copies` times over (the dataflow is at-least-once). A fast stand-in: the real dataflow
+    is tested with the server in test_grpc_e2e.py."""
     stop = threading.Event()
 
     def answer() -> None:
@@ -132,6 +148,7 @@ def stand_in_dataflow(topics: Topics, copies: int = 1) -> Iterator[None]:
                     record.request_id,
                     records_pb2.ANALYSIS_STATUS_NO_FACE,
                     principal=record.principal,  # as the dataflow does
+                    frame=record.frame if record.HasField("frame") else None,
                 )
                 for _ in range(copies):
                     producer.produce(

@@ -28,10 +28,15 @@ CHILD_LINE = re.compile(r"^(broker|dataflow|grpc-server): .*\(pid (\d+)", re.MUL
 
 
 class DemoRun(ChildProcess):
-    """`facestream demo ARGS` as a child process, its stdout and stderr kept apart."""
+    """`facestream demo ARGS` (or another command that starts the local system, such as
+    `up`) as a child process, its stdout and stderr kept apart."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
-        super().__init__("demo", facestream_command("demo", *args), env, cwd, separate_errors=True)
+    def __init__(
+        self, args: list[str], env: dict[str, str], cwd: Path, command: str = "demo"
+    ) -> None:
+        super().__init__(
+            command, facestream_command(command, *args), env, cwd, separate_errors=True
+        )
 
     @property
     def stdout(self) -> str:
@@ -49,10 +54,12 @@ class DemoRun(ChildProcess):
 
 
 @contextmanager
-def demo_run(args: list[str], env: dict[str, str], cwd: Path) -> Iterator[DemoRun]:
-    """Run the demo; whatever happens, its process and every child it started are stopped
-    by pid before the test ends."""
-    run = DemoRun(args, env, cwd)
+def demo_run(
+    args: list[str], env: dict[str, str], cwd: Path, command: str = "demo"
+) -> Iterator[DemoRun]:
+    """Run the demo (or `command`); whatever happens, its process and every child it
+    started are stopped by pid before the test ends."""
+    run = DemoRun(args, env, cwd, command)
     try:
         yield run
     finally:
@@ -143,6 +150,19 @@ def test_demo_runs_the_whole_system_and_writes_a_marked_report(synthetic_home, t
     stats = json.loads((report / "summary.json").read_text())
     assert stats["faces"] == faces == sum(len(r["result"].get("faces", [])) for r in records)
     assert stats["synthetic_weights"] is True
+
+    # The video: every frame answered, shown as an animated WebP with a row per frame.
+    assert "video: 50 frames composed from the public photos" in out
+    assert "50 frame(s) sent, 50 answered, 0 refused, 0 dropped" in out
+    assert '<img src="video.webp"' in index
+    frame_rows = re.findall(
+        r'<tr class="frame"><td>(\d+)</td>.*?<td>(\w+)</td><td>(\d+)</td>', index
+    )
+    assert [int(row[0]) for row in frame_rows] == list(range(50))
+    assert frame_rows[0][1:] == ("OK", "2")  # two faces at first, one once the other left
+    assert frame_rows[-1][1:] == ("OK", "1")
+    ok, animation = cv2.imreadanimation(str(report / "video.webp"))
+    assert ok and len(animation.frames) == 50
 
     # Boxes are drawn where the faces are: the box colour lies on the astronaut's box.
     (astronaut,) = [r for r in records if r["image"] == "astronaut.png"]

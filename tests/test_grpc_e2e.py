@@ -8,13 +8,12 @@ import threading
 
 import pytest
 
-from apps.launch import DataflowProcess
 from apps.processes import wait_until
 from apps.result_table import COLUMNS
 from facestream.models import SYNTHETIC_WARNING
 from facestream.v1 import records_pb2
 from tests.commands import run_facestream
-from tests.grpc_helpers import ServerThread, server_settings
+from tests.grpc_helpers import ready_pipeline
 from tests.photos import SINGLE_FACE, WITH_FACES, WITHOUT_FACE
 from tests.pipeline import Topics, results_for
 
@@ -27,15 +26,11 @@ def test_analyze_returns_the_dataflow_result_and_a_watcher_sees_it(
     embedded_broker, synthetic_home, public_photos
 ):
     topics = Topics(embedded_broker.bootstrap)
-    env = topics.env(synthetic_home)
     with (
-        DataflowProcess(env, "-w", "2") as flow,
-        ServerThread(server_settings(topics)) as server,
+        ready_pipeline(topics, synthetic_home, "-w", "2") as (flow, server),
         server.client() as analyst,
         server.client() as watcher,
     ):
-        server.wait_serving()
-        flow.wait_built()
         ids = [f"e2e-{name.split('.')[0]}" for name in IMAGES]
         watched: list[records_pb2.AnalysisResult] = []
         watching = threading.Thread(target=lambda: watched.extend(watcher.watch(ids, timeout=480)))
@@ -64,12 +59,7 @@ def test_analyze_returns_the_dataflow_result_and_a_watcher_sees_it(
 def test_submit_command_prints_the_dataflow_results(embedded_broker, synthetic_home, public_photos):
     topics = Topics(embedded_broker.bootstrap)
     env = topics.env(synthetic_home)
-    with (
-        DataflowProcess(env, "-w", "1") as flow,
-        ServerThread(server_settings(topics)) as server,
-    ):
-        server.wait_serving()
-        flow.wait_built()
+    with ready_pipeline(topics, synthetic_home, "-w", "1") as (_flow, server):
         client_env = {**env, "FACESTREAM_GRPC_ADDRESS": server.address}
         image = str(public_photos / SINGLE_FACE[0])
         as_json = run_facestream("submit", image, "--wait", "--json", env=client_env, timeout=240)

@@ -56,7 +56,7 @@ def test_analysis_result_round_trips_with_optional_age():
     assert not records_pb2.Face().HasField("age"), "age must be absent when not requested"
 
 
-def test_service_has_the_four_rpcs_with_their_streaming_shapes():
+def test_service_has_the_five_rpcs_with_their_streaming_shapes():
     service = analyze_service_pb2.DESCRIPTOR.services_by_name["AnalyzeService"]
     assert service.full_name == "facestream.v1.AnalyzeService"
     shapes = {
@@ -68,4 +68,5 @@ def test_service_has_the_four_rpcs_with_their_streaming_shapes():
         "Analyze": (False, False, "facestream.v1.AnalysisResult"),
         "SubmitStream": (True, True, "facestream.v1.SubmitReply"),
         "WatchResults": (False, True, "facestream.v1.AnalysisResult"),
+        "WatchStream": (False, True, "facestream.v1.AnalysisResult"),
     }

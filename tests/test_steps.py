@@ -109,6 +109,65 @@ def test_dead_letter_record_keeps_bytes_and_says_why():
 # extract_faces
 
 
+def frame_submission(image: bytes, sequence: int, refusal: records_pb2.Error | None = None):
+    """A serialized ImageSubmitted for frame `sequence` of stream "cam" (the front's
+    stand-in for a refused frame when `refusal` is given)."""
+    frame = records_pb2.StreamFrame(
+        stream_id="cam", sequence=sequence, frame_index=3 * sequence, position_ms=600, last=True
+    )
+    record = image_submitted(f"f-{sequence}", image, principal="team-b", frame=frame)
+    if refusal is not None:
+        record.refusal.CopyFrom(refusal)
+    return record.SerializeToString()
+
+
+@pytest.mark.models
+def test_a_frame_is_answered_like_an_image_with_its_place_copied(analyzer, public_photos):
+    image = (public_photos / TWO_FACES).read_bytes()
+    parsed = parse_request(message(frame_submission(image, 4)))
+    assert parsed.frame is not None and parsed.refusal is None
+    faces = analyze_faces(
+        extract_faces(parsed, analyzer, LIMITS, LOG, detection_max_side=SIDE), analyzer, 8, LOG
+    )
+    state, emitted = None, []
+    for face in pickle.loads(pickle.dumps(faces)):  # as they cross workers
+        state, out = gather_results(state, face, True)
+        emitted += out
+    [result] = emitted
+    assert result.status == Status.ANALYSIS_STATUS_OK and len(result.faces) == 2
+    assert result.frame == parsed.frame
+    assert (result.frame.sequence, result.frame.frame_index, result.frame.last) == (4, 12, True)
+    without_face = (public_photos / WITHOUT_FACE).read_bytes()
+    [empty] = extract_faces(
+        parse_request(message(frame_submission(without_face, 5))),
+        analyzer,
+        LIMITS,
+        LOG,
+        detection_max_side=SIDE,
+    )
+    assert empty.status == Status.ANALYSIS_STATUS_NO_FACE and empty.frame.sequence == 5
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("image.not_an_image", Status.ANALYSIS_STATUS_INVALID_IMAGE),
+        ("request.unknown_action", Status.ANALYSIS_STATUS_FAILED),
+    ],
+)
+def test_a_frame_the_front_refused_is_answered_with_its_refusal(analyzer, code, status):
+    refusal = records_pb2.Error(code=code, message="said by the front")
+    parsed = parse_request(message(frame_submission(b"", 9, refusal)))
+    assert parsed.refusal == (code, "said by the front")
+    [result] = extract_faces(parsed, analyzer, LIMITS, LOG, detection_max_side=SIDE)
+    assert (result.status, result.error.code, result.error.message) == (
+        status,
+        code,
+        "said by the front",
+    )
+    assert (result.request_id, result.principal, result.frame.sequence) == ("f-9", "team-b", 9)
+
+
 @pytest.mark.models
 def test_extract_faces_gives_one_job_per_face(analyzer, public_photos):
     image = (public_photos / TWO_FACES).read_bytes()

@@ -99,6 +99,20 @@ class KafkaSettings(Section):
         "an integer from 1 to 1024",
         "Partitions of each topic facestream creates; keep >= total dataflow workers.",
     )
+    topic_retention: Annotated[float, parsed(v.seconds(60, 10 * 365 * 86400))] = setting(
+        "86400",
+        "seconds, a number from 60 to 315360000",
+        "How long the topics facestream creates keep records (retention.ms): a day by "
+        "default; a video stream writes a lot (5 frames/s of 100 KB is 43 GB a day).",
+    )
+    topic_retention_bytes: Annotated[int, parsed(v.size(1024 * 1024, 1024 * 1024 * v.MIB))] = (
+        setting(
+            "1GiB",
+            "a size from 1MiB to 1TiB, in bytes or with a KiB/MiB/GiB suffix",
+            "Bytes each partition of those topics keeps at most (retention.bytes); the "
+            "oldest records go first. The embedded broker ignores both (see Limits).",
+        )
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> KafkaSettings:
@@ -158,6 +172,8 @@ class KafkaSettings(Section):
                 max_message_bytes,
                 self.topic_replication_factor,
                 self.topic_min_insync_replicas,
+                round(self.topic_retention * 1000),
+                self.topic_retention_bytes,
             )
             for name in (self.topic_requests, self.topic_results, self.topic_dead_letter)
         ]
@@ -323,6 +339,12 @@ class ServerSettings(Section):
         "seconds, a number from 1 to 86400",
         "Longest wait of Analyze for its result when the client sets no shorter deadline.",
     )
+    stream_gap_timeout: Annotated[float, parsed(v.seconds(1, 3600))] = setting(
+        "30",
+        "seconds, a number from 1 to 3600",
+        "How long WatchStream waits for a frame whose result is missing while later ones "
+        "are there (a frame Kafka never acknowledged) before it skips it.",
+    )
 
 
 class LimitsSettings(Section):
@@ -350,7 +372,8 @@ class LimitsSettings(Section):
     max_watchers: Annotated[int, parsed(v.integer(1, 100_000))] = setting(
         "256",
         "an integer from 1 to 100000",
-        "WatchResults streams a gRPC server serves at once; beyond it they get RESOURCE_EXHAUSTED.",
+        "WatchResults and WatchStream streams a gRPC server serves at once; beyond it they get "
+        "RESOURCE_EXHAUSTED.",
     )
     max_in_flight_per_principal: Annotated[int, parsed(v.integer(1, 1_000_000))] = setting(
         "256",
@@ -367,8 +390,8 @@ class LimitsSettings(Section):
     max_watchers_per_principal: Annotated[int, parsed(v.integer(1, 100_000))] = setting(
         "64",
         "an integer from 1 to 100000",
-        "WatchResults streams one principal may hold open at once; beyond it its watches get "
-        "RESOURCE_EXHAUSTED. Applies when authentication is on.",
+        "WatchResults and WatchStream streams one principal may hold open at once; beyond it "
+        "its watches get RESOURCE_EXHAUSTED. Applies when authentication is on.",
     )
     max_held_image_bytes_per_principal: Annotated[int, parsed(v.size(1024, 64 * 1024 * v.MIB))] = (
         setting(

@@ -25,19 +25,21 @@ _sym_db = _symbol_database.Default()
 from facestream.v1 import records_pb2 as facestream_dot_v1_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#facestream/v1/analyze_service.proto\x12\rfacestream.v1\x1a\x1b\x66\x61\x63\x65stream/v1/records.proto\"]\n\rSubmitRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0f\n\x07\x61\x63tions\x18\x02 \x03(\t\x12\x18\n\x10\x64\x65tector_backend\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"F\n\x0bSubmitReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.facestream.v1.Error\"#\n\x0cWatchRequest\x12\x13\n\x0brequest_ids\x18\x01 \x03(\t2\xb8\x02\n\x0e\x41nalyzeService\x12\x42\n\x06Submit\x12\x1c.facestream.v1.SubmitRequest\x1a\x1a.facestream.v1.SubmitReply\x12\x46\n\x07\x41nalyze\x12\x1c.facestream.v1.SubmitRequest\x1a\x1d.facestream.v1.AnalysisResult\x12L\n\x0cSubmitStream\x12\x1c.facestream.v1.SubmitRequest\x1a\x1a.facestream.v1.SubmitReply(\x01\x30\x01\x12L\n\x0cWatchResults\x12\x1b.facestream.v1.WatchRequest\x1a\x1d.facestream.v1.AnalysisResult0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#facestream/v1/analyze_service.proto\x12\rfacestream.v1\x1a\x1b\x66\x61\x63\x65stream/v1/records.proto\"\x88\x01\n\rSubmitRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0f\n\x07\x61\x63tions\x18\x02 \x03(\t\x12\x18\n\x10\x64\x65tector_backend\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12)\n\x05\x66rame\x18\x05 \x01(\x0b\x32\x1a.facestream.v1.StreamFrame\"F\n\x0bSubmitReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.facestream.v1.Error\"#\n\x0cWatchRequest\x12\x13\n\x0brequest_ids\x18\x01 \x03(\t\">\n\x12WatchStreamRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x04\x32\x8b\x03\n\x0e\x41nalyzeService\x12\x42\n\x06Submit\x12\x1c.facestream.v1.SubmitRequest\x1a\x1a.facestream.v1.SubmitReply\x12\x46\n\x07\x41nalyze\x12\x1c.facestream.v1.SubmitRequest\x1a\x1d.facestream.v1.AnalysisResult\x12L\n\x0cSubmitStream\x12\x1c.facestream.v1.SubmitRequest\x1a\x1a.facestream.v1.SubmitReply(\x01\x30\x01\x12L\n\x0cWatchResults\x12\x1b.facestream.v1.WatchRequest\x1a\x1d.facestream.v1.AnalysisResult0\x01\x12Q\n\x0bWatchStream\x12!.facestream.v1.WatchStreamRequest\x1a\x1d.facestream.v1.AnalysisResult0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'facestream.v1.analyze_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBMITREQUEST']._serialized_start=83
-  _globals['_SUBMITREQUEST']._serialized_end=176
-  _globals['_SUBMITREPLY']._serialized_start=178
-  _globals['_SUBMITREPLY']._serialized_end=248
-  _globals['_WATCHREQUEST']._serialized_start=250
-  _globals['_WATCHREQUEST']._serialized_end=285
-  _globals['_ANALYZESERVICE']._serialized_start=288
-  _globals['_ANALYZESERVICE']._serialized_end=600
+  _globals['_SUBMITREQUEST']._serialized_start=84
+  _globals['_SUBMITREQUEST']._serialized_end=220
+  _globals['_SUBMITREPLY']._serialized_start=222
+  _globals['_SUBMITREPLY']._serialized_end=292
+  _globals['_WATCHREQUEST']._serialized_start=294
+  _globals['_WATCHREQUEST']._serialized_end=329
+  _globals['_WATCHSTREAMREQUEST']._serialized_start=331
+  _globals['_WATCHSTREAMREQUEST']._serialized_end=393
+  _globals['_ANALYZESERVICE']._serialized_start=396
+  _globals['_ANALYZESERVICE']._serialized_end=791
 # @@protoc_insertion_point(module_scope)

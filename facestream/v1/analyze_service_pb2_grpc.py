@@ -55,6 +55,11 @@ class AnalyzeServiceStub:
                 request_serializer=facestream_dot_v1_dot_analyze__service__pb2.WatchRequest.SerializeToString,
                 response_deserializer=facestream_dot_v1_dot_records__pb2.AnalysisResult.FromString,
                 _registered_method=True)
+        self.WatchStream = channel.unary_stream(
+                '/facestream.v1.AnalyzeService/WatchStream',
+                request_serializer=facestream_dot_v1_dot_analyze__service__pb2.WatchStreamRequest.SerializeToString,
+                response_deserializer=facestream_dot_v1_dot_records__pb2.AnalysisResult.FromString,
+                _registered_method=True)
 
 
 class AnalyzeServiceServicer:
@@ -88,6 +93,14 @@ class AnalyzeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchStream(self, request, context):
+        """The caller's own results of one video or live stream, in sequence order, each frame
+        once; the call ends after the result of the stream's last frame.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnalyzeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +122,11 @@ def add_AnalyzeServiceServicer_to_server(servicer, server):
             'WatchResults': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchResults,
                     request_deserializer=facestream_dot_v1_dot_analyze__service__pb2.WatchRequest.FromString,
+                    response_serializer=facestream_dot_v1_dot_records__pb2.AnalysisResult.SerializeToString,
+            ),
+            'WatchStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchStream,
+                    request_deserializer=facestream_dot_v1_dot_analyze__service__pb2.WatchStreamRequest.FromString,
                     response_serializer=facestream_dot_v1_dot_records__pb2.AnalysisResult.SerializeToString,
             ),
     }
@@ -219,6 +237,33 @@ class AnalyzeService:
             target,
             '/facestream.v1.AnalyzeService/WatchResults',
             facestream_dot_v1_dot_analyze__service__pb2.WatchRequest.SerializeToString,
+            facestream_dot_v1_dot_records__pb2.AnalysisResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/facestream.v1.AnalyzeService/WatchStream',
+            facestream_dot_v1_dot_analyze__service__pb2.WatchStreamRequest.SerializeToString,
             facestream_dot_v1_dot_records__pb2.AnalysisResult.FromString,
             options,
             channel_credentials,

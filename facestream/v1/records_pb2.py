@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66\x61\x63\x65stream/v1/records.proto\x12\rfacestream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x01\n\x0eImageSubmitted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\x0f\n\x07\x61\x63tions\x18\x03 \x03(\t\x12\x18\n\x10\x64\x65tector_backend\x18\x04 \x01(\t\x12\x30\n\x0csubmitted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tprincipal\x18\x06 \x01(\t\"4\n\x06Region\x12\t\n\x01x\x18\x01 \x01(\x05\x12\t\n\x01y\x18\x02 \x01(\x05\x12\t\n\x01w\x18\x03 \x01(\x05\x12\t\n\x01h\x18\x04 \x01(\x05\"\x88\x01\n\x0c\x44istribution\x12\x37\n\x06scores\x18\x01 \x03(\x0b\x32\'.facestream.v1.Distribution.ScoresEntry\x12\x10\n\x08\x64ominant\x18\x02 \x01(\t\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xe1\x01\n\x04\x46\x61\x63\x65\x12%\n\x06region\x18\x01 \x01(\x0b\x32\x15.facestream.v1.Region\x12\x12\n\nconfidence\x18\x02 \x01(\x01\x12\x10\n\x03\x61ge\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12+\n\x06gender\x18\x04 \x01(\x0b\x32\x1b.facestream.v1.Distribution\x12,\n\x07\x65motion\x18\x05 \x01(\x0b\x32\x1b.facestream.v1.Distribution\x12)\n\x04race\x18\x06 \x01(\x0b\x32\x1b.facestream.v1.DistributionB\x06\n\x04_age\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"^\n\x0cStageTimings\x12\x0e\n\x06queued\x18\x01 \x01(\x01\x12\x0e\n\x06\x64\x65\x63ode\x18\x02 \x01(\x01\x12\x0e\n\x06\x64\x65tect\x18\x03 \x01(\x01\x12\x0f\n\x07\x61nalyze\x18\x04 \x01(\x01\x12\r\n\x05total\x18\x05 \x01(\x01\"\xba\x02\n\x0e\x41nalysisResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.facestream.v1.AnalysisStatus\x12\"\n\x05\x66\x61\x63\x65s\x18\x03 \x03(\x0b\x32\x13.facestream.v1.Face\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x14.facestream.v1.Error\x12,\n\x07timings\x18\x05 \x01(\x0b\x32\x1b.facestream.v1.StageTimings\x12\x0e\n\x06worker\x18\x06 \x01(\t\x12\x30\n\x0c\x63ompleted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11synthetic_weights\x18\x08 \x01(\x08\x12\x11\n\tprincipal\x18\t \x01(\t*\xa5\x01\n\x0e\x41nalysisStatus\x12\x1f\n\x1b\x41NALYSIS_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41NALYSIS_STATUS_OK\x10\x01\x12\x1b\n\x17\x41NALYSIS_STATUS_NO_FACE\x10\x02\x12!\n\x1d\x41NALYSIS_STATUS_INVALID_IMAGE\x10\x03\x12\x1a\n\x16\x41NALYSIS_STATUS_FAILED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x66\x61\x63\x65stream/v1/records.proto\x12\rfacestream.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x01\n\x0eImageSubmitted\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\x0f\n\x07\x61\x63tions\x18\x03 \x03(\t\x12\x18\n\x10\x64\x65tector_backend\x18\x04 \x01(\t\x12\x30\n\x0csubmitted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tprincipal\x18\x06 \x01(\t\x12)\n\x05\x66rame\x18\x07 \x01(\x0b\x32\x1a.facestream.v1.StreamFrame\x12%\n\x07refusal\x18\x08 \x01(\x0b\x32\x14.facestream.v1.Error\"j\n\x0bStreamFrame\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x13\n\x0b\x66rame_index\x18\x03 \x01(\x04\x12\x13\n\x0bposition_ms\x18\x04 \x01(\x04\x12\x0c\n\x04last\x18\x05 \x01(\x08\"4\n\x06Region\x12\t\n\x01x\x18\x01 \x01(\x05\x12\t\n\x01y\x18\x02 \x01(\x05\x12\t\n\x01w\x18\x03 \x01(\x05\x12\t\n\x01h\x18\x04 \x01(\x05\"\x88\x01\n\x0c\x44istribution\x12\x37\n\x06scores\x18\x01 \x03(\x0b\x32\'.facestream.v1.Distribution.ScoresEntry\x12\x10\n\x08\x64ominant\x18\x02 \x01(\t\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xe1\x01\n\x04\x46\x61\x63\x65\x12%\n\x06region\x18\x01 \x01(\x0b\x32\x15.facestream.v1.Region\x12\x12\n\nconfidence\x18\x02 \x01(\x01\x12\x10\n\x03\x61ge\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12+\n\x06gender\x18\x04 \x01(\x0b\x32\x1b.facestream.v1.Distribution\x12,\n\x07\x65motion\x18\x05 \x01(\x0b\x32\x1b.facestream.v1.Distribution\x12)\n\x04race\x18\x06 \x01(\x0b\x32\x1b.facestream.v1.DistributionB\x06\n\x04_age\"&\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"^\n\x0cStageTimings\x12\x0e\n\x06queued\x18\x01 \x01(\x01\x12\x0e\n\x06\x64\x65\x63ode\x18\x02 \x01(\x01\x12\x0e\n\x06\x64\x65tect\x18\x03 \x01(\x01\x12\x0f\n\x07\x61nalyze\x18\x04 \x01(\x01\x12\r\n\x05total\x18\x05 \x01(\x01\"\xe5\x02\n\x0e\x41nalysisResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x1d.facestream.v1.AnalysisStatus\x12\"\n\x05\x66\x61\x63\x65s\x18\x03 \x03(\x0b\x32\x13.facestream.v1.Face\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x14.facestream.v1.Error\x12,\n\x07timings\x18\x05 \x01(\x0b\x32\x1b.facestream.v1.StageTimings\x12\x0e\n\x06worker\x18\x06 \x01(\t\x12\x30\n\x0c\x63ompleted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11synthetic_weights\x18\x08 \x01(\x08\x12\x11\n\tprincipal\x18\t \x01(\t\x12)\n\x05\x66rame\x18\n \x01(\x0b\x32\x1a.facestream.v1.StreamFrame*\xa5\x01\n\x0e\x41nalysisStatus\x12\x1f\n\x1b\x41NALYSIS_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12\x41NALYSIS_STATUS_OK\x10\x01\x12\x1b\n\x17\x41NALYSIS_STATUS_NO_FACE\x10\x02\x12!\n\x1d\x41NALYSIS_STATUS_INVALID_IMAGE\x10\x03\x12\x1a\n\x16\x41NALYSIS_STATUS_FAILED\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,22 +34,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DISTRIBUTION_SCORESENTRY']._loaded_options = None
   _globals['_DISTRIBUTION_SCORESENTRY']._serialized_options = b'8\001'
-  _globals['_ANALYSISSTATUS']._serialized_start=1120
-  _globals['_ANALYSISSTATUS']._serialized_end=1285
+  _globals['_ANALYSISSTATUS']._serialized_start=1353
+  _globals['_ANALYSISSTATUS']._serialized_end=1518
   _globals['_IMAGESUBMITTED']._serialized_start=80
-  _globals['_IMAGESUBMITTED']._serialized_end=243
-  _globals['_REGION']._serialized_start=245
-  _globals['_REGION']._serialized_end=297
-  _globals['_DISTRIBUTION']._serialized_start=300
-  _globals['_DISTRIBUTION']._serialized_end=436
-  _globals['_DISTRIBUTION_SCORESENTRY']._serialized_start=391
-  _globals['_DISTRIBUTION_SCORESENTRY']._serialized_end=436
-  _globals['_FACE']._serialized_start=439
-  _globals['_FACE']._serialized_end=664
-  _globals['_ERROR']._serialized_start=666
-  _globals['_ERROR']._serialized_end=704
-  _globals['_STAGETIMINGS']._serialized_start=706
-  _globals['_STAGETIMINGS']._serialized_end=800
-  _globals['_ANALYSISRESULT']._serialized_start=803
-  _globals['_ANALYSISRESULT']._serialized_end=1117
+  _globals['_IMAGESUBMITTED']._serialized_end=325
+  _globals['_STREAMFRAME']._serialized_start=327
+  _globals['_STREAMFRAME']._serialized_end=433
+  _globals['_REGION']._serialized_start=435
+  _globals['_REGION']._serialized_end=487
+  _globals['_DISTRIBUTION']._serialized_start=490
+  _globals['_DISTRIBUTION']._serialized_end=626
+  _globals['_DISTRIBUTION_SCORESENTRY']._serialized_start=581
+  _globals['_DISTRIBUTION_SCORESENTRY']._serialized_end=626
+  _globals['_FACE']._serialized_start=629
+  _globals['_FACE']._serialized_end=854
+  _globals['_ERROR']._serialized_start=856
+  _globals['_ERROR']._serialized_end=894
+  _globals['_STAGETIMINGS']._serialized_start=896
+  _globals['_STAGETIMINGS']._serialized_end=990
+  _globals['_ANALYSISRESULT']._serialized_start=993
+  _globals['_ANALYSISRESULT']._serialized_end=1350
 # @@protoc_insertion_point(module_scope)

@@ -24,20 +24,38 @@ ANALYSIS_STATUS_INVALID_IMAGE: AnalysisStatus
 ANALYSIS_STATUS_FAILED: AnalysisStatus
 
 class ImageSubmitted(_message.Message):
-    __slots__ = ("request_id", "image", "actions", "detector_backend", "submitted_at", "principal")
+    __slots__ = ("request_id", "image", "actions", "detector_backend", "submitted_at", "principal", "frame", "refusal")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     DETECTOR_BACKEND_FIELD_NUMBER: _ClassVar[int]
     SUBMITTED_AT_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     image: bytes
     actions: _containers.RepeatedScalarFieldContainer[str]
     detector_backend: str
     submitted_at: _timestamp_pb2.Timestamp
     principal: str
-    def __init__(self, request_id: _Optional[str] = ..., image: _Optional[bytes] = ..., actions: _Optional[_Iterable[str]] = ..., detector_backend: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., principal: _Optional[str] = ...) -> None: ...
+    frame: StreamFrame
+    refusal: Error
+    def __init__(self, request_id: _Optional[str] = ..., image: _Optional[bytes] = ..., actions: _Optional[_Iterable[str]] = ..., detector_backend: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., principal: _Optional[str] = ..., frame: _Optional[_Union[StreamFrame, _Mapping]] = ..., refusal: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+
+class StreamFrame(_message.Message):
+    __slots__ = ("stream_id", "sequence", "frame_index", "position_ms", "last")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
+    POSITION_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    sequence: int
+    frame_index: int
+    position_ms: int
+    last: bool
+    def __init__(self, stream_id: _Optional[str] = ..., sequence: _Optional[int] = ..., frame_index: _Optional[int] = ..., position_ms: _Optional[int] = ..., last: _Optional[bool] = ...) -> None: ...
 
 class Region(_message.Message):
     __slots__ = ("x", "y", "w", "h")
@@ -105,7 +123,7 @@ class StageTimings(_message.Message):
     def __init__(self, queued: _Optional[float] = ..., decode: _Optional[float] = ..., detect: _Optional[float] = ..., analyze: _Optional[float] = ..., total: _Optional[float] = ...) -> None: ...
 
 class AnalysisResult(_message.Message):
-    __slots__ = ("request_id", "status", "faces", "error", "timings", "worker", "completed_at", "synthetic_weights", "principal")
+    __slots__ = ("request_id", "status", "faces", "error", "timings", "worker", "completed_at", "synthetic_weights", "principal", "frame")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     FACES_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +133,7 @@ class AnalysisResult(_message.Message):
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
     SYNTHETIC_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     status: AnalysisStatus
     faces: _containers.RepeatedCompositeFieldContainer[Face]
@@ -124,4 +143,5 @@ class AnalysisResult(_message.Message):
     completed_at: _timestamp_pb2.Timestamp
     synthetic_weights: bool
     principal: str
-    def __init__(self, request_id: _Optional[str] = ..., status: _Optional[_Union[AnalysisStatus, str]] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., worker: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., synthetic_weights: _Optional[bool] = ..., principal: _Optional[str] = ...) -> None: ...
+    frame: StreamFrame
+    def __init__(self, request_id: _Optional[str] = ..., status: _Optional[_Union[AnalysisStatus, str]] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., worker: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., synthetic_weights: _Optional[bool] = ..., principal: _Optional[str] = ..., frame: _Optional[_Union[StreamFrame, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,67 @@
+"""A camera for tests and benchmarks: a live HTTP MJPEG stream (what IP cameras serve)
+of given frames, served on 127.0.0.1 by a thread of the caller and stopped by it."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import cv2
+import numpy as np
+
+BOUNDARY = b"frame"
+
+
+@contextmanager
+def mjpeg_stream(
+    frames: Sequence[np.ndarray], fps: float, count: int | None = None
+) -> Iterator[str]:
+    """An HTTP MJPEG stream (multipart/x-mixed-replace) of `count` frames cycling through
+    `frames` at `fps` (None: without end), after which the server closes the connection
+    (the stream breaks); its URL. The server stops on the way out."""
+    encoded = [cv2.imencode(".jpg", frame)[1].tobytes() for frame in frames]
+
+    class Camera(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header(
+                "Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY.decode()}"
+            )
+            self.end_headers()
+            started = time.monotonic()
+            for index in itertools.count() if count is None else range(count):
+                # A camera's pace: frame `index` leaves at its time, whoever reads it.
+                delay = started + index / fps - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                data = encoded[index % len(encoded)]
+                part = (
+                    b"--"
+                    + BOUNDARY
+                    + b"\r\nContent-Type: image/jpeg\r\n"
+                    + f"Content-Length: {len(data)}\r\n\r\n".encode()
+                    + data
+                    + b"\r\n"
+                )
+                try:
+                    self.wfile.write(part)
+                    self.wfile.flush()
+                except OSError:  # the reader went away
+                    return
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    thread = threading.Thread(target=server.serve_forever, name="mjpeg-camera", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)

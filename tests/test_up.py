@@ -1,0 +1,53 @@
+"""`facestream up`: the whole local system in the foreground (embedded broker, dataflow,
+gRPC server), answering images and video from other terminals until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import re
+import signal
+
+import pytest
+
+from apps.broker import free_port
+from apps.demo_video import compose_demo_video
+from apps.image_sources import demo_images
+from apps.processes import process_alive, wait_until
+from facestream.client import AnalyzeClient
+from facestream.v1 import records_pb2
+from tests.commands import run_facestream
+from tests.test_demo import demo_env, demo_run
+
+
+@pytest.mark.models
+def test_up_serves_images_and_video_until_sigterm(synthetic_home, tmp_path):
+    metrics = {"grpc-server": free_port(), "dataflow": free_port()}
+    env = demo_env(
+        tmp_path,
+        FACESTREAM_METRICS_PORT=str(metrics["grpc-server"]),
+        FACESTREAM_DATAFLOW_METRICS_PORT=str(metrics["dataflow"]),
+    )
+    with demo_run(["--no-download"], env, tmp_path, command="up") as run:
+        wait_until(lambda: "facestream is up" in run.stdout, 600, "facestream up to be ready")
+        out = run.stdout
+        address = re.search(r"grpc-server: SERVING on (\S+)", out)
+        assert address, out
+        for child, port in metrics.items():
+            assert f"{child}: metrics on http://127.0.0.1:{port}/metrics" in out, out
+        # Used from "another terminal": a client, and the video command.
+        with AnalyzeClient(address.group(1)) as client:
+            result = client.analyze(demo_images()[0].data, timeout=300)
+        assert result.status == records_pb2.ANALYSIS_STATUS_OK and len(result.faces) == 1
+        video = compose_demo_video(tmp_path / "clip.mp4", seconds=2)
+        sent = run_facestream(
+            "video", str(video.path), env={**env, "FACESTREAM_GRPC_ADDRESS": address.group(1)},
+            timeout=300,
+        )  # fmt: skip
+        assert sent.returncode == 0, sent.stderr
+        assert "10 frame(s) sent, 10 answered" in sent.stderr
+        pids = run.child_pids()
+        assert set(pids) == {"broker", "dataflow", "grpc-server"}
+        run.process.send_signal(signal.SIGTERM)  # Ctrl-C takes the same way out
+        code = run.wait(120)
+    assert code == 0, run.stdout + run.stderr
+    assert "stopped: every child process was stopped" in run.stdout
+    assert not [name for name, pid in pids.items() if process_alive(pid)]

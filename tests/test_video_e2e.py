@@ -1,0 +1,231 @@
+"""`facestream video` against the whole system: the real dataflow (`bytewax.run`, DeepFace's
+detector, synthetic weights), the gRPC server and the embedded broker. A composed video
+(apps/demo_video.py) is sent as a file and as a live HTTP MJPEG stream served by the test."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import pytest
+
+from apps.demo_video import ComposedVideo, compose_demo_video, demo_frames
+from apps.processes import ChildProcess, wait_until
+from apps.video import LIVE_BUFFER, FrameQueue
+from apps.video_source import SampledFrame, open_video_source
+from bench.camera import mjpeg_stream
+from facestream.tracking import box_overlap
+from tests.commands import facestream_command, run_facestream
+from tests.grpc_helpers import ready_pipeline
+from tests.pipeline import Topics
+
+# The composed video's faces and the detector's boxes for them overlap at least this much.
+SAME_FACE = 0.5
+
+
+@pytest.fixture(scope="module")
+def composed(tmp_path_factory) -> ComposedVideo:
+    """The demo video, shortened to 6 s at 5 fps (30 frames, to keep the suite short): two
+    faces moving and zooming, one leaving."""
+    return compose_demo_video(tmp_path_factory.mktemp("video") / "composed.mp4", seconds=6)
+
+
+@pytest.fixture(scope="module")
+def system(embedded_broker, synthetic_home) -> Iterator[dict[str, str]]:
+    """The dataflow and the gRPC server; the environment of a `facestream` client of it."""
+    topics = Topics(embedded_broker.bootstrap)
+    with ready_pipeline(topics, synthetic_home, "-w", "2") as (_flow, server):
+        yield {**topics.env(synthetic_home), "FACESTREAM_GRPC_ADDRESS": server.address}
+
+
+def frame_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+@pytest.mark.models
+def test_every_sampled_frame_of_a_file_is_answered_in_order_with_its_faces(
+    system, composed, tmp_path
+):
+    out = tmp_path / "annotated.mp4"
+    done = run_facestream(
+        "video", str(composed.path), "--stream-id", "composed", "--json", "--out", str(out),
+        env=system, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    frames = frame_lines(done.stdout)
+    assert [f["sequence"] for f in frames] == list(range(composed.frame_count))
+    assert [f["frame_index"] for f in frames] == list(range(composed.frame_count))  # 5 of 5 fps
+    assert [f["position_ms"] for f in frames] == [200 * n for n in range(composed.frame_count)]
+    assert {f["stream_id"] for f in frames} == {"composed"}
+    assert [f["last"] for f in frames] == [False] * (composed.frame_count - 1) + [True]
+    assert "0 dropped" in done.stderr and f"{composed.frame_count} answered" in done.stderr
+    # Faces where the photos' faces are, and nowhere else: each whole face is found, and
+    # a face found at no whole face's place is the one leaving, cut by the picture's edge.
+    width, _height = composed.size
+    for frame, boxes in zip(frames, composed.boxes, strict=True):
+        found = [
+            (r["x"], r["y"], r["w"], r["h"]) for r in (face["region"] for face in frame["faces"])
+        ]
+        assert frame["status"] == ("OK" if found else "NO_FACE"), frame
+        for box in boxes:
+            assert max((box_overlap(box, f) for f in found), default=0) >= SAME_FACE, (box, found)
+        for face in found:
+            whole = any(box_overlap(box, face) >= SAME_FACE for box in boxes)
+            assert whole or face[0] + face[2] >= width - 2, (frame["sequence"], face, boxes)
+    annotated = cv2.VideoCapture(str(out))
+    assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == composed.frame_count
+    annotated.release()
+
+
+@pytest.mark.models
+def test_a_live_mjpeg_stream_is_read_and_a_break_ends_it_with_the_reason(system):
+    pictures = [frame for frame, _boxes in demo_frames(10, (320, 240))]
+    with mjpeg_stream(pictures, fps=10, count=30) as url:  # 3 s, then the camera is gone
+        done = run_facestream(
+            "video", url, "--fps", "5", "--stream-id", "camera", "--json", env=system, timeout=300
+        )
+    assert done.returncode == 1, done.stderr  # the stream broke
+    assert "the stream ended or broke" in done.stderr
+    frames = frame_lines(done.stdout)
+    # How many frames are sampled depends on how fast this machine reads them: at least one.
+    assert 1 <= len(frames) <= 30
+    assert [f["sequence"] for f in frames] == list(range(len(frames)))
+    assert frames[-1]["last"] and all(f["status"] in ("OK", "NO_FACE") for f in frames)
+    positions = [f["position_ms"] for f in frames]
+    assert positions == sorted(positions)
+    assert f"{len(frames)} frame(s) sent, {len(frames)} answered" in done.stderr
+
+
+@pytest.mark.models
+def test_a_file_cut_short_ends_with_the_frames_read_answered_and_the_reason(system, tmp_path):
+    whole = compose_demo_video(tmp_path / "whole.avi", seconds=4)  # 20 frames
+    data = whole.path.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    done = run_facestream("video", str(cut), "--json", env=system, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "the file is cut short or damaged" in done.stderr
+    frames = frame_lines(done.stdout)
+    assert 5 <= len(frames) < whole.frame_count
+    assert [f["sequence"] for f in frames] == list(range(len(frames)))
+    assert frames[-1]["last"]
+    assert f"{len(frames)} frame(s) sent, {len(frames)} answered" in done.stderr
+
+
+@pytest.mark.models
+def test_a_live_source_faster_than_the_system_drops_its_oldest_frames(system):
+    pictures = [frame for frame, _boxes in demo_frames(10, (640, 480))]
+    # 25 frames a second, each with two faces, one in flight at a time: the system keeps
+    # up with far fewer, so frames are dropped, and every frame sent is answered.
+    with mjpeg_stream(pictures, fps=25, count=100) as url:
+        done = run_facestream(
+            "video", url, "--fps", "25", "--window", "1", "--json", env=system, timeout=300
+        )
+    frames = frame_lines(done.stdout)
+    summary = done.stderr.strip().splitlines()[-1]
+    dropped = int(summary.split(" dropped")[0].rsplit(" ", 1)[-1])
+    assert dropped > 0, summary
+    assert "the live source was faster than the system" in summary
+    assert [f["sequence"] for f in frames] == list(range(len(frames)))  # no hole
+    assert f"{len(frames)} frame(s) sent, {len(frames)} answered" in summary
+    indexes = [f["frame_index"] for f in frames]
+    assert indexes == sorted(indexes) and len(set(indexes)) == len(indexes)
+
+
+@pytest.mark.models
+def test_ctrl_c_ends_a_live_stream_with_every_frame_sent_answered(system, tmp_path):
+    pictures = [frame for frame, _boxes in demo_frames(10, (320, 240))]
+    with mjpeg_stream(pictures, fps=5) as url:  # a camera without end
+        video = ChildProcess(
+            "video",
+            facestream_command("video", url, "--json", "--stream-id", "endless"),
+            system,
+            tmp_path,
+            separate_errors=True,
+        )
+        try:
+            wait_until(lambda: len(video.output().splitlines()) >= 3, 300, "3 frames answered")
+            video.process.send_signal(signal.SIGINT)
+            code = video.process.wait(120)
+        finally:
+            video.stop(signal.SIGKILL)
+    frames = frame_lines(video.output())
+    assert code == 130, video.errors()
+    assert "stopping: answering the frames sent" in video.errors()
+    assert [f["sequence"] for f in frames] == list(range(len(frames)))
+    assert frames[-1]["last"]  # the stream was ended, not left open
+    assert f"{len(frames)} frame(s) sent, {len(frames)} answered" in video.errors()
+
+
+def test_a_live_queue_drops_its_oldest_frames_and_a_file_queue_none():
+    def sampled(n: int) -> SampledFrame:
+        return SampledFrame(n, n, 200 * n, None, b"")  # type: ignore[arg-type]
+
+    live = FrameQueue(LIVE_BUFFER, drop_oldest=True)
+    for n in range(1000):
+        live.put(sampled(n))
+    live.close()
+    kept = []
+    while (frame := live.get()) is not None:
+        kept.append(frame.sequence)
+    assert kept == list(range(1000 - LIVE_BUFFER, 1000))
+    assert live.dropped == 1000 - LIVE_BUFFER
+
+    # A file's reader waits for room instead: every frame comes out, in order.
+    file = FrameQueue(2, drop_oldest=False)
+    reader = threading.Thread(target=lambda: [file.put(sampled(n)) for n in range(10)])
+    reader.start()
+    taken = [file.get() for _ in range(10)]
+    reader.join(10)
+    assert [frame.sequence for frame in taken if frame] == list(range(10))
+    assert file.dropped == 0
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("no/such/video.mp4", "no such file"),
+        ("http://127.0.0.1:1/stream.mjpg", "could not be opened"),
+        ("GARBAGE", "not a video OpenCV can read"),
+        ("EMPTY", "not a video OpenCV can read"),
+        ("7", "camera 7: it could not be opened"),
+    ],
+)
+def test_a_source_that_cannot_be_opened_fails_at_once_with_exit_2(tmp_path, source, reason):
+    if source in ("GARBAGE", "EMPTY"):
+        path = tmp_path / "video.mp4"
+        path.write_bytes(b"\x00\x01garbage" * 500 if source == "GARBAGE" else b"")
+        source = str(path)
+    done = run_facestream("video", source, timeout=120)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert reason in done.stderr and "Traceback" not in done.stderr
+    assert "WARN" not in done.stderr and " @ 0x" not in done.stderr  # OpenCV's, FFmpeg's
+
+
+def test_options_that_do_not_fit_the_source_fail_with_exit_2(tmp_path):
+    video = compose_demo_video(tmp_path / "short.avi", seconds=1)
+    for args, reason in (
+        (["--fps", "0"], "--fps"),
+        (["--stream-id", "two words"], "stream id 'two words' is not valid"),
+        (["--out", str(tmp_path / "x.txt")], "use a .mp4 or .avi file"),
+        (["--window", "0"], "--window"),
+    ):
+        done = run_facestream("video", str(video.path), *args, timeout=120)
+        assert done.returncode == 2, (args, done.stderr)
+        assert reason in done.stderr, (args, done.stderr)
+    assert Path(video.path).is_file()
+
+
+def test_start_and_duration_pick_a_part_of_a_file(tmp_path):
+    video = compose_demo_video(tmp_path / "ten.avi", seconds=10)  # 50 frames at 5 fps
+    with open_video_source(str(video.path), fps=5, start=2, duration=3) as source:
+        frames = list(source.frames())
+    assert [f.frame_index for f in frames] == list(range(10, 25))
+    assert [f.position_ms for f in frames] == [200 * n for n in range(10, 25)]
+    assert [f.sequence for f in frames] == list(range(15))  # a stream starts at 0
+    with open_video_source(str(video.path), fps=2.5) as source:  # every other frame
+        assert [f.frame_index for f in source.frames()] == list(range(0, 50, 2))
