@@ -3,9 +3,11 @@ animated images of frames that a browser plays in a loop.
 
 Two head-and-shoulders sprites of the astronaut (the photo and its mirror image, as in the
 group photo) move across a gradient and zoom; the mirrored one slides out of the picture
-part-way, so later frames have one face. The cameraman of `camera.png` is not used: he
-looks aside, and OpenCV's frontal-face cascade (DeepFace's `opencv` detector) finds him at
-no size or crop, so a video of him would have a face that no result shows.
+on the right part-way, so the frames after have one face, and near the end comes back in
+from the left (a face that returns after a while: a new track for the tracker). The
+cameraman of `camera.png` is not used: he looks aside, and OpenCV's frontal-face cascade
+(DeepFace's `opencv` detector) finds him at no size or crop, so a video of him would have
+a face that no result shows.
 """
 
 from __future__ import annotations
@@ -99,8 +101,9 @@ def _placements(t: float, size: tuple[int, int], sprite_size: tuple[int, int]) -
 
     The left one zooms in while it crosses to the right, slowly at first; the right one
     zooms out and, from 50% to 70% of the video, slides out of the picture ahead of the
-    left one, so they never overlap. Sizes and paths are fractions of the picture, so
-    every size shows the same scene (at 640x480 the faces are 76 to 104 px).
+    left one, then from 78% to the end slides back in on the left, behind the left one, so
+    they never overlap. Sizes and paths are fractions of the picture, so every size shows
+    the same scene (at 640x480 the faces are 76 to 104 px).
     """
     width, height = size
     sprite_w, sprite_h = sprite_size
@@ -113,11 +116,11 @@ def _placements(t: float, size: tuple[int, int], sprite_size: tuple[int, int]) -
         scale=left_scale,
     )
     right_start = 0.98 * width - sprite_w * (0.61 * height / sprite_h)
-    right = Placement(
-        x=right_start + 0.05 * width * t + _smoothstep((t - 0.5) / 0.2) * (width - right_start),
-        y=0.06 * height + 0.12 * height * t,
-        scale=right_scale,
-    )
+    right_x = right_start + 0.05 * width * t + _smoothstep((t - 0.5) / 0.2) * (width - right_start)
+    if t >= 0.78:  # back in from the left
+        right_w = sprite_w * right_scale
+        right_x = -right_w + _smoothstep((t - 0.78) / 0.22) * (right_w + 0.03 * width)
+    right = Placement(x=right_x, y=0.06 * height + 0.12 * height * t, scale=right_scale)
     return [left, right]
 
 

@@ -70,8 +70,8 @@ def frame_json(
     frame: records_pb2.StreamFrame, result: records_pb2.AnalysisResult | None, error: str = ""
 ) -> str:
     """One JSON line for a frame of a stream: its place (stream id, sequence, frame index,
-    position in ms, last), its status and faces (regions and attributes), or why it has
-    no result."""
+    position in ms, last), its status and faces (regions, attributes, tracks), the
+    summaries of the tracks it ended, or why it has no result."""
     place = {
         "stream_id": frame.stream_id,
         "sequence": frame.sequence,
@@ -88,6 +88,7 @@ def frame_json(
             "status": status_name(result),
             "error": f"{result.error.code}: {result.error.message}" if result.error.code else "",
             "faces": [MessageToDict(face) for face in result.faces],
+            "ended_tracks": [MessageToDict(track) for track in result.ended_tracks],
             "synthetic_weights": result.synthetic_weights,
         }
     )

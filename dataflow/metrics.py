@@ -11,6 +11,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from dataflow.records import AnalyzedFace, DeadLetter
+from dataflow.tracking_steps import TrackingCounts
 from facestream.records import status_name
 from facestream.v1 import records_pb2
 
@@ -61,6 +62,37 @@ class DataflowMetrics:
             ["code"],
             registry=registry,
         )
+        self.tracked_faces = Counter(
+            "facestream_dataflow_tracked_faces_total",
+            "Faces of tracked streams' frames, by decision: analysed (the models ran), "
+            "carried (its track's attributes), untracked (a late frame, or beyond the track "
+            "cap).",
+            ["decision"],
+            registry=registry,
+        )
+        self.stream_frames = Counter(
+            "facestream_dataflow_stream_frames_total",
+            "Frames the tracker did not follow in order, by outcome: skipped (waited for, "
+            "not there in time), late (came after their turn; answered untracked).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.open_streams = Gauge(
+            "facestream_dataflow_open_streams",
+            "Streams the tracker of this process holds state for.",
+            registry=registry,
+        )
+        self.open_tracks = Gauge(
+            "facestream_dataflow_open_tracks",
+            "Open tracks (faces being followed) in this process.",
+            registry=registry,
+        )
+        self.tracks = Counter(
+            "facestream_dataflow_tracks_total",
+            "Tracks ended and summarised, by why they ended (missing, last_frame, idle).",
+            ["ended_by"],
+            registry=registry,
+        )
         self.model_load_seconds = Gauge(
             "facestream_dataflow_model_load_seconds",
             "Seconds this process took to load its DeepFace models at start-up.",
@@ -89,3 +121,24 @@ def count_face(_step_id: str, face: AnalyzedFace, metrics: DataflowMetrics) -> N
 def count_dead_letter(_step_id: str, letter: DeadLetter, metrics: DataflowMetrics) -> None:
     """Count one record on its way to the dead-letter topic, by reason code."""
     metrics.dead_letters.labels(letter.code).inc()
+
+
+def count_tracking(counts: TrackingCounts, metrics: DataflowMetrics) -> None:
+    """Count what one call of the tracker did: faces by decision, frames skipped or late."""
+    for decision in ("analysed", "carried", "untracked"):
+        if amount := getattr(counts, decision):
+            metrics.tracked_faces.labels(decision).inc(amount)
+    for outcome in ("skipped", "late"):
+        if amount := getattr(counts, outcome):
+            metrics.stream_frames.labels(outcome).inc(amount)
+
+
+def count_open(streams: int, tracks: int, metrics: DataflowMetrics) -> None:
+    """Follow the tracker's open streams and tracks (changes: +1 opened, -1 closed)."""
+    metrics.open_streams.inc(streams)
+    metrics.open_tracks.inc(tracks)
+
+
+def count_track(_step_id: str, summary: records_pb2.TrackSummary, metrics: DataflowMetrics) -> None:
+    """Count one ended track, by why it ended."""
+    metrics.tracks.labels(summary.ended_by).inc()

@@ -1,11 +1,18 @@
-"""What flows between the dataflow's steps (`dataflow.steps`), in the order they pass it on:
+"""What flows between the dataflow's steps (`dataflow.steps`, `dataflow.tracking_steps`),
+in the order they pass it on:
 
     Kafka record -> ImageJob (or DeadLetter) -> FaceJob per face (carrying its ImageProgress)
     -> AnalyzedFace -> Gathering (per image, until its last face) -> OutgoingRecord
 
-Plain frozen dataclasses, except Gathering, the state gather_results keeps per image.
-They are pickled: FaceJob and AnalyzedFace cross workers, Gathering goes into the recovery
-snapshots.
+and for the frames of a tracked stream:
+
+    ImageJob -> FrameFaces (all faces of one frame) -> TrackerState (per stream, in order)
+    -> FramePlan (which faces to analyse, which carry) + FaceJob per face to analyse
+    -> AnalyzedFace -> FrameGathering (per stream) -> AnalysisResult + TrackSummary
+
+Plain frozen dataclasses, except the states the stateful steps keep (Gathering,
+TrackerState, FrameGathering). They are pickled: what crosses workers, and the states in
+the recovery snapshots.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from facestream.faces import Face
+from facestream.sequence_order import SequenceOrder
+from facestream.tracking import Box, FaceDecision, StreamTracks, Track
 from facestream.v1 import records_pb2
 
 
@@ -63,6 +72,9 @@ class ImageProgress:
     decode: float
     detect: float
     frame: records_pb2.StreamFrame | None = None
+    # The frame's stream state in gather_frames (`principal/stream#session`) when it is
+    # tracked; empty: the image is gathered alone (gather_results).
+    stream_gathering: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,3 +113,97 @@ class OutgoingRecord:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FrameFaces:
+    """One frame of a tracked stream after detection: its faces, in the detector's order,
+    or its finished result (no face, invalid, refused, poison)."""
+
+    stream: str  # principal/stream_id: the tracker's key
+    principal: str
+    frame: records_pb2.StreamFrame
+    faces: tuple[FaceJob, ...]
+    finished: records_pb2.AnalysisResult | None
+
+    @property
+    def sequence(self) -> int:
+        return self.frame.sequence
+
+
+@dataclass(frozen=True)
+class PlannedFace:
+    """A face of a planned frame: the tracker's decision, and its own box and confidence
+    (a carried face has no FaceJob to bring them)."""
+
+    decision: FaceDecision
+    box: Box
+    confidence: float
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """What the tracker decided for one frame, in its stream's order (`order` 0, 1, ...),
+    for gather_frames: which faces were sent to the models, which carry their track's
+    attributes, and the tracks that ended with it. A closing plan (`frame` None) only
+    ends tracks: the stream went idle."""
+
+    gathering: str  # gather_frames' key: principal/stream_id#session
+    order: int
+    frame: records_pb2.StreamFrame | None
+    faces: tuple[PlannedFace, ...]
+    progress: ImageProgress | None  # None for a finished frame or a closing plan
+    finished: records_pb2.AnalysisResult | None
+    ended: tuple[Track, ...]
+    ended_by: str  # missing, last_frame or idle
+    principal: str
+    stream_id: str
+
+    @property
+    def analysed(self) -> set[int]:
+        """The face indexes the models run on: their AnalyzedFace completes the plan."""
+        return {face.decision.index for face in self.faces if face.decision.analyse}
+
+
+@dataclass
+class TrackerState:
+    """What track_faces keeps per stream: its frames in order, its open tracks, how many
+    plans it made. `session` (the first sequence it saw) names its gather_frames state."""
+
+    @property
+    def gathering(self) -> str:
+        """gather_frames' key for this state's frames: `principal/stream_id#session`."""
+        return f"{self.stream}#{self.session}"
+
+    stream: str  # principal/stream_id
+    principal: str
+    stream_id: str
+    order: SequenceOrder[FrameFaces]
+    tracks: StreamTracks
+    session: int
+    plans: int = 0
+    closed: bool = False  # the stream's last frame was followed: later frames are late
+    last_seen: float = 0.0  # wall clock of its latest frame, for the idle close
+
+
+@dataclass
+class AttributeTally:
+    """The sums of a track's analyses, for the means of its summary."""
+
+    analyses: int = 0
+    ages: int = 0
+    age_sum: float = 0.0
+    score_sums: dict[str, dict[str, float]] = field(default_factory=dict)  # action: label: sum
+
+
+@dataclass
+class FrameGathering:
+    """What gather_frames keeps per stream session: the plans not yet answered, the faces
+    the models answered, and each open track's latest analysis and tally."""
+
+    next_order: int = 0
+    plans: dict[int, FramePlan] = field(default_factory=dict)
+    faces: dict[int, dict[int, AnalyzedFace]] = field(default_factory=dict)  # sequence: index
+    latest: dict[str, AnalyzedFace] = field(default_factory=dict)  # track id: its analysis
+    tallies: dict[str, AttributeTally] = field(default_factory=dict)
+    done_through: int = -1  # sequence of the latest frame answered

@@ -19,7 +19,7 @@ from lagom import Container
 from prometheus_client import REGISTRY
 
 from dataflow.flow import FlowSteps, RequestSource, build_flow
-from dataflow.metrics import DataflowMetrics
+from dataflow.metrics import DataflowMetrics, count_open, count_tracking
 from dataflow.sink import AcknowledgedKafkaSink
 from dataflow.steps import (
     analyze_faces,
@@ -30,6 +30,13 @@ from dataflow.steps import (
     gather_results,
     report_kafka_error,
     result_record_out,
+)
+from dataflow.tracking_steps import (
+    StreamTracking,
+    TrackFaces,
+    extract_stream_frame,
+    gather_frames,
+    track_summary_out,
 )
 from di.container import build_container
 from di.environment import load_settings
@@ -83,13 +90,32 @@ def flow_steps(
     crash_prefix = settings.dataflow.failpoint_crash_on
     if crash_prefix:
         extract = partial(crash_on_request, extract=extract, request_prefix=crash_prefix)
+    extract_counted = partial(
+        extract_faces_with_quarantine,
+        extract=extract,
+        attempts=container[AttemptLog],
+        logger=logger,
+    )
+    tracking = settings.tracking
+    stream_tracking = StreamTracking(
+        policy=tracking.policy,
+        gap_timeout=tracking.tracking_gap_timeout,
+        max_buffered=tracking.tracking_max_buffered,
+        idle_timeout=tracking.tracking_idle_timeout,
+    )
     return FlowSteps(
         report_kafka_error=partial(report_kafka_error, logger=logger),
-        extract_faces=partial(
-            extract_faces_with_quarantine,
-            extract=extract,
-            attempts=container[AttemptLog],
-            logger=logger,
+        # Tracking off: a frame is extracted and answered as any image.
+        extract_faces=(
+            partial(extract_stream_frame, extract=extract_counted)
+            if tracking.enabled
+            else extract_counted
+        ),
+        track_faces=partial(
+            TrackFaces,
+            tracking=stream_tracking,
+            on_counts=partial(count_tracking, metrics=metrics),
+            on_open=partial(count_open, metrics=metrics),
         ),
         analyze_faces=partial(
             analyze_faces,
@@ -99,7 +125,9 @@ def flow_steps(
             on_batch=metrics.batch_faces.observe,
         ),
         gather_results=partial(gather_results, synthetic_weights=analyzer.synthetic_weights),
+        gather_frames=partial(gather_frames, synthetic_weights=analyzer.synthetic_weights),
         result_record_out=partial(result_record_out, topic=settings.kafka.topic_results),
+        track_summary_out=partial(track_summary_out, topic=settings.kafka.topic_tracks),
         dead_letter_out=partial(dead_letter_out, topic=settings.kafka.topic_dead_letter),
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from facestream.sequence_order import Offered, SequenceOrder
 from facestream.v1 import records_pb2
 
 # Results a waiter holds: ahead of a missing frame (beyond it the missing frame is
@@ -38,14 +39,17 @@ class StreamWaiter:
         self.stream_id = stream_id
         self.principal = principal
         self.gap_timeout = gap_timeout
-        self.skipped = 0  # frames given up on (their result never came in time)
-        self._max_buffered = max_buffered
-        self._next = from_sequence
-        self._buffer: dict[int, records_pb2.AnalysisResult] = {}
+        self._order: SequenceOrder[records_pb2.AnalysisResult] = SequenceOrder(
+            from_sequence, max_buffered
+        )
         self._arrived = asyncio.Event()
-        self._gap_since: float | None = None  # when the frame expected next was first missed
         self._ended = False
         self._overflowed = False
+
+    @property
+    def skipped(self) -> int:
+        """Frames given up on (their result never came in time)."""
+        return self._order.skipped
 
     @property
     def complete(self) -> bool:
@@ -55,7 +59,7 @@ class StreamWaiter:
     @property
     def has_result(self) -> bool:
         """True when the frame expected next is here and `next` returns at once."""
-        return self._next in self._buffer
+        return self._order.ready
 
     def wants(self, result: records_pb2.AnalysisResult) -> bool:
         """Whether `result` is a frame of this waiter's stream."""
@@ -67,19 +71,17 @@ class StreamWaiter:
 
     def offer(self, result: records_pb2.AnalysisResult) -> None:
         """Keep `result` until its turn, unless its frame was handed out or is held already."""
-        sequence = result.frame.sequence
-        if self._ended or sequence < self._next or sequence in self._buffer:
+        if self._ended:
             return
-        if len(self._buffer) >= self._max_buffered:
+        offered = self._order.offer(result.frame.sequence, result)
+        if offered is Offered.FULL:
             if not self.has_result:
-                self._skip_gap()  # full of frames after a missing one: give up on it
+                self._order.skip_gap()  # full of frames after a missing one: give up on it
             # Full of frames ready to go: the watcher does not keep up. It gets what is
             # held, then its call ends (overflowed), rather than holding more.
             self._overflowed = True
+        if offered in (Offered.HELD, Offered.FULL):
             self._arrived.set()
-            return
-        self._buffer[sequence] = result
-        self._arrived.set()
 
     async def next(self, timeout: float | None = None) -> records_pb2.AnalysisResult:
         """The next frame's result, in order; TimeoutError after `timeout` seconds,
@@ -87,33 +89,24 @@ class StreamWaiter:
         return await asyncio.wait_for(self._next_in_order(), timeout)
 
     async def _next_in_order(self) -> records_pb2.AnalysisResult:
-        if self._overflowed and not self.has_result:  # what it holds goes out first
+        order = self._order
+        if self._overflowed and not order.ready:  # what it holds goes out first
             raise WaiterOverflowError(
-                f"more than {self._max_buffered} results of the stream were waiting unread"
+                f"more than {order.max_buffered} results of the stream were waiting unread"
             )
-        while self._next not in self._buffer:
+        while not order.ready:
             wait = None
-            if self._buffer:  # later frames are here: the next one is missing, for now
+            if order.waiting_on_gap:  # later frames are here: the next one is missing, for now
                 now = time.monotonic()
-                self._gap_since = self._gap_since or now
-                wait = self._gap_since + self.gap_timeout - now
+                wait = order.note_gap(now) + self.gap_timeout - now
                 if wait <= 0:
-                    self._skip_gap()
+                    order.skip_gap()
                     continue
             self._arrived.clear()
             try:
                 await asyncio.wait_for(self._arrived.wait(), wait)
             except TimeoutError:
                 continue
-        result = self._buffer.pop(self._next)
-        self._next += 1
-        self._gap_since = None
+        result = order.pop()
         self._ended = result.frame.last
         return result
-
-    def _skip_gap(self) -> None:
-        """Give up on the frames before the earliest one held."""
-        earliest = min(self._buffer)
-        self.skipped += earliest - self._next
-        self._next = earliest
-        self._gap_since = None

@@ -31,11 +31,12 @@ class Topics:
         self.requests = f"requests.{suffix}"
         self.results = f"results.{suffix}"
         self.dead_letter = f"dead.{suffix}"
+        self.tracks = f"tracks.{suffix}"
         ensure_topics(
             bootstrap,
             [
                 TopicSpec(t, partitions, RECORD_LIMIT)
-                for t in (self.requests, self.results, self.dead_letter)
+                for t in (self.requests, self.results, self.dead_letter, self.tracks)
             ],
         )
 
@@ -45,6 +46,7 @@ class Topics:
             FACESTREAM_TOPIC_REQUESTS=self.requests,
             FACESTREAM_TOPIC_RESULTS=self.results,
             FACESTREAM_TOPIC_DEAD_LETTER=self.dead_letter,
+            FACESTREAM_TOPIC_TRACKS=self.tracks,
             FACESTREAM_PARTITIONS=str(self.partitions),
             DEEPFACE_HOME=str(home),
             **overrides,

@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import pytest
 
 from apps.demo_video import ComposedVideo, compose_demo_video, demo_frames
+from apps.launch import TopicReader
 from apps.processes import ChildProcess, wait_until
 from apps.video import LIVE_BUFFER, FrameQueue
 from apps.video_source import SampledFrame, open_video_source
 from bench.camera import mjpeg_stream
 from facestream.tracking import box_overlap
+from facestream.v1 import records_pb2
 from tests.commands import facestream_command, run_facestream
 from tests.grpc_helpers import ready_pipeline
 from tests.pipeline import Topics
@@ -46,15 +50,27 @@ def frame_lines(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines()]
 
 
-@pytest.mark.models
-def test_every_sampled_frame_of_a_file_is_answered_in_order_with_its_faces(
-    system, composed, tmp_path
-):
-    out = tmp_path / "annotated.mp4"
+@dataclass(frozen=True)
+class ComposedRun:
+    """`facestream video --json --out` of the composed video, once for the module."""
+
+    done: subprocess.CompletedProcess[str]
+    out: Path
+
+
+@pytest.fixture(scope="module")
+def composed_run(system, composed, tmp_path_factory) -> ComposedRun:
+    out = tmp_path_factory.mktemp("annotated") / "annotated.mp4"
     done = run_facestream(
         "video", str(composed.path), "--stream-id", "composed", "--json", "--out", str(out),
         env=system, timeout=600,
     )  # fmt: skip
+    return ComposedRun(done, out)
+
+
+@pytest.mark.models
+def test_every_sampled_frame_of_a_file_is_answered_in_order_with_its_faces(composed_run, composed):
+    done, out = composed_run.done, composed_run.out
     assert done.returncode == 0, done.stderr
     frames = frame_lines(done.stdout)
     assert [f["sequence"] for f in frames] == list(range(composed.frame_count))
@@ -64,21 +80,75 @@ def test_every_sampled_frame_of_a_file_is_answered_in_order_with_its_faces(
     assert [f["last"] for f in frames] == [False] * (composed.frame_count - 1) + [True]
     assert "0 dropped" in done.stderr and f"{composed.frame_count} answered" in done.stderr
     # Faces where the photos' faces are, and nowhere else: each whole face is found, and
-    # a face found at no whole face's place is the one leaving, cut by the picture's edge.
+    # a face found at no whole face's place is one leaving or coming back, cut by the
+    # picture's edge.
     width, _height = composed.size
     for frame, boxes in zip(frames, composed.boxes, strict=True):
-        found = [
-            (r["x"], r["y"], r["w"], r["h"]) for r in (face["region"] for face in frame["faces"])
-        ]
+        found = [region_box(face) for face in frame["faces"]]
         assert frame["status"] == ("OK" if found else "NO_FACE"), frame
         for box in boxes:
             assert max((box_overlap(box, f) for f in found), default=0) >= SAME_FACE, (box, found)
         for face in found:
             whole = any(box_overlap(box, face) >= SAME_FACE for box in boxes)
-            assert whole or face[0] + face[2] >= width - 2, (frame["sequence"], face, boxes)
+            at_edge = face[0] <= 2 or face[0] + face[2] >= width - 2
+            assert whole or at_edge, (frame["sequence"], face, boxes)
     annotated = cv2.VideoCapture(str(out))
     assert int(annotated.get(cv2.CAP_PROP_FRAME_COUNT)) == composed.frame_count
     annotated.release()
+
+
+def region_box(face: dict) -> tuple[int, int, int, int]:
+    """A face's region in a JSON line (protobuf's JSON leaves out zeros)."""
+    region = face["region"]
+    return (region.get("x", 0), region.get("y", 0), region.get("w", 0), region.get("h", 0))
+
+
+def track_at(frame: dict, box: tuple[int, int, int, int]) -> str:
+    """The track id of the face found at the composed face `box` in a frame's result."""
+    overlap, track = max((box_overlap(box, region_box(f)), f["trackId"]) for f in frame["faces"])
+    assert overlap >= SAME_FACE, (frame["sequence"], box, frame["faces"])
+    return track
+
+
+@pytest.mark.models
+def test_each_face_is_followed_as_a_track_analysed_once_and_carried_between(
+    composed_run, composed, system
+):
+    frames = frame_lines(composed_run.done.stdout)
+    pairs = list(zip(frames, composed.boxes, strict=True))
+    gone = next(n for n, boxes in enumerate(composed.boxes) if len(boxes) == 1)
+    back = next(n for n in range(gone, len(pairs)) if len(composed.boxes[n]) == 2)
+    # The two people keep their ids while visible; the one who left comes back as t3.
+    assert {track_at(f, boxes[0]) for f, boxes in pairs} == {"t1"}
+    assert {track_at(f, boxes[1]) for f, boxes in pairs[:gone]} == {"t2"}
+    assert {track_at(f, boxes[1]) for f, boxes in pairs[back:]} == {"t3"}
+    faces = [(f["sequence"], face) for f in frames for face in f["faces"]]
+    analysed = [(n, face) for n, face in faces if not face.get("carried")]
+    carried = [(n, face) for n, face in faces if face.get("carried")]
+    assert all(int(face.get("attributesFrom", 0)) == n for n, face in analysed)
+    assert all(int(face.get("attributesFrom", 0)) < n for n, face in carried)
+    assert len(carried) > len(analysed)  # most faces carry their track's attributes
+    assert all("age" in face and face["gender"]["dominant"] for _n, face in faces)
+    # Each track ends once, summarised with the frame that ended it and on faces.tracks.
+    ended = {t["trackId"]: (f["sequence"], t) for f in frames for t in f["ended_tracks"]}
+    assert sorted(ended) == ["t1", "t2", "t3"]
+    assert ended["t2"][1]["endedBy"] == "missing" and ended["t2"][0] < back
+    assert {ended[t][1]["endedBy"] for t in ("t1", "t3")} == {"last_frame"}
+    assert ended["t1"][1]["first"] == {} and ended["t1"][1]["framesSeen"] == len(frames)
+    topics_env = system
+    reader = TopicReader(
+        topics_env["FACESTREAM_KAFKA_BOOTSTRAP"],
+        topics_env["FACESTREAM_TOPIC_TRACKS"],
+        int(topics_env["FACESTREAM_PARTITIONS"]),
+    )
+    try:
+        keys = lambda messages: {m.key() for m in messages}  # noqa: E731
+        assert reader.read_until(lambda m: len(keys(m)) >= 3, 60), keys(reader.messages)
+    finally:
+        reader.close()
+    assert keys(reader.messages) == {f"composed/{t}".encode() for t in ("t1", "t2", "t3")}
+    summary = records_pb2.TrackSummary.FromString(reader.messages[0].value())
+    assert summary.stream_id == "composed" and summary.synthetic_weights
 
 
 @pytest.mark.models

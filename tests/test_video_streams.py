@@ -129,7 +129,7 @@ def test_the_stream_waiter_buffer_is_bounded():
         waiter = StreamWaiter("cam", "", from_sequence=0, gap_timeout=3600, max_buffered=100)
         for sequence in range(1, 10_001):  # frame 0 never comes, nor is anything read
             waiter.offer(result_of("cam", sequence))
-        held = len(waiter._buffer)
+        held = len(waiter._order.buffer)
         first = (await waiter.next(5)).frame.sequence  # frame 0 was given up on
         for _ in range(99):
             await waiter.next(5)

@@ -31,6 +31,7 @@ from di.settings.sections import (
     RequestSettings,
     ServerSettings,
     TlsSettings,
+    TrackingSettings,
 )
 from facestream.kafka_config import TopicSpec
 
@@ -71,6 +72,7 @@ class DataflowProcessSettings(KafkaRecords, ProcessSettings):
     requests: RequestSettings
     models: ModelSettings
     analysis: AnalysisSettings
+    tracking: TrackingSettings
     dataflow: DataflowSettings
     observability: ObservabilitySettings
 
@@ -91,6 +93,7 @@ class Settings(KafkaRecords, ProcessSettings):
     requests: RequestSettings
     models: ModelSettings
     analysis: AnalysisSettings
+    tracking: TrackingSettings
     dataflow: DataflowSettings
     server: ServerSettings
     limits: LimitsSettings
@@ -143,6 +146,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "TlsSettings",
+    "TrackingSettings",
     "configuration_table",
     "is_secret",
 ]

@@ -15,6 +15,7 @@ from di.settings.section import Section, setting
 from facestream.engines import ENGINES, PRECISIONS, EngineError, check_precision
 from facestream.kafka_config import SASL_MECHANISMS, SECURITY_PROTOCOLS, KafkaSecurity, TopicSpec
 from facestream.models import ACTIONS, DETECTOR_BACKENDS, weights_dir_of
+from facestream.tracking import TrackingPolicy
 
 # Room for the protobuf envelope around the image bytes in one Kafka record.
 KAFKA_RECORD_HEADROOM_BYTES = 1 * v.MIB
@@ -94,6 +95,11 @@ class KafkaSettings(Section):
         _TOPIC_ACCEPTS,
         "Topic of records that could not be parsed, with the reason in headers.",
     )
+    topic_tracks: Annotated[str, parsed(v.topic)] = setting(
+        "faces.tracks",
+        _TOPIC_ACCEPTS,
+        "Topic of track summaries (TrackSummary), one per face followed across a stream's frames.",
+    )
     partitions: Annotated[int, parsed(v.integer(1, 1024))] = setting(
         "4",
         "an integer from 1 to 1024",
@@ -131,13 +137,19 @@ class KafkaSettings(Section):
                 "FACESTREAM_TOPIC_MIN_INSYNC_REPLICAS must not exceed "
                 "FACESTREAM_TOPIC_REPLICATION_FACTOR: no write could be acknowledged."
             )
-        names = [self.topic_requests, self.topic_results, self.topic_dead_letter]
+        names = self.topic_names
         if len(set(names)) != len(names):
             raise ValueError(
-                "FACESTREAM_TOPIC_REQUESTS, FACESTREAM_TOPIC_RESULTS and "
-                f"FACESTREAM_TOPIC_DEAD_LETTER must differ, got {', '.join(names)}."
+                "FACESTREAM_TOPIC_REQUESTS, FACESTREAM_TOPIC_RESULTS, "
+                "FACESTREAM_TOPIC_DEAD_LETTER and FACESTREAM_TOPIC_TRACKS must differ, got "
+                f"{', '.join(names)}."
             )
         return self
+
+    @property
+    def topic_names(self) -> list[str]:
+        """The topics facestream creates: requests, results, dead letters, tracks."""
+        return [self.topic_requests, self.topic_results, self.topic_dead_letter, self.topic_tracks]
 
     @property
     def uses_embedded_broker(self) -> bool:
@@ -164,7 +176,7 @@ class KafkaSettings(Section):
         )
 
     def topics(self, max_message_bytes: int) -> list[TopicSpec]:
-        """The three facestream topics, admitting records of `max_message_bytes`."""
+        """The facestream topics, admitting records of `max_message_bytes`."""
         return [
             TopicSpec(
                 name,
@@ -175,7 +187,7 @@ class KafkaSettings(Section):
                 round(self.topic_retention * 1000),
                 self.topic_retention_bytes,
             )
-            for name in (self.topic_requests, self.topic_results, self.topic_dead_letter)
+            for name in self.topic_names
         ]
 
 
@@ -316,6 +328,86 @@ class DataflowSettings(Section):
         "Testing only: the dataflow process crashes (SIGSEGV) on requests whose id starts "
         "with this. Off when empty.",
     )
+
+
+class TrackingSettings(Section):
+    """How the dataflow follows faces across a stream's frames, and when it analyses a face
+    again (the dataflow). README: Video and live streams, Tracking."""
+
+    title = "Tracking"
+
+    tracking_reanalyse_after: Annotated[float, parsed(v.seconds(0, 86400))] = setting(
+        "2",
+        "seconds of stream time, a number from 0 to 86400; 0 turns tracking off",
+        "A tracked face is analysed when its track opens, and again once this much stream "
+        "time (the frames' positions in the video, never the wall clock) has passed since "
+        "its track's last analysis. 0: no tracking, every face of every frame is analysed.",
+    )
+    tracking_min_overlap: Annotated[float, parsed(v.seconds(0.01, 1))] = setting(
+        "0.3",
+        "a number from 0.01 to 1",
+        "Least overlap (intersection over union of the boxes) for a face to continue a "
+        "track of the frame before.",
+    )
+    tracking_max_missed: Annotated[int, parsed(v.integer(0, 10000))] = setting(
+        "5",
+        "an integer from 0 to 10000",
+        "Frames in a row a track may be missing from before it ends; a face seen again "
+        "after that opens a new track.",
+    )
+    tracking_max_resize: Annotated[float, parsed(v.seconds(0.01, 100))] = setting(
+        "0.25",
+        "a number from 0.01 to 100",
+        "A tracked face is analysed again when its box grew or shrank by more than this "
+        "fraction of its size when it was last analysed (a face that comes closer shows "
+        "more).",
+    )
+    tracking_max_move: Annotated[float, parsed(v.seconds(0.01, 100))] = setting(
+        "1",
+        "a number from 0.01 to 100",
+        "A tracked face is analysed again when it moved further than this fraction of its "
+        "size since it was last analysed.",
+    )
+    tracking_max_tracks: Annotated[int, parsed(v.integer(1, 1024))] = setting(
+        "32",
+        "an integer from 1 to 1024",
+        "Open tracks per stream; more faces in a frame are analysed untracked.",
+    )
+    tracking_gap_timeout: Annotated[float, parsed(v.seconds(0.1, 3600))] = setting(
+        "5",
+        "seconds, a number from 0.1 to 3600",
+        "How long the tracker waits for a stream's missing frame before it goes on without "
+        "it (counted as skipped; the frame, if it comes, is answered untracked).",
+    )
+    tracking_max_buffered: Annotated[int, parsed(v.integer(1, 10000))] = setting(
+        "64",
+        "an integer from 1 to 10000",
+        "Frames the tracker holds per stream while it waits for a missing one; one more "
+        "and it goes on without the missing frame.",
+    )
+    tracking_idle_timeout: Annotated[float, parsed(v.seconds(1, 86400))] = setting(
+        "60",
+        "seconds, a number from 1 to 86400",
+        "A stream without frames for this long is closed: its tracks end (summarised, "
+        "ended_by idle) and its state is dropped.",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        """False when FACESTREAM_TRACKING_REANALYSE_AFTER is 0: every face is analysed."""
+        return self.tracking_reanalyse_after > 0
+
+    @property
+    def policy(self) -> TrackingPolicy:
+        """The tracker's policy of these settings."""
+        return TrackingPolicy(
+            min_overlap=self.tracking_min_overlap,
+            max_missed=self.tracking_max_missed,
+            reanalyse_after_ms=round(self.tracking_reanalyse_after * 1000),
+            max_resize=self.tracking_max_resize,
+            max_move=self.tracking_max_move,
+            max_tracks=self.tracking_max_tracks,
+        )
 
 
 class ServerSettings(Section):

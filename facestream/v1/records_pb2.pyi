@@ -85,20 +85,70 @@ class Distribution(_message.Message):
     def __init__(self, scores: _Optional[_Mapping[str, float]] = ..., dominant: _Optional[str] = ...) -> None: ...
 
 class Face(_message.Message):
-    __slots__ = ("region", "confidence", "age", "gender", "emotion", "race")
+    __slots__ = ("region", "confidence", "age", "gender", "emotion", "race", "track_id", "carried", "attributes_from")
     REGION_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     AGE_FIELD_NUMBER: _ClassVar[int]
     GENDER_FIELD_NUMBER: _ClassVar[int]
     EMOTION_FIELD_NUMBER: _ClassVar[int]
     RACE_FIELD_NUMBER: _ClassVar[int]
+    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
+    CARRIED_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FROM_FIELD_NUMBER: _ClassVar[int]
     region: Region
     confidence: float
     age: float
     gender: Distribution
     emotion: Distribution
     race: Distribution
-    def __init__(self, region: _Optional[_Union[Region, _Mapping]] = ..., confidence: _Optional[float] = ..., age: _Optional[float] = ..., gender: _Optional[_Union[Distribution, _Mapping]] = ..., emotion: _Optional[_Union[Distribution, _Mapping]] = ..., race: _Optional[_Union[Distribution, _Mapping]] = ...) -> None: ...
+    track_id: str
+    carried: bool
+    attributes_from: int
+    def __init__(self, region: _Optional[_Union[Region, _Mapping]] = ..., confidence: _Optional[float] = ..., age: _Optional[float] = ..., gender: _Optional[_Union[Distribution, _Mapping]] = ..., emotion: _Optional[_Union[Distribution, _Mapping]] = ..., race: _Optional[_Union[Distribution, _Mapping]] = ..., track_id: _Optional[str] = ..., carried: _Optional[bool] = ..., attributes_from: _Optional[int] = ...) -> None: ...
+
+class FramePoint(_message.Message):
+    __slots__ = ("sequence", "frame_index", "position_ms")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    FRAME_INDEX_FIELD_NUMBER: _ClassVar[int]
+    POSITION_MS_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    frame_index: int
+    position_ms: int
+    def __init__(self, sequence: _Optional[int] = ..., frame_index: _Optional[int] = ..., position_ms: _Optional[int] = ...) -> None: ...
+
+class TrackSummary(_message.Message):
+    __slots__ = ("principal", "stream_id", "track_id", "first", "last", "frames_seen", "frames_analysed", "age", "gender", "emotion", "race", "largest_region", "ended_by", "synthetic_weights", "completed_at")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACK_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_SEEN_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_ANALYSED_FIELD_NUMBER: _ClassVar[int]
+    AGE_FIELD_NUMBER: _ClassVar[int]
+    GENDER_FIELD_NUMBER: _ClassVar[int]
+    EMOTION_FIELD_NUMBER: _ClassVar[int]
+    RACE_FIELD_NUMBER: _ClassVar[int]
+    LARGEST_REGION_FIELD_NUMBER: _ClassVar[int]
+    ENDED_BY_FIELD_NUMBER: _ClassVar[int]
+    SYNTHETIC_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    stream_id: str
+    track_id: str
+    first: FramePoint
+    last: FramePoint
+    frames_seen: int
+    frames_analysed: int
+    age: float
+    gender: Distribution
+    emotion: Distribution
+    race: Distribution
+    largest_region: Region
+    ended_by: str
+    synthetic_weights: bool
+    completed_at: _timestamp_pb2.Timestamp
+    def __init__(self, principal: _Optional[str] = ..., stream_id: _Optional[str] = ..., track_id: _Optional[str] = ..., first: _Optional[_Union[FramePoint, _Mapping]] = ..., last: _Optional[_Union[FramePoint, _Mapping]] = ..., frames_seen: _Optional[int] = ..., frames_analysed: _Optional[int] = ..., age: _Optional[float] = ..., gender: _Optional[_Union[Distribution, _Mapping]] = ..., emotion: _Optional[_Union[Distribution, _Mapping]] = ..., race: _Optional[_Union[Distribution, _Mapping]] = ..., largest_region: _Optional[_Union[Region, _Mapping]] = ..., ended_by: _Optional[str] = ..., synthetic_weights: _Optional[bool] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message")
@@ -123,7 +173,7 @@ class StageTimings(_message.Message):
     def __init__(self, queued: _Optional[float] = ..., decode: _Optional[float] = ..., detect: _Optional[float] = ..., analyze: _Optional[float] = ..., total: _Optional[float] = ...) -> None: ...
 
 class AnalysisResult(_message.Message):
-    __slots__ = ("request_id", "status", "faces", "error", "timings", "worker", "completed_at", "synthetic_weights", "principal", "frame")
+    __slots__ = ("request_id", "status", "faces", "error", "timings", "worker", "completed_at", "synthetic_weights", "principal", "frame", "ended_tracks")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     FACES_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +184,7 @@ class AnalysisResult(_message.Message):
     SYNTHETIC_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
+    ENDED_TRACKS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     status: AnalysisStatus
     faces: _containers.RepeatedCompositeFieldContainer[Face]
@@ -144,4 +195,5 @@ class AnalysisResult(_message.Message):
     synthetic_weights: bool
     principal: str
     frame: StreamFrame
-    def __init__(self, request_id: _Optional[str] = ..., status: _Optional[_Union[AnalysisStatus, str]] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., worker: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., synthetic_weights: _Optional[bool] = ..., principal: _Optional[str] = ..., frame: _Optional[_Union[StreamFrame, _Mapping]] = ...) -> None: ...
+    ended_tracks: _containers.RepeatedCompositeFieldContainer[TrackSummary]
+    def __init__(self, request_id: _Optional[str] = ..., status: _Optional[_Union[AnalysisStatus, str]] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., worker: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., synthetic_weights: _Optional[bool] = ..., principal: _Optional[str] = ..., frame: _Optional[_Union[StreamFrame, _Mapping]] = ..., ended_tracks: _Optional[_Iterable[_Union[TrackSummary, _Mapping]]] = ...) -> None: ...
