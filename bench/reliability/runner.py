@@ -30,6 +30,7 @@ from bench.reliability import (
     poison_quarantine,
     server_kills,
     soak,
+    tracking_kills,
 )
 from bench.reliability.scenario import FULL, SHORT, Scenario, Size, at_least
 from bench.system_under_test import ScenarioError
@@ -52,6 +53,7 @@ SCENARIOS: dict[str, Callable[[Path, Size], Scenario]] = {
     "fuzz": fuzz.run,
     "soak": soak.run,
     "poison_quarantine": poison_quarantine.run,
+    "tracking_kills": tracking_kills.run,
 }
 
 

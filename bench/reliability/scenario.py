@@ -44,6 +44,7 @@ class Size:
     fuzz_records: int
     soak_images: int
     poison_neighbours: int
+    tracked_frames: int  # frames of the composed video in the tracking kill scenario
     patience: float  # seconds to wait for results once the load is over: then they are missing
 
 
@@ -58,6 +59,7 @@ FULL = Size(
     fuzz_records=240,
     soak_images=2000,
     poison_neighbours=20,
+    tracked_frames=50,
     patience=600,
 )
 SHORT = Size(
@@ -71,6 +73,7 @@ SHORT = Size(
     fuzz_records=48,
     soak_images=150,
     poison_neighbours=4,
+    tracked_frames=30,
     patience=90,
 )
 
