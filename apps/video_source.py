@@ -70,6 +70,9 @@ class VideoSource:
         self.start_ms = start * 1000
         self.end_ms = None if duration is None else (start + duration) * 1000
         self._stop = threading.Event()
+        # time.monotonic() when sampling began: a live frame was grabbed at
+        # opened_at + position_ms / 1000 (for its capture-to-result time).
+        self.opened_at: float | None = None
         source_fps = capture.get(cv2.CAP_PROP_FPS)
         # A file's frame rate places its frames in time; some containers do not say it.
         self.source_fps = source_fps if 0 < source_fps < 1000 else 25.0
@@ -82,7 +85,7 @@ class VideoSource:
         """The sampled frames, in order. VideoSourceError when no frame can be read at all,
         or when a live source breaks (after the frames read until then)."""
         period_ms = 1000 / self.fps
-        opened = time.monotonic()
+        opened = self.opened_at = time.monotonic()
         index = self._seek_start()
         next_sample_ms = self.start_ms
         sequence = 0

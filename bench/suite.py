@@ -43,6 +43,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from apps.broker import free_port
@@ -50,6 +51,7 @@ from apps.image_sources import demo_images
 from apps.launch import cluster_args
 from apps.local_system import LocalSystem, wait_first_result, wait_serving, warmup_image
 from apps.processes import ChildProcess, memory_mb, wait_until
+from bench.camera import mjpeg_stream
 from bench.load import LoadRun, median_run, offer, saturate
 from bench.machine import cpu_flags, describe_machine, peak_gflops
 from bench.peer_server import peer_analyze, peer_stub
@@ -60,13 +62,23 @@ from bench.pipeline_parts import (
     submissions,
 )
 from bench.system_under_test import SHARED_FACES
-from bench.video import VIDEO_FPS, sampled_frames, stream_pass, video_side
+from bench.video import (
+    VIDEO_FPS,
+    analysed_share,
+    carried_agreement,
+    live_side,
+    sampled_frames,
+    stream_pass,
+    video_side,
+    video_stages,
+)
 from di import Settings, build_container, child_environment, load_settings
 from facestream.analyzer import deepface_model, shared_trunk_role
 from facestream.client import AnalyzeClient
 from facestream.engines import ModelSource, cpu_supports_bf16, make_engine, resolve_precision
 from facestream.models import ACTION_MODELS, ACTIONS, require_weights
 from facestream.shared_trunk import VGG_ACTIONS, SharedTrunk
+from facestream.v1 import records_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -197,10 +209,14 @@ def _answered(call: Callable[[], int], server: ChildProcess) -> bool:
 
 @contextmanager
 def facestream_system(
-    settings: Settings, home: Path, dataflows: Sequence[Sequence[str]], mode: str
+    settings: Settings,
+    home: Path,
+    dataflows: Sequence[Sequence[str]],
+    mode: str,
+    env: dict[str, str] | None = None,
 ) -> Iterator[System]:
-    """A facestream system of its own (broker, server, dataflows) in `mode`, warm; its
-    service: one Analyze call, the number of faces."""
+    """A facestream system of its own (broker, server, dataflows) in `mode` (and `env`),
+    warm; its service: one Analyze call, the number of faces."""
     own = settings.model_copy(
         update={
             "server": settings.server.model_copy(
@@ -209,7 +225,7 @@ def facestream_system(
             "kafka": settings.kafka.model_copy(update={"embedded_broker_port": free_port()}),
         }
     )
-    system = LocalSystem(own, home, dataflows, {**LOUD_CHILDREN, **MODES[mode]})
+    system = LocalSystem(own, home, dataflows, {**LOUD_CHILDREN, **MODES[mode], **(env or {})})
     with system.running(), AnalyzeClient(system.address) as client:
         wait_serving(system, client)
         wait_first_result(system, client, f"bench-{time.time_ns()}")
@@ -259,6 +275,11 @@ def peer_services(peers: Peers) -> dict[str, RoundRobin]:
     }
 
 
+# facestream without tracking, for the video row: every face of every frame analysed.
+UNTRACKED = {"FACESTREAM_TRACKING_REANALYSE_AFTER": "0"}
+# Seconds of a live 5 fps camera (the composed video in a loop) held in fast mode.
+LIVE_SECONDS = 30.0
+
 # The peer the video row takes when it runs alone (--only video), with no headline to find
 # the strongest: 2 processes was the stronger in every full run on 2 cores (README).
 ALONE_PEER = "peer_2_processes"
@@ -271,20 +292,27 @@ def side_by_side(
     args: argparse.Namespace,
     report: dict[str, Any],
 ) -> None:
-    """Start the peers and facestream exact (and fast, for the headline) once; measure the
-    headline (unless --only video), then the video row on the same running peers and exact
-    system, each saved into `report` as soon as it is done."""
+    """Start the peers and facestream exact and fast once; measure the headline (unless
+    --only video), then the video row on the same running peers and systems (and exact
+    without tracking, started for it), each saved into `report` as soon as it is done."""
     with ExitStack() as stack:
         peers = stack.enter_context(peer_servers(home, 2, args.peer_workers, images[0]))
         exact = stack.enter_context(facestream_system(settings, home, [["-w", "1"]], "exact"))
+        fast = stack.enter_context(facestream_system(settings, home, [["-w", "1"]], "fast"))
         strongest, chosen_by = ALONE_PEER, "default (--only video)"
         if args.only != "video":
-            fast = stack.enter_context(facestream_system(settings, home, [["-w", "1"]], "fast"))
             report["headline"] = headline(peers, exact, fast, images, args)
             save(report)
             strongest, chosen_by = report["headline"]["strongest_peer"], "headline"
-        exact_system, _ = exact
-        report["video"] = video_row(peer_services(peers), strongest, exact_system, args)
+        untracked, _ = stack.enter_context(
+            facestream_system(settings, home, [["-w", "1"]], "exact", UNTRACKED)
+        )
+        systems = {
+            "facestream_exact": exact[0],
+            "facestream_exact_untracked": untracked,
+            "facestream_fast": fast[0],
+        }
+        report["video"] = video_row(peer_services(peers), strongest, systems, args)
         report["video"]["peer_chosen_by"] = chosen_by
         save(report)
 
@@ -338,29 +366,57 @@ def headline(
 
 
 def video_row(
-    peers: dict[str, RoundRobin], strongest: str, system: LocalSystem, args: argparse.Namespace
+    peers: dict[str, RoundRobin],
+    strongest: str,
+    systems: dict[str, LocalSystem],
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     """The composed video, sampled once: the `strongest` peer called once per sampled
-    frame (--concurrency calls in flight, as in the headline) and facestream exact fed by
-    `stream_video` (--concurrency frames unanswered), `--repeat` passes each, in turn."""
+    frame (--concurrency calls in flight, as in the headline) and each facestream system
+    (exact with and without tracking, fast with tracking) fed by `stream_video`
+    (--concurrency frames unanswered), `--repeat` passes each, in turn; the carried
+    attributes against the untracked pass; then a live 5 fps camera in fast mode."""
+    results: dict[str, list[records_pb2.AnalysisResult]] = {name: [] for name in systems}
     with (
         tempfile.TemporaryDirectory(prefix="facestream-bench-video-") as workdir,
-        AnalyzeClient(system.address) as client,
+        ExitStack() as clients,
     ):
         video, frames = sampled_frames(Path(workdir))
-        say(f"bench: video, {len(frames)} frames sampled ({strongest} and facestream exact)")
+        client = {
+            name: clients.enter_context(AnalyzeClient(system.address))
+            for name, system in systems.items()
+        }
+        say(f"bench: video, {len(frames)} frames sampled ({strongest} and facestream)")
+
+        def facestream_pass(name: str) -> LoadRun:
+            first = results[name] if not results[name] else None  # the first pass is kept
+            return systems[name].supervise(
+                partial(stream_pass, client[name], str(video.path), args.concurrency, first),
+                3600,
+                "a video pass",
+            )
+
         runs = interleaved(
             {
                 strongest: partial(saturate, peers[strongest], frames, 1, args.concurrency),
-                "facestream_exact": partial(
-                    system.supervise,
-                    partial(stream_pass, client, video.path, args.concurrency),
-                    3600,
-                    "a video pass",
-                ),
+                **{name: partial(facestream_pass, name) for name in systems},
             },
             args.repeat,
         )
+        pictures = [cv2.imdecode(np.frombuffer(f, np.uint8), cv2.IMREAD_COLOR) for f in frames]
+        say(f"bench: a live {VIDEO_FPS:g} fps camera for {LIVE_SECONDS:.0f} s, fast mode")
+        with mjpeg_stream(pictures, fps=VIDEO_FPS) as url:
+            live = systems["facestream_fast"].supervise(
+                partial(
+                    stream_pass,
+                    client["facestream_fast"],
+                    url,
+                    args.concurrency,
+                    seconds=LIVE_SECONDS,
+                ),
+                3600,
+                "a live pass",
+            )
     return {
         "source": {
             "frames": video.frame_count,
@@ -372,6 +428,13 @@ def video_row(
         "sampled_frames": len(frames),
         "strongest_peer": strongest,
         "passes": {name: video_side(done) for name, done in runs.items()},
+        "analysed_share": {
+            name: analysed_share(results[name]) for name in systems if "untracked" not in name
+        },
+        "carried_agreement": carried_agreement(
+            results["facestream_exact"], results["facestream_exact_untracked"]
+        ),
+        "live_fast": live_side([live]),
     }
 
 
@@ -516,6 +579,12 @@ def main() -> None:
     started = time.monotonic()
     # Systems first: the in-process measures load models into this process.
     side_by_side(settings, home, images, args, report)
+    say("bench: video, seconds per frame in detection and analysis (in process)")
+    with tempfile.TemporaryDirectory(prefix="facestream-bench-stages-") as workdir:
+        _video, frames = sampled_frames(Path(workdir))
+        analysed = report["video"]["analysed_share"]["facestream_exact"]
+        report["video"]["stages"] = video_stages(frames, mode_settings("exact"), analysed)
+    save(report)
     if args.only == "video":
         models = settings.models
         report["synthetic_weights"] = require_weights(
@@ -556,18 +625,27 @@ def save(report: dict[str, Any]) -> None:
 
 def ratios(report: dict[str, Any]) -> dict[str, float]:
     """The targets' ratios, all from this run (with --only video, the video's alone)."""
-    video = {"video_vs_strongest_peer": video_ratio(report["video"])}
+    video = video_ratios(report["video"])
     if "headline" not in report:
         return video
     return {**system_ratios(report), **video}
 
 
-def video_ratio(video: dict[str, Any]) -> float:
-    """facestream exact's sampled frames/s over the strongest peer's, on the video."""
+def video_ratios(video: dict[str, Any]) -> dict[str, float]:
+    """Sampled frames/s on the video: facestream exact (tracking on) and fast over the
+    strongest peer's, and exact with tracking over exact without."""
     passes = video["passes"]
-    return (
-        passes["facestream_exact"]["frames_per_s"] / passes[video["strongest_peer"]]["frames_per_s"]
-    )
+
+    def frames_per_s(name: str) -> float:
+        return passes[name]["frames_per_s"]
+
+    peer = frames_per_s(video["strongest_peer"])
+    return {
+        "video_vs_strongest_peer": frames_per_s("facestream_exact") / peer,
+        "video_fast_vs_strongest_peer": frames_per_s("facestream_fast") / peer,
+        "video_tracking_vs_untracked": frames_per_s("facestream_exact")
+        / frames_per_s("facestream_exact_untracked"),
+    }
 
 
 def system_ratios(report: dict[str, Any]) -> dict[str, float]:
@@ -609,10 +687,12 @@ def weights_label(report: dict[str, Any]) -> str:
 
 
 def video_rows(report: dict[str, Any]) -> list[str]:
-    """The video row's lines of the measures table: each side, then their ratio."""
-    video, ratio = report["video"], report["ratios"]["video_vs_strongest_peer"]
+    """The video row's lines of the measures table: each side, stages, agreement, the live
+    camera, then the targets."""
+    video, r = report["video"], report["ratios"]
     passes, strongest, source = video["passes"], video["strongest_peer"], video["source"]
     width, height = source["size"]
+    agreement, live = video["carried_agreement"], video["live_fast"]
 
     def side(entry: dict[str, Any]) -> str:
         return (
@@ -620,14 +700,50 @@ def video_rows(report: dict[str, Any]) -> list[str]:
             f"({entry['faces_per_pass']:.0f} faces in {entry['seconds_per_pass']:.1f} s)"
         )
 
-    return [
+    def met(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    shares = video["analysed_share"]
+    lines = [
         f"| video: {video['sampled_frames']} frames sampled at {video['sampling_fps']:g} fps "
         f"from a {source['seconds']:.0f} s {width}x{height} composed video; peer "
         f"({strongest.replace('_', ' ')}) called once per frame | {side(passes[strongest])} |",
-        f"| same video: facestream -w 1 exact, `stream_video` | "
-        f"{side(passes['facestream_exact'])} |",
-        f"| video: facestream exact / the strongest peer, sampled frames/s | {ratio:.2f}x |",
+        f"| same video: facestream -w 1 exact, tracking on ({100 * shares['facestream_exact']:.0f}%"
+        f" of faces analysed) | {side(passes['facestream_exact'])} |",
+        f"| same video: facestream -w 1 exact, tracking off | "
+        f"{side(passes['facestream_exact_untracked'])} |",
+        f"| same video: facestream -w 1 fast, tracking on ({100 * shares['facestream_fast']:.0f}%"
+        f" of faces analysed) | {side(passes['facestream_fast'])} |",
     ]
+    if "stages" in video:
+        stages = video["stages"]
+        lines += [
+            f"| video, s per frame in detection / analysis (in process): {name} | "
+            f"{stages[name]['detect_s']:.3f} / {stages[name]['analyze_s']:.3f} s |"
+            for name in ("peer", "facestream_untracked", "facestream_tracked")
+        ]
+    lines += [
+        f"| carried attributes vs the same faces analysed frame by frame "
+        f"({agreement['carried_faces_compared']} faces) | dominant labels equal on "
+        f"{100 * agreement['dominant_labels_equal']:.1f}%, max probability difference "
+        f"{agreement['max_probability_difference']:.1f} points, max age difference "
+        f"{agreement['max_age_difference']:.1f} years |",
+        f"| live {video['sampling_fps']:g} fps camera, fast mode, {live['frames']} frames: "
+        f"capture to result p50 / p99 | {live['p50_s']:.2f} / {live['p99_s']:.2f} s |",
+        f"| video, exact, tracking on: >= 4x the strongest peer | "
+        f"{r['video_vs_strongest_peer']:.2f}x | {met(r['video_vs_strongest_peer'] >= 4)} |",
+        f"| video, exact: tracking on >= 2x tracking off | "
+        f"{r['video_tracking_vs_untracked']:.2f}x | {met(r['video_tracking_vs_untracked'] >= 2)} |",
+        f"| video, fast, tracking on: >= 8x the strongest peer | "
+        f"{r['video_fast_vs_strongest_peer']:.2f}x | "
+        f"{met(r['video_fast_vs_strongest_peer'] >= 8)} |",
+        f"| carried dominant labels equal on >= 95% of carried faces | "
+        f"{100 * agreement['dominant_labels_equal']:.1f}% | "
+        f"{met(agreement['dominant_labels_equal'] >= 0.95)} |",
+        f"| live 5 fps, fast mode, capture to result p99 < 1 s | {live['p99_s']:.2f} s | "
+        f"{met(live['p99_s'] < 1)} |",
+    ]
+    return lines
 
 
 def table(report: dict[str, Any]) -> str:

@@ -1,5 +1,8 @@
 """The video row of `make bench`: the demo's composed video sampled at 5 fps, facestream's
-stream (`stream_video`, exact mode) against DeepFace's peer called once per sampled frame.
+stream (`stream_video`; exact mode with and without tracking, fast mode with tracking)
+against DeepFace's peer called once per sampled frame; the agreement of carried attributes
+with the same faces analysed frame by frame; a live 5 fps camera in fast mode, capture to
+result.
 
 This module composes and samples the video and runs one facestream pass; bench/suite.py
 starts the systems and interleaves the passes with the peer's, as for the headline.
@@ -9,15 +12,20 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import cv2
+import numpy as np
 
 from apps.demo_video import ComposedVideo, compose_demo_video
 from apps.video import FrameResult, stream_video
 from apps.video_source import open_video_source
 from bench.load import LoadRun
+from di import Settings
 from facestream.client import AnalyzeClient
+from facestream.tracking import box_overlap
 from facestream.v1 import records_pb2
 
 # A 10 s video sampled at 5 fps: one pass is 50 frames, so that a few interleaved passes of
@@ -26,6 +34,9 @@ VIDEO_SECONDS = 10.0
 VIDEO_FPS = 5.0
 # What a frame's result may say when the pass went right (a frame may hold no face).
 ANSWERED = (records_pb2.ANALYSIS_STATUS_OK, records_pb2.ANALYSIS_STATUS_NO_FACE)
+# A carried face and a face of the untracked pass are the same face from this overlap on.
+SAME_FACE = 0.5
+LABELLED = ("gender", "emotion", "race")
 
 
 def sampled_frames(workdir: Path) -> tuple[ComposedVideo, list[bytes]]:
@@ -36,36 +47,100 @@ def sampled_frames(workdir: Path) -> tuple[ComposedVideo, list[bytes]]:
         return video, [frame.jpeg for frame in source.frames()]
 
 
-def stream_pass(client: AnalyzeClient, path: Path, window: int) -> LoadRun:
-    """One pass over the video at `path` with `stream_video` under a fresh stream id, at
-    most `window` frames unanswered: the frames, the faces in their results and the seconds
-    from the call (the first frame goes as soon as it is sampled) to the last result.
+def stream_pass(
+    client: AnalyzeClient,
+    source_name: str,
+    window: int,
+    results: list[records_pb2.AnalysisResult] | None = None,
+    seconds: float | None = None,
+) -> LoadRun:
+    """One pass over the video at `source_name` (a file, or a live URL read for `seconds`)
+    with `stream_video` under a fresh stream id, at most `window` frames unanswered: the
+    frames, the faces in their results and the seconds from the call (the first frame goes
+    as soon as it is sampled) to the last result; each frame's result is appended to
+    `results`. A live source's `latencies` are each frame's capture to its result.
 
     Fails when a frame got no analysis: a pass with holes would not compare with the
-    peer's. `latencies` is empty: the stream does not say when each frame was sent.
+    peer's.
     """
     faces = 0
     last = 0.0
     failures: list[str] = []
+    latencies: list[float] = []
 
-    def on_result(done: FrameResult) -> None:
-        nonlocal faces, last
-        last = time.perf_counter()
-        if done.result is None or done.result.status not in ANSWERED:
-            why = done.error or (done.result.error.message if done.result else "no result")
-            failures.append(f"frame {done.frame.sequence}: {why}")
-        else:
+    with open_video_source(source_name, VIDEO_FPS, duration=seconds) as source:
+
+        def on_result(done: FrameResult) -> None:
+            nonlocal faces, last
+            last = time.perf_counter()
+            if source.live and source.opened_at is not None:
+                captured = source.opened_at + done.frame.position_ms / 1000
+                latencies.append(time.monotonic() - captured)
+            if done.result is None or done.result.status not in ANSWERED:
+                why = done.error or (done.result.error.message if done.result else "no result")
+                failures.append(f"frame {done.frame.sequence}: {why}")
+                return
             faces += len(done.result.faces)
+            if results is not None:
+                results.append(done.result)
 
-    with open_video_source(str(path), VIDEO_FPS) as source:
         started = time.perf_counter()
         summary = stream_video(
             client, source, f"bench-video-{time.time_ns()}", on_result, window=window, timeout=900
         )
-    lost = summary.refused or summary.dropped or summary.answered != summary.sent
-    if summary.broken or lost or failures:
+    lost = summary.refused or summary.answered != summary.sent
+    if summary.broken or lost or failures or (summary.dropped and not source.live):
         raise RuntimeError(f"a video pass went wrong: {summary.line()}; errors: {failures[:3]}")
-    return LoadRun(summary.sent, faces, last - started, [])
+    return LoadRun(summary.sent, faces, last - started, latencies)
+
+
+def carried_agreement(
+    tracked: Sequence[records_pb2.AnalysisResult], analysed: Sequence[records_pb2.AnalysisResult]
+) -> dict[str, Any]:
+    """How the attributes a tracked pass carried compare with the same faces analysed on
+    their own frame (a pass without tracking): dominant labels equal (gender, emotion,
+    race, all asked) on what share of carried faces, the largest probability difference
+    (percentage points) and the largest age difference."""
+    own = {result.frame.sequence: list(result.faces) for result in analysed}
+    carried = equal = 0
+    max_probability = max_age = 0.0
+    for result in tracked:
+        for face in result.faces:
+            if not face.carried:
+                continue
+            box = (face.region.x, face.region.y, face.region.w, face.region.h)
+            candidates = own.get(result.frame.sequence, [])
+            scored = [
+                (box_overlap(box, _box(other)), index) for index, other in enumerate(candidates)
+            ]
+            overlap, index = max(scored, default=(0.0, -1))
+            if overlap < SAME_FACE:
+                continue
+            reference = candidates[index]
+            carried += 1
+            labels = [getattr(face, a).dominant == getattr(reference, a).dominant for a in LABELLED]
+            equal += all(labels)
+            for action in LABELLED:
+                mine, theirs = getattr(face, action).scores, getattr(reference, action).scores
+                for label, score in mine.items():
+                    max_probability = max(max_probability, abs(score - theirs.get(label, 0.0)))
+            max_age = max(max_age, abs(face.age - reference.age))
+    return {
+        "carried_faces_compared": carried,
+        "dominant_labels_equal": equal / carried if carried else 0.0,
+        "max_probability_difference": max_probability,
+        "max_age_difference": max_age,
+    }
+
+
+def analysed_share(results: Sequence[records_pb2.AnalysisResult]) -> float:
+    """Of the faces in these results, the share the models ran on (the others carried)."""
+    faces = [face for result in results for face in result.faces]
+    return sum(not face.carried for face in faces) / len(faces) if faces else 0.0
+
+
+def _box(face: records_pb2.Face) -> tuple[int, int, int, int]:
+    return (face.region.x, face.region.y, face.region.w, face.region.h)
 
 
 def video_side(runs: Sequence[LoadRun]) -> dict[str, Any]:
@@ -78,4 +153,71 @@ def video_side(runs: Sequence[LoadRun]) -> dict[str, Any]:
         "seconds_per_pass": statistics.median(run.seconds for run in runs),
         "frames_per_pass": runs[0].images,
         "runs": len(runs),
+    }
+
+
+def live_side(runs: Sequence[LoadRun]) -> dict[str, Any]:
+    """A live source's frames: how many were answered, and capture to result, p50/p99."""
+    latencies = [latency for run in runs for latency in run.latencies]
+    return {
+        "frames": len(latencies),
+        "frames_per_s": statistics.median(run.images / run.seconds for run in runs),
+        "p50_s": float(np.percentile(latencies, 50)),
+        "p99_s": float(np.percentile(latencies, 99)),
+    }
+
+
+def video_stages(
+    frames: Sequence[bytes], settings: Settings, analysed: float, repeat: int = 1
+) -> dict[str, dict[str, float]]:
+    """Seconds per sampled frame in detection and in analysis, in this process, on both
+    sides: DeepFace (its `extract_faces`, then `analyze` minus that detection) and
+    facestream exact (its detection, then its batched analysis of the frames' faces); with
+    tracking, facestream's analysis runs on the `analysed` share of the faces only."""
+    from deepface import DeepFace
+
+    from bench.pipeline_parts import in_process_steps
+    from facestream.faces import model_input
+
+    pictures = [cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) for data in frames]
+    actions = list(settings.models.actions)
+
+    def timed(run: Callable[[], object]) -> float:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) / len(pictures)
+
+    def peer_detect() -> None:
+        for picture in pictures:
+            DeepFace.extract_faces(picture, detector_backend="opencv", enforce_detection=False)
+
+    def peer_analyze() -> None:
+        for picture in pictures:
+            DeepFace.analyze(picture, actions, detector_backend="opencv", enforce_detection=False)
+
+    peer_analyze()  # DeepFace loads its models on the first call
+    peer_detect_s, peer_total_s = timed(peer_detect), timed(peer_analyze)
+    analyzer, _logger, _limits = in_process_steps(settings)
+    faces = [face for picture in pictures for face in analyzer.find_faces(picture, "opencv", 0)]
+    batch = settings.analysis.batch_size
+    inputs = np.stack([model_input(face.crop) for face in faces])
+
+    def ours_detect() -> None:
+        for picture in pictures:
+            analyzer.find_faces(picture, "opencv", 0)
+
+    def ours_analyze() -> None:
+        for start in range(0, len(inputs), batch):
+            analyzer.describe(inputs[start : start + batch], tuple(actions))
+
+    ours_analyze()  # warm
+    detect_s, analyze_s = timed(ours_detect), timed(ours_analyze)
+    return {
+        "peer": {"detect_s": peer_detect_s, "analyze_s": peer_total_s - peer_detect_s},
+        "facestream_untracked": {"detect_s": detect_s, "analyze_s": analyze_s},
+        "facestream_tracked": {"detect_s": detect_s, "analyze_s": analyze_s * analysed},
+        "frames": {"count": len(pictures), "faces": len(faces)},
     }
