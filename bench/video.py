@@ -196,7 +196,9 @@ def video_stages(
 
     def peer_analyze() -> None:
         for picture in pictures:
-            DeepFace.analyze(picture, actions, detector_backend="opencv", enforce_detection=False)
+            DeepFace.analyze(
+                picture, actions, detector_backend="opencv", enforce_detection=False, silent=True
+            )
 
     peer_analyze()  # DeepFace loads its models on the first call
     peer_detect_s, peer_total_s = timed(peer_detect), timed(peer_analyze)

@@ -196,15 +196,23 @@ def plan_frame(
     return [plan, *jobs]
 
 
+def follow_held(
+    state: TrackerState, policy: TrackingPolicy, counts: TrackingCounts
+) -> list[Tracked]:
+    """Follow every frame held, giving up on the missing ones before them."""
+    out: list[Tracked] = []
+    while state.order.buffer:
+        counts.skipped += state.order.skip_gap()
+        out += follow_ready(state, policy, counts)
+    return out
+
+
 def close_stream(
     state: TrackerState, policy: TrackingPolicy, counts: TrackingCounts
 ) -> list[Tracked]:
     """The stream went idle: follow what is held (giving up on what is missing), then end
     its open tracks in a closing plan."""
-    out: list[Tracked] = []
-    while state.order.buffer:
-        counts.skipped += state.order.skip_gap()
-        out += follow_ready(state, policy, counts)
+    out = follow_held(state, policy, counts)
     ended = close(state.tracks)
     if ended:
         out.append(
@@ -283,14 +291,7 @@ class TrackFaces(StatefulLogic[FrameFaces, Tracked, TrackerState]):
         if self.state is None:
             return [], StatefulLogic.DISCARD
 
-        def flush(state: TrackerState, counts: TrackingCounts) -> list[Tracked]:
-            out: list[Tracked] = []
-            while state.order.buffer:
-                counts.skipped += state.order.skip_gap()
-                out += follow_ready(state, self.policy, counts)
-            return out
-
-        return self._counted(flush)
+        return self._counted(lambda state, counts: follow_held(state, self.policy, counts))
 
     def notify_at(self) -> datetime | None:
         if self.state is None:

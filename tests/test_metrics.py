@@ -16,8 +16,17 @@ from apps.broker import free_port
 from apps.image_sources import group_photo, skimage_data_dir
 from apps.launch import DataflowProcess
 from apps.processes import wait_until
-from dataflow.metrics import DataflowMetrics, count_dead_letter, count_face, count_result
+from dataflow.metrics import (
+    DataflowMetrics,
+    count_dead_letter,
+    count_face,
+    count_open,
+    count_result,
+    count_track,
+    count_tracking,
+)
 from dataflow.records import AnalyzedFace, DeadLetter
+from dataflow.tracking_steps import TrackingCounts
 from facestream.client import AnalyzeClient
 from facestream.records import result_record
 from facestream.v1 import records_pb2
@@ -100,6 +109,29 @@ def test_count_face_and_dead_letter_count_by_outcome_and_code():
     assert value(samples, "facestream_dataflow_faces_total", status="ok") == 2
     assert value(samples, "facestream_dataflow_faces_total", status="failed") == 1
     assert value(samples, "facestream_dataflow_dead_letters_total", code="request.poison") == 1
+
+
+def test_the_tracker_counts_decisions_skips_open_streams_and_ended_tracks():
+    registry = CollectorRegistry()
+    metrics = DataflowMetrics(registry)
+    count_tracking(TrackingCounts(analysed=2, carried=5, untracked=1, late=1, skipped=3), metrics)
+    count_open(1, 2, metrics)
+    count_open(1, 1, metrics)
+    count_open(-1, -2, metrics)
+    count_track("s", records_pb2.TrackSummary(ended_by="missing"), metrics)
+    samples = registry_samples(registry)
+    faces = "facestream_dataflow_tracked_faces_total"
+    assert [value(samples, faces, decision=d) for d in ("analysed", "carried", "untracked")] == [
+        2,
+        5,
+        1,
+    ]
+    frames = "facestream_dataflow_stream_frames_total"
+    assert value(samples, frames, outcome="skipped") == 3
+    assert value(samples, frames, outcome="late") == 1
+    assert value(samples, "facestream_dataflow_open_streams") == 1
+    assert value(samples, "facestream_dataflow_open_tracks") == 1
+    assert value(samples, "facestream_dataflow_tracks_total", ended_by="missing") == 1
 
 
 # the whole system

@@ -248,3 +248,13 @@ def test_ten_thousand_streams_hold_bounded_state_and_an_idle_close_frees_it():
         _out, discard = logic.on_notify()
         assert discard
     assert opened[0] == 0 and all(logic.state is None for logic in logics)
+
+
+def test_the_end_of_a_bounded_input_follows_the_frames_held_and_keeps_the_tracks():
+    logic = TrackFaces(None, TRACKING, clock=lambda: 0.0)
+    logic.on_item(frame(0, [FACE_A]))
+    held, _ = logic.on_item(frame(2, [FACE_A]))  # 1 is missing
+    assert plans_and_jobs(held)[0] == []
+    out, discard = logic.on_eof()
+    assert [p.frame.sequence for p in plans_and_jobs(out)[0]] == [2] and discard is False
+    assert logic.state.order.skipped == 1 and list(logic.state.tracks.tracks) == ["t1"]
