@@ -4,23 +4,35 @@ tracks, summaries, the timers of the stateful step, and bounded state."""
 
 from __future__ import annotations
 
+import logging
 import pickle
+import tracemalloc
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from dataflow.records import AnalyzedFace, FaceJob, FrameFaces, FramePlan, ImageProgress
+from dataflow.records import (
+    AnalyzedFace,
+    FaceJob,
+    FrameFaces,
+    FramePlan,
+    ImageJob,
+    ImageProgress,
+)
+from dataflow.steps import quarantine
 from dataflow.tracking_steps import (
     StreamTracking,
     TrackFaces,
     TrackingCounts,
+    extract_stream_frame,
     frame_faces,
     gather_frames,
     new_tracker,
     take_frame,
     track_summary_key,
 )
+from di.settings import TrackingSettings
 from facestream.faces import Face
 from facestream.records import Status, result_record
 from facestream.tracking import TrackingPolicy
@@ -234,14 +246,20 @@ def test_ten_thousand_streams_hold_bounded_state_and_an_idle_close_frees_it():
     def on_open(streams: int, _tracks: int) -> None:
         opened[0] += streams
 
-    logics = []
-    for n in range(10_000):
-        logic = TrackFaces(None, TRACKING, on_open=on_open, clock=lambda: now[0])
-        item = replace(frame(0, [FACE_A]), stream=f"alice/s{n}")
-        logic.on_item(item)
-        logics.append(logic)
+    frames = [replace(frame(0, [FACE_A, FACE_B]), stream=f"alice/s{n}") for n in range(10_000)]
+    tracemalloc.start()
+    try:
+        logics = []
+        for item in frames:
+            logic = TrackFaces(None, TRACKING, on_open=on_open, clock=lambda: now[0])
+            logic.on_item(item)
+            logics.append(logic)
+        held, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 40_000_000  # bytes for 10,000 streams with two open tracks each
     sizes = [len(pickle.dumps(logic.snapshot())) for logic in logics[:100]]
-    assert max(sizes) < 4096  # bytes per stream with one open track, as snapshotted
+    assert max(sizes) < 4096  # bytes per stream, as snapshotted
     assert opened[0] == 10_000
     now[0] = 61.0
     for logic in logics:
@@ -258,3 +276,28 @@ def test_the_end_of_a_bounded_input_follows_the_frames_held_and_keeps_the_tracks
     out, discard = logic.on_eof()
     assert [p.frame.sequence for p in plans_and_jobs(out)[0]] == [2] and discard is False
     assert logic.state.order.skipped == 1 and list(logic.state.tracks.tracks) == ["t1"]
+
+
+def test_with_tracking_a_poison_frame_is_one_finished_frame_and_its_dead_letter():
+    stream_frame = records_pb2.StreamFrame(stream_id="cam", sequence=4)
+    job = ImageJob(
+        request_id="cam-4", submission="t/0/9", image=b"", actions=(), detector_backend="",
+        submitted_at=None, received_at=0.0, record=b"raw", principal="alice",
+        frame=stream_frame,
+    )  # fmt: skip
+    poisoned = quarantine(job, 3, 3, logging.getLogger("test"))  # what the quarantine gives
+    out = extract_stream_frame(job, extract=lambda _job: poisoned)
+    (item, letter) = out
+    assert isinstance(item, FrameFaces) and item.sequence == 4 and item.faces == ()
+    assert item.finished.error.code == "request.poison" and letter.code == "request.poison"
+    image_job = replace(job, frame=None)  # an image is extracted as ever
+    assert extract_stream_frame(image_job, extract=lambda _job: poisoned) == poisoned
+
+
+def test_tracking_is_off_at_zero_seconds_and_its_settings_make_the_policy():
+    off = TrackingSettings.from_env({"FACESTREAM_TRACKING_REANALYSE_AFTER": "0"})
+    assert not off.enabled
+    on = TrackingSettings.from_env(
+        {"FACESTREAM_TRACKING_REANALYSE_AFTER": "1.5", "FACESTREAM_TRACKING_MAX_MOVE": "0.5"}
+    )
+    assert on.enabled and on.policy.reanalyse_after_ms == 1500 and on.policy.max_move == 0.5
