@@ -159,8 +159,9 @@ def test_demo_runs_the_whole_system_and_writes_a_marked_report(synthetic_home, t
         r'<tr class="frame"><td>(\d+)</td>.*?<td>(\w+)</td><td>(\d+)</td>', index
     )
     assert [int(row[0]) for row in frame_rows] == list(range(50))
-    assert frame_rows[0][1:] == ("OK", "2")  # two faces at first, one once the other left
-    assert frame_rows[-1][1:] == ("OK", "1")
+    # Two faces at first, one while the other is away, two once it is back.
+    counts = [row[1:] for row in frame_rows]
+    assert counts[0] == counts[-1] == ("OK", "2") and ("OK", "1") in counts[1:-1]
     ok, animation = cv2.imreadanimation(str(report / "video.webp"))
     assert ok and len(animation.frames) == 50
 
