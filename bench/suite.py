@@ -686,6 +686,11 @@ def weights_label(report: dict[str, Any]) -> str:
     return "synthetic (same architecture and cost)" if report["synthetic_weights"] else "real"
 
 
+def met(ok: bool) -> str:
+    """A target's verdict in the table."""
+    return "met" if ok else "NOT met"
+
+
 def video_rows(report: dict[str, Any]) -> list[str]:
     """The video row's lines of the measures table: each side, stages, agreement, the live
     camera, then the targets."""
@@ -699,9 +704,6 @@ def video_rows(report: dict[str, Any]) -> list[str]:
             f"{entry['frames_per_s']:.2f} sampled frames/s, {entry['faces_per_s']:.2f} faces/s "
             f"({entry['faces_per_pass']:.0f} faces in {entry['seconds_per_pass']:.1f} s)"
         )
-
-    def met(ok: bool) -> str:
-        return "met" if ok else "NOT met"
 
     shares = video["analysed_share"]
     lines = [
@@ -773,9 +775,6 @@ def table(report: dict[str, Any]) -> str:
             f"{entry['faces_per_s']:.2f} faces/s (p50 {entry['p50_s']:.1f} s, "
             f"p99 {entry['p99_s']:.1f} s)"
         )
-
-    def met(ok: bool) -> str:
-        return "met" if ok else "NOT met"
 
     ingest_report, di = report["ingest"], report["di"]
     precision = report["precision"]
