@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from facestream.faces import Face
+from facestream.records import stream_key
 from facestream.sequence_order import SequenceOrder
 from facestream.tracking import Box, FaceDecision, StreamTracks, Track
 from facestream.v1 import records_pb2
@@ -120,11 +121,15 @@ class FrameFaces:
     """One frame of a tracked stream after detection: its faces, in the detector's order,
     or its finished result (no face, invalid, refused, poison)."""
 
-    stream: str  # principal/stream_id: the tracker's key
     principal: str
     frame: records_pb2.StreamFrame
     faces: tuple[FaceJob, ...]
     finished: records_pb2.AnalysisResult | None
+
+    @property
+    def stream(self) -> str:
+        """`principal/stream_id`: the tracker's key."""
+        return stream_key(self.principal, self.frame.stream_id)
 
     @property
     def sequence(self) -> int:
@@ -173,9 +178,8 @@ class TrackerState:
     @property
     def gathering(self) -> str:
         """gather_frames' key for this state's frames: `principal/stream_id#session`."""
-        return f"{self.stream}#{self.session}"
+        return f"{stream_key(self.principal, self.stream_id)}#{self.session}"
 
-    stream: str  # principal/stream_id
     principal: str
     stream_id: str
     order: SequenceOrder[FrameFaces]

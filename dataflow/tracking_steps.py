@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TypeVar
 
 from bytewax.operators import StatefulLogic
 
@@ -47,7 +46,6 @@ from facestream.tracking import FramePoint, StreamTracks, Track, TrackingPolicy,
 from facestream.v1 import records_pb2
 
 Result = records_pb2.AnalysisResult
-Message = TypeVar("Message", records_pb2.AnalysisResult, records_pb2.Face)
 Tracked = FaceJob | FramePlan | Result
 Extracted = FaceJob | Result | DeadLetter
 ACTIONS_WITH_SCORES = ("gender", "emotion", "race")
@@ -89,8 +87,7 @@ def frame_faces(
     faces = tuple(item for item in extracted if isinstance(item, FaceJob))
     finished = next((item for item in extracted if isinstance(item, Result)), None)
     letters = [item for item in extracted if isinstance(item, DeadLetter)]
-    stream = f"{principal}/{frame.stream_id}" if principal else frame.stream_id
-    return [FrameFaces(stream, principal, frame, faces, finished), *letters]
+    return [FrameFaces(principal, frame, faces, finished), *letters]
 
 
 def extract_stream_frame(
@@ -106,7 +103,6 @@ def extract_stream_frame(
 def new_tracker(first: FrameFaces, max_buffered: int) -> TrackerState:
     """A stream's tracker state, starting at the first frame it sees."""
     return TrackerState(
-        stream=first.stream,
         principal=first.principal,
         stream_id=first.frame.stream_id,
         order=SequenceOrder(first.sequence, max_buffered),
@@ -384,7 +380,7 @@ def answer_plan(
         summaries.append(track_summary(plan, track, tally, synthetic_weights=synthetic_weights))
     if result is None:
         return list(summaries)
-    result = _copy(result)
+    result = copy.deepcopy(result)
     result.ended_tracks.extend(summaries)
     return [result, *summaries]
 
@@ -408,7 +404,7 @@ def frame_result(
         if source is None or source.error is not None or source.record is None:
             errors.append(source.error if source is not None and source.error else _no_analysis())
             continue
-        record = _copy(source.record)
+        record = copy.deepcopy(source.record)
         record.region.CopyFrom(
             records_pb2.Region(
                 x=planned.box[0], y=planned.box[1], w=planned.box[2], h=planned.box[3]
@@ -511,9 +507,3 @@ def track_summary_out(summary: records_pb2.TrackSummary, topic: str) -> Outgoing
     return OutgoingRecord(
         topic=topic, key=track_summary_key(summary), value=summary.SerializeToString()
     )
-
-
-def _copy(message: Message) -> Message:
-    copied = type(message)()
-    copied.CopyFrom(message)
-    return copied

@@ -63,9 +63,14 @@ def submission_key(submission: records_pb2.ImageSubmitted) -> bytes:
     (`principal/stream_id`), so that a stream stays on one partition, in order; an image's
     is its request id."""
     if submission.HasField("frame"):
-        stream = submission.frame.stream_id
-        return (f"{submission.principal}/{stream}" if submission.principal else stream).encode()
+        return stream_key(submission.principal, submission.frame.stream_id).encode()
     return submission.request_id.encode()
+
+
+def stream_key(principal: str, stream_id: str) -> str:
+    """A stream's name across principals: `principal/stream_id`, or the stream id alone
+    when authentication is off (no principal)."""
+    return f"{principal}/{stream_id}" if principal else stream_id
 
 
 def timestamp_now() -> Timestamp:
