@@ -81,7 +81,7 @@ def extract_and_analyze(
         )
         if isinstance(face, FaceJob)
     ]
-    analyze_faces(faces, analyzer, batch_size, logger)
+    analyze_faces(faces, analyzer.describe, batch_size, logger)
     return len(faces)
 
 

@@ -1,7 +1,7 @@
 """The facestream pipeline, built from the steps in `dataflow.steps` and, for the frames
 of tracked streams, `dataflow.tracking_steps`:
 
-requests -> parse_request -+-> extract_faces -+-> spread -> analyze_faces (batched) -+
+requests -> parse_request -+-> extract_faces -+-> analyze_faces (batched) ----------+
                            |  (quarantine)    |                                      |
                            |                  |   +----- faces of images <-----------+
                            |                  |   +-> gather_results ----------+-> results
@@ -9,7 +9,7 @@ requests -> parse_request -+-> extract_faces -+-> spread -> analyze_faces (batch
                            |                  +-> poison: FAILED --------------+
                            |                  |     and the record ------------------> dead letters
                            |                  +-> frames -> track_faces (per stream, in order)
-                           |                         +-> faces to analyse -> spread (above)
+                           |                         +-> faces to analyse (above)
                            |                         +-> late frames' results ----+-> results
                            |                         +-> plans -+-> gather_frames +-> results
                            |        faces of tracked frames ----+   (per stream)  +-> tracks
@@ -119,10 +119,11 @@ def build_flow(
     plans, tracked_faces_or_late = plans_split.trues, plans_split.falses
     tracked_split = op.branch("split_late_frames", tracked_faces_or_late, is_face_job)
     tracked_faces, late_frames = tracked_split.trues, tracked_split.falses
-    # Detection runs where the record was read; the models run wherever a worker is free.
+    # Faces are analysed where they were found: the process's inference executor batches
+    # the faces of all its worker threads (spreading them over the workers made a worker
+    # busy detecting hold faces back: -w 4 at 0.80x -w 1).
     all_faces = op.merge("all_faces", faces, tracked_faces)
-    spread = op.redistribute("spread_faces", all_faces)
-    analyzed = op.flat_map_batch("analyze_faces", spread, steps.analyze_faces)
+    analyzed = op.flat_map_batch("analyze_faces", all_faces, steps.analyze_faces)
     op.inspect("count_faces", analyzed, partial(count_face, metrics=metrics))
     analyzed_split = op.branch("split_tracked_faces", analyzed, is_tracked_face)
     frame_faces, image_faces = analyzed_split.trues, analyzed_split.falses

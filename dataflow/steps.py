@@ -35,6 +35,7 @@ from facestream.analyzer import FaceAnalyzer
 from facestream.attempts import AttemptLog
 from facestream.faces import Face, model_input
 from facestream.images import InvalidImageError, decode_image
+from facestream.inference import Describe
 from facestream.records import (
     NotASubmissionError,
     Status,
@@ -315,14 +316,11 @@ def faces_to_analyze(
 
 
 def analyze_faces(
-    faces: Sequence[FaceJob],
-    analyzer: FaceAnalyzer,
-    batch_size: int,
-    logger: logging.Logger,
-    on_batch: Callable[[int], None] = lambda _faces: None,
+    faces: Sequence[FaceJob], describe: Describe, batch_size: int, logger: logging.Logger
 ) -> list[AnalyzedFace]:
-    """Run the attribute models over the faces, `batch_size` faces per model call
-    (`on_batch(faces)` is told the size of each call).
+    """Run the attribute models over the faces, handing `describe` (the process's
+    InferenceExecutor, which may merge them with other workers' faces) up to `batch_size`
+    faces at a time.
 
     Faces that ask for the same actions share a batch. When a batch fails, its faces carry
     the error and the others go on.
@@ -334,11 +332,10 @@ def analyze_faces(
     for actions, jobs in by_actions.items():
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]
-            on_batch(len(chunk))
             begin = time.time()
             try:
                 inputs = np.stack([model_input(job.face.crop) for job in chunk])
-                described = analyzer.describe(inputs, actions)
+                described = describe(inputs, actions)
             except Exception as error:  # a model failure fails these faces, not the worker
                 logger.exception(
                     "analysis failed for a batch of %d faces (requests %s)",

@@ -43,6 +43,7 @@ from di.environment import load_settings
 from di.settings import DataflowProcessSettings, SettingsError
 from facestream.analyzer import FaceAnalyzer
 from facestream.attempts import AttemptLog
+from facestream.inference import InferenceExecutor
 from facestream.kafka_config import fetch_config, producer_config
 from facestream.metrics_endpoint import MetricsEndpointError, start_metrics_endpoint
 from facestream.models import MissingWeightsError
@@ -80,6 +81,10 @@ def flow_steps(
     only when FACESTREAM_FAILPOINT_CRASH_ON is set."""
     logger = container[logging.Logger]
     analyzer = container[FaceAnalyzer]
+    # One per process: every worker thread's faces meet in its batches.
+    executor = InferenceExecutor(
+        analyzer.describe, settings.analysis.batch_size, metrics.batch_faces.observe
+    )
     extract = partial(
         extract_faces,
         analyzer=analyzer,
@@ -119,10 +124,9 @@ def flow_steps(
         ),
         analyze_faces=partial(
             analyze_faces,
-            analyzer=analyzer,
+            describe=executor.describe,
             batch_size=settings.analysis.batch_size,
             logger=logger,
-            on_batch=metrics.batch_faces.observe,
         ),
         gather_results=partial(gather_results, synthetic_weights=analyzer.synthetic_weights),
         gather_frames=partial(gather_frames, synthetic_weights=analyzer.synthetic_weights),

@@ -126,9 +126,8 @@ def test_a_frame_is_answered_like_an_image_with_its_place_copied(analyzer, publi
     image = (public_photos / TWO_FACES).read_bytes()
     parsed = parse_request(message(frame_submission(image, 4)))
     assert parsed.frame is not None and parsed.refusal is None
-    faces = analyze_faces(
-        extract_faces(parsed, analyzer, LIMITS, LOG, detection_max_side=SIDE), analyzer, 8, LOG
-    )
+    extracted = extract_faces(parsed, analyzer, LIMITS, LOG, detection_max_side=SIDE)
+    faces = analyze_faces(extracted, analyzer.describe, 8, LOG)
     state, emitted = None, []
     for face in pickle.loads(pickle.dumps(faces)):  # as they cross workers
         state, out = gather_results(state, face, True)
@@ -261,7 +260,7 @@ def test_phone_photos_give_what_deepface_analyze_gives(analyzer, tmp_path, kind)
     path = tmp_path / "phone.jpg"
     path.write_bytes(data)
     faces = extract_faces(job(data), analyzer, LIMITS, LOG, detection_max_side=SIDE)
-    analyzed = analyze_faces(faces, analyzer, 8, LOG)
+    analyzed = analyze_faces(faces, analyzer.describe, 8, LOG)
     state, emitted = None, []
     for face in analyzed:
         state, out = gather_results(state, face, True)
@@ -404,7 +403,7 @@ class CountingAnalyzer:
 def test_analyze_faces_calls_the_models_once_per_batch(analyzer):
     counting = CountingAnalyzer(analyzer)
     jobs = face_jobs(5) + face_jobs(2, request_id="r-2", actions=("emotion",), seed=1)
-    analyzed = analyze_faces(jobs, counting, batch_size=2, logger=LOG)
+    analyzed = analyze_faces(jobs, counting.describe, batch_size=2, logger=LOG)
     full = ("age", "gender", "emotion", "race")
     assert counting.calls == [(2, full), (2, full), (1, full), (2, ("emotion",))]
     assert len(analyzed) == 7 and all(a.error is None for a in analyzed)
@@ -417,9 +416,9 @@ def test_analyze_faces_calls_the_models_once_per_batch(analyzer):
 @pytest.mark.models
 def test_analyze_faces_matches_one_face_at_a_time(analyzer):
     jobs = face_jobs(3, seed=3)
-    batched = analyze_faces(jobs, analyzer, batch_size=16, logger=LOG)
+    batched = analyze_faces(jobs, analyzer.describe, batch_size=16, logger=LOG)
     for job_, together in zip(jobs, batched, strict=True):
-        [alone] = analyze_faces([job_], analyzer, batch_size=1, logger=LOG)
+        [alone] = analyze_faces([job_], analyzer.describe, batch_size=1, logger=LOG)
         assert alone.record.emotion.dominant == together.record.emotion.dominant
         for label, value in alone.record.race.scores.items():
             assert abs(value - together.record.race.scores[label]) / 100 <= 1e-4
@@ -429,7 +428,7 @@ def test_analyze_faces_matches_one_face_at_a_time(analyzer):
 def test_a_failing_batch_fails_only_its_faces(analyzer):
     failing = CountingAnalyzer(analyzer, fail_on_call=2)
     first, second = face_jobs(2, "r-1"), face_jobs(2, "r-2", seed=1)
-    analyzed = analyze_faces(first + second, failing, batch_size=2, logger=LOG)
+    analyzed = analyze_faces(first + second, failing.describe, batch_size=2, logger=LOG)
     errors = {a.image.request_id: a.error for a in analyzed}
     assert errors["r-1"] is None
     assert errors["r-2"][0] == "analyze.failed" and "model exploded" in errors["r-2"][1]
