@@ -228,11 +228,42 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     return demo.main(settings, options)
 
 
+def run_models_calibrate(settings: Settings, folder: Path) -> int:
+    """Rebuild int8's calibration set from the faces in the photos of `folder`."""
+    from facestream.calibration import (
+        CalibrationError,
+        calibration_crops,
+        calibration_folder,
+        read_photos,
+        write_calibration_set,
+    )
+
+    if not folder.is_dir():
+        print(f"error: {folder} is not a folder of photos", file=sys.stderr)
+        return 2
+    target = calibration_folder(settings.analysis.engine_cache_dir)
+    print(f"Finding faces in the photos of {folder} ...", flush=True)
+    crops = calibration_crops(read_photos(folder), settings.models.detector_backend)
+    try:
+        calibration = write_calibration_set(crops, target)
+    except CalibrationError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"Calibration set: {len(calibration.files())} face crops (mirrored included) in "
+        f"{target}. Processes with FACESTREAM_PRECISION=int8 quantize on this set when they "
+        "next start (the models quantized on the previous set are not used)."
+    )
+    return 0
+
+
 def run_models(settings: Settings, args: argparse.Namespace) -> int:
-    """`facestream models synth|check|download`; check and download default to the
-    configured actions and detector."""
+    """`facestream models synth|check|download|calibrate`; check and download default to
+    the configured actions and detector."""
     if args.models_command == "synth":
         return run_models_synth(settings, args.actions, args.seed)
+    if args.models_command == "calibrate":
+        return run_models_calibrate(settings, args.folder)
     actions = args.actions or settings.models.actions
     detectors = args.detectors or (settings.models.detector_backend,)
     if args.models_command == "download":
@@ -347,7 +378,9 @@ def _add_broker(commands: Subcommands) -> None:
 
 
 def _add_models(commands: Subcommands) -> None:
-    models = commands.add_parser("models", help="DeepFace weights: check or synthesize")
+    models = commands.add_parser(
+        "models", help="DeepFace weights: check, download or synthesize; int8 calibration"
+    )
     model_commands = models.add_subparsers(dest="models_command", required=True)
     synth = model_commands.add_parser(
         "synth", help="write SYNTHETIC weights (meaningless predictions) for tests and benchmarks"
@@ -381,6 +414,12 @@ def _add_models(commands: Subcommands) -> None:
         parents=[configured_actions],
         help="download DeepFace's real weights and detector files (needs internet)",
     )
+    calibrate = model_commands.add_parser(
+        "calibrate",
+        help="build int8's calibration set (FACESTREAM_PRECISION=int8) from the faces in a "
+        "folder of your own photos",
+    )
+    calibrate.add_argument("folder", type=Path, help="a folder of photos with faces")
 
 
 def _weights_choice() -> argparse.ArgumentParser:

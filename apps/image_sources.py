@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facestream.public_photos import skimage_data_dir
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 
 # skimage/data file -> what it shows and its licence (from skimage's own docstrings).
@@ -56,20 +58,6 @@ def folder_images(folder: Path) -> list[NamedImage]:
     files = image_files([folder])
     base = folder if folder.is_dir() else folder.parent
     return [NamedImage(str(path.relative_to(base)), path.read_bytes()) for path in files]
-
-
-def skimage_data_dir() -> Path:
-    """The folder of the photos shipped in the scikit-image wheel (the `demo` extra);
-    FileNotFoundError saying what to install when it is missing."""
-    try:
-        import skimage.data
-    except ImportError:
-        raise FileNotFoundError(
-            "the public demo photos come with scikit-image (the demo extra: "
-            "pip install 'facestream[demo]'); or name your own images"
-        ) from None
-
-    return Path(skimage.data.data_dir)
 
 
 def group_photo(data_dir: Path) -> bytes:

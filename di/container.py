@@ -13,6 +13,7 @@ import logging
 
 from lagom import Container, Singleton
 
+from di.environment import without_telemetry
 from di.logs import make_logger
 from di.settings import (
     AnalysisSettings,
@@ -24,7 +25,19 @@ from di.settings import (
 )
 from facestream.analyzer import FaceAnalyzer
 from facestream.attempts import AttemptLog
-from facestream.engines import Engine, make_engine, resolve_precision
+from facestream.calibration import (
+    CalibrationSet,
+    calibration_folder,
+    public_calibration_crops,
+    write_calibration_set,
+)
+from facestream.engines import (
+    Engine,
+    EngineError,
+    float_precision,
+    make_engine,
+    resolve_precision,
+)
 from facestream.models import SYNTHETIC_WARNING, usable_detectors
 from facestream.requests import RequestLimits
 
@@ -46,12 +59,54 @@ def logger_of(observability: ObservabilitySettings) -> logging.Logger:
     return make_logger(observability.log_level, observability.log_format)
 
 
-def make_engine_of(analysis: AnalysisSettings, logger: logging.Logger) -> Engine:
+def calibration_of(
+    analysis: AnalysisSettings, models: ModelSettings, logger: logging.Logger
+) -> CalibrationSet:
+    """int8's calibration set in the engine cache, built from the public photos (the demo
+    extra) at first use; `facestream models calibrate DIR` replaces it. EngineError when
+    there is none and the photos are not here."""
+    without_telemetry()  # before NNCF is imported: it would send usage data
+    calibration = CalibrationSet(calibration_folder(analysis.engine_cache_dir))
+    if calibration.exists():
+        return calibration
+    logger.info("building int8's calibration set from the public photos: %s", calibration.folder)
+    try:
+        crops = public_calibration_crops(models.detector_backend)
+    except FileNotFoundError as error:
+        raise EngineError(
+            f"FACESTREAM_PRECISION=int8 needs a calibration set of face crops: {error}; or "
+            "build one from your own photos with `facestream models calibrate DIR`"
+        ) from None
+    return write_calibration_set(crops, calibration.folder)
+
+
+def make_engine_of(
+    analysis: AnalysisSettings, models: ModelSettings, logger: logging.Logger
+) -> Engine:
     """The engine the settings bind (FACESTREAM_ENGINE, FACESTREAM_PRECISION, FACESTREAM_MODE);
     EngineError when it cannot run on this CPU."""
     precision = resolve_precision(analysis.precision, analysis.engine, analysis.mode)
+    if analysis.engine_threads:
+        import cv2
+
+        cv2.setNumThreads(analysis.engine_threads)  # detection shares the cores too
+    calibration = None
+    if precision == "int8":
+        try:
+            calibration = calibration_of(analysis, models, logger)
+        except EngineError as error:
+            if analysis.precision != "auto":
+                raise
+            precision = float_precision(analysis.engine, analysis.mode)
+            logger.warning("%s mode in %s, not int8: %s", analysis.mode, precision, error)
     logger.info("%s mode: %s engine in %s", analysis.mode, analysis.engine, precision)
-    return make_engine(analysis.engine, precision, analysis.engine_cache_dir)
+    return make_engine(
+        analysis.engine,
+        precision,
+        analysis.engine_cache_dir,
+        analysis.engine_threads,
+        calibration,
+    )
 
 
 def make_analyzer(
@@ -89,7 +144,9 @@ def build_container(settings: ProcessSettings) -> Container:
         lambda c: request_limits(c[RequestSettings], c[ModelSettings])
     )
     container[logging.Logger] = Singleton(lambda c: logger_of(c[ObservabilitySettings]))
-    container[Engine] = Singleton(lambda c: make_engine_of(c[AnalysisSettings], c[logging.Logger]))
+    container[Engine] = Singleton(
+        lambda c: make_engine_of(c[AnalysisSettings], c[ModelSettings], c[logging.Logger])
+    )
     container[FaceAnalyzer] = Singleton(
         lambda c: make_analyzer(c[ModelSettings], c[AnalysisSettings], c[Engine], c[logging.Logger])
     )

@@ -20,3 +20,9 @@ def child_environment(**overrides: str) -> dict[str, str]:
     """This process's environment with `overrides`, for a child process of facestream's
     (which reads its own settings from it)."""
     return {**os.environ, **overrides}
+
+
+def without_telemetry() -> None:
+    """Tell the libraries that would send usage data that they must not: NNCF (int8's
+    quantization) sends it unless it runs "in CI", and reads that when first imported."""
+    os.environ.setdefault("NNCF_CI", "1")

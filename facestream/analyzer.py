@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -118,20 +119,25 @@ class FaceAnalyzer:
             if self.shared_actions
             else None
         )
+        if "emotion" in self.actions:
+            self._deepface_models(["emotion"])  # its preprocessing is the model object's
         self._forward: dict[str, Forward] = {
             action: engine.load(
                 ModelSource(
                     action,
                     (files[action],),
                     lambda action=action: self._deepface_models([action])[action].model,
+                    partial(self._model_inputs, action),
                 )
             )
             for action in self.actions
             if action not in self.shared_actions
         }
-        if "emotion" in self.actions:
-            self._deepface_models(["emotion"])  # its preprocessing is the model object's
-        self._detection_lock = threading.Lock()
+        # Detection and the models' forward passes take turns: each already spreads over every
+        # core of the process (OpenCV's and the engine's thread pools), and the two at once
+        # oversubscribe them (measured: -w 2 at 0.81x -w 1, README, Performance). Detectors
+        # are not thread-safe either.
+        self._cores = threading.Lock()
         blank = np.zeros((64, 64, 3), dtype=np.uint8)
         self.find_faces(blank, detector_backend, detection_max_side=0)
         self._warm()
@@ -153,8 +159,9 @@ class FaceAnalyzer:
     def find_faces(
         self, image: np.ndarray, detector_backend: str, detection_max_side: int
     ) -> list[Face]:
-        """`faces.find_faces`, one thread at a time (DeepFace's detectors are not thread-safe)."""
-        with self._detection_lock:
+        """`faces.find_faces`, one thread at a time (DeepFace's detectors are not thread-safe),
+        never while the models run."""
+        with self._cores:
             return find_faces(image, detector_backend, detection_max_side, self.bordered_detection)
 
     def predict(
@@ -168,22 +175,27 @@ class FaceAnalyzer:
         if faces.ndim != 4 or faces.shape[1:] != (*FACE_SIZE, 3):
             raise ValueError(f"faces must have shape (n, 224, 224, 3), got {faces.shape}")
         actions = tuple(actions or self.actions)
-        probabilities: dict[str, np.ndarray] = {}
-        if self._shared_forward is not None and set(actions) & set(self.shared_actions):
-            # Also for one VGG action alone: its head on the shared trunk is its own model.
-            probabilities = dict(zip(self.shared_actions, self._shared_forward(faces), strict=True))
+        with self._cores:
+            probabilities = self._forward_passes(faces, actions)
         outputs = {}
         for action in actions:
-            rows = (
-                probabilities[action]
-                if action in probabilities
-                else self._forward[action](self._model_inputs(action, faces))[0]
-            )
+            rows = probabilities[action]
             # What DeepFace's age model does with its probabilities, row by row.
             if action == "age":
                 rows = np.array([deepface_internals.apparent_age(row) for row in rows])
             outputs[action] = rows
         return outputs
+
+    def _forward_passes(self, faces: np.ndarray, actions: Sequence[str]) -> dict[str, np.ndarray]:
+        """Each action's raw model output for the faces, the shared trunk run once."""
+        probabilities: dict[str, np.ndarray] = {}
+        if self._shared_forward is not None and set(actions) & set(self.shared_actions):
+            # Also for one VGG action alone: its head on the shared trunk is its own model.
+            probabilities = dict(zip(self.shared_actions, self._shared_forward(faces), strict=True))
+        for action in actions:
+            if action not in probabilities:
+                probabilities[action] = self._forward[action](self._model_inputs(action, faces))[0]
+        return probabilities
 
     def _model_inputs(self, action: str, faces: np.ndarray) -> np.ndarray:
         if action == "emotion":

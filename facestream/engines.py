@@ -10,24 +10,32 @@ FACESTREAM_ENGINE and FACESTREAM_PRECISION.
 - `OpenVINOEngine`: the Keras model converted in process by `openvino.convert_model` (no
   other weight files), fp32 or bf16. Conversions take seconds and are cached on disk, keyed
   by the weight files' hashes, the model's role and the versions that shape a conversion;
-  with the conversion cached, the Keras model is not even built (half the memory).
+  with the conversion cached, the Keras model is not even built (half the memory). int8 is
+  the fp32 conversion quantized by NNCF's post-training quantization, calibrated on a set of
+  face crops (facestream/calibration.py), and cached too, keyed by the set's digest as well.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import io
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from facestream.calibration import CalibrationSet
+
 ENGINES: tuple[str, ...] = ("openvino", "tensorflow")
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 
 # A batch of model inputs -> the model's outputs, one (n, ...) array per output.
 Forward = Callable[[np.ndarray], list[np.ndarray]]
@@ -42,14 +50,20 @@ class EngineError(RuntimeError):
 CONVERSION_LAYOUT = 1
 
 
+def _same_inputs(faces: np.ndarray) -> np.ndarray:
+    return faces
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """A model to run: `role` names what it is ("emotion", "shared-age-gender-race"), made
-    from `weight_files`; `build` makes it as a Keras model (seconds, GBs), only when needed."""
+    from `weight_files`; `build` makes it as a Keras model (seconds, GBs), only when needed;
+    `inputs_of` turns a batch of (n, 224, 224, 3) faces into its inputs (for calibration)."""
 
     role: str
     weight_files: tuple[Path, ...]
     build: Callable[[], Any]
+    inputs_of: Callable[[np.ndarray], np.ndarray] = _same_inputs
 
 
 class Engine(Protocol):
@@ -128,11 +142,18 @@ class OpenVINOEngine:
 
     cache_dir: Path
     precision: str = "fp32"
+    threads: int = 0  # 0: every core this process may use
+    calibration: CalibrationSet | None = None  # int8's
     name: str = "openvino"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise EngineError(f"unknown precision {self.precision!r}: expected one of {PRECISIONS}")
+        if self.precision == "int8" and (self.calibration is None or not self.calibration.exists()):
+            raise EngineError(
+                "FACESTREAM_PRECISION=int8 needs a calibration set of face crops: build it "
+                "with `facestream models calibrate DIR`"
+            )
         if self.precision == "bf16" and not cpu_supports_bf16():
             raise EngineError(
                 "FACESTREAM_PRECISION=bf16 needs a CPU with bf16 arithmetic (AVX-512 BF16 or "
@@ -152,11 +173,41 @@ class OpenVINOEngine:
             digest.update(_file_digest(path).encode())
         return f"{role}-{digest.hexdigest()[:24]}"
 
-    def _cached(self, role: str, weight_files: Sequence[Path]) -> Path:
-        return self.cache_dir / self.cache_key(role, weight_files) / "model.xml"
+    def _cached(self, role: str, weight_files: Sequence[Path], quantized: bool = False) -> Path:
+        key = self.cache_key(role, weight_files)
+        if quantized:
+            assert self.calibration is not None  # __post_init__ refuses int8 without one
+            key += f"-int8-{self.calibration.digest()}"
+        return self.cache_dir / key / "model.xml"
 
     def has_cached(self, role: str, weight_files: Sequence[Path]) -> bool:
-        return self._cached(role, weight_files).is_file()
+        return self._cached(role, weight_files, self.precision == "int8").is_file()
+
+    def _save(self, model: Any, path: Path) -> None:
+        import openvino as ov
+
+        # Written next to the final place, then renamed: a crash never leaves half a model
+        # that the next start would read.
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=self.cache_dir))
+        # fp16 compression of the saved weights would change results: keep fp32.
+        ov.save_model(model, staging / "model.xml", compress_to_fp16=False)
+        try:
+            staging.rename(path.parent)
+        except OSError:  # another process cached it first: theirs is the same conversion
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def quantized(self, source: ModelSource) -> Any:
+        """The model quantized to int8 on the calibration set, from the cache when done."""
+        import openvino as ov
+
+        assert self.calibration is not None  # __post_init__ refuses int8 without one
+        path = self._cached(source.role, source.weight_files, quantized=True)
+        if path.is_file():
+            return ov.Core().read_model(path)
+        model = quantize(self.convert(source), source.inputs_of(self.calibration.model_inputs()))
+        self._save(model, path)
+        return model
 
     def convert(self, source: ModelSource) -> Any:
         """The model as an OpenVINO model, from the cache when this conversion was done."""
@@ -168,26 +219,20 @@ class OpenVINOEngine:
         model = source.build()
         inputs = [ov.PartialShape([-1, *tensor.shape[1:]]) for tensor in model.inputs]
         converted = ov.convert_model(model, input=inputs)
-        # Written next to the final place, then renamed: a crash never leaves half a model
-        # that the next start would read.
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=self.cache_dir))
-        # fp16 compression of the saved weights would change results: keep fp32.
-        ov.save_model(converted, staging / "model.xml", compress_to_fp16=False)
-        try:
-            staging.rename(path.parent)
-        except OSError:  # another process cached it first: theirs is the same conversion
-            shutil.rmtree(staging, ignore_errors=True)
+        self._save(converted, path)
         return converted
 
     def load(self, source: ModelSource) -> Forward:
         import openvino as ov
 
-        compiled = ov.Core().compile_model(
-            self.convert(source),
-            "CPU",
-            {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32"},
-        )
+        # int8: the layers NNCF left in floating point stay in fp32.
+        config = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32"}
+        if self.threads:
+            # A process given a share of the cores: pinned, every process's threads would
+            # take the same first cores (measured: 2 processes of 1 thread at 0.50x of 1).
+            config |= {"INFERENCE_NUM_THREADS": self.threads, "ENABLE_CPU_PINNING": False}
+        model = self.quantized(source) if self.precision == "int8" else self.convert(source)
+        compiled = ov.Core().compile_model(model, "CPU", config)
 
         def forward(batch: np.ndarray) -> list[np.ndarray]:
             # One infer request per call: a request is not safe to share between the
@@ -198,11 +243,43 @@ class OpenVINOEngine:
         return forward
 
 
+def quantize(model: Any, samples: np.ndarray) -> Any:
+    """NNCF's post-training quantization of an OpenVINO model to int8, its ranges fitted on
+    `samples` (a batch of the model's inputs), the first layer kept from overflowing on CPUs
+    without VNNI."""
+    # The composition root has told NNCF not to send usage data (di.environment).
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+    nncf.set_log_level(logging.ERROR)
+    dataset = nncf.Dataset(list(samples), lambda sample: sample[None].astype(np.float32))
+    with contextlib.redirect_stdout(io.StringIO()):  # its progress bars
+        return nncf.quantize(
+            model,
+            dataset,
+            preset=nncf.QuantizationPreset.PERFORMANCE,
+            subset_size=len(samples),
+            advanced_parameters=AdvancedQuantizationParameters(
+                overflow_fix=OverflowFix.FIRST_LAYER
+            ),
+        )
+
+
 def resolve_precision(requested: str, engine: str, mode: str) -> str:
-    """FACESTREAM_PRECISION with "auto" resolved: bf16 in fast mode on OpenVINO where the CPU
-    has it, fp32 otherwise (exact mode promises DeepFace's results)."""
+    """FACESTREAM_PRECISION with "auto" resolved: in fast mode on OpenVINO int8, the fastest
+    on every CPU measured (README, Performance); fp32 otherwise (exact mode promises
+    DeepFace's results). The composition root falls back to `float_precision` when int8
+    has no calibration set."""
     if requested != "auto":
         return requested
+    if mode == "fast" and engine == "openvino":
+        return "int8"
+    return "fp32"
+
+
+def float_precision(engine: str, mode: str) -> str:
+    """auto's choice without int8: bf16 in fast mode on OpenVINO where the CPU has it, fp32
+    otherwise."""
     if mode == "fast" and engine == "openvino" and cpu_supports_bf16():
         return "bf16"
     return "fp32"
@@ -217,11 +294,19 @@ def check_precision(engine: str, precision: str) -> None:
         )
 
 
-def make_engine(name: str, precision: str, cache_dir: Path) -> Engine:
-    """The engine `name` at `precision`; EngineError when it cannot run here."""
+def make_engine(
+    name: str,
+    precision: str,
+    cache_dir: Path,
+    threads: int = 0,
+    calibration: CalibrationSet | None = None,
+) -> Engine:
+    """The engine `name` at `precision` on `threads` threads (0: every core this process may
+    use; TensorFlow takes its own), int8 calibrated on `calibration`; EngineError when it
+    cannot run here."""
     check_precision(name, precision)
     if name == "tensorflow":
         return TensorFlowEngine()
     if name == "openvino":
-        return OpenVINOEngine(cache_dir, precision)
+        return OpenVINOEngine(cache_dir, precision, threads, calibration)
     raise EngineError(f"unknown engine {name!r}: expected one of {ENGINES}")

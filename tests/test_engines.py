@@ -1,8 +1,10 @@
-"""Engines behind the analyzer: TensorFlow and OpenVINO (fp32, bf16), bound from settings;
-OpenVINO's conversion cache; bf16's and fast mode's deviation from exact results on photos."""
+"""Engines behind the analyzer: TensorFlow and OpenVINO (fp32, bf16, int8), bound from
+settings; OpenVINO's conversion cache; int8's calibration; bf16's, int8's and fast mode's
+deviation from exact results on photos."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ from bench.agreement import Agreement, agreement, analyse, iou
 from bench.system_under_test import SHARED_FACES
 from di import Settings, SettingsError, build_container
 from facestream import engines
+from facestream.calibration import MIN_FACES, CalibrationSet, write_calibration_set
 from facestream.engines import (
     Engine,
     EngineError,
@@ -18,6 +21,7 @@ from facestream.engines import (
     OpenVINOEngine,
     TensorFlowEngine,
     cpu_supports_bf16,
+    float_precision,
     make_engine,
     resolve_precision,
 )
@@ -91,6 +95,62 @@ def test_conversions_are_cached_by_weights_and_reused_without_building(
     assert not engine.has_cached("tiny", [weights])
 
 
+def calibration_set(folder, seed) -> CalibrationSet:
+    """A calibration set of MIN_FACES random "crops" (the engine sees only their pixels)."""
+    rng = np.random.default_rng(seed)
+    crops = [
+        cv2.imencode(".png", rng.integers(0, 256, (40, 32, 3), dtype=np.uint8))[1].tobytes()
+        for _ in range(MIN_FACES)
+    ]
+    return write_calibration_set(crops, folder)
+
+
+def tiny_inputs(faces):
+    """The tiny model's 8x8 inputs from 224x224 faces."""
+    return np.ascontiguousarray(faces[:, ::28, ::28, :])
+
+
+def test_int8_is_quantized_on_the_calibration_set_and_cached_by_it(
+    tiny_model, tmp_path, monkeypatch
+):
+    import openvino as ov
+
+    model, weights = tiny_model
+    source = ModelSource("tiny", (weights,), lambda: model, tiny_inputs)
+    cache = tmp_path / "cache"
+    first_set = calibration_set(tmp_path / "calibration", seed=0)
+    engine = OpenVINOEngine(cache, "int8", calibration=first_set)
+    assert not engine.has_cached("tiny", [weights])
+    batch = np.random.default_rng(2).random((4, 8, 8, 3), dtype=np.float32)
+    [int8] = engine.load(source)(batch)
+    [fp32] = OpenVINOEngine(cache).load(source)(batch)
+    assert engine.has_cached("tiny", [weights])
+    [quantized] = [path for path in cache.iterdir() if "-int8-" in path.name]
+    ops = ov.Core().read_model(quantized / "model.xml").get_ops()
+    assert any(op.get_type_name() == "FakeQuantize" for op in ops)
+    assert int8.shape == fp32.shape == (4, 3)
+    assert np.abs(int8 - fp32).max() < 0.1  # softmax outputs: a bounded deviation
+
+    def no_quantization(*args, **kwargs):
+        raise AssertionError("quantized again although the int8 model is cached")
+
+    monkeypatch.setattr(engines, "quantize", no_quantization)
+    [again] = OpenVINOEngine(cache, "int8", calibration=first_set).load(source)(batch)
+    np.testing.assert_array_equal(again, int8)
+    # Another calibration set is another quantization.
+    other = OpenVINOEngine(cache, "int8", calibration=calibration_set(tmp_path / "c2", seed=1))
+    assert not other.has_cached("tiny", [weights])
+
+
+def test_int8_without_a_calibration_set_is_refused(tmp_path):
+    with pytest.raises(EngineError, match="facestream models calibrate"):
+        OpenVINOEngine(tmp_path, "int8")
+    with pytest.raises(EngineError, match="facestream models calibrate"):
+        OpenVINOEngine(tmp_path, "int8", calibration=CalibrationSet(tmp_path / "none"))
+    with pytest.raises(SettingsError, match="int8 needs FACESTREAM_ENGINE=openvino"):
+        Settings.from_env({"FACESTREAM_ENGINE": "tensorflow", "FACESTREAM_PRECISION": "int8"})
+
+
 @pytest.mark.models
 def test_a_warm_openvino_cache_loads_no_vgg_keras_model(synthetic_home, tmp_path):
     from facestream.analyzer import FaceAnalyzer
@@ -122,7 +182,7 @@ def test_bf16_is_refused_on_a_cpu_without_it(tmp_path, monkeypatch):
     monkeypatch.setattr(engines, "cpu_supports_bf16", lambda: False)
     with pytest.raises(EngineError, match="needs a CPU with bf16"):
         OpenVINOEngine(tmp_path, "bf16")
-    assert resolve_precision("auto", "openvino", "fast") == "fp32"
+    assert float_precision("openvino", "fast") == "fp32"
 
 
 @needs_bf16
@@ -132,11 +192,13 @@ def test_bf16_runs_where_the_cpu_has_it_within_a_bounded_deviation(tiny_model, t
     [bf16] = OpenVINOEngine(tmp_path, "bf16").load(source_of(model, weights))(batch)
     [fp32] = TensorFlowEngine().load(source_of(model, weights))(batch)
     assert np.abs(bf16 - fp32).max() < 0.05
-    assert resolve_precision("auto", "openvino", "fast") == "bf16"
+    assert float_precision("openvino", "fast") == "bf16"
 
 
-def test_precision_auto_is_fp32_in_exact_mode_and_on_tensorflow():
+def test_precision_auto_is_int8_in_fast_mode_and_fp32_in_exact_mode_and_on_tensorflow():
+    assert resolve_precision("auto", "openvino", "fast") == "int8"
     assert resolve_precision("auto", "openvino", "exact") == "fp32"
+    assert float_precision("tensorflow", "fast") == "fp32"
     assert resolve_precision("auto", "tensorflow", "fast") == "fp32"
     assert resolve_precision("bf16", "openvino", "exact") == "bf16"
 
@@ -160,6 +222,26 @@ def test_the_container_binds_the_engine_the_settings_name(tmp_path):
         engine = build_container(settings)[Engine]
         assert isinstance(engine, kind)
         assert (engine.name, engine.precision) == (name, "fp32")
+
+
+def test_fast_mode_is_int8_on_a_calibration_set_and_falls_back_without_one(tmp_path, monkeypatch):
+    import facestream.calibration
+
+    fast = {"FACESTREAM_MODE": "fast", "FACESTREAM_ENGINE_CACHE_DIR": str(tmp_path)}
+
+    def no_photos():
+        raise FileNotFoundError("the public demo photos come with scikit-image")
+
+    monkeypatch.setattr(facestream.calibration, "skimage_data_dir", no_photos)
+    engine = build_container(Settings.from_env(fast))[Engine]
+    assert engine.precision == float_precision("openvino", "fast")
+    # Asked for by name, int8 without a calibration set is an error, not a fallback.
+    with pytest.raises(EngineError, match="facestream models calibrate"):
+        build_container(Settings.from_env({**fast, "FACESTREAM_PRECISION": "int8"}))[Engine]
+    calibration_set(tmp_path / "calibration", seed=3)
+    engine = build_container(Settings.from_env(fast))[Engine]
+    assert engine.precision == "int8"
+    assert engine.calibration.folder == tmp_path / "calibration"
 
 
 def test_iou_of_boxes():
@@ -202,6 +284,22 @@ def test_bf16_deviation_from_fp32_on_every_photo_is_bounded(analyzer_for, photos
 
 
 @pytest.mark.models
+def test_int8_deviation_from_fp32_on_every_photo_is_bounded(analyzer_for, photos):
+    fp32 = analyzer_for("openvino")
+    measured = compare(fp32, analyzer_for("openvino", precision="int8"), photos)
+    print(f"int8 against fp32 on {measured.images} photos: {measured}")
+    assert measured.same_face_count == 1.0 and measured.unmatched_faces == 0
+    assert measured.min_iou == 1.0
+    # README, Performance: on the default calibration set int8 measured 4.2 points and 4.5
+    # years at most on these photos, every dominant label the same; other sets measured up
+    # to 4.8 points, 6.4 years and one label of 26 faces changed (a face whose two top labels
+    # were within a point): the bounds hold for any of them.
+    assert measured.max_probability_pp <= 7.5
+    assert measured.max_age_years <= 8
+    assert measured.same_dominant >= 0.95
+
+
+@pytest.mark.models
 def test_fast_mode_agreement_with_exact_mode_on_every_photo(analyzer_for, photos):
     exact = analyzer_for("openvino")
     fast_settings = Settings.from_env({"FACESTREAM_MODE": "fast"})
@@ -215,8 +313,10 @@ def test_fast_mode_agreement_with_exact_mode_on_every_photo(analyzer_for, photos
     print(f"fast mode against exact on {measured.images} photos: {measured}")
     # README, Performance states these figures: detection without DeepFace's full-image
     # border moves boxes by a few pixels and changes Haar's false hits: the coins photo,
-    # which is in both the public set and the shared one.
+    # which is in both the public set and the shared one. Fast mode computes in int8 since
+    # issue 24 (4.2 points of its own): 11.3 points measured, against 6.9 in bf16.
+    assert resolve_precision(fast_settings.analysis.precision, "openvino", "fast") == "int8"
     assert measured.other_face_count <= 2
     assert measured.min_iou >= 0.8
     assert measured.same_dominant >= 0.9
-    assert measured.max_probability_pp <= 10
+    assert measured.max_probability_pp <= 13

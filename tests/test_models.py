@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import cv2
 import h5py
 import numpy as np
 import pytest
@@ -140,3 +141,33 @@ def test_synthetic_predictions_depend_on_the_face(synthetic_home, public_photos)
         first = np.array([faces[0][action][label] for label in faces[0][action]]) / 100
         second = np.array([faces[1][action][label] for label in faces[0][action]]) / 100
         assert np.abs(first - second).max() > 1e-3, action
+
+
+@pytest.mark.models
+def test_cli_calibrate_builds_int8_calibration_set_from_a_folder_offline(
+    synthetic_home, public_photos, tmp_path
+):
+    from facestream.calibration import MIN_FACES
+
+    env = cli_env(
+        DEEPFACE_HOME=str(synthetic_home), FACESTREAM_ENGINE_CACHE_DIR=str(tmp_path / "engines")
+    )
+    done = run_facestream("models", "calibrate", str(public_photos), env=env, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    folder = tmp_path / "engines" / "calibration"
+    crops = sorted(folder.glob("*.png"))
+    assert len(crops) >= MIN_FACES
+    assert f"{len(crops)} face crops" in done.stdout
+    # Each face and its mirror image.
+    first, mirrored = (cv2.imread(str(path)) for path in crops[:2])
+    assert np.array_equal(cv2.flip(first, 1), mirrored)
+
+    empty = tmp_path / "no-faces"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a photo")
+    refused = run_facestream("models", "calibrate", str(empty), env=env, timeout=300)
+    assert refused.returncode == 1
+    assert "fewer than" in refused.stderr
+    assert sorted(folder.glob("*.png")) == crops  # the set before is kept
+    missing = run_facestream("models", "calibrate", str(tmp_path / "nowhere"), env=env)
+    assert missing.returncode == 2 and "not a folder" in missing.stderr

@@ -263,9 +263,11 @@ class AnalysisSettings(Section):
     precision: Annotated[str, parsed(v.choice(("auto", *PRECISIONS)))] = setting(
         "auto",
         f"auto or one of {', '.join(PRECISIONS)}",
-        "auto: fp32 in exact mode, bf16 in fast mode where the CPU has it. bf16 needs "
-        "FACESTREAM_ENGINE=openvino and a CPU with bf16 (AVX-512 BF16 or AMX): refused at "
-        "start-up otherwise.",
+        "auto: fp32 in exact mode; in fast mode int8 on OpenVINO (bf16 where the CPU has it, "
+        "else fp32, when no calibration set can be built). int8 is quantized at first start "
+        "on a calibration set of face crops, built from the public photos or by `facestream "
+        "models calibrate DIR` (README, Performance). bf16 needs FACESTREAM_ENGINE=openvino "
+        "and a CPU with bf16 (AVX-512 BF16 or AMX): refused at start-up otherwise.",
     )
     engine_cache_dir: Annotated[Path, parsed(v.directory)] = setting(
         "~/.cache/facestream/engines",
@@ -277,6 +279,13 @@ class AnalysisSettings(Section):
         "8",
         "an integer from 1 to 256",
         "Faces per model call in the dataflow's batched analysis.",
+    )
+    engine_threads: Annotated[int, parsed(v.integer_or_zero(1, 1024))] = setting(
+        "0",
+        "0 (every core this process may use) or an integer from 1 to 1024",
+        "Threads of the OpenVINO engine and of OpenCV's detection in each dataflow process. "
+        "Several dataflow processes on one machine: give each its share of the cores "
+        "(README, Operations).",
     )
     detection_max_side: Annotated[int, parsed(v.integer_or_zero(64, 65535))] = setting(
         "auto",
