@@ -42,7 +42,7 @@ bench: $(STAMP)
 	@DEEPFACE_HOME=$${DEEPFACE_HOME:-$$($(PY) -c 'from facestream.models import synthetic_deepface_home as h; print(h())')}; \
 	export DEEPFACE_HOME; \
 	$(VENV)/bin/facestream models check >/dev/null || $(VENV)/bin/facestream models synth; \
-	$(PY) -m bench.suite $(BENCH_ARGS) && $(PY) -m bench.pipeline_parts
+	$(PY) -m bench.suite $(BENCH_ARGS) && $(PY) -m bench.pipeline_parts && $(PY) -m bench.overlap
 
 # Faults and overload against the real system (README, Reliability); not part of `make test`,
 # which runs the same scenarios at small sizes.

@@ -12,6 +12,7 @@ RELEVANT_FLAGS = (
     "avx2",
     "avx512f",
     "avx512_vnni",
+    "avx_vnni",
     "avx512_bf16",
     "amx_tile",
     "amx_bf16",
@@ -63,10 +64,14 @@ def peak_gflops(precision: str) -> float:
     """An upper bound of this CPU's arithmetic, GFLOP/s over all cores: cores x clock x FLOP
     per cycle. Per cycle and core, assumed: fp32 with AVX-512, two 512-bit FMA units (64;
     CPUs with one, such as AMD Zen 4, reach half); with AVX2, two 256-bit FMA units (32);
-    bf16 doubles fp32 (AVX-512 BF16 dot products) and AMX reaches 1024. 0.0 when unknown."""
+    bf16 doubles fp32 (AVX-512 BF16 dot products) and AMX reaches 1024; int8 (operations,
+    not FLOP) quadruples fp32 with VNNI dot products, 2048 with AMX. 0.0 when unknown."""
     flags = set(cpu_flags())
     fp32 = 64 if "avx512f" in flags else 32 if "avx2" in flags else 0
     per_cycle = fp32
     if precision == "bf16":
         per_cycle = 1024 if "amx_bf16" in flags else 2 * fp32 if "avx512_bf16" in flags else 0
+    if precision == "int8":
+        vnni = "avx512_vnni" in flags or "avx_vnni" in flags
+        per_cycle = 2048 if "amx_int8" in flags else 4 * fp32 if vnni else 0
     return (os.cpu_count() or 1) * cpu_mhz() / 1000 * per_cycle

@@ -33,14 +33,22 @@ def peer_stub(address: str) -> Any:
     return deepface_pb2_grpc.DeepFaceServiceStub(channel)
 
 
-def peer_analyze(stub: Any, image: bytes, actions: list[str], timeout: float = 600) -> int:
+def peer_analyze(
+    stub: Any,
+    image: bytes,
+    actions: list[str],
+    timeout: float = 600,
+    detector_backend: str = "opencv",
+) -> int:
     """Call the peer's Analyze with `image`; the number of faces it describes."""
     from deepface.api.proto import deepface_pb2
 
     try:
         reply = stub.Analyze(
             deepface_pb2.AnalyzeRequest(
-                img=deepface_pb2.Image(content=image), actions=actions, detector_backend="opencv"
+                img=deepface_pb2.Image(content=image),
+                actions=actions,
+                detector_backend=detector_backend,
             ),
             timeout=timeout,
         )

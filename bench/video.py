@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from apps.demo_video import ComposedVideo, compose_demo_video
 from apps.video import FrameResult, stream_video
 from apps.video_source import open_video_source
 from bench.load import LoadRun
-from di import Settings
 from facestream.client import AnalyzeClient
 from facestream.tracking import box_overlap
 from facestream.v1 import records_pb2
@@ -164,62 +162,4 @@ def live_side(runs: Sequence[LoadRun]) -> dict[str, Any]:
         "frames_per_s": statistics.median(run.images / run.seconds for run in runs),
         "p50_s": float(np.percentile(latencies, 50)),
         "p99_s": float(np.percentile(latencies, 99)),
-    }
-
-
-def video_stages(
-    frames: Sequence[bytes], settings: Settings, analysed: float, repeat: int = 1
-) -> dict[str, dict[str, float]]:
-    """Seconds per sampled frame in detection and in analysis, in this process, on both
-    sides: DeepFace (its `extract_faces`, then `analyze` minus that detection) and
-    facestream exact (its detection, then its batched analysis of the frames' faces); with
-    tracking, facestream's analysis runs on the `analysed` share of the faces only."""
-    from deepface import DeepFace
-
-    from bench.pipeline_parts import in_process_steps
-    from facestream.faces import model_input
-
-    pictures = [cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) for data in frames]
-    actions = list(settings.models.actions)
-
-    def timed(run: Callable[[], object]) -> float:
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times) / len(pictures)
-
-    def peer_detect() -> None:
-        for picture in pictures:
-            DeepFace.extract_faces(picture, detector_backend="opencv", enforce_detection=False)
-
-    def peer_analyze() -> None:
-        for picture in pictures:
-            DeepFace.analyze(
-                picture, actions, detector_backend="opencv", enforce_detection=False, silent=True
-            )
-
-    peer_analyze()  # DeepFace loads its models on the first call
-    peer_detect_s, peer_total_s = timed(peer_detect), timed(peer_analyze)
-    analyzer, _logger, _limits = in_process_steps(settings)
-    faces = [face for picture in pictures for face in analyzer.find_faces(picture, "opencv", 0)]
-    batch = settings.analysis.batch_size
-    inputs = np.stack([model_input(face.crop) for face in faces])
-
-    def ours_detect() -> None:
-        for picture in pictures:
-            analyzer.find_faces(picture, "opencv", 0)
-
-    def ours_analyze() -> None:
-        for start in range(0, len(inputs), batch):
-            analyzer.describe(inputs[start : start + batch], tuple(actions))
-
-    ours_analyze()  # warm
-    detect_s, analyze_s = timed(ours_detect), timed(ours_analyze)
-    return {
-        "peer": {"detect_s": peer_detect_s, "analyze_s": peer_total_s - peer_detect_s},
-        "facestream_untracked": {"detect_s": detect_s, "analyze_s": analyze_s},
-        "facestream_tracked": {"detect_s": detect_s, "analyze_s": analyze_s * analysed},
-        "frames": {"count": len(pictures), "faces": len(faces)},
     }

@@ -53,9 +53,11 @@ class Topics:
         )
 
 
-def submission(request_id: str, image: bytes, actions: Sequence[str] = ()) -> bytes:
+def submission(
+    request_id: str, image: bytes, actions: Sequence[str] = (), detector_backend: str = ""
+) -> bytes:
     """A serialized ImageSubmitted record."""
-    return image_submitted(request_id, image, actions).SerializeToString()
+    return image_submitted(request_id, image, actions, detector_backend).SerializeToString()
 
 
 def produce(

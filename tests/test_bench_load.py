@@ -59,8 +59,12 @@ def test_interleaved_runs_take_turns_and_round_robin_spreads_calls(monkeypatch):
     assert [len(done) for done in runs.values()] == [2, 2]
 
     called: list[object] = []
-    monkeypatch.setattr(suite, "peer_analyze", lambda stub, image, actions: called.append(stub))
-    robin = suite.RoundRobin(["first", "second"])
+    monkeypatch.setattr(
+        suite,
+        "peer_analyze",
+        lambda stub, image, actions, detector_backend: called.append((stub, detector_backend)),
+    )
+    robin = suite.RoundRobin(["first", "second"], "skip")
     for _ in range(4):
         robin(b"image")
-    assert called == ["first", "second", "first", "second"]
+    assert called == [("first", "skip"), ("second", "skip")] * 2

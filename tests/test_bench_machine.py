@@ -26,12 +26,18 @@ def test_peak_arithmetic_follows_the_cpus_flags(monkeypatch):
     monkeypatch.setattr(machine, "cpu_mhz", lambda: 2000.0)
     monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
     cases = {
-        ("avx2",): (2 * 2 * 32, 0.0),
-        ("avx2", "avx512f"): (2 * 2 * 64, 0.0),
-        ("avx2", "avx512f", "avx512_bf16"): (2 * 2 * 64, 2 * 2 * 128),
-        ("avx2", "avx512f", "avx512_bf16", "amx_bf16"): (2 * 2 * 64, 2 * 2 * 1024),
+        ("avx2",): (2 * 2 * 32, 0.0, 0.0),
+        ("avx2", "avx_vnni"): (2 * 2 * 32, 0.0, 2 * 2 * 128),
+        ("avx2", "avx512f"): (2 * 2 * 64, 0.0, 0.0),
+        ("avx2", "avx512f", "avx512_vnni", "avx512_bf16"): (2 * 2 * 64, 2 * 2 * 128, 2 * 2 * 256),
+        ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8"): (
+            2 * 2 * 64,
+            2 * 2 * 1024,
+            2 * 2 * 2048,
+        ),
     }
-    for flags, (fp32, bf16) in cases.items():
+    for flags, (fp32, bf16, int8) in cases.items():
         monkeypatch.setattr(machine, "cpu_flags", lambda flags=flags: list(flags))
         assert machine.peak_gflops("fp32") == fp32
         assert machine.peak_gflops("bf16") == bf16
+        assert machine.peak_gflops("int8") == int8

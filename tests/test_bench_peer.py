@@ -5,9 +5,13 @@ such images)."""
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
+
 from apps.image_sources import demo_images
 from bench.peer_server import peer_analyze
 from bench.suite import peer_servers
+from facestream.faces import face_crops
 
 
 def test_the_peer_counts_faces_and_an_image_without_one_as_none(synthetic_home):
@@ -16,3 +20,7 @@ def test_the_peer_counts_faces_and_an_image_without_one_as_none(synthetic_home):
         stub, _process = peers[0]
         assert peer_analyze(stub, photos["astronaut.png"], ["age"]) >= 1
         assert peer_analyze(stub, photos["coffee.png"], ["age"]) == 0
+        # A face crop with detector skip, as the bench's crops row sends them: one face.
+        astronaut = cv2.imdecode(np.frombuffer(photos["astronaut.png"], np.uint8), 1)
+        crop = face_crops(astronaut, "opencv")[0]
+        assert peer_analyze(stub, crop, ["age"], detector_backend="skip") == 1

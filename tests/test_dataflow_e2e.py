@@ -7,13 +7,16 @@ import subprocess
 import sys
 from contextlib import ExitStack
 
+import cv2
+import numpy as np
 import pytest
 
 from apps.launch import DataflowProcess, cluster_args
 from facestream.engines import ENGINES
+from facestream.faces import face_crops
 from facestream.models import ACTIONS
 from facestream.v1 import records_pb2
-from tests.photos import SINGLE_FACE, TRUNCATED, WITH_FACES, WITHOUT_FACE
+from tests.photos import SINGLE_FACE, TRUNCATED, TWO_FACES, WITH_FACES, WITHOUT_FACE
 from tests.pipeline import (
     Topics,
     consume_until,
@@ -27,12 +30,17 @@ NO_FACE = records_pb2.ANALYSIS_STATUS_NO_FACE
 INVALID = records_pb2.ANALYSIS_STATUS_INVALID_IMAGE
 
 
-def reference_analysis(path):
-    """DeepFace.analyze on the file, or None when DeepFace finds no face."""
+def reference_analysis(image, detector_backend="opencv"):
+    """DeepFace.analyze on the file (or BGR array), or None when DeepFace finds no face."""
     from deepface import DeepFace
 
     try:
-        return DeepFace.analyze(str(path), actions=ACTIONS, detector_backend="opencv", silent=True)
+        return DeepFace.analyze(
+            image if isinstance(image, np.ndarray) else str(image),
+            actions=ACTIONS,
+            detector_backend=detector_backend,
+            silent=True,
+        )
     except ValueError as error:
         assert "Face could not be detected" in str(error)
         return None
@@ -63,7 +71,7 @@ def assert_same_as_deepface(result, reference, name):
 @pytest.mark.timeout(1200)  # above the 900 s it waits for results
 @pytest.mark.parametrize("engine", ENGINES)
 def test_four_workers_give_deepface_analyze_results_for_every_image(
-    embedded_broker, synthetic_home, test_photos, engine, capsys
+    embedded_broker, synthetic_home, test_photos, public_photos, engine, capsys
 ):
     images = test_photos
     ids = {path: f"image-{index}" for index, path in enumerate(images)}
@@ -72,6 +80,19 @@ def test_four_workers_give_deepface_analyze_results_for_every_image(
     # Records that are not ours, in the middle of the stream: they must not stop it.
     garbage = [(b"junk-1", b"\xff\xfe not protobuf"), (b"junk-2", None)]
     records[3:3] = garbage
+    # Face crops sent with detector skip, as a client with its own detector sends them.
+    crops = {
+        f"crop-{index}": crop
+        for index, crop in enumerate(
+            crop
+            for name in (SINGLE_FACE[0], TWO_FACES)
+            for crop in face_crops(cv2.imread(str(public_photos / name)), "opencv")
+        )
+    }
+    records += [
+        (rid.encode(), submission(rid, crop, detector_backend="skip"))
+        for rid, crop in crops.items()
+    ]
     produce(topics.bootstrap, topics.requests, records)
     env = topics.env(
         synthetic_home,
@@ -80,7 +101,9 @@ def test_four_workers_give_deepface_analyze_results_for_every_image(
         FACESTREAM_ENGINE=engine,
     )
     with DataflowProcess(env, "-w", "4") as flow:
-        results = results_for(topics.bootstrap, topics, ids.values(), timeout=900, process=flow)
+        results = results_for(
+            topics.bootstrap, topics, [*ids.values(), *crops], timeout=900, process=flow
+        )
         dead = consume_until(
             topics.bootstrap,
             topics.dead_letter,
@@ -111,8 +134,16 @@ def test_four_workers_give_deepface_analyze_results_for_every_image(
         else:
             assert_same_as_deepface(result, reference, path.name)
             faces_compared += len(reference)
+    for request_id, crop in crops.items():
+        [result] = results[request_id]
+        image = cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR)
+        assert_same_as_deepface(result, reference_analysis(image, "skip"), request_id)
+    assert len(crops) >= 3
     with capsys.disabled():
-        print(f"\n{engine}: {faces_compared} faces on {len(images)} images as DeepFace.analyze")
+        print(
+            f"\n{engine}: {faces_compared} faces on {len(images)} images and {len(crops)} "
+            "crops (detector skip) as DeepFace.analyze"
+        )
     # The public set alone has more than 20 faces (the crowd: 12).
     assert faces_compared >= 10, f"only {faces_compared} faces were compared"
 

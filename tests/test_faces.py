@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facestream.faces import Face, find_faces, model_input
+from facestream.faces import Face, face_crops, find_faces, model_input
 from facestream.images import decode_image
 from tests.photos import LARGE, SINGLE_FACE, TWO_FACES, WITH_FACES
 
@@ -111,3 +111,17 @@ def test_model_input_is_what_deepface_analyze_feeds_the_models(analyzer, public_
 @pytest.mark.models
 def test_an_image_without_faces_gives_none(analyzer, public_photos):
     assert analyzer.find_faces(load(public_photos, "rocket.jpg"), "opencv", 2048) == []
+
+
+@pytest.mark.models
+def test_face_crops_are_the_extracted_faces_and_skip_takes_them_whole(analyzer, public_photos):
+    image = load(public_photos, TWO_FACES)
+    faces = find_faces(image, "opencv", 0)
+    crops = face_crops(image, "opencv")
+    assert len(crops) == len(faces) >= 2
+    for face, crop in zip(faces, crops, strict=True):
+        decoded = decode_image(crop, 10 * MIB, 40_000_000)
+        assert np.array_equal(decoded, face.crop)  # PNG: the crop analysed is the one extracted
+        [whole] = find_faces(decoded, "skip", 0)
+        assert (whole.x, whole.y) == (0, 0)
+        assert np.array_equal(whole.crop, face.crop)
