@@ -514,6 +514,7 @@ def shapes(
             label = SHAPE_LABELS[name]
             say(f"bench: facestream {label}, run {round_ + 1} of {args.repeat}")
             with facestream_system(settings, home, dataflows, "exact", env) as (system, service):
+                face_counts(service, images)  # every batch size seen once: steady state
                 runs[name].append(
                     system.supervise(
                         partial(saturate, service, images, args.rounds, args.concurrency),

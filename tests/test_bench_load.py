@@ -68,3 +68,43 @@ def test_interleaved_runs_take_turns_and_round_robin_spreads_calls(monkeypatch):
     for _ in range(4):
         robin(b"image")
     assert called == [("first", "skip"), ("second", "skip")] * 2
+
+
+def test_a_shapes_run_alone_gives_each_shape_over_w1_and_its_table():
+    from bench import suite
+
+    def shape(name: str, faces_per_s: float, rss: float) -> dict:
+        return {
+            "label": suite.SHAPE_LABELS[name],
+            "env": {"FACESTREAM_ENGINE_THREADS": "1"} if name == "p2" else {},
+            "saturated": {"faces_per_s": faces_per_s, "p50_s": 1.0, "p99_s": 2.0},
+            "peak_rss_mb": [rss],
+        }
+
+    report = {
+        "machine": "a CPU",
+        "engine": "openvino",
+        "precision": {"exact": "fp32", "fast": "int8"},
+        "synthetic_weights": True,
+        "repeat": 3,
+        "concurrency": 8,
+        "seconds": 60.0,
+        "facestream": {
+            "w1": shape("w1", 2.0, 1000),
+            "w2": shape("w2", 1.96, 1010),
+            "p2": shape("p2", 1.5, 900),
+            "w4": shape("w4", 1.8, 1300),
+        },
+    }
+    report["ratios"] = suite.ratios(report)
+    assert report["ratios"] == {
+        "w2_vs_w1": 1.96 / 2.0,
+        "p2_vs_w1": 1.5 / 2.0,
+        "w4_vs_w1": 1.8 / 2.0,
+        "rss_w4_vs_w1": 1.3,
+    }
+    table = suite.table(report)
+    assert "| -w 2 >= 0.95x -w 1 | 0.98x | met |" in table
+    assert "| -w 4 >= 0.95x -w 1 | 0.90x | NOT met |" in table
+    assert "| -w 4 RSS <= 1.2x -w 1 RSS | 1.30x | NOT met |" in table
+    assert "FACESTREAM_ENGINE_THREADS=1" in table

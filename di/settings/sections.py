@@ -251,8 +251,8 @@ class AnalysisSettings(Section):
         "exact",
         "exact or fast",
         "exact: the results of DeepFace.analyze. fast: detection without DeepFace's "
-        "full-image border, bf16 where the CPU has it; its agreement with exact is in the "
-        "README (Performance).",
+        "full-image border, int8 (FACESTREAM_PRECISION=auto); its agreement with exact is in "
+        "the README (Performance).",
     )
     engine: Annotated[str, parsed(v.choice(ENGINES))] = setting(
         "openvino",
