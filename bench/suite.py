@@ -897,7 +897,7 @@ def crop_rows(report: dict[str, Any]) -> list[str]:
 def shape_rows(report: dict[str, Any]) -> list[str]:
     """The dataflow shapes' lines of the measures table."""
     return [
-        f"| facestream {shape['label']}, exact (not interleaved)"
+        f"| facestream {shape['label']}, exact (shapes interleaved, each started for its run)"
         + "".join(f", {key}={value}" for key, value in shape.get("env", {}).items())
         + f" | {rate(shape['saturated'])} |"
         for shape in report["facestream"].values()
