@@ -17,11 +17,16 @@ from di import Settings
 
 
 def stage_seconds(
-    pictures: Sequence[bytes], settings: Settings, analysed: float = 1.0, repeat: int = 1
+    pictures: Sequence[bytes],
+    settings: Settings,
+    analysed: float = 1.0,
+    repeat: int = 1,
+    with_peer: bool = True,
 ) -> dict[str, dict[str, float]]:
-    """Seconds per picture in detection and in analysis on both sides, facestream in the
-    settings' mode (its detection size and border); with tracking, facestream's analysis
-    runs on the `analysed` share of the faces only ("facestream_tracked")."""
+    """Seconds per picture in detection and in analysis on both sides (the peer's only
+    `with_peer`: it has no modes), facestream in the settings' mode (its detection size and
+    border); with tracking, facestream's analysis runs on the `analysed` share of the faces
+    only ("facestream_tracked")."""
     from deepface import DeepFace
 
     from bench.pipeline_parts import in_process_steps
@@ -50,8 +55,11 @@ def stage_seconds(
                 picture, actions, detector_backend=detector, enforce_detection=False, silent=True
             )
 
-    peer_analyze()  # DeepFace loads its models on the first call
-    peer_detect_s, peer_total_s = timed(peer_detect), timed(peer_analyze)
+    sides: dict[str, dict[str, float]] = {}
+    if with_peer:
+        peer_analyze()  # DeepFace loads its models on the first call
+        peer_detect_s, peer_total_s = timed(peer_detect), timed(peer_analyze)
+        sides["peer"] = {"detect_s": peer_detect_s, "analyze_s": peer_total_s - peer_detect_s}
     analyzer, _logger, _limits = in_process_steps(settings)
     faces = [face for picture in decoded for face in analyzer.find_faces(picture, detector, side)]
     batch = settings.analysis.batch_size
@@ -68,7 +76,7 @@ def stage_seconds(
     ours_analyze()  # warm
     detect_s, analyze_s = timed(ours_detect), timed(ours_analyze)
     return {
-        "peer": {"detect_s": peer_detect_s, "analyze_s": peer_total_s - peer_detect_s},
+        **sides,
         "facestream_untracked": {"detect_s": detect_s, "analyze_s": analyze_s},
         "facestream_tracked": {"detect_s": detect_s, "analyze_s": analyze_s * analysed},
         "frames": {"count": len(decoded), "faces": len(faces)},

@@ -77,6 +77,7 @@ from bench.video import (
 from di import Settings, build_container, child_environment, load_settings
 from di.container import calibration_of
 from facestream.analyzer import deepface_model, shared_trunk_role
+from facestream.calibration import decode_photo
 from facestream.client import AnalyzeClient
 from facestream.engines import ModelSource, cpu_supports_bf16, make_engine, resolve_precision
 from facestream.faces import face_crops
@@ -316,7 +317,8 @@ def side_by_side(
             report["headline"] = headline(peers, exact, fast, images, args)
             save(report)
             strongest, chosen_by = report["headline"]["strongest_peer"], "headline"
-            report["crops"] = crops_row(peers, exact, fast, images, args)
+            crops = bench_crops(images, settings.models.detector_backend)
+            report["crops"] = crops_row(peers, exact, fast, crops, args)
             save(report)
         untracked, _ = stack.enter_context(
             facestream_system(settings, home, [["-w", "1"]], "exact", UNTRACKED)
@@ -354,8 +356,7 @@ def headline(
         args.repeat,
     )
     result["saturated"] = {name: median_run(done) for name, done in runs.items()}
-    peers_only = [name for name in services if name.startswith("peer")]
-    strongest = max(peers_only, key=lambda n: result["saturated"][n]["faces_per_s"])
+    strongest = strongest_peer(result["saturated"])
     result["strongest_peer"] = strongest
     faces_per_image = sum(counts[strongest]) / len(images)
     rate = result["saturated"][strongest]["faces_per_s"] / 2 / faces_per_image
@@ -379,19 +380,27 @@ def headline(
     return result
 
 
-def bench_crops(images: Sequence[bytes]) -> list[bytes]:
-    """The faces exact mode extracts from the images, aligned and cropped, as PNGs."""
-    detector = load_settings().models.detector_backend
-    decoded = (cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR) for image in images)
-    return [crop for image in decoded for crop in face_crops(image, detector)]
+def strongest_peer(saturated: dict[str, dict[str, Any]]) -> str:
+    """The name of the peer with the most faces/s among saturated runs."""
+    peers = [name for name in saturated if name.startswith("peer")]
+    return max(peers, key=lambda name: saturated[name]["faces_per_s"])
+
+
+def bench_crops(images: Sequence[bytes], detector: str) -> list[bytes]:
+    """The faces exact mode extracts from the images with `detector`, aligned and cropped,
+    as PNGs."""
+    return [crop for image in images for crop in face_crops(decode_photo(image), detector)]
 
 
 def crops_row(
-    peers: Peers, exact: System, fast: System, images: Sequence[bytes], args: argparse.Namespace
+    peers: Peers,
+    exact: System,
+    fast: System,
+    crops: Sequence[bytes],
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
-    """The photos' faces as crops, sent with detector `skip` to every side (no detection on
-    either): peers (1 and 2 processes) and facestream (exact, fast), measured in turn."""
-    crops = bench_crops(images)
+    """Face crops sent with detector `skip` to every side (no detection on either): peers
+    (1 and 2 processes) and facestream (exact, fast), measured in turn."""
     services: dict[str, Callable[[bytes], int]] = {
         **peer_services(peers, "skip"),
         "facestream_exact": partial(exact[1], detector_backend="skip"),
@@ -408,12 +417,8 @@ def crops_row(
         args.repeat,
     )
     saturated = {name: median_run(done) for name, done in runs.items()}
-    peers_only = [name for name in services if name.startswith("peer")]
-    return {
-        "crops": len(crops),
-        "saturated": saturated,
-        "strongest_peer": max(peers_only, key=lambda n: saturated[n]["faces_per_s"]),
-    }
+    strongest = strongest_peer(saturated)
+    return {"crops": len(crops), "saturated": saturated, "strongest_peer": strongest}
 
 
 def video_row(
@@ -665,7 +670,10 @@ def main() -> None:
     report["facestream"] = shapes(settings, home, images, args)
     save(report)
     say("bench: photos, seconds per face in detection and in analysis (in process)")
-    report["stages"] = {mode: stage_seconds(images, mode_settings(mode)) for mode in MODES}
+    report["stages"] = {
+        mode: stage_seconds(images, mode_settings(mode), with_peer=mode == "exact")
+        for mode in MODES
+    }
     save(report)
     report["ceiling"] = {}
     for mode in MODES:

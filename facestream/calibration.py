@@ -16,6 +16,7 @@ activations of the faces a deployment really sees.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -27,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facestream.faces import face_crops, model_input
+from facestream.faces import find_faces, model_input
 from facestream.public_photos import skimage_data_dir
 
 # NNCF's default subset: more samples cost minutes and gain little.
@@ -71,8 +72,11 @@ class CalibrationSet:
     def files(self) -> list[Path]:
         return sorted(self.folder.glob("*.png"))
 
+    @functools.cached_property
     def digest(self) -> str:
-        """A digest of the set's files: the quantized models' cache keys include it."""
+        """A digest of the set's files, read once per object: the quantized models' cache keys
+        include it (a process quantizes on the set it started with; recalibrating takes a
+        restart)."""
         digest = hashlib.sha256()
         for path in self.files():
             digest.update(path.name.encode())
@@ -97,8 +101,7 @@ def calibration_crops(
     original) and under each of `lightings` (brightness factors), at most MAX_FACES."""
     crops: list[bytes] = []
     for image in images:
-        for crop in face_crops(image, detector_backend):
-            face = cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR)
+        for face in (found.crop for found in find_faces(image, detector_backend, 0)):
             for variant in (face, cv2.flip(face, 1)):
                 for lighting in lightings:
                     lit = cv2.convertScaleAbs(variant, alpha=lighting)

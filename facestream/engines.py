@@ -177,7 +177,7 @@ class OpenVINOEngine:
         key = self.cache_key(role, weight_files)
         if quantized:
             assert self.calibration is not None  # __post_init__ refuses int8 without one
-            key += f"-int8-{self.calibration.digest()}"
+            key += f"-int8-{self.calibration.digest}"
         return self.cache_dir / key / "model.xml"
 
     def has_cached(self, role: str, weight_files: Sequence[Path]) -> bool:

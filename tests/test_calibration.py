@@ -31,19 +31,19 @@ def test_a_set_is_written_whole_and_read_as_model_inputs(tmp_path):
     assert inputs.shape == (MIN_FACES, 224, 224, 3) and inputs.dtype == np.float32
     assert inputs.min() >= 0 and inputs.max() <= 1  # DeepFace's /255, once
     # A new set replaces the old one, and its digest says so.
-    before = calibration.digest()
+    before = calibration.digest
     replaced = write_calibration_set(crops(MIN_FACES + 2, seed=1), tmp_path / "calibration")
     assert len(replaced.files()) == MIN_FACES + 2
-    assert replaced.digest() != before
+    assert replaced.digest != before
     assert [p.name for p in tmp_path.iterdir()] == ["calibration"]  # no leftovers
 
 
 def test_too_few_faces_are_refused_and_the_set_before_is_kept(tmp_path):
     calibration = write_calibration_set(crops(MIN_FACES), tmp_path / "calibration")
-    digest = calibration.digest()
+    digest = calibration.digest
     with pytest.raises(CalibrationError, match="fewer than"):
         write_calibration_set(crops(MIN_FACES - 1), tmp_path / "calibration")
-    assert calibration.digest() == digest
+    assert CalibrationSet(tmp_path / "calibration").digest == digest  # read again
     (tmp_path / "small").mkdir()
     (tmp_path / "small" / "face.png").write_bytes(crops(1)[0])
     with pytest.raises(CalibrationError, match="calibrate DIR"):
