@@ -2,7 +2,7 @@
 
 One instance per process is shared by every worker thread. DeepFace's attribute models
 were measured correct when called concurrently; its OpenCV detector was not (4 threads:
-76/120 exceptions, 31/120 wrong faces), so `find_faces` runs under a lock. When the age,
+76/120 exceptions, 31/120 wrong faces), so `find_faces` runs on one thread. When the age,
 gender and race weights share their VGG-Face trunk, it runs once per face (shared_trunk.py).
 The forward passes run on an `Engine` (engines.py) chosen at the composition root.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -138,6 +139,10 @@ class FaceAnalyzer:
         # oversubscribe them (measured: -w 2 at 0.81x -w 1, README, Performance). Detectors
         # are not thread-safe either.
         self._cores = threading.Lock()
+        # Detection runs on a thread of its own, started here, so that it keeps the priority
+        # of the thread that builds the analyzer, whatever the priority of its callers
+        # (thread_priority.py: Bytewax's worker threads run below the computing ones).
+        self._detection = ThreadPoolExecutor(1, thread_name_prefix="detection")
         blank = np.zeros((64, 64, 3), dtype=np.uint8)
         self.find_faces(blank, detector_backend, detection_max_side=0)
         self._warm()
@@ -159,8 +164,15 @@ class FaceAnalyzer:
     def find_faces(
         self, image: np.ndarray, detector_backend: str, detection_max_side: int
     ) -> list[Face]:
-        """`faces.find_faces`, one thread at a time (DeepFace's detectors are not thread-safe),
-        never while the models run."""
+        """`faces.find_faces` on the detection thread, one image at a time (DeepFace's
+        detectors are not thread-safe), never while the models run."""
+        return self._detection.submit(
+            self._find_faces_now, image, detector_backend, detection_max_side
+        ).result()
+
+    def _find_faces_now(
+        self, image: np.ndarray, detector_backend: str, detection_max_side: int
+    ) -> list[Face]:
         with self._cores:
             return find_faces(image, detector_backend, detection_max_side, self.bordered_detection)
 

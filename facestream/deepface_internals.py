@@ -1,7 +1,7 @@
 """The one place facestream reaches into DeepFace beyond its public API.
 
 `DeepFace.analyze` runs detection, preprocessing and the attribute models as one call, per
-image. facestream needs those steps apart (detection under a lock, batched forward passes
+image. facestream needs those steps apart (detection on one thread, batched forward passes
 on another engine, synthetic weights for machines without internet), so it calls the
 functions and objects DeepFace itself uses inside `analyze`. None of them is public API: a
 DeepFace release may move or reshape any of them. Every such use goes through this module,

@@ -3,9 +3,11 @@ own code with synthetic weights."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from contextlib import ExitStack
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,6 +17,7 @@ from apps.launch import DataflowProcess, cluster_args
 from facestream.engines import ENGINES
 from facestream.faces import face_crops
 from facestream.models import ACTIONS
+from facestream.thread_priority import BOOKKEEPING_NICENESS
 from facestream.v1 import records_pb2
 from tests.photos import SINGLE_FACE, TRUNCATED, TWO_FACES, WITH_FACES, WITHOUT_FACE
 from tests.pipeline import (
@@ -44,6 +47,15 @@ def reference_analysis(image, detector_backend="opencv"):
     except ValueError as error:
         assert "Face could not be detected" in str(error)
         return None
+
+
+def thread_priorities(pid: int) -> list[tuple[str, int]]:
+    """Each thread of a process: its name and niceness (Linux)."""
+    found = []
+    for thread in os.listdir(f"/proc/{pid}/task"):
+        name = Path(f"/proc/{pid}/task/{thread}/comm").read_text().strip()
+        found.append((name, os.getpriority(os.PRIO_PROCESS, int(thread))))
+    return found
 
 
 def assert_same_as_deepface(result, reference, name):
@@ -112,6 +124,11 @@ def test_four_workers_give_deepface_analyze_results_for_every_image(
             timeout=60,
             process=flow,
         )
+        priorities = thread_priorities(flow.pid)
+    # Bytewax's workers run below the threads that compute (facestream/thread_priority.py).
+    workers = [nice for name, nice in priorities if name.startswith("timely:work")]
+    assert workers and all(nice == BOOKKEEPING_NICENESS for nice in workers), priorities
+    assert any(nice < BOOKKEEPING_NICENESS for _name, nice in priorities), priorities
     assert sorted((m.key(), m.value() or b"") for m in dead) == sorted(
         (k, v or b"") for k, v in garbage
     )
@@ -233,6 +250,11 @@ def test_cluster_shapes_process_every_image(
             topics.bootstrap, topics, ids.values(), timeout=540, process=processes[0]
         )
         assert all(p.running() for p in processes), processes[-1].log_tail()
+        priorities = [thread_priorities(p.pid) for p in processes]
+    # Worker threads run below the computing ones only where a process runs more than one
+    # (a lone worker keeps its priority against other processes' models).
+    lowered = [any(nice == BOOKKEEPING_NICENESS for _name, nice in found) for found in priorities]
+    assert lowered == [shape == "one process, 2 workers"] * len(processes), priorities
     workers = {r.worker for rs in results.values() for r in rs}
     assert len(workers) >= 2, f"all results came from one worker: {workers}"
     status = {path: results[rid][0].status for path, rid in ids.items()}
