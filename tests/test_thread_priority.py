@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import bytewax.run
@@ -29,22 +30,9 @@ def niceness() -> int:
 
 
 def in_thread(work: Callable[[], T]) -> T:
-    """`work()` run on a new thread, its result or its exception here."""
-    outcome: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = work()
-        except BaseException as error:  # handed to the test's thread
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(timeout=300)
-    assert not thread.is_alive(), "the thread did not finish"
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return outcome["value"]  # type: ignore[return-value]
+    """`work()` run on a new thread: its result, or its exception raised here."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(work).result(timeout=300)
 
 
 def test_a_lowered_thread_runs_below_the_process_and_its_new_threads_inherit_it():
