@@ -283,16 +283,25 @@ def run_serve(settings: ServerProcessSettings) -> int:
 
 def run_submit_command(settings: ClientProcessSettings, args: argparse.Namespace) -> int:
     """`facestream submit`; see apps.client_commands."""
-    from apps.client_commands import run_submit
+    from apps.client_commands import SubmitOptions, run_submit
 
-    return run_submit(settings, args.paths, args.wait, args.json, args.timeout, args.concurrency)
+    options = SubmitOptions(
+        paths=args.paths,
+        wait=args.wait,
+        as_json=args.json,
+        timeout=args.timeout,
+        concurrency=args.concurrency,
+        actions=args.actions,
+        embeddings=not args.no_embeddings,
+    )
+    return run_submit(settings, options)
 
 
 def run_watch_command(settings: ClientProcessSettings, args: argparse.Namespace) -> int:
     """`facestream watch`; see apps.client_commands."""
     from apps.client_commands import run_watch
 
-    return run_watch(settings, args.request_ids, args.json)
+    return run_watch(settings, args.request_ids, args.json, not args.no_embeddings)
 
 
 def run_video_command(settings: ClientProcessSettings, args: argparse.Namespace) -> int:
@@ -309,6 +318,7 @@ def run_video_command(settings: ClientProcessSettings, args: argparse.Namespace)
         out=args.out,
         window=args.window,
         timeout=args.timeout,
+        embeddings=not args.no_embeddings,
     )
     return run_video(settings, options)
 
@@ -490,6 +500,14 @@ def _add_auth(commands: Subcommands) -> None:
     )
 
 
+def _add_no_embeddings(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--no-embeddings",
+        action="store_true",
+        help="leave the faces' embeddings (base64, 16 KiB each) out of JSON lines",
+    )
+
+
 def _add_submit(commands: Subcommands) -> None:
     submit = commands.add_parser(
         "submit", help="send image files or folders to the AnalyzeService (FACESTREAM_GRPC_ADDRESS)"
@@ -503,6 +521,13 @@ def _add_submit(commands: Subcommands) -> None:
     submit.add_argument(
         "--concurrency", type=int, default=4, help="images in flight with --wait (default 4)"
     )
+    submit.add_argument(
+        "--actions",
+        type=_comma_list(ACTIONS),
+        default=[],
+        help=f"comma-separated subset of {','.join(ACTIONS)} (default: the server's)",
+    )
+    _add_no_embeddings(submit)
 
 
 def _add_watch(commands: Subcommands) -> None:
@@ -511,6 +536,7 @@ def _add_watch(commands: Subcommands) -> None:
     )
     watch.add_argument("request_ids", nargs="*", metavar="REQUEST_ID")
     watch.add_argument("--json", action="store_true", help="print JSON lines")
+    _add_no_embeddings(watch)
 
 
 def _add_video(commands: Subcommands) -> None:
@@ -537,6 +563,7 @@ def _add_video(commands: Subcommands) -> None:
         "--duration", type=float, default=None, help="seconds of video to send (default: all)"
     )
     video.add_argument("--json", action="store_true", help="one JSON line per frame")
+    _add_no_embeddings(video)
     video.add_argument(
         "--out", type=Path, default=None, help="write the annotated frames to FILE (.mp4, .avi)"
     )

@@ -54,18 +54,24 @@ def describe_rpc_error(error: grpc.RpcError) -> str:
     return f"{code.name if code else 'ERROR'}: {details}"
 
 
-def run_submit(
-    settings: ClientProcessSettings,
-    paths: Sequence[Path],
-    wait: bool,
-    as_json: bool,
-    timeout: float,
-    concurrency: int,
-) -> int:
+@dataclass(frozen=True)
+class SubmitOptions:
+    """What `facestream submit` was asked for."""
+
+    paths: Sequence[Path]
+    wait: bool
+    as_json: bool
+    timeout: float
+    concurrency: int
+    actions: Sequence[str] = ()  # empty: the server's default
+    embeddings: bool = True  # False: JSON lines leave the faces' embeddings out
+
+
+def run_submit(settings: ClientProcessSettings, options: SubmitOptions) -> int:
     """Send the images; print their request ids, or with `wait` their results.
     Exit code 0 when every image was accepted (and answered), 1 otherwise."""
     try:
-        files = image_files(paths)
+        files = image_files(options.paths)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -74,12 +80,12 @@ def run_submit(
         print(f"error: no image files found ({suffixes})", file=sys.stderr)
         return 2
     with client_for(settings) as client:
-        if wait:
-            return _analyze_all(client, files, as_json, timeout, concurrency)
-        return _submit_all(client, files, as_json, timeout)
+        if options.wait:
+            return _analyze_all(client, files, options)
+        return _submit_all(client, files, options)
 
 
-def _submit_all(client: AnalyzeClient, files: list[Path], as_json: bool, timeout: float) -> int:
+def _submit_all(client: AnalyzeClient, files: list[Path], options: SubmitOptions) -> int:
     sent: list[Path] = []
     unreadable: list[tuple[Path, str]] = []
 
@@ -91,12 +97,12 @@ def _submit_all(client: AnalyzeClient, files: list[Path], as_json: bool, timeout
                 unreadable.append((path, str(error)))
                 continue
             sent.append(path)
-            yield request(image)
+            yield request(image, options.actions)
 
     rows: list[tuple[str, str, str]] = []
     try:
         with tqdm(total=len(files), unit="img", file=sys.stderr, desc="submit") as progress:
-            for reply in client.submit_stream(requests(), timeout=timeout):
+            for reply in client.submit_stream(requests(), timeout=options.timeout):
                 path = sent[len(rows)]
                 accepted = "yes" if not reply.error.code else f"no: {reply.error.message}"
                 rows.append((str(path), reply.request_id, accepted))
@@ -105,7 +111,7 @@ def _submit_all(client: AnalyzeClient, files: list[Path], as_json: bool, timeout
         print(f"error: {describe_rpc_error(error)}", file=sys.stderr)
         return 1
     rows += [(str(path), "-", f"no: {reason}") for path, reason in unreadable]
-    if as_json:
+    if options.as_json:
         print("\n".join(acceptance_json(*row) for row in rows))
     else:
         print(format_table(rows, SUBMIT_COLUMNS))
@@ -134,10 +140,12 @@ def analyze_images(
     timeout: float,
     concurrency: int,
     request_ids: Sequence[str] = (),
+    actions: Sequence[str] = (),
 ) -> list[Analysis]:
     """Call `Analyze` for each image, `concurrency` at a time, with a progress bar on
     stderr; one Analysis per image, in order. `images` are loaders, so a file that cannot
-    be read fails only its own entry. `request_ids`, when given, name the requests."""
+    be read fails only its own entry. `request_ids`, when given, name the requests;
+    `actions`, when given, are asked of every image."""
 
     def analyze(index: int) -> Analysis:
         started = time.monotonic()
@@ -146,7 +154,7 @@ def analyze_images(
             image = images[index]()
             name = image.name
             request_id = request_ids[index] if request_ids else ""
-            result = client.analyze(image.data, request_id=request_id, timeout=timeout)
+            result = client.analyze(image.data, actions, request_id=request_id, timeout=timeout)
         except OSError as error:
             return Analysis(name, None, f"unreadable: {error}", time.monotonic() - started)
         except grpc.RpcError as error:
@@ -171,10 +179,12 @@ def _file_loader(path: Path) -> Callable[[], NamedImage]:
     return lambda: NamedImage(str(path), path.read_bytes())
 
 
-def _analyze_all(
-    client: AnalyzeClient, files: list[Path], as_json: bool, timeout: float, concurrency: int
-) -> int:
-    analyses = analyze_images(client, [_file_loader(p) for p in files], timeout, concurrency)
+def _analyze_all(client: AnalyzeClient, files: list[Path], options: SubmitOptions) -> int:
+    as_json = options.as_json
+    loaders = [_file_loader(p) for p in files]
+    analyses = analyze_images(
+        client, loaders, options.timeout, options.concurrency, actions=options.actions
+    )
     rows = []
     for path, analysis in zip(files, analyses, strict=True):
         if analysis.result is None:
@@ -184,7 +194,7 @@ def _analyze_all(
             continue
         rows.extend(result_rows(str(path), analysis.result))
         if as_json:
-            print(result_json(str(path), analysis.result))
+            print(result_json(str(path), analysis.result, options.embeddings))
     if not as_json:
         if any(a.result is not None and a.result.synthetic_weights for a in analyses):
             print(f"!! {SYNTHETIC_WARNING}")
@@ -192,13 +202,19 @@ def _analyze_all(
     return 0 if all(a.result is not None for a in analyses) else 1
 
 
-def run_watch(settings: ClientProcessSettings, request_ids: Sequence[str], as_json: bool) -> int:
-    """Print results as they arrive: for the ids given (until each has one), or all."""
+def run_watch(
+    settings: ClientProcessSettings,
+    request_ids: Sequence[str],
+    as_json: bool,
+    embeddings: bool = True,
+) -> int:
+    """Print results as they arrive: for the ids given (until each has one), or all;
+    `embeddings=False` leaves the faces' embeddings out of JSON lines."""
     try:
         with client_for(settings) as client:
             for result in client.watch(request_ids):
                 if as_json:
-                    print(result_json(result.request_id, result), flush=True)
+                    print(result_json(result.request_id, result, embeddings), flush=True)
                     continue
                 marker = f"  [{SYNTHETIC_WARNING}]" if result.synthetic_weights else ""
                 for row in result_rows(result.request_id, result):
@@ -224,6 +240,7 @@ class VideoOptions:
     out: Path | None
     window: int
     timeout: float
+    embeddings: bool = True  # False: JSON lines leave the faces' embeddings out
 
 
 class AnnotatedVideo:
@@ -270,7 +287,7 @@ def run_video(settings: ClientProcessSettings, options: VideoOptions) -> int:
         if answer.result is not None:
             frame = answer.result.frame
         if options.as_json:
-            print(frame_json(frame, answer.result, answer.error), flush=True)
+            print(frame_json(frame, answer.result, answer.error, options.embeddings), flush=True)
         else:
             name = f"#{frame.sequence} {frame.position_ms / 1000:.1f}s"
             rows = (

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 
@@ -58,20 +59,39 @@ def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] = COLUMNS)
     )
 
 
-def result_json(image: str, result: records_pb2.AnalysisResult) -> str:
-    """One JSON line: the result as protobuf's JSON mapping, plus the image it is for."""
-    return json.dumps(
-        {"image": image, **MessageToDict(result, always_print_fields_with_no_presence=True)},
-        sort_keys=True,
+def _faces_json(
+    faces: Iterable[records_pb2.Face], embeddings: bool, **options: bool
+) -> list[dict[str, Any]]:
+    # protobuf's JSON mapping writes bytes as base64: the embedding's 16 KiB become one
+    # string; `embeddings=False` leaves the key out.
+    found = [MessageToDict(face, **options) for face in faces]
+    if not embeddings:
+        for face in found:
+            face.pop("embedding", None)
+    return found
+
+
+def result_json(image: str, result: records_pb2.AnalysisResult, embeddings: bool = True) -> str:
+    """One JSON line: the result as protobuf's JSON mapping, plus the image it is for;
+    each face's embedding as base64 of its little-endian float32 values, or left out
+    when not `embeddings`."""
+    found = MessageToDict(result, always_print_fields_with_no_presence=True)
+    found["faces"] = _faces_json(
+        result.faces, embeddings, always_print_fields_with_no_presence=True
     )
+    return json.dumps({"image": image, **found}, sort_keys=True)
 
 
 def frame_json(
-    frame: records_pb2.StreamFrame, result: records_pb2.AnalysisResult | None, error: str = ""
+    frame: records_pb2.StreamFrame,
+    result: records_pb2.AnalysisResult | None,
+    error: str = "",
+    embeddings: bool = True,
 ) -> str:
     """One JSON line for a frame of a stream: its place (stream id, sequence, frame index,
-    position in ms, last), its status and faces (regions, attributes, tracks), the
-    summaries of the tracks it ended, or why it has no result."""
+    position in ms, last), its status and faces (regions, attributes, tracks, embeddings
+    unless not `embeddings`), the summaries of the tracks it ended, or why it has no
+    result."""
     place = {
         "stream_id": frame.stream_id,
         "sequence": frame.sequence,
@@ -87,7 +107,7 @@ def frame_json(
             "request_id": result.request_id,
             "status": status_name(result),
             "error": f"{result.error.code}: {result.error.message}" if result.error.code else "",
-            "faces": [MessageToDict(face) for face in result.faces],
+            "faces": _faces_json(result.faces, embeddings),
             "ended_tracks": [MessageToDict(track) for track in result.ended_tracks],
             "synthetic_weights": result.synthetic_weights,
         }

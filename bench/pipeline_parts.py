@@ -30,7 +30,7 @@ from facestream.analyzer import FaceAnalyzer, deepface_model
 from facestream.images import decode_image
 from facestream.records import image_submitted
 from facestream.requests import RequestLimits
-from facestream.shared_trunk import VGG_ACTIONS
+from facestream.shared_trunk import VGG_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent
 LARGE_PHOTO = "large_single_3061x4600.jpg"
@@ -144,11 +144,11 @@ def main() -> None:
     # The shared VGG-Face trunk against DeepFace's age, gender and race models one by one,
     # on one batch of the configured size.
     batch = np.random.default_rng(0).random((settings.analysis.batch_size, 224, 224, 3), np.float32)
-    models = {action: deepface_model(action) for action in VGG_ACTIONS}
+    models = {action: deepface_model(action) for action in VGG_ATTRIBUTES}
     separate = median_seconds(
-        lambda: [models[action].predict(batch) for action in VGG_ACTIONS], args.repeat
+        lambda: [models[action].predict(batch) for action in VGG_ATTRIBUTES], args.repeat
     )
-    shared = median_seconds(lambda: analyzer.predict(batch, VGG_ACTIONS), args.repeat)
+    shared = median_seconds(lambda: analyzer.predict(batch, VGG_ATTRIBUTES), args.repeat)
     report["shared_trunk"] = bool(analyzer.shared_actions)
     report["age_gender_race_separate_s_per_face"] = separate / len(batch)
     report["age_gender_race_shared_s_per_face"] = shared / len(batch)

@@ -17,12 +17,15 @@ by side in one run, on the same images, weights and load generator.
 - other facestream shapes (exact): `-w 2`, 2 processes x `-w 1`, `-w 4`, with peak RSS;
 - ceilings: each mode's own steps in process, no Kafka or gRPC;
 - engines: the VGG trunk's achieved GFLOP/s per engine and precision, against the CPU's peak;
+- embedding (bench/embedding.py): seconds per face of the four attributes with and without
+  the embedding, and against the peer's represent + analyze per image, in process;
 - ingest: `python -m bench.submit_throughput`; DI: an operator's cost to reach its singletons.
 
 Writes bench/results/latest.json and prints a markdown table with the targets.
 Usage: python -m bench.suite [--repeat N] [--rounds N] [--concurrency C] [--only ROW]
 (--only video: the video row alone, its peers and system started for it, in minutes;
---only shapes: the dataflow shapes -w 1, -w 2, 2 processes and -w 4 alone.)
+--only shapes: the dataflow shapes -w 1, -w 2, 2 processes and -w 4 alone;
+--only embedding: the embedding's cost alone, in process.)
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from apps.launch import cluster_args
 from apps.local_system import LocalSystem, wait_first_result, wait_serving, warmup_image
 from apps.processes import ChildProcess, memory_mb, wait_until
 from bench.camera import mjpeg_stream
+from bench.embedding import embedding_cost
 from bench.load import LoadRun, median_run, offer, saturate
 from bench.machine import cpu_flags, describe_machine, peak_gflops
 from bench.peer_server import peer_analyze, peer_stub
@@ -82,7 +86,7 @@ from facestream.client import AnalyzeClient
 from facestream.engines import ModelSource, cpu_supports_bf16, make_engine, resolve_precision
 from facestream.faces import face_crops
 from facestream.models import ACTION_MODELS, ACTIONS, require_weights
-from facestream.shared_trunk import VGG_ACTIONS, SharedTrunk
+from facestream.shared_trunk import VGG_ATTRIBUTES, SharedTrunk
 from facestream.v1 import records_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -545,11 +549,17 @@ def shapes(
 def engines_gflops(settings: Settings, repeat: int) -> dict[str, Any]:
     """The VGG trunk (with the three heads) per engine and precision, batches of
     FACESTREAM_BATCH_SIZE faces in this process: s/face and achieved GFLOP/s against peak."""
-    trunk = SharedTrunk.of({action: deepface_model(action).model for action in VGG_ACTIONS})
-    if trunk is None:
+    models = {action: deepface_model(action).model for action in VGG_ATTRIBUTES}
+    if SharedTrunk.of(models) is None:
         return {}
-    files = tuple(settings.models.weights_dir / ACTION_MODELS[a].weight_file for a in trunk.actions)
-    source = ModelSource(shared_trunk_role(trunk.actions), files, lambda: trunk.model)
+    files = tuple(settings.models.weights_dir / ACTION_MODELS[a].weight_file for a in models)
+
+    def source(dense_heads: bool) -> ModelSource:
+        # As the analyzer builds it for each engine (heads as matrix products on OpenVINO).
+        trunk = SharedTrunk.of(models, dense_heads)
+        assert trunk is not None
+        return ModelSource(shared_trunk_role(trunk.actions), files, lambda: trunk.model)
+
     choices = [("tensorflow", "fp32"), ("openvino", "fp32")]
     if cpu_supports_bf16():
         choices.append(("openvino", "bf16"))
@@ -558,9 +568,10 @@ def engines_gflops(settings: Settings, repeat: int) -> dict[str, Any]:
     batch = np.random.default_rng(0).random((settings.analysis.batch_size, 224, 224, 3), np.float32)
     result = {}
     for name, precision in choices:
-        forward = make_engine(
+        engine = make_engine(
             name, precision, settings.analysis.engine_cache_dir, calibration=calibration
-        ).load(source)
+        )
+        forward = engine.load(source(engine.dense_heads))
         forward(batch)  # warm-up
         per_face = median_seconds(lambda f=forward: f(batch), repeat) / len(batch)
         achieved = VGG_TRUNK_GFLOP / per_face
@@ -625,9 +636,9 @@ def main() -> None:
     parser.add_argument("--peer-workers", type=int, default=1)
     parser.add_argument(
         "--only",
-        choices=["video", "shapes"],
-        help="measure this row alone (what it needs started): the video row, or the "
-        "dataflow shapes (-w 1, -w 2, 2 processes, -w 4)",
+        choices=["video", "shapes", "embedding"],
+        help="measure this row alone (what it needs started): the video row, the "
+        "dataflow shapes (-w 1, -w 2, 2 processes, -w 4), or the embedding's cost",
     )
     args = parser.parse_args()
 
@@ -645,7 +656,7 @@ def main() -> None:
         "precision": precision,
         "images": image_set,
         "image_count": len(images),
-        "actions": list(ACTIONS),
+        "actions": list(settings.models.actions),
         "repeat": args.repeat,
         "rounds": args.rounds,
         "concurrency": args.concurrency,
@@ -654,6 +665,11 @@ def main() -> None:
     started = time.monotonic()
     if args.only == "shapes":
         report["facestream"] = shapes(settings, home, images, args)
+        finish_alone(report, started, settings)
+        return
+    if args.only == "embedding":
+        say("bench: embedding, seconds per face with and without it (in process)")
+        report["embedding"] = embedding_cost(images, MODES["exact"], args.repeat)
         finish_alone(report, started, settings)
         return
     # Systems first: the in-process measures load models into this process.
@@ -682,6 +698,9 @@ def main() -> None:
     report["synthetic_weights"] = report["ceiling"]["exact"]["synthetic_weights"]
     say("bench: engines")
     report["engines"] = engines_gflops(settings, args.repeat)
+    save(report)
+    say("bench: embedding, seconds per face with and without it (in process)")
+    report["embedding"] = embedding_cost(images, MODES["exact"], args.repeat)
     save(report)
     say("bench: ingest")
     report["ingest"] = ingest()
@@ -720,6 +739,9 @@ def ratios(report: dict[str, Any]) -> dict[str, float]:
         found |= shape_ratios(report["facestream"])
     if "video" in report:
         found |= video_ratios(report["video"])
+    if "embedding" in report:
+        found["embedding_extra"] = report["embedding"]["embedding_extra"]
+        found["embedding_vs_peer"] = report["embedding"]["vs_peer"]
     if "headline" in report:
         found |= system_ratios(report)
     return found
@@ -926,6 +948,43 @@ def shape_targets(report: dict[str, Any]) -> list[str]:
     ]
 
 
+def embedding_rows(report: dict[str, Any]) -> list[str]:
+    """The embedding's cost: seconds per face, in process (bench/embedding.py)."""
+    e = report["embedding"]
+    s = e["s_per_face"]
+    return [
+        f"| analysis per face, {e['engine']}, batches of {report['batch_size']} ({e['faces']} "
+        f"faces): four attributes / with the embedding (trunk shared by {e['shared']}) | "
+        f"{s['attributes']:.3f} / {s['with_embedding']:.3f} s |",
+        f"| detection + attributes + embedding per face: peer's represent + analyze per image / "
+        f"facestream | {s['peer']:.3f} / {s['ours']:.3f} s |",
+        f"| detection + analysis per face, facestream: four attributes / with the embedding | "
+        f"{s['ours_attributes']:.3f} / {s['ours']:.3f} s "
+        f"({100 * e['embedding_extra_end_to_end']:+.1f}%) |",
+        *embedding_agreement(report),
+    ]
+
+
+def embedding_agreement(report: dict[str, Any]) -> list[str]:
+    """How close the embedding stays to fp32's in the faster precisions."""
+    return [
+        f"| embedding, OpenVINO {precision} vs fp32: cosine similarity, lowest / median | "
+        f"{a['min']:.5f} / {a['median']:.5f} |"
+        for precision, a in report["embedding"]["agreement"].items()
+    ]
+
+
+def embedding_targets(report: dict[str, Any]) -> list[str]:
+    """The embedding's targets: its cost on the shared trunk, and the peer's two calls."""
+    r = report["ratios"]
+    return [
+        f"| embedding: <= 5% more per face than the four attributes alone | "
+        f"{100 * r['embedding_extra']:+.1f}% | {met(r['embedding_extra'] <= 0.05)} |",
+        f"| embedding + attributes vs the peer's represent + analyze (no target) | "
+        f"{r['embedding_vs_peer']:.2f}x | |",
+    ]
+
+
 def alone_rows(report: dict[str, Any]) -> list[str]:
     """The table of a run of one row (--only): the machine, the row's measures, its targets."""
     measures, targets = [], []
@@ -933,10 +992,14 @@ def alone_rows(report: dict[str, Any]) -> list[str]:
         measures, targets = shape_rows(report), shape_targets(report)
     if "video" in report:
         measures = video_rows(report)
+    actions = "all four actions"
+    if "embedding" in report:
+        measures, targets = embedding_rows(report), embedding_targets(report)
+        actions = "the four attributes with and without the embedding"
     return [
         f"Machine: {report['machine']}; engine: {report['engine']} "
         f"({report['precision']['exact']} exact); weights: {weights_label(report)}; "
-        f"all four actions; medians of {report['repeat']} runs, "
+        f"{actions}; medians of {report['repeat']} runs, "
         f"{report['concurrency']} calls or frames in flight.",
         "",
         "| measure | value |",
@@ -986,6 +1049,7 @@ def table(report: dict[str, Any]) -> str:
         *stage_rows(report),
         *crop_rows(report),
         *video_rows(report),
+        *embedding_rows(report),
         *(
             f"| VGG trunk + heads, {name.replace('_', ' ')}, batch {report['batch_size']} | "
             f"{e['s_per_face']:.3f} s/face, {e['gflops']:.0f} GFLOP/s"
@@ -1038,6 +1102,7 @@ def table(report: dict[str, Any]) -> str:
         f"| Submit >= 0.6x raw producer | {r['submit_vs_raw']:.2f}x | "
         f"{met(r['submit_vs_raw'] >= 0.6)} |",
         f"| DI < 1% of per-face time | {100 * r['di_share']:.5f}% | {met(r['di_share'] < 0.01)} |",
+        *embedding_targets(report),
         *shape_targets(report),
         "",
         "Fast mode's agreement with exact mode (boxes, probabilities, labels) is measured on "

@@ -401,9 +401,38 @@ def gather_results(
     return None, [result]
 
 
-def result_record_out(result: records_pb2.AnalysisResult, topic: str) -> OutgoingRecord:
-    """The results-topic record of one AnalysisResult, keyed by principal and request id."""
-    return OutgoingRecord(topic=topic, key=result_key(result), value=result.SerializeToString())
+# Room in a Kafka record for what is not the value: its key, headers and framing.
+RECORD_OVERHEAD_BYTES = 1024
+
+
+def result_record_out(
+    result: records_pb2.AnalysisResult, topic: str, max_bytes: int
+) -> OutgoingRecord:
+    """The results-topic record of one AnalysisResult, keyed by principal and request id.
+
+    A result over the topic's record limit `max_bytes` (hundreds of faces with their
+    embeddings, 16 KiB each) would be refused by the broker on every retry, stopping the
+    stream: it goes out FAILED (`result.too_large`) instead, saying why.
+    """
+    key, value = result_key(result), result.SerializeToString()
+    if len(key) + len(value) + RECORD_OVERHEAD_BYTES > max_bytes:
+        failed = result_record(
+            result.request_id,
+            Status.ANALYSIS_STATUS_FAILED,
+            error=(
+                "result.too_large",
+                f"the result of {len(result.faces)} faces is {len(value)} bytes, over the "
+                f"results topic's record limit of {max_bytes} bytes: ask without 'embedding' "
+                "(16 KiB per face), or raise FACESTREAM_MAX_IMAGE_BYTES",
+            ),
+            timings=result.timings,
+            worker=result.worker,
+            synthetic_weights=result.synthetic_weights,
+            principal=result.principal,
+            frame=result.frame if result.HasField("frame") else None,
+        )
+        value = failed.SerializeToString()
+    return OutgoingRecord(topic=topic, key=key, value=value)
 
 
 def dead_letter_out(letter: DeadLetter, topic: str) -> OutgoingRecord:

@@ -131,7 +131,11 @@ def flow_steps(
         ),
         gather_results=partial(gather_results, synthetic_weights=analyzer.synthetic_weights),
         gather_frames=partial(gather_frames, synthetic_weights=analyzer.synthetic_weights),
-        result_record_out=partial(result_record_out, topic=settings.kafka.topic_results),
+        result_record_out=partial(
+            result_record_out,
+            topic=settings.kafka.topic_results,
+            max_bytes=settings.kafka_max_message_bytes,
+        ),
         track_summary_out=partial(track_summary_out, topic=settings.kafka.topic_tracks),
         dead_letter_out=partial(dead_letter_out, topic=settings.kafka.topic_dead_letter),
     )

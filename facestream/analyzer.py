@@ -3,7 +3,8 @@
 One instance per process is shared by every worker thread. DeepFace's attribute models
 were measured correct when called concurrently; its OpenCV detector was not (4 threads:
 76/120 exceptions, 31/120 wrong faces), so `find_faces` runs on one thread. When the age,
-gender and race weights share their VGG-Face trunk, it runs once per face (shared_trunk.py).
+gender, race and VGG-Face (embedding) weights share their VGG-Face trunk, it runs once per
+face (shared_trunk.py).
 The forward passes run on an `Engine` (engines.py) chosen at the composition root.
 """
 
@@ -30,10 +31,11 @@ LABELS: dict[str, list[str]] = deepface_internals.attribute_labels()
 
 def deepface_model(action: str) -> Any:
     """DeepFace's own model object for `action` (its `.model` is the Keras model), from
-    DeepFace's cache, which `DeepFace.analyze` shares; loads the weights the first time."""
+    DeepFace's cache, which `DeepFace.analyze` and `DeepFace.represent` share; loads the
+    weights the first time."""
     # DeepFace's cache is not locked: the container builds the analyzer under lagom's
     # singleton lock, and other detectors are built under the detection lock.
-    return deepface_internals.build_attribute_model(ACTION_MODELS[action].model_name)
+    return deepface_internals.build_model(ACTION_MODELS[action].model_name)
 
 
 def shared_trunk_role(actions: Sequence[str]) -> str:
@@ -49,6 +51,7 @@ class SourceOfSharedTrunk:
     actions: tuple[str, ...]
     weight_files: tuple[Path, ...]
     deepface_models: Callable[[Sequence[str]], dict[str, Any]]
+    dense_heads: bool
     trunk: SharedTrunk | None = None
 
     @property
@@ -58,7 +61,9 @@ class SourceOfSharedTrunk:
     def build(self) -> Any:
         if self.trunk is None:
             models = self.deepface_models(self.actions)
-            self.trunk = SharedTrunk.of({a: model.model for a, model in models.items()})
+            self.trunk = SharedTrunk.of(
+                {a: model.model for a, model in models.items()}, self.dense_heads
+            )
             if self.trunk is None:
                 raise RuntimeError(f"the trunks of {self.role} differ: nothing to share")
         return self.trunk.model
@@ -69,12 +74,15 @@ class FaceAttributes:
     """What the models say about one face, in DeepFace.analyze's units.
 
     `scores` holds, per requested action among gender/emotion/race, the percentage of
-    each label; `dominant` its top label; `age` the apparent age when "age" was asked.
+    each label; `dominant` its top label; `age` the apparent age when "age" was asked;
+    `embedding` the VGG-Face embedding (4096 float32, unit L2 norm, as
+    `DeepFace.represent(model_name="VGG-Face")` returns it) when "embedding" was asked.
     """
 
     age: float | None
     scores: dict[str, dict[str, float]]
     dominant: dict[str, str]
+    embedding: np.ndarray | None = None
 
 
 class FaceAnalyzer:
@@ -104,14 +112,17 @@ class FaceAnalyzer:
         self.models: dict[str, Any] = {}
         vgg = tuple(action for action in VGG_ACTIONS if action in self.actions)
         shared = SourceOfSharedTrunk(
-            vgg, tuple(files[action] for action in vgg), self._deepface_models
+            vgg, tuple(files[action] for action in vgg), self._deepface_models, engine.dense_heads
         )
         if len(vgg) > 1 and engine.has_cached(shared.role, shared.weight_files):
-            # Converted before from these very files, whose trunks were equal then.
+            # Converted before from these very files, whose trunks were equal then. (When
+            # one trunk differs, the conversion is cached under the sharing group's role, and
+            # each start finds that group again from DeepFace's models.)
             self.shared_actions = vgg
         else:
             trunk = SharedTrunk.of(
-                {action: model.model for action, model in self._deepface_models(vgg).items()}
+                {action: model.model for action, model in self._deepface_models(vgg).items()},
+                engine.dense_heads,
             )
             self.shared_actions = trunk.actions if trunk is not None else ()
             shared.trunk = trunk
@@ -182,7 +193,8 @@ class FaceAnalyzer:
         """Raw model outputs for a batch of model inputs of shape (n, 224, 224, 3).
 
         Returns, per action (default: all loaded), one row per face: apparent ages (n,) for
-        "age", class probabilities (n, classes) for the others.
+        "age", L2-normalised embeddings (n, 4096) in float64 for "embedding", class
+        probabilities (n, classes) for the others.
         """
         if faces.ndim != 4 or faces.shape[1:] != (*FACE_SIZE, 3):
             raise ValueError(f"faces must have shape (n, 224, 224, 3), got {faces.shape}")
@@ -195,6 +207,9 @@ class FaceAnalyzer:
             # What DeepFace's age model does with its probabilities, row by row.
             if action == "age":
                 rows = np.array([deepface_internals.apparent_age(row) for row in rows])
+            # What DeepFace.represent does with VGG-Face's fc7 output, face by face.
+            if action == "embedding":
+                rows = np.array([deepface_internals.l2_normalize(row) for row in rows])
             outputs[action] = rows
         return outputs
 
@@ -218,13 +233,14 @@ class FaceAnalyzer:
         return faces
 
     def describe(self, faces: np.ndarray, actions: Sequence[str]) -> list[FaceAttributes]:
-        """Attributes of each face, computed as `DeepFace.analyze` computes them."""
+        """Attributes of each face, computed as `DeepFace.analyze` computes them (and the
+        embedding as `DeepFace.represent` does)."""
         outputs = self.predict(faces, actions)
         described = []
         for index in range(len(faces)):
             scores, dominant = {}, {}
             for action in actions:
-                if action == "age":
+                if action not in LABELS:
                     continue
                 probabilities = outputs[action][index]
                 # DeepFace rescales emotion and race to sum to 100; gender it only multiplies.
@@ -235,5 +251,8 @@ class FaceAnalyzer:
                 }
                 dominant[action] = labels[int(np.argmax(probabilities))]
             age = float(outputs["age"][index]) if "age" in actions else None
-            described.append(FaceAttributes(age=age, scores=scores, dominant=dominant))
+            embedding = (
+                outputs["embedding"][index].astype(np.float32) if "embedding" in actions else None
+            )
+            described.append(FaceAttributes(age, scores, dominant, embedding))
         return described

@@ -1,4 +1,8 @@
-"""A small Python client for AnalyzeService (blocking, one channel)."""
+"""A small Python client for AnalyzeService (blocking, one channel).
+
+Results are `facestream.v1` protobuf messages; `embedding_of(face)` gives a face's
+embedding as a numpy array, `cosine_similarity(a, b)` compares two.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from facestream.embeddings import cosine_similarity, embedding_of
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc, records_pb2
+
+__all__ = ["AnalyzeClient", "cosine_similarity", "embedding_of", "request"]
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 

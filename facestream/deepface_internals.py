@@ -42,15 +42,20 @@ class Internal:
     parameters: tuple[str, ...] | None = ()
 
 
-# DeepFace's TensorFlow builders of the attribute models, by DeepFace's model name: each
-# module's load_model() builds the Keras model and its WEIGHTS_URL lists the download
+# DeepFace's TensorFlow builders of the models facestream runs, by DeepFace's model name:
+# each module's load_model() builds the Keras model and its WEIGHTS_URL lists the download
 # sources of the weight file.
-ATTRIBUTE_BUILDERS: dict[str, str] = {
+MODEL_BUILDERS: dict[str, str] = {
     "Age": "deepface.models.demography.tf.Age",
     "Gender": "deepface.models.demography.tf.Gender",
     "Emotion": "deepface.models.demography.tf.Emotion",
     "Race": "deepface.models.demography.tf.Race",
+    "VGG-Face": "deepface.models.facial_recognition.tf.VGGFace",
 }
+# DeepFace's task of each model (its model cache is keyed by task and name); the
+# attribute models are "facial_attribute".
+RECOGNITION_MODELS: tuple[str, ...] = ("VGG-Face",)
+_VGG_FACE = MODEL_BUILDERS["VGG-Face"]
 
 _DEMOGRAPHY = "deepface.models.demography.DemographyUtils"
 _DETECTOR = "deepface.models.Detector"
@@ -97,12 +102,14 @@ INTERNALS: tuple[Internal, ...] = (
     Internal(_DEMOGRAPHY, "GENDER_LABELS", None),
     Internal(_DEMOGRAPHY, "EMOTION_LABELS", None),
     Internal(_DEMOGRAPHY, "RACE_LABELS", None),
-    Internal(ATTRIBUTE_BUILDERS["Emotion"], "EmotionClient._preprocess_image", ("img",)),
+    Internal(MODEL_BUILDERS["Emotion"], "EmotionClient._preprocess_image", ("img",)),
+    Internal(_VGG_FACE, "base_model"),
+    Internal("deepface.modules.verification", "l2_normalize", ("x", "axis", "epsilon")),
     Internal(_WEIGHTS, "download_weights_if_necessary", ("file_name", "source_url")),
     Internal(_WEIGHTS, "load_model_weights", ("model", "weight_file")),
     Internal("deepface.commons.folder_utils", "get_deepface_home"),
-    *(Internal(module, "load_model") for module in ATTRIBUTE_BUILDERS.values()),
-    *(Internal(module, "WEIGHTS_URL", None) for module in ATTRIBUTE_BUILDERS.values()),
+    *(Internal(module, "load_model") for module in MODEL_BUILDERS.values()),
+    *(Internal(module, "WEIGHTS_URL", None) for module in MODEL_BUILDERS.values()),
 )
 
 
@@ -124,26 +131,32 @@ def resolve(internal: Internal) -> Any:
 # --- Models -------------------------------------------------------------------------
 
 
-def build_attribute_model(model_name: str) -> Any:
-    """DeepFace's model object for an attribute ("Age", "Gender", "Emotion", "Race"), its
-    `.model` the Keras model; loads the weights the first time.
+def model_task(model_name: str) -> str:
+    """DeepFace's task of one of MODEL_BUILDERS' models."""
+    return "facial_recognition" if model_name in RECOGNITION_MODELS else "facial_attribute"
 
-    It comes from DeepFace's model cache, which `DeepFace.analyze` shares. The cache is not
-    locked: callers build under a lock of their own.
+
+def build_model(model_name: str) -> Any:
+    """DeepFace's model object for one of MODEL_BUILDERS' models ("Age", "Gender",
+    "Emotion", "Race", "VGG-Face"), its `.model` the Keras model; loads the weights the
+    first time.
+
+    It comes from DeepFace's model cache, which `DeepFace.analyze` and `DeepFace.represent`
+    share. The cache is not locked: callers build under a lock of their own.
     """
     import_deepface()
     from deepface.modules import modeling
 
-    return modeling.build_model(task="facial_attribute", model_name=model_name)
+    return modeling.build_model(task=model_task(model_name), model_name=model_name)
 
 
-def attribute_model_class(model_name: str) -> type:
-    """The class build_attribute_model(model_name) instantiates on DeepFace's current
-    backend engine: facestream expects the TensorFlow one of ATTRIBUTE_BUILDERS."""
+def model_class(model_name: str) -> type:
+    """The class build_model(model_name) instantiates on DeepFace's current backend
+    engine: facestream expects the TensorFlow one of MODEL_BUILDERS."""
     import_deepface()
     from deepface.modules import modeling
 
-    return modeling.get_model_class(task="facial_attribute", model_name=model_name)
+    return modeling.get_model_class(task=model_task(model_name), model_name=model_name)
 
 
 def build_detector(detector_backend: str) -> Any:
@@ -176,11 +189,17 @@ def _without_weight_loading() -> Iterator[None]:
 
 
 def build_architecture(model_name: str) -> Any:
-    """A fresh Keras model of the attribute `model_name`, as DeepFace's builder makes it,
-    with Keras' initial values: no weight file is fetched or read."""
+    """A fresh Keras model of `model_name` as DeepFace's builder makes it, with Keras'
+    initial values: no weight file is fetched or read.
+
+    This is the model the weight file is loaded into: for "VGG-Face", the whole network
+    with its 2622-class top (fc8), of which DeepFace's descriptor keeps up to fc7.
+    """
     import_deepface()
+    if model_name == "VGG-Face":
+        return importlib.import_module(_VGG_FACE).base_model()
     with _without_weight_loading():
-        return importlib.import_module(ATTRIBUTE_BUILDERS[model_name]).load_model()
+        return importlib.import_module(MODEL_BUILDERS[model_name]).load_model()
 
 
 # --- Weight files -------------------------------------------------------------------
@@ -194,9 +213,9 @@ def deepface_home() -> Path:
 
 
 def weight_sources(model_name: str) -> list[str]:
-    """The URLs DeepFace downloads the attribute `model_name`'s weight file from."""
+    """The URLs DeepFace downloads `model_name`'s weight file from."""
     import_deepface()  # the builder's module imports TensorFlow
-    return importlib.import_module(ATTRIBUTE_BUILDERS[model_name]).WEIGHTS_URL
+    return importlib.import_module(MODEL_BUILDERS[model_name]).WEIGHTS_URL
 
 
 def download_weight_file(file_name: str, sources: list[str]) -> str:
@@ -300,7 +319,7 @@ def resize_image(img: np.ndarray, target_size: tuple[int, int]) -> np.ndarray:
 
 def emotion_grey_face(emotion_model: Any, face: np.ndarray) -> np.ndarray:
     """The (48, 48) grey face DeepFace's emotion model reads, from a (224, 224, 3) BGR
-    model input; `emotion_model` is the model object of build_attribute_model("Emotion")."""
+    model input; `emotion_model` is the model object of build_model("Emotion")."""
     # A private method: the emotion model's preprocessing lives nowhere else.
     return emotion_model._preprocess_image(img=face)
 
@@ -325,3 +344,11 @@ def apparent_age(probabilities: np.ndarray) -> np.float64:
     from deepface.models.demography.DemographyUtils import find_apparent_age
 
     return find_apparent_age(age_predictions=probabilities)
+
+
+def l2_normalize(embedding: np.ndarray) -> np.ndarray:
+    """One face's embedding divided by its L2 norm, in float64, as `DeepFace.represent`
+    normalises VGG-Face's fc7 output (VggFaceClient.forward; not part of the model)."""
+    from deepface.modules import verification
+
+    return verification.l2_normalize(np.asarray(embedding, dtype=np.float64), axis=None)

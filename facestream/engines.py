@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -46,8 +46,8 @@ class EngineError(RuntimeError):
 
 
 # Bumped when facestream changes how it composes a model it converts (shared_trunk.py):
-# conversions cached by an older layout are not read.
-CONVERSION_LAYOUT = 1
+# conversions cached by an older layout are not read. 2: heads as matrix products.
+CONVERSION_LAYOUT = 2
 
 
 def _same_inputs(faces: np.ndarray) -> np.ndarray:
@@ -71,6 +71,9 @@ class Engine(Protocol):
 
     name: str
     precision: str
+    # True: the shared trunk's heads are built as matrix products (shared_trunk.apply_head),
+    # faster here, equal to DeepFace's numbers within the fp32 contract but not to the bit.
+    dense_heads: bool
 
     def load(self, source: ModelSource) -> Forward:
         """A forward pass of the model `source` describes."""
@@ -96,6 +99,7 @@ class TensorFlowEngine:
 
     name = "tensorflow"
     precision = "fp32"
+    dense_heads = False  # DeepFace's own layers, to the bit
 
     def has_cached(self, role: str, weight_files: Sequence[Path]) -> bool:
         return False
@@ -145,6 +149,7 @@ class OpenVINOEngine:
     threads: int = 0  # 0: every core this process may use
     calibration: CalibrationSet | None = None  # int8's
     name: str = "openvino"
+    dense_heads: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:

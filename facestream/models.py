@@ -3,10 +3,10 @@
 DeepFace keeps weights in `$DEEPFACE_HOME/.deepface/weights` and downloads them on first
 use. Machines without internet cannot, so `synthesize_weights` writes files of the same
 architecture from DeepFace's own model builders with a seeded random init: the cost of
-inference is real, the predictions are meaningless. Like the real files, the age, gender
-and race files share one VGG-Face trunk (see shared_trunk.py). Every synthetic file is
-tagged inside (an HDF5 attribute), so `check_weights` and anything built on it can say
-"synthetic".
+inference is real, the predictions are meaningless. Like the real files, the age, gender,
+race and VGG-Face (embedding) files share one VGG-Face trunk (see shared_trunk.py). Every
+synthetic file is tagged inside (an HDF5 attribute), so `check_weights` and anything built
+on it can say "synthetic".
 
 Importing this module is cheap: DeepFace and TensorFlow load only inside the functions.
 """
@@ -29,7 +29,10 @@ import numpy as np
 
 from facestream import deepface_internals
 
-ACTIONS: tuple[str, ...] = ("age", "gender", "emotion", "race")
+# "embedding" last: synthetic weights are seeded by an action's place in this tuple.
+ACTIONS: tuple[str, ...] = ("age", "gender", "emotion", "race", "embedding")
+# The actions that answer with labelled scores; "age" answers a number, "embedding" a vector.
+ATTRIBUTE_ACTIONS: tuple[str, ...] = ("age", "gender", "emotion", "race")
 SYNTHETIC_TAG = "facestream_synthetic"
 # How every output made with synthetic weights is marked.
 SYNTHETIC_WARNING = "synthetic weights: attributes are not meaningful"
@@ -43,7 +46,7 @@ class ActionModel:
     """The DeepFace model behind one action and its weight file."""
 
     action: str
-    model_name: str  # DeepFace's name, as deepface_internals.build_attribute_model takes it
+    model_name: str  # DeepFace's name, as deepface_internals.build_model takes it
     weight_file: str
 
 
@@ -52,6 +55,8 @@ ACTION_MODELS: dict[str, ActionModel] = {
     "gender": ActionModel("gender", "Gender", "gender_model_weights.h5"),
     "emotion": ActionModel("emotion", "Emotion", "facial_expression_model_weights.h5"),
     "race": ActionModel("race", "Race", "race_model_single_batch.h5"),
+    # DeepFace.represent(model_name="VGG-Face"): the fc7 layer of VGG-Face, L2-normalised.
+    "embedding": ActionModel("embedding", "VGG-Face", "vgg_face_weights.h5"),
 }
 
 # Detector backends facestream accepts, with the files each needs in the weights folder.
@@ -97,7 +102,7 @@ class MissingWeightsError(RuntimeError):
 
 
 def synthetic_deepface_home() -> Path:
-    """The DEEPFACE_HOME of this machine's synthetic weights (~1.6 GB): made once, in the
+    """The DEEPFACE_HOME of this machine's synthetic weights (~2.2 GB): made once, in the
     user's cache, never next to real weights."""
     name = f"synthetic-deepface-home-{DEFAULT_SEED}-v{SYNTHETIC_LAYOUT}"
     return Path.home() / ".cache" / "facestream" / name
@@ -233,7 +238,8 @@ def synthesize_weights(
 
     Same architecture (and so the same inference cost) as the real files, seeded random
     values, so predictions are meaningless but do depend on the input. As in the real
-    files, age, gender and race get the same VGG-Face trunk and heads of their own.
+    files, age, gender, race and VGG-Face get the same VGG-Face trunk and heads of their
+    own. The VGG-Face file holds the whole network DeepFace loads it into (fc8 included).
     """
     # DeepFace must be imported before TensorFlow: it switches TF to legacy (tf-keras) mode.
     import h5py

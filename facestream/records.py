@@ -9,6 +9,7 @@ from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from facestream.analyzer import FaceAttributes
+from facestream.embeddings import embedding_bytes
 from facestream.faces import Face
 from facestream.requests import InvalidRequestError, check_request_id
 from facestream.v1 import records_pb2
@@ -91,6 +92,8 @@ def face_record(face: Face, attributes: FaceAttributes) -> records_pb2.Face:
         distribution = getattr(record, action)
         distribution.scores.update(scores)
         distribution.dominant = attributes.dominant[action]
+    if attributes.embedding is not None:
+        record.embedding = embedding_bytes(attributes.embedding)
     return record
 
 

@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @pytest.fixture(scope="session")
 def synthetic_home() -> Path:
-    """DEEPFACE_HOME holding synthetic weights for all four actions (generated if missing)."""
+    """DEEPFACE_HOME holding synthetic weights for every action (generated if missing)."""
     ensure_synthetic_weights(weights_dir_of(SYNTHETIC_HOME), ACTIONS, DEFAULT_SEED)
     return SYNTHETIC_HOME
 
@@ -72,25 +72,28 @@ def topics(embedded_broker):
 
 @pytest.fixture(scope="session")
 def analyzer_for(synthetic_home):
-    """analyzer_for(engine, mode="exact", precision="auto"): the FaceAnalyzer with all four
-    actions on that engine, built through the container once per session."""
+    """analyzer_for(engine, mode="exact", precision="auto", actions=None): the FaceAnalyzer
+    on that engine with `actions` (None: the default four attributes), built through the
+    container once per session."""
     from di import Settings, build_container
     from facestream.analyzer import FaceAnalyzer
 
     built = {}
 
-    def get(engine: str, mode: str = "exact", precision: str = "auto"):
-        if (engine, mode, precision) not in built:
+    def get(engine: str, mode: str = "exact", precision: str = "auto", actions=None):
+        key = (engine, mode, precision, tuple(actions or ()))
+        if key not in built:
             settings = Settings.from_env(
                 {
                     "DEEPFACE_HOME": str(synthetic_home),
                     "FACESTREAM_ENGINE": engine,
                     "FACESTREAM_MODE": mode,
                     "FACESTREAM_PRECISION": precision,
+                    **({"FACESTREAM_ACTIONS": ",".join(actions)} if actions else {}),
                 }
             )
-            built[engine, mode, precision] = build_container(settings)[FaceAnalyzer]
-        return built[engine, mode, precision]
+            built[key] = build_container(settings)[FaceAnalyzer]
+        return built[key]
 
     return get
 

@@ -104,13 +104,14 @@ class ServerThread:
 
 @contextmanager
 def ready_pipeline(
-    topics: Topics, home: Path, *dataflow_args: str
+    topics: Topics, home: Path, *dataflow_args: str, **settings: str
 ) -> Iterator[tuple[DataflowProcess, ServerThread]]:
-    """The real dataflow (`bytewax.run dataflow ARGS`) and a server on `topics`, once the
-    server is SERVING and the flow is built; both stopped on the way out."""
+    """The real dataflow (`bytewax.run dataflow ARGS`) and a server on `topics`, both with
+    the `settings` given (FACESTREAM_ACTIONS=...), once the server is SERVING and the flow
+    is built; both stopped on the way out."""
     with (
-        DataflowProcess(topics.env(home), *dataflow_args) as flow,
-        ServerThread(server_settings(topics)) as server,
+        DataflowProcess(topics.env(home, **settings), *dataflow_args) as flow,
+        ServerThread(server_settings(topics, **settings)) as server,
     ):
         server.wait_serving()
         flow.wait_built()

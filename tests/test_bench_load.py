@@ -70,6 +70,18 @@ def test_interleaved_runs_take_turns_and_round_robin_spreads_calls(monkeypatch):
     assert called == [("first", "skip"), ("second", "skip")] * 2
 
 
+# What every run of one row (--only) reports besides the row.
+RUN_ALONE = {
+    "machine": "a CPU",
+    "engine": "openvino",
+    "precision": {"exact": "fp32", "fast": "int8"},
+    "synthetic_weights": True,
+    "repeat": 3,
+    "concurrency": 8,
+    "seconds": 60.0,
+}
+
+
 def test_a_shapes_run_alone_gives_each_shape_over_w1_and_its_table():
     from bench import suite
 
@@ -82,13 +94,7 @@ def test_a_shapes_run_alone_gives_each_shape_over_w1_and_its_table():
         }
 
     report = {
-        "machine": "a CPU",
-        "engine": "openvino",
-        "precision": {"exact": "fp32", "fast": "int8"},
-        "synthetic_weights": True,
-        "repeat": 3,
-        "concurrency": 8,
-        "seconds": 60.0,
+        **RUN_ALONE,
         "facestream": {
             "w1": shape("w1", 2.0, 1000),
             "w2": shape("w2", 1.96, 1010),
@@ -108,3 +114,38 @@ def test_a_shapes_run_alone_gives_each_shape_over_w1_and_its_table():
     assert "| -w 4 >= 0.95x -w 1 | 0.90x | NOT met |" in table
     assert "| -w 4 RSS <= 1.2x -w 1 RSS | 1.30x | NOT met |" in table
     assert "FACESTREAM_ENGINE_THREADS=1" in table
+
+
+def test_an_embedding_run_alone_gives_its_cost_and_agreement_and_its_table():
+    from bench import suite
+
+    report = {
+        **RUN_ALONE,
+        "batch_size": 8,
+        "embedding": {
+            "engine": "openvino",
+            "precision": "fp32",
+            "shared": "age,gender,race,embedding",
+            "faces": 16,
+            "s_per_face": {
+                "attributes": 0.1,
+                "with_embedding": 0.106,
+                "peer": 1.2,
+                "ours": 0.3,
+                "ours_attributes": 0.294,
+            },
+            "embedding_extra": 0.06,
+            "embedding_extra_end_to_end": 0.3 / 0.294 - 1,
+            "vs_peer": 4.0,
+            "agreement": {"int8": {"min": 0.9971, "median": 0.999}},
+        },
+    }
+    report["ratios"] = suite.ratios(report)
+    assert report["ratios"] == {"embedding_extra": 0.06, "embedding_vs_peer": 4.0}
+    table = suite.table(report)
+    target = "| embedding: <= 5% more per face than the four attributes alone | +6.0% | NOT met |"
+    assert target in table
+    assert "0.100 / 0.106 s" in table and "1.200 / 0.300 s" in table
+    assert "0.294 / 0.300 s (+2.0%)" in table
+    assert "| embedding, OpenVINO int8 vs fp32: cosine similarity, lowest / median | " in table
+    assert "with and without the embedding" in table

@@ -16,7 +16,7 @@ import pytest
 from apps.launch import DataflowProcess, cluster_args
 from facestream.engines import ENGINES
 from facestream.faces import face_crops
-from facestream.models import ACTIONS
+from facestream.models import ATTRIBUTE_ACTIONS
 from facestream.thread_priority import BOOKKEEPING_NICENESS
 from facestream.v1 import records_pb2
 from tests.photos import SINGLE_FACE, TRUNCATED, TWO_FACES, WITH_FACES, WITHOUT_FACE
@@ -40,7 +40,7 @@ def reference_analysis(image, detector_backend="opencv"):
     try:
         return DeepFace.analyze(
             image if isinstance(image, np.ndarray) else str(image),
-            actions=ACTIONS,
+            actions=ATTRIBUTE_ACTIONS,
             detector_backend=detector_backend,
             silent=True,
         )

@@ -16,12 +16,13 @@ import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from facestream import deepface_internals
 from facestream.deepface_internals import (
-    ATTRIBUTE_BUILDERS,
     INTERNALS,
+    MODEL_BUILDERS,
     READ_FROM_DEEPFACE,
     Internal,
 )
@@ -87,19 +88,19 @@ def test_the_labels_match_the_models_outputs():
 def test_the_weight_sources_name_the_files_facestream_checks():
     for spec in ACTION_MODELS.values():
         sources = deepface_internals.weight_sources(spec.model_name)
-        assert sources, moved(f"{ATTRIBUTE_BUILDERS[spec.model_name]}.WEIGHTS_URL is empty")
+        assert sources, moved(f"{MODEL_BUILDERS[spec.model_name]}.WEIGHTS_URL is empty")
         wrong = [url for url in sources if not url.endswith("/" + spec.weight_file)]
         assert not wrong, moved(
-            f"{ATTRIBUTE_BUILDERS[spec.model_name]}.WEIGHTS_URL no longer downloads "
+            f"{MODEL_BUILDERS[spec.model_name]}.WEIGHTS_URL no longer downloads "
             f"{spec.weight_file}: {wrong}"
         )
 
 
-def test_deepface_builds_the_attribute_classes_the_adapter_reads():
-    # build_architecture and emotion_grey_face read ATTRIBUTE_BUILDERS' modules; the
+def test_deepface_builds_the_model_classes_the_adapter_reads():
+    # build_architecture and emotion_grey_face read MODEL_BUILDERS' modules; the
     # model objects facestream runs must come from those very modules.
-    for model_name, module in ATTRIBUTE_BUILDERS.items():
-        built = deepface_internals.attribute_model_class(model_name)
+    for model_name, module in MODEL_BUILDERS.items():
+        built = deepface_internals.model_class(model_name)
         assert built.__module__ == module, moved(
             f"deepface.modules.modeling builds {model_name} from {built.__module__}, "
             f"not from {module}"
@@ -111,7 +112,7 @@ def test_the_builders_load_weights_through_the_module_the_adapter_patches():
     # bound them at import would fetch and load weights despite the swap.
     builders = {
         module_name: deepface_internals.resolve(Internal(module_name, "load_model"))
-        for module_name in ATTRIBUTE_BUILDERS.values()
+        for module_name in MODEL_BUILDERS.values()
     }
     weight_utils = importlib.import_module("deepface.commons.weight_utils")
     for module_name, builder in builders.items():
@@ -144,6 +145,17 @@ def test_build_architecture_neither_fetches_nor_loads_weights_and_restores_deepf
     )
     assert weight_utils.download_weights_if_necessary is download, "download not restored"
     assert weight_utils.load_model_weights is load, "weight loading not restored"
+
+
+def test_vgg_faces_architecture_is_the_whole_network_its_weight_file_holds():
+    # vgg_face_weights.h5 is loaded into VGGFace.base_model() (fc8, 2622 classes, included);
+    # DeepFace's descriptor then keeps up to fc7, the embedding.
+    model = deepface_internals.build_architecture("VGG-Face")
+    assert tuple(model.output_shape) == (None, 2622), moved(
+        f"deepface.models.facial_recognition.tf.VGGFace.base_model() outputs {model.output_shape}"
+    )
+    unit = deepface_internals.l2_normalize(np.array([3.0, 4.0]))
+    np.testing.assert_allclose(unit, [0.6, 0.8])
 
 
 def internal_use(node: ast.AST) -> str | None:

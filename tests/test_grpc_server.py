@@ -26,7 +26,7 @@ from apps.processes import wait_until
 from di.settings import ServerProcessSettings
 from facestream.client import AnalyzeClient, request
 from facestream.kafka_admin import ensure_topics
-from facestream.models import ACTIONS
+from facestream.models import ATTRIBUTE_ACTIONS
 from facestream.records import result_record
 from facestream.v1 import records_pb2
 from grpc_server.service import REQUEST_ID_METADATA
@@ -175,7 +175,7 @@ def test_submit_replies_after_the_record_is_on_the_topic(topics, client):
     records = requests_on_topic(topics, {chosen, made})
     assert [r.image for r in records[chosen]] == [image]
     assert list(records[chosen][0].actions) == ["age", "race"]
-    assert list(records[made][0].actions) == list(ACTIONS)  # the server's default
+    assert list(records[made][0].actions) == list(ATTRIBUTE_ACTIONS)  # the server's default
     assert records[made][0].detector_backend == "opencv"
     assert records[made][0].submitted_at.seconds > 0
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from facestream.models import (
-    ACTIONS,
+    ATTRIBUTE_ACTIONS,
     SYNTHETIC_WARNING,
     MissingWeightsError,
     WeightState,
@@ -113,7 +113,7 @@ def test_deepface_analyze_runs_offline_with_all_actions(synthetic_home, public_p
 
     [face] = DeepFace.analyze(
         str(public_photos / SINGLE_FACE[0]),
-        actions=ACTIONS,
+        actions=ATTRIBUTE_ACTIONS,
         detector_backend="opencv",
         silent=True,
     )
@@ -134,7 +134,7 @@ def test_synthetic_predictions_depend_on_the_face(synthetic_home, public_photos)
     from deepface import DeepFace
 
     faces = [
-        DeepFace.analyze(str(public_photos / name), actions=ACTIONS, silent=True)[0]
+        DeepFace.analyze(str(public_photos / name), actions=ATTRIBUTE_ACTIONS, silent=True)[0]
         for name in (SINGLE_FACE[0], SINGLE_FACE[3])  # the astronaut, and in grey
     ]
     for action in ("gender", "emotion", "race"):

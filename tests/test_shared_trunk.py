@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from facestream.analyzer import deepface_model
-from facestream.engines import ENGINES, ModelSource, TensorFlowEngine
+from facestream.engines import ENGINES, ModelSource, OpenVINOEngine, TensorFlowEngine
 from facestream.shared_trunk import SharedTrunk, same_trunk, split_trunk
 
 
@@ -50,16 +50,25 @@ def test_a_model_without_pooling_is_refused():
         split_trunk(Model(inputs, Dense(2)(inputs)))
 
 
-def test_equal_trunks_are_shared_and_give_each_models_own_outputs():
+def engine_named(name: str, cache_dir):
+    return TensorFlowEngine() if name == "tensorflow" else OpenVINOEngine(cache_dir)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_equal_trunks_are_shared_and_give_each_models_own_outputs(engine, tmp_path):
     models = {
         "age": tiny_vgg(5, trunk_seed=7, head_seed=1),
         "gender": tiny_vgg(2, trunk_seed=7, head_seed=2),
         "race": tiny_vgg(6, trunk_seed=7, head_seed=3),
+        # Out of alphabetical order, as the actions are: each output must stay its own.
+        "embedding": tiny_vgg(4, trunk_seed=7, head_seed=4),
     }
-    shared = SharedTrunk.of(models)
-    assert shared is not None and shared.actions == ("age", "gender", "race")
+    running = engine_named(engine, tmp_path)
+    # As the analyzer builds it for this engine: OpenVINO's heads as matrix products.
+    shared = SharedTrunk.of(models, running.dense_heads)
+    assert shared is not None and shared.actions == ("age", "gender", "race", "embedding")
     batch = np.random.default_rng(0).random((3, 8, 8, 3), dtype=np.float32)
-    forward = TensorFlowEngine().load(ModelSource("shared", (), lambda: shared.model))
+    forward = running.load(ModelSource("shared", (), lambda: shared.model))
     for rows in (batch[:1], batch):
         outputs = dict(zip(shared.actions, forward(rows), strict=True))
         for action, model in models.items():
@@ -68,7 +77,52 @@ def test_equal_trunks_are_shared_and_give_each_models_own_outputs():
                 if len(rows) == 1
                 else model.predict_on_batch(rows)
             )
-            np.testing.assert_array_equal(outputs[action], expected.reshape(len(rows), -1))
+            assert_deepfaces_numbers(engine, outputs[action], expected.reshape(len(rows), -1))
+
+
+def test_dense_heads_are_the_heads_convolutions_as_matrix_products():
+    models = {
+        "age": tiny_vgg(5, trunk_seed=7, head_seed=1),
+        "gender": tiny_vgg(2, trunk_seed=7, head_seed=2),
+    }
+    convolutions = SharedTrunk.of(models)
+    products = SharedTrunk.of(models, dense_heads=True)
+    assert convolutions is not None and products is not None
+
+    def head_kinds(shared: SharedTrunk) -> set[str]:
+        heads = [layer for layer in shared.model.layers if layer.name.startswith("head")]
+        return {type(inner).__name__ for head in heads for inner in head.layers}
+
+    assert "Conv2D" in head_kinds(convolutions) and "Dense" not in head_kinds(convolutions)
+    assert "Dense" in head_kinds(products) and "Conv2D" not in head_kinds(products)
+    batch = np.random.default_rng(1).random((4, 8, 8, 3), dtype=np.float32)
+    for ours, theirs in zip(
+        products.model.predict_on_batch(batch),
+        convolutions.model.predict_on_batch(batch),
+        strict=True,
+    ):
+        # The same function; only the order of the sums differs (fp32 rounding).
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_whose_trunk_differs_runs_alone_and_the_others_still_share():
+    models = {
+        "age": tiny_vgg(5, trunk_seed=7, head_seed=1),
+        "gender": tiny_vgg(2, trunk_seed=7, head_seed=2),
+        "race": tiny_vgg(6, trunk_seed=7, head_seed=3),
+        "embedding": tiny_vgg(4, trunk_seed=8, head_seed=4),  # a fine-tuned VGG-Face
+    }
+    shared = SharedTrunk.of(models)
+    assert shared is not None and shared.actions == ("age", "gender", "race")
+    # The odd one first: the larger group still wins.
+    models["age"] = tiny_vgg(5, trunk_seed=9, head_seed=1)
+    models["embedding"] = tiny_vgg(4, trunk_seed=7, head_seed=4)
+    shared = SharedTrunk.of(models)
+    assert shared is not None and shared.actions == ("gender", "race", "embedding")
+    # Two against two: the first group, so that the attribute models share.
+    models["race"] = tiny_vgg(6, trunk_seed=9, head_seed=3)
+    shared = SharedTrunk.of(models)
+    assert shared is not None and shared.actions == ("age", "race")
 
 
 def test_one_differing_trunk_weight_means_nothing_is_shared():

@@ -28,7 +28,7 @@ from dataflow.steps import (
 )
 from facestream.attempts import AttemptLog
 from facestream.faces import Face
-from facestream.models import ACTIONS
+from facestream.models import ATTRIBUTE_ACTIONS
 from facestream.records import Status, image_submitted
 from facestream.requests import RequestLimits
 from facestream.v1 import records_pb2
@@ -40,7 +40,7 @@ LOG = logging.getLogger("test")
 LIMITS = RequestLimits(
     max_image_bytes=10 * 1024 * 1024,
     max_pixels=40_000_000,
-    enabled_actions=ACTIONS,
+    enabled_actions=ATTRIBUTE_ACTIONS,
     default_detector="opencv",
     available_detectors=("opencv", "mtcnn", "skip"),
 )
@@ -477,6 +477,28 @@ def test_two_submissions_of_one_request_id_are_gathered_apart():
 
 def test_result_record_is_keyed_by_request_id():
     result = records_pb2.AnalysisResult(request_id="r-1", status=Status.ANALYSIS_STATUS_OK)
-    record = result_record_out(result, "faces.results")
+    record = result_record_out(result, "faces.results", max_bytes=11 * 1024 * 1024)
     assert (record.topic, record.key) == ("faces.results", b"r-1")
     assert records_pb2.AnalysisResult.FromString(record.value) == result
+
+
+def test_a_result_over_the_record_limit_goes_out_failed_saying_why():
+    embedding = np.zeros(4096, dtype="<f4").tobytes()
+    frame = records_pb2.StreamFrame(stream_id="s", sequence=4)
+    result = records_pb2.AnalysisResult(
+        request_id="r-9",
+        principal="alice",
+        status=Status.ANALYSIS_STATUS_OK,
+        faces=[records_pb2.Face(embedding=embedding) for _ in range(64)],
+        frame=frame,
+    )
+    size = len(result.SerializeToString())
+    fits = result_record_out(result, "faces.results", max_bytes=size + 2048)
+    assert records_pb2.AnalysisResult.FromString(fits.value) == result
+    record = result_record_out(result, "faces.results", max_bytes=size)
+    assert record.key == b"alice/r-9" and len(record.value) < 1024
+    failed = records_pb2.AnalysisResult.FromString(record.value)
+    assert failed.status == Status.ANALYSIS_STATUS_FAILED and not failed.faces
+    assert failed.error.code == "result.too_large"
+    assert "64 faces" in failed.error.message and "embedding" in failed.error.message
+    assert (failed.principal, failed.frame) == ("alice", frame)  # still reaches its caller

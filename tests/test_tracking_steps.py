@@ -84,7 +84,7 @@ def analysed(job: FaceJob, age: float, error: tuple[str, str] | None = None) -> 
     """What the models give for `job`: an age and a gender, or an error."""
     record = None
     if error is None:
-        record = records_pb2.Face(age=age)
+        record = records_pb2.Face(age=age, embedding=np.float32([age]).tobytes())
         record.gender.scores.update({"Woman": age, "Man": 100 - age})
         record.gender.dominant = "Woman" if age > 50 else "Man"
     return AnalyzedFace(job.image, job.index, record, error, 0.1)
@@ -181,6 +181,9 @@ def test_frames_are_answered_in_order_with_tracks_carried_attributes_and_summari
         [("t1", True, 0)],
     ]
     assert [f.age for r in results for f in r.faces] == [30, 70, 30, 70, 30]
+    # A carried face carries its track's embedding too.
+    embeddings = [np.frombuffer(f.embedding, np.float32)[0] for r in results for f in r.faces]
+    assert embeddings == [30, 70, 30, 70, 30]
     summaries = [item for item in out if isinstance(item, records_pb2.TrackSummary)]
     assert [(s.track_id, s.ended_by, s.frames_seen, s.frames_analysed) for s in summaries] == [
         ("t1", "last_frame", 3, 1),

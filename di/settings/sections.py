@@ -14,7 +14,7 @@ from di.settings import values as v
 from di.settings.section import Section, setting
 from facestream.engines import ENGINES, PRECISIONS, EngineError, check_precision
 from facestream.kafka_config import SASL_MECHANISMS, SECURITY_PROTOCOLS, KafkaSecurity, TopicSpec
-from facestream.models import ACTIONS, DETECTOR_BACKENDS, weights_dir_of
+from facestream.models import ACTIONS, ATTRIBUTE_ACTIONS, DETECTOR_BACKENDS, weights_dir_of
 from facestream.tracking import TrackingPolicy
 
 # Room for the protobuf envelope around the image bytes in one Kafka record.
@@ -220,9 +220,10 @@ class ModelSettings(Section):
     title = "Models"
 
     actions: Annotated[tuple[str, ...], parsed(v.subset(ACTIONS))] = setting(
-        "age,gender,emotion,race",
+        ",".join(ATTRIBUTE_ACTIONS),
         f"a comma-separated subset of {', '.join(ACTIONS)}, each at most once",
-        "Attributes analysed when a request does not name its own.",
+        "Actions this deployment loads and allows, and those a request that names none gets."
+        " embedding (VGG-Face, 16 KiB per face) is off unless listed here.",
     )
     detector_backend: Annotated[str, parsed(v.choice(tuple(DETECTOR_BACKENDS)))] = setting(
         "opencv",

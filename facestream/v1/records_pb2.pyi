@@ -85,7 +85,7 @@ class Distribution(_message.Message):
     def __init__(self, scores: _Optional[_Mapping[str, float]] = ..., dominant: _Optional[str] = ...) -> None: ...
 
 class Face(_message.Message):
-    __slots__ = ("region", "confidence", "age", "gender", "emotion", "race", "track_id", "carried", "attributes_from")
+    __slots__ = ("region", "confidence", "age", "gender", "emotion", "race", "track_id", "carried", "attributes_from", "embedding")
     REGION_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     AGE_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +95,7 @@ class Face(_message.Message):
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
     CARRIED_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FROM_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     region: Region
     confidence: float
     age: float
@@ -104,7 +105,8 @@ class Face(_message.Message):
     track_id: str
     carried: bool
     attributes_from: int
-    def __init__(self, region: _Optional[_Union[Region, _Mapping]] = ..., confidence: _Optional[float] = ..., age: _Optional[float] = ..., gender: _Optional[_Union[Distribution, _Mapping]] = ..., emotion: _Optional[_Union[Distribution, _Mapping]] = ..., race: _Optional[_Union[Distribution, _Mapping]] = ..., track_id: _Optional[str] = ..., carried: _Optional[bool] = ..., attributes_from: _Optional[int] = ...) -> None: ...
+    embedding: bytes
+    def __init__(self, region: _Optional[_Union[Region, _Mapping]] = ..., confidence: _Optional[float] = ..., age: _Optional[float] = ..., gender: _Optional[_Union[Distribution, _Mapping]] = ..., emotion: _Optional[_Union[Distribution, _Mapping]] = ..., race: _Optional[_Union[Distribution, _Mapping]] = ..., track_id: _Optional[str] = ..., carried: _Optional[bool] = ..., attributes_from: _Optional[int] = ..., embedding: _Optional[bytes] = ...) -> None: ...
 
 class FramePoint(_message.Message):
     __slots__ = ("sequence", "frame_index", "position_ms")
