@@ -85,7 +85,7 @@ from facestream.calibration import decode_photo
 from facestream.client import AnalyzeClient
 from facestream.engines import ModelSource, cpu_supports_bf16, make_engine, resolve_precision
 from facestream.faces import face_crops
-from facestream.models import ACTION_MODELS, ACTIONS, require_weights
+from facestream.models import ACTION_MODELS, ATTRIBUTE_ACTIONS, require_weights
 from facestream.shared_trunk import VGG_ATTRIBUTES, SharedTrunk
 from facestream.v1 import records_pb2
 
@@ -172,7 +172,9 @@ class RoundRobin:
     def __call__(self, image: bytes) -> int:
         with self._lock:
             stub = next(self._stubs)
-        return peer_analyze(stub, image, list(ACTIONS), detector_backend=self._detector_backend)
+        return peer_analyze(
+            stub, image, list(ATTRIBUTE_ACTIONS), detector_backend=self._detector_backend
+        )
 
 
 # Peer servers (their stubs and processes), and a running facestream system with its
