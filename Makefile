@@ -36,13 +36,13 @@ demo: $(STAMP)
 	$(VENV)/bin/facestream demo $(if $(IMAGES),--images "$(IMAGES)")
 
 # Benchmarks run on synthetic weights (same cost as the real ones) unless DEEPFACE_HOME
-# already holds weights; they are made once per machine, outside the repository, in the
-# cache the tests and the demo use.
+# already holds weights. The bench checks the files of every section it runs first, makes the
+# missing synthetic ones once per machine (outside the repository, in the cache the tests and
+# the demo use; never next to real weights) and names the sections it must skip.
 bench: $(STAMP)
 	@DEEPFACE_HOME=$${DEEPFACE_HOME:-$$($(PY) -c 'from facestream.models import synthetic_deepface_home as h; print(h())')}; \
 	export DEEPFACE_HOME; \
-	$(VENV)/bin/facestream models check >/dev/null || $(VENV)/bin/facestream models synth; \
-	$(PY) -m bench.suite $(BENCH_ARGS) && $(PY) -m bench.pipeline_parts && $(PY) -m bench.overlap
+	$(PY) -m bench.suite $(BENCH_ARGS)
 
 # Faults and overload against the real system (README, Reliability); not part of `make test`,
 # which runs the same scenarios at small sizes.

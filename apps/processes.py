@@ -13,6 +13,9 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # A child is tied to its parent by programs it runs through, not by Python code between
 # fork and exec (Popen's preexec_fn): a preexec_fn makes Python fork() the whole process,
@@ -155,3 +158,45 @@ class ChildProcess:
                 self.process.kill()
                 self.process.wait(timeout)
         return int(self.process.returncode)
+
+
+class WorkerProcess:
+    """A new Python process (spawned: nothing of this one's memory is shared) that runs the
+    functions given to it, one at a time, and keeps what they load (modules, models) until it
+    is closed. For work whose memory must be returned when it is done, or whose crash must not
+    take the caller with it (a child that dies raises BrokenProcessPool in the caller).
+    Functions and their arguments cross by pickle: module-level functions, plain data."""
+
+    def __init__(self, name: str) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.name = name
+        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self.pid: int = self._pool.submit(os.getpid).result(timeout=120)
+
+    def call(self, function: Callable[..., T], *args: object, timeout: float | None = None) -> T:
+        """`function(*args)` in the worker; its result, or the exception it raised."""
+        return self._pool.submit(function, *args).result(timeout)
+
+    def peak_rss_mb(self) -> float:
+        """The worker's peak resident memory so far (0 once it has exited)."""
+        try:
+            return memory_mb(self.pid, "VmHWM")
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            return 0.0
+
+    def close(self, timeout: float = 30) -> None:
+        """Stop the worker by its pid: asked to finish first, killed if it does not in time."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            wait_until(lambda: not process_alive(self.pid), timeout, f"{self.name} to exit", 0.1)
+        except WaitTimeoutError:
+            os.kill(self.pid, signal.SIGKILL)
+            wait_until(lambda: not process_alive(self.pid), 10, f"{self.name} killed", 0.1)
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -41,7 +41,7 @@ def embedding_cost(
     """Seconds per face: facestream's analysis without and with the embedding (interleaved,
     medians of 5 x `repeat` pairs), then detection plus analysis with the embedding against
     the peer's represent + analyze per picture, and against facestream's without it.
-    `mode` is the settings (bench.suite.MODES) on top of this process's environment; the
+    `mode` is the settings (bench.workload.MODES) on top of this process's environment; the
     actions are this function's."""
     from deepface import DeepFace
 
@@ -159,7 +159,7 @@ def agreement(
 
 
 def main() -> None:
-    from bench.suite import MODES, bench_images
+    from bench.workload import MODES, bench_images
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)

@@ -21,13 +21,14 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from bench.machine import describe_machine
 from bench.pipeline_parts import in_process_steps
-from bench.suite import bench_images, mode_settings
+from bench.workload import bench_images, mode_settings
 from facestream.analyzer import FaceAnalyzer, FaceAttributes
 from facestream.faces import find_faces, model_input
 
@@ -101,10 +102,8 @@ def largest_difference(a: Attributes, b: Attributes) -> tuple[bool, float]:
     return same, worst
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
+def measure_overlap(repeat: int) -> dict[str, Any]:
+    """Taking turns against overlapping, interleaved, in this process: the figures."""
     cores = len(os.sched_getaffinity(0))
     share = max(1, cores // 2)
     _name, images = bench_images()
@@ -119,7 +118,7 @@ def main() -> None:
     runs: dict[str, list[float]] = {"turns": [], "overlap": []}
     taking_turns(shared, pictures[:1], batch, cores)  # warm both
     overlapped(split, pictures[:1], batch, share)
-    for _ in range(args.repeat):
+    for _ in range(repeat):
         rate, turns = taking_turns(shared, pictures, batch, cores)
         runs["turns"].append(rate)
         rate, overlap = overlapped(split, pictures, batch, share)
@@ -130,25 +129,40 @@ def main() -> None:
         "faces": len(turns),
         "images": len(pictures),
         "batch_size": batch,
+        "repeat": repeat,
         "turns": {"faces_per_s": statistics.median(runs["turns"]), "threads": cores},
         "overlap": {"faces_per_s": statistics.median(runs["overlap"]), "threads_each": share},
         "same_dominant_labels": same,
         "max_probability_difference_pp": worst,
     }
     report["overlap_vs_turns"] = report["overlap"]["faces_per_s"] / report["turns"]["faces_per_s"]
+    return report
+
+
+def overlap_rows(report: dict[str, Any]) -> list[str]:
+    """The figures of measure_overlap as markdown table rows (measure, value)."""
+    return [
+        f"| taking turns, {report['turns']['threads']} threads each (facestream), "
+        f"{report['faces']} faces | {report['turns']['faces_per_s']:.2f} faces/s |",
+        f"| overlapped, {report['overlap']['threads_each']} thread(s) each | "
+        f"{report['overlap']['faces_per_s']:.2f} faces/s ({report['overlap_vs_turns']:.2f}x); "
+        f"same dominant labels: {'yes' if report['same_dominant_labels'] else 'NO'}, largest "
+        f"probability difference {report['max_probability_difference_pp']:.2e} points |",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    report = measure_overlap(args.repeat)
     out = ROOT / "bench" / "results" / "overlap.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(
-        f"Overlap ({report['machine']}; {len(turns)} faces of {len(pictures)} photos, exact "
-        f"mode, batch {batch}, median of {args.repeat}, interleaved):\n\n"
-        "| detection and analysis | faces/s |\n|---|---|\n"
-        f"| taking turns, {cores} threads each (facestream) | "
-        f"{report['turns']['faces_per_s']:.2f} |\n"
-        f"| overlapped, {share} thread(s) each | {report['overlap']['faces_per_s']:.2f} "
-        f"({report['overlap_vs_turns']:.2f}x) |\n\n"
-        f"Same dominant labels: {'yes' if same else 'NO'}; largest probability difference "
-        f"{worst:.2e} points."
+        f"Overlap ({report['machine']}; {report['images']} photos, exact mode, batch "
+        f"{report['batch_size']}, median of {args.repeat}, interleaved):\n\n"
+        "| detection and analysis | faces/s |\n|---|---|\n" + "\n".join(overlap_rows(report))
     )
 
 

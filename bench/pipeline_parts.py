@@ -17,6 +17,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -101,42 +102,35 @@ def photo_set(folder: Path) -> tuple[bytes, list[bytes]]:
     return large.tobytes(), [image.data for image in demo_images()]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("photos", nargs="?", type=Path, default=SHARED_FACES)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-
-    settings = load_settings()
+def measure_parts(settings: Settings, photos_dir: Path, repeat: int) -> dict[str, Any]:
+    """Detection of the 14 Mpx photo (full and downscaled), extraction + analysis per batch
+    size, and the shared trunk against DeepFace's three models: the figures, in this
+    process."""
     analyzer, logger, limits = in_process_steps(settings)
-    report: dict[str, object] = {
-        "synthetic_weights": analyzer.synthetic_weights,
-        "repeat": args.repeat,
-    }
+    report: dict[str, Any] = {"synthetic_weights": analyzer.synthetic_weights, "repeat": repeat}
 
-    large_photo, photos = photo_set(args.photos)
+    large_photo, photos = photo_set(photos_dir)
     large = decode_image(
         large_photo, settings.requests.max_image_bytes, settings.requests.max_pixels
     )
-    full = median_seconds(lambda: analyzer.find_faces(large, "opencv", 0), args.repeat)
-    scaled = median_seconds(
-        lambda: analyzer.find_faces(large, "opencv", settings.analysis.detection_max_side),
-        args.repeat,
+    side = settings.analysis.detection_max_side
+    report["detect_14mpx_full_s"] = median_seconds(
+        lambda: analyzer.find_faces(large, "opencv", 0), repeat
     )
-    report["detect_14mpx_full_s"] = full
-    report["detect_14mpx_downscaled_s"] = scaled
-    report["detection_max_side"] = settings.analysis.detection_max_side
+    report["detect_14mpx_downscaled_s"] = median_seconds(
+        lambda: analyzer.find_faces(large, "opencv", side), repeat
+    )
+    report["detection_max_side"] = side
 
     jobs = submissions(photos)
-    side = settings.analysis.detection_max_side
     faces = extract_and_analyze(jobs, analyzer, limits, logger, settings.analysis.batch_size, side)
 
     def pipeline(batch_size: int) -> None:
         extract_and_analyze(jobs, analyzer, limits, logger, batch_size, side)
 
-    batch_sizes = sorted({1, settings.analysis.batch_size, 16})
-    for batch_size in batch_sizes:
-        seconds = median_seconds(lambda b=batch_size: pipeline(b), args.repeat)
+    report["batch_sizes"] = sorted({1, settings.analysis.batch_size, 16})
+    for batch_size in report["batch_sizes"]:
+        seconds = median_seconds(lambda b=batch_size: pipeline(b), repeat)
         report[f"faces_per_s_batch_{batch_size}"] = faces / seconds
     report["faces"] = faces
     report["images"] = len(jobs)
@@ -146,36 +140,52 @@ def main() -> None:
     batch = np.random.default_rng(0).random((settings.analysis.batch_size, 224, 224, 3), np.float32)
     models = {action: deepface_model(action) for action in VGG_ATTRIBUTES}
     separate = median_seconds(
-        lambda: [models[action].predict(batch) for action in VGG_ATTRIBUTES], args.repeat
+        lambda: [models[action].predict(batch) for action in VGG_ATTRIBUTES], repeat
     )
-    shared = median_seconds(lambda: analyzer.predict(batch, VGG_ATTRIBUTES), args.repeat)
+    shared = median_seconds(lambda: analyzer.predict(batch, VGG_ATTRIBUTES), repeat)
     report["shared_trunk"] = bool(analyzer.shared_actions)
+    report["batch_size"] = settings.analysis.batch_size
+    report["engine"] = settings.analysis.engine
     report["age_gender_race_separate_s_per_face"] = separate / len(batch)
     report["age_gender_race_shared_s_per_face"] = shared / len(batch)
+    return report
 
+
+def parts_rows(report: dict[str, Any]) -> list[str]:
+    """The figures of measure_parts as markdown table rows (measure, value)."""
+    full, scaled = report["detect_14mpx_full_s"], report["detect_14mpx_downscaled_s"]
+    b1 = report["faces_per_s_batch_1"]
+    separate = report["age_gender_race_separate_s_per_face"]
+    shared = report["age_gender_race_shared_s_per_face"]
+    return [
+        f"| detect 14 Mpx photo, full image | {full:.2f} s |",
+        f"| detect 14 Mpx photo, downscaled to {report['detection_max_side']} px | "
+        f"{scaled:.2f} s ({full / scaled:.1f}x faster) |",
+        *(
+            f"| extract + analyze, batch {size} | {report[f'faces_per_s_batch_{size}']:.2f} "
+            f"faces/s ({report[f'faces_per_s_batch_{size}'] / b1:.2f}x batch 1) |"
+            for size in report["batch_sizes"]
+        ),
+        f"| age + gender + race, batch {report['batch_size']}: three models (TensorFlow) / "
+        f"shared trunk ({report['engine']}) | {separate:.3f} / {shared:.3f} s per face "
+        f"({separate / shared:.2f}x; shared: {report['shared_trunk']}) |",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("photos", nargs="?", type=Path, default=SHARED_FACES)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    report = measure_parts(load_settings(), args.photos, args.repeat)
     out = ROOT / "bench" / "results" / "pipeline_parts.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(
-        f"| measure | value | ({report['images']} photos, {faces} faces, median of "
-        f"{args.repeat}, synthetic weights: {analyzer.synthetic_weights}) |"
+        f"{report['images']} photos, {report['faces']} faces, median of {args.repeat}, "
+        f"synthetic weights: {report['synthetic_weights']}\n\n| measure | value |\n|---|---|"
     )
-    print("|---|---|---|")
-    print(f"| detect 14 Mpx photo, full image | {full:.2f} s | |")
-    print(
-        f"| detect 14 Mpx photo, downscaled to {settings.analysis.detection_max_side} px | "
-        f"{scaled:.2f} s | {full / scaled:.1f}x faster |"
-    )
-    b1 = report["faces_per_s_batch_1"]
-    for size in batch_sizes:
-        rate = report[f"faces_per_s_batch_{size}"]
-        print(f"| extract + analyze, batch {size} | {rate:.2f} faces/s | {rate / b1:.2f}x |")
-    print(
-        f"| age + gender + race, batch {settings.analysis.batch_size}: three models (TensorFlow) / "
-        f"shared trunk ({settings.analysis.engine}) | "
-        f"{separate / len(batch):.3f} / {shared / len(batch):.3f} s per face | "
-        f"{separate / shared:.2f}x (shared: {report['shared_trunk']}) |"
-    )
+    print("\n".join(parts_rows(report)))
     print(f"written to {out.relative_to(ROOT)}")
 
 

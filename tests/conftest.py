@@ -1,9 +1,12 @@
 """Fixtures only: synthetic DeepFace weights (cached outside git), the embedded broker,
-the test photos, fresh topics and the analyzers. Helpers live in modules of their own
-(tests/commands.py, pipeline.py, grpc_helpers.py, photos.py, images.py)."""
+the test photos, fresh topics, and the model worker of tests marked `model_process` with
+their analyzers (tests/model_process.py). Helpers live in modules of their own
+(tests/commands.py, pipeline.py, grpc_helpers.py, photos.py, images.py); the suite's memory
+bound is the plugin tests/memory_bound.py."""
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,9 +14,13 @@ from pathlib import Path
 import pytest
 
 from apps.broker import EmbeddedBroker, free_port
+from apps.processes import WorkerProcess
 from bench.system_under_test import SHARED_FACES
 from facestream.models import ACTIONS, DEFAULT_SEED, ensure_synthetic_weights, weights_dir_of
 from tests.commands import SYNTHETIC_HOME
+from tests.model_process import InWorker, outcome, run_test, stand_in
+
+pytest_plugins = ["tests.memory_bound"]
 
 # DeepFace reads DEEPFACE_HOME when it loads weights; point it at the synthetic cache
 # before anything imports DeepFace, so no test can reach for a download.
@@ -23,9 +30,44 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @pytest.fixture(scope="session")
 def synthetic_home() -> Path:
-    """DEEPFACE_HOME holding synthetic weights for every action (generated if missing)."""
-    ensure_synthetic_weights(weights_dir_of(SYNTHETIC_HOME), ACTIONS, DEFAULT_SEED)
+    """DEEPFACE_HOME holding synthetic weights for every action (generated if missing, in a
+    process of its own: building the models takes gigabytes)."""
+    with WorkerProcess("synthetic-weights") as worker:
+        worker.call(ensure_synthetic_weights, weights_dir_of(SYNTHETIC_HOME), ACTIONS, DEFAULT_SEED)
     return SYNTHETIC_HOME
+
+
+@pytest.fixture(scope="module")
+def model_worker(synthetic_home) -> Iterator[WorkerProcess]:
+    """The process this module's model tests run in; it exits, models and all, after the
+    module (tests/model_process.py)."""
+    with WorkerProcess("model-worker") as worker:
+        yield worker
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("model_process") and isinstance(item, pytest.Function):
+            item.fixturenames.extend(["synthetic_home", "model_worker"])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Call a `model_process` test in its module's model worker."""
+    if pyfuncitem.get_closest_marker("model_process") is None:
+        return None
+    parameters = inspect.signature(pyfuncitem.obj).parameters
+    arguments = {name: stand_in(pyfuncitem.funcargs[name], name) for name in parameters}
+    outcome(
+        *pyfuncitem.funcargs["model_worker"].call(
+            run_test,
+            pyfuncitem.module.__name__,
+            pyfuncitem.originalname,
+            arguments,
+            str(pyfuncitem.funcargs["synthetic_home"]),
+        )
+    )
+    return True
 
 
 @pytest.fixture(scope="session")
@@ -71,39 +113,17 @@ def topics(embedded_broker):
 
 
 @pytest.fixture(scope="session")
-def analyzer_for(synthetic_home):
-    """analyzer_for(engine, mode="exact", precision="auto", actions=None): the FaceAnalyzer
-    on that engine with `actions` (None: the default four attributes), built through the
-    container once per session."""
-    from di import Settings, build_container
-    from facestream.analyzer import FaceAnalyzer
-
-    built = {}
-
-    def get(engine: str, mode: str = "exact", precision: str = "auto", actions=None):
-        key = (engine, mode, precision, tuple(actions or ()))
-        if key not in built:
-            settings = Settings.from_env(
-                {
-                    "DEEPFACE_HOME": str(synthetic_home),
-                    "FACESTREAM_ENGINE": engine,
-                    "FACESTREAM_MODE": mode,
-                    "FACESTREAM_PRECISION": precision,
-                    **({"FACESTREAM_ACTIONS": ",".join(actions)} if actions else {}),
-                }
-            )
-            built[key] = build_container(settings)[FaceAnalyzer]
-        return built[key]
-
-    return get
+def analyzer_for() -> InWorker:
+    """analyzer_for(engine, mode="exact", precision="auto", actions=None): the FaceAnalyzer on
+    that engine with `actions` (None: the default four attributes). In model_process tests
+    only: it is built in the module's worker (tests/model_process.py)."""
+    return InWorker("analyzer_for")
 
 
 @pytest.fixture(scope="session")
-def analyzer(analyzer_for):
-    """The default FaceAnalyzer (default engine, exact mode)."""
-    from di import Settings
-
-    return analyzer_for(Settings.from_env({}).analysis.engine)
+def analyzer() -> InWorker:
+    """The default FaceAnalyzer (default engine, exact mode), in model_process tests only."""
+    return InWorker("analyzer")
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from di import Settings, build_container
 from facestream.analyzer import FaceAnalyzer
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_batched_prediction_equals_one_face_at_a_time(analyzer):
     faces = np.random.default_rng(1).random((4, 224, 224, 3), dtype=np.float32)
@@ -20,6 +21,7 @@ def test_batched_prediction_equals_one_face_at_a_time(analyzer):
             np.testing.assert_allclose(single[action][0], rows[index], atol=1e-4)
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_predict_refuses_wrongly_shaped_faces(synthetic_home):
     settings = Settings.from_env(

@@ -35,6 +35,7 @@ def test_missing_weights_fail_when_the_analyzer_is_built(tmp_path):
         container[FaceAnalyzer]
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_two_threads_get_one_analyzer_built_once(synthetic_home, monkeypatch):
     builds = []

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from apps.launch import DataflowProcess, cluster_args
+from apps.processes import WorkerProcess
 from facestream.engines import ENGINES
 from facestream.faces import face_crops
 from facestream.models import ATTRIBUTE_ACTIONS
@@ -34,7 +35,8 @@ INVALID = records_pb2.ANALYSIS_STATUS_INVALID_IMAGE
 
 
 def reference_analysis(image, detector_backend="opencv"):
-    """DeepFace.analyze on the file (or BGR array), or None when DeepFace finds no face."""
+    """DeepFace.analyze on the file (or BGR array), or None when DeepFace finds no face. Its
+    models are gigabytes: called in the module's model worker (tests/model_process.py)."""
     from deepface import DeepFace
 
     try:
@@ -134,27 +136,30 @@ def test_four_workers_give_deepface_analyze_results_for_every_image(
     )
     assert all(dict(m.headers())["facestream-error"] for m in dead)
 
-    faces_compared = 0
-    for path, request_id in ids.items():
-        [result] = results[request_id]
-        assert result.synthetic_weights
-        assert result.worker, path.name
-        if path.parent.name == "bad":
-            assert result.status == INVALID, path.name
-            assert result.error.code.startswith("image."), result.error
-            assert result.error.message
-            continue
-        reference = reference_analysis(path)
-        if reference is None:
-            assert result.status == NO_FACE, path.name
-            assert not result.faces
-        else:
-            assert_same_as_deepface(result, reference, path.name)
-            faces_compared += len(reference)
-    for request_id, crop in crops.items():
-        [result] = results[request_id]
-        image = cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR)
-        assert_same_as_deepface(result, reference_analysis(image, "skip"), request_id)
+    # DeepFace's models in a process that exits with them (tests/model_process.py).
+    with WorkerProcess("deepface-reference") as deepface:
+        faces_compared = 0
+        for path, request_id in ids.items():
+            [result] = results[request_id]
+            assert result.synthetic_weights
+            assert result.worker, path.name
+            if path.parent.name == "bad":
+                assert result.status == INVALID, path.name
+                assert result.error.code.startswith("image."), result.error
+                assert result.error.message
+                continue
+            reference = deepface.call(reference_analysis, path)
+            if reference is None:
+                assert result.status == NO_FACE, path.name
+                assert not result.faces
+            else:
+                assert_same_as_deepface(result, reference, path.name)
+                faces_compared += len(reference)
+        for request_id, crop in crops.items():
+            [result] = results[request_id]
+            image = cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR)
+            reference = deepface.call(reference_analysis, image, "skip")
+            assert_same_as_deepface(result, reference, request_id)
     assert len(crops) >= 3
     with capsys.disabled():
         print(

@@ -147,6 +147,7 @@ def test_build_architecture_neither_fetches_nor_loads_weights_and_restores_deepf
     assert weight_utils.load_model_weights is load, "weight loading not restored"
 
 
+@pytest.mark.model_process
 def test_vgg_faces_architecture_is_the_whole_network_its_weight_file_holds():
     # vgg_face_weights.h5 is loaded into VGGFace.base_model() (fc8, 2622 classes, included);
     # DeepFace's descriptor then keeps up to fc7, the embedding.

@@ -136,6 +136,7 @@ def faces_by_box(faces, box):
     return {box(face): face for face in faces}
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("engine", ENGINES)
@@ -172,6 +173,7 @@ def test_each_faces_embedding_is_deepface_represents_on_every_photo(
     assert compared >= 10  # the public photos alone hold more faces than this
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_synthetic_vgg_face_weights_hold_the_attribute_trunk_and_a_head_of_their_own(
     synthetic_home,
@@ -217,6 +219,7 @@ SEPARATE_VGG_FACE = textwrap.dedent(
 )
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 @pytest.mark.timeout(600)
 def test_a_vgg_face_file_with_another_trunk_runs_alone_and_still_equals_represent(

@@ -151,6 +151,7 @@ def test_int8_without_a_calibration_set_is_refused(tmp_path):
         Settings.from_env({"FACESTREAM_ENGINE": "tensorflow", "FACESTREAM_PRECISION": "int8"})
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_a_warm_openvino_cache_loads_no_vgg_keras_model(synthetic_home, tmp_path):
     from facestream.analyzer import FaceAnalyzer
@@ -269,6 +270,7 @@ def compare(reference, candidate, photos, detection_max_side=0) -> Agreement:
     )
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 @needs_bf16
 def test_bf16_deviation_from_fp32_on_every_photo_is_bounded(analyzer_for, photos):
@@ -283,6 +285,7 @@ def test_bf16_deviation_from_fp32_on_every_photo_is_bounded(analyzer_for, photos
     assert measured.same_dominant == 1.0
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_int8_deviation_from_fp32_on_every_photo_is_bounded(analyzer_for, photos):
     fp32 = analyzer_for("openvino")
@@ -299,6 +302,7 @@ def test_int8_deviation_from_fp32_on_every_photo_is_bounded(analyzer_for, photos
     assert measured.same_dominant >= 0.95
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_fast_mode_agreement_with_exact_mode_on_every_photo(analyzer_for, photos):
     exact = analyzer_for("openvino")

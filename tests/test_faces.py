@@ -24,9 +24,9 @@ def load(folder, name):
     return decode_image((folder / name).read_bytes(), 10 * MIB, 40_000_000)
 
 
-@pytest.fixture
-def detector_inputs(analyzer, monkeypatch):
-    """Shapes of the images the real OpenCV detector is given."""
+def record_detector_inputs(monkeypatch) -> list[tuple[int, ...]]:
+    """Shapes of the images the real OpenCV detector is given from now on (in the model
+    worker, where the detector is)."""
     from deepface.modules import modeling
 
     detector = modeling.build_model(task="face_detector", model_name="opencv")
@@ -41,14 +41,15 @@ def detector_inputs(analyzer, monkeypatch):
     return shapes
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 @pytest.mark.parametrize("name", [LARGE, TWO_FACES])
 def test_large_images_are_detected_downscaled_with_the_same_faces(
-    analyzer, public_photos, detector_inputs, name
+    analyzer, public_photos, monkeypatch, name
 ):
     image = load(public_photos, name)
     full = analyzer.find_faces(image, "opencv", detection_max_side=0)
-    detector_inputs.clear()
+    detector_inputs = record_detector_inputs(monkeypatch)
     scaled = analyzer.find_faces(image, "opencv", detection_max_side=1024)
     # DeepFace pads by half the size on each side: the detector saw at most 2 x 1024.
     assert max(detector_inputs[0][:2]) <= 2 * 1024
@@ -59,6 +60,7 @@ def test_large_images_are_detected_downscaled_with_the_same_faces(
         assert face.crop.shape[0] >= 0.8 * face.h
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_images_within_the_limit_are_detected_as_deepface_does(analyzer, public_photos):
     image = load(public_photos, WITH_FACES)
@@ -70,6 +72,7 @@ def test_images_within_the_limit_are_detected_as_deepface_does(analyzer, public_
     assert all(np.array_equal(a.crop, b.crop) for a, b in zip(limited, exact, strict=True))
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 @pytest.mark.parametrize("max_side", [0, 1024])
 def test_faces_come_in_one_order_whatever_order_the_detector_returns(
@@ -93,6 +96,7 @@ def test_faces_come_in_one_order_whatever_order_the_detector_returns(
     assert boxes(as_detected) == sorted(boxes(as_detected))  # left to right
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_model_input_is_what_deepface_analyze_feeds_the_models(analyzer, public_photos):
     from deepface import DeepFace
@@ -108,11 +112,13 @@ def test_model_input_is_what_deepface_analyze_feeds_the_models(analyzer, public_
     assert np.array_equal(ours, expected)
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_an_image_without_faces_gives_none(analyzer, public_photos):
     assert analyzer.find_faces(load(public_photos, "rocket.jpg"), "opencv", 2048) == []
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_face_crops_are_the_extracted_faces_and_skip_takes_them_whole(analyzer, public_photos):
     image = load(public_photos, TWO_FACES)

@@ -108,6 +108,7 @@ def test_batch_sizes_are_reported():
     assert sizes == [2, 1]
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_threads_through_the_executor_get_what_the_analyzer_gives_each_alone(analyzer):
     rng = np.random.default_rng(5)

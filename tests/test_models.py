@@ -107,6 +107,7 @@ def test_cli_synth_says_synthetic_and_check_reports_it(tmp_path):
     assert "3 file(s) missing or unreadable" in missing.stdout
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_deepface_analyze_runs_offline_with_all_actions(synthetic_home, public_photos):
     from deepface import DeepFace
@@ -129,6 +130,7 @@ def test_deepface_analyze_runs_offline_with_all_actions(synthetic_home, public_p
         assert face[dominant] == max(scores, key=scores.get)
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_synthetic_predictions_depend_on_the_face(synthetic_home, public_photos):
     from deepface import DeepFace

@@ -140,6 +140,7 @@ def test_one_vgg_model_alone_is_not_wrapped():
     assert SharedTrunk.of({"age": tiny_vgg(5, trunk_seed=7, head_seed=1)}) is None
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_synthetic_weights_share_the_trunk_and_not_the_heads(synthetic_home):
     models = [deepface_model(action).model for action in ("age", "gender", "race")]
@@ -158,6 +159,7 @@ def assert_deepfaces_numbers(engine, ours, theirs, atol=1e-5):
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=atol)
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 @pytest.mark.parametrize("engine", ENGINES)
 def test_the_analyzer_runs_one_trunk_with_deepfaces_own_numbers(analyzer_for, engine):
@@ -174,6 +176,7 @@ def test_the_analyzer_runs_one_trunk_with_deepfaces_own_numbers(analyzer_for, en
             assert_deepfaces_numbers(engine, ours, expected, 1e-3 if action == "age" else 1e-5)
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 @pytest.mark.parametrize("engine", ENGINES)
 def test_one_action_alone_gives_its_own_models_numbers(analyzer_for, engine):

@@ -62,6 +62,7 @@ def job(image: bytes, actions=(), request_id="r-1") -> ImageJob:
 # parse_request
 
 
+@pytest.mark.model_process
 def test_the_principal_travels_from_the_request_to_its_finished_result(analyzer):
     record = image_submitted("r-7", b"not an image", principal="team-b").SerializeToString()
     parsed = parse_request(message(record))
@@ -121,6 +122,7 @@ def frame_submission(image: bytes, sequence: int, refusal: records_pb2.Error | N
     return record.SerializeToString()
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_a_frame_is_answered_like_an_image_with_its_place_copied(analyzer, public_photos):
     image = (public_photos / TWO_FACES).read_bytes()
@@ -154,6 +156,7 @@ def test_a_frame_is_answered_like_an_image_with_its_place_copied(analyzer, publi
         ("request.unknown_action", Status.ANALYSIS_STATUS_FAILED),
     ],
 )
+@pytest.mark.model_process
 def test_a_frame_the_front_refused_is_answered_with_its_refusal(analyzer, code, status):
     refusal = records_pb2.Error(code=code, message="said by the front")
     parsed = parse_request(message(frame_submission(b"", 9, refusal)))
@@ -167,6 +170,7 @@ def test_a_frame_the_front_refused_is_answered_with_its_refusal(analyzer, code, 
     assert (result.request_id, result.principal, result.frame.sequence) == ("f-9", "team-b", 9)
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_extract_faces_gives_one_job_per_face(analyzer, public_photos):
     image = (public_photos / TWO_FACES).read_bytes()
@@ -189,6 +193,7 @@ def test_extract_faces_gives_one_job_per_face(analyzer, public_photos):
         (WITHOUT_FACE, Status.ANALYSIS_STATUS_NO_FACE, ""),
     ],
 )
+@pytest.mark.model_process
 def test_extract_faces_finishes_images_without_faces(analyzer, public_photos, image, status, code):
     [result] = extract_faces(
         job((public_photos / image).read_bytes()), analyzer, LIMITS, LOG, detection_max_side=SIDE
@@ -199,6 +204,7 @@ def test_extract_faces_finishes_images_without_faces(analyzer, public_photos, im
     assert result.synthetic_weights
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_extract_faces_refuses_a_pixel_bomb_and_unknown_actions(analyzer):
     [bomb] = extract_faces(
@@ -247,6 +253,7 @@ def test_an_exception_from_a_decoder_fails_only_that_image(monkeypatch):
     assert "cannot allocate" not in result.error.message  # no raw exception text
 
 
+@pytest.mark.model_process
 @pytest.mark.parametrize("kind", ["multi-picture JPEG (MPO)", "JPEG with a trailer"])
 def test_phone_photos_give_what_deepface_analyze_gives(analyzer, tmp_path, kind):
     from tests.test_dataflow_e2e import assert_same_as_deepface, reference_analysis
@@ -399,6 +406,7 @@ class CountingAnalyzer:
         return self.real.describe(faces, actions)
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_analyze_faces_calls_the_models_once_per_batch(analyzer):
     counting = CountingAnalyzer(analyzer)
@@ -413,6 +421,7 @@ def test_analyze_faces_calls_the_models_once_per_batch(analyzer):
     )
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_analyze_faces_matches_one_face_at_a_time(analyzer):
     jobs = face_jobs(3, seed=3)
@@ -424,6 +433,7 @@ def test_analyze_faces_matches_one_face_at_a_time(analyzer):
             assert abs(value - together.record.race.scores[label]) / 100 <= 1e-4
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_a_failing_batch_fails_only_its_faces(analyzer):
     failing = CountingAnalyzer(analyzer, fail_on_call=2)

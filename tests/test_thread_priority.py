@@ -49,6 +49,7 @@ def test_a_lowered_thread_runs_below_the_process_and_its_new_threads_inherit_it(
     assert niceness() == start  # the rest of the process is untouched
 
 
+@pytest.mark.model_process
 @pytest.mark.models
 def test_detection_keeps_the_builders_priority_when_a_lowered_thread_asks(
     analyzer, public_photos, monkeypatch

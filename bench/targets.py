@@ -1,0 +1,334 @@
+"""The bench's targets and the ratios they are read from.
+
+Every ratio is computed from the figures a run has: one whose section failed or did not run
+is absent, and the ratios of the other sections are still there. Each target is written
+once, as data: the figure it reads, its bound, and the section that measures it, so that
+the table, the check and the report of a failed section agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Report = dict[str, Any]
+
+
+def _saturated(report: Report, section: str, name: str) -> float:
+    return report[section]["saturated"][name]["faces_per_s"]
+
+
+def _strongest(report: Report, section: str) -> float:
+    return _saturated(report, section, report[section]["strongest_peer"])
+
+
+def _layouts(report: Report) -> dict[str, Any]:
+    return report["shapes"]["layouts"]
+
+
+def best_exact(report: Report) -> float:
+    """The best exact-mode faces/s of facestream in this run: the headline's -w 1 and every
+    dataflow shape measured."""
+    rates = [_saturated(report, "headline", "facestream_exact")]
+    if "shapes" in report:
+        rates += [shape["saturated"]["faces_per_s"] for shape in _layouts(report).values()]
+    return max(rates)
+
+
+def best_shape_vs_ceiling(report: Report) -> float:
+    """The best shape's faces/s over the exact ceiling measured in the same rotation."""
+    best = max(shape["saturated"]["faces_per_s"] for shape in _layouts(report).values())
+    return best / report["shapes"]["ceiling_exact"]["faces_per_s"]
+
+
+def _frames_per_s(report: Report, name: str) -> float:
+    return report["video"]["passes"][name]["frames_per_s"]
+
+
+def _video_peer(report: Report) -> float:
+    return _frames_per_s(report, report["video"]["strongest_peer"])
+
+
+def _half_load_p99(report: Report, name: str) -> float:
+    return report["headline"]["half_load"][name]["p99_s"]
+
+
+def _face_counts_equal(report: Report) -> float:
+    counts = report["headline"]["face_counts"]
+    return float(counts["facestream_exact"] == counts[report["headline"]["strongest_peer"]])
+
+
+def _fast_face_counts(report: Report) -> float:
+    counts = report["headline"]["face_counts"]
+    pairs = zip(counts["facestream_fast"], counts["facestream_exact"], strict=True)
+    return sum(a == b for a, b in pairs) / len(counts["facestream_exact"])
+
+
+def _shape_ratio(name: str) -> Callable[[Report], float]:
+    def ratio(report: Report) -> float:
+        shapes = _layouts(report)
+        return shapes[name]["saturated"]["faces_per_s"] / shapes["w1"]["saturated"]["faces_per_s"]
+
+    return ratio
+
+
+def _first_dataflow_rss(report: Report, name: str) -> float:
+    return _layouts(report)[name]["peak_rss_mb"][0]
+
+
+# Every ratio of a run, by its name in latest.json: how it is computed from the figures.
+RATIOS: dict[str, Callable[[Report], float]] = {
+    "crops_vs_strongest_peer": lambda r: (
+        _saturated(r, "crops", "facestream_exact") / _strongest(r, "crops")
+    ),
+    "crops_fast_vs_strongest_peer": lambda r: (
+        _saturated(r, "crops", "facestream_fast") / _strongest(r, "crops")
+    ),
+    "best_vs_strongest_peer": lambda r: best_exact(r) / _strongest(r, "headline"),
+    "fast_vs_strongest_peer": lambda r: (
+        _saturated(r, "headline", "facestream_fast") / _strongest(r, "headline")
+    ),
+    "best_vs_peer_1_process": lambda r: best_exact(r) / _saturated(r, "headline", "peer_1_process"),
+    "best_vs_ceiling": lambda r: best_exact(r) / r["ceiling"]["exact"]["faces_per_s"],
+    "headline_exact_vs_ceiling": lambda r: (
+        _saturated(r, "headline", "facestream_exact") / r["ceiling"]["exact"]["faces_per_s"]
+    ),
+    "fast_vs_fast_ceiling": lambda r: (
+        _saturated(r, "headline", "facestream_fast") / r["ceiling"]["fast"]["faces_per_s"]
+    ),
+    "half_load_p99_vs_peer": lambda r: (
+        _half_load_p99(r, "facestream_exact") / _half_load_p99(r, r["headline"]["strongest_peer"])
+    ),
+    "same_face_counts_as_peer": _face_counts_equal,
+    "fast_same_face_counts": _fast_face_counts,
+    "submit_req_per_s": lambda r: r["ingest"]["submit_req_per_s"],
+    "submit_vs_raw": lambda r: r["ingest"]["submit_vs_raw"],
+    "di_extra_per_message_us": lambda r: r["di"]["extra_per_message_us"],
+    "di_share": lambda r: (
+        r["di"]["extra_per_message_us"] / 1e6 * r["ceiling"]["exact"]["faces_per_s"]
+    ),
+    "embedding_extra": lambda r: r["embedding"]["embedding_extra"],
+    "embedding_vs_peer": lambda r: r["embedding"]["vs_peer"],
+    "w2_vs_w1": _shape_ratio("w2"),
+    "p2_vs_w1": _shape_ratio("p2"),
+    "w4_vs_w1": _shape_ratio("w4"),
+    "rss_w4_vs_w1": lambda r: _first_dataflow_rss(r, "w4") / _first_dataflow_rss(r, "w1"),
+    "video_vs_strongest_peer": lambda r: _frames_per_s(r, "facestream_exact") / _video_peer(r),
+    "video_fast_vs_strongest_peer": lambda r: _frames_per_s(r, "facestream_fast") / _video_peer(r),
+    "video_tracking_vs_untracked": lambda r: (
+        _frames_per_s(r, "facestream_exact") / _frames_per_s(r, "facestream_exact_untracked")
+    ),
+    "carried_labels_equal": lambda r: r["video"]["carried_agreement"]["dominant_labels_equal"],
+    "live_p99_s": lambda r: r["video"]["live_fast"]["p99_s"],
+    "overlap_vs_turns": lambda r: r["overlap"]["overlap_vs_turns"],
+}
+
+
+def ratios(report: Report) -> dict[str, float]:
+    """Every ratio whose figures this run has."""
+    found: dict[str, float] = {}
+    for name, compute in RATIOS.items():
+        try:
+            found[name] = float(compute(report))
+        except (KeyError, TypeError, ZeroDivisionError):
+            continue  # a figure it needs is not in this run
+    return found
+
+
+def _times(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:+.1f}%"
+
+
+def _share(value: float) -> str:
+    return f"{100 * value:.1f}%"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s"
+
+
+def _yes_no(value: float) -> str:
+    return "yes" if value == 1.0 else "no"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A promise the bench checks: `ratio` (a key of RATIOS) against `bound`, measured by
+    `section` (with the figures of the sections in `also`). `bound` None: a figure reported
+    beside the targets, with no promise."""
+
+    claim: str
+    ratio: str
+    section: str
+    bound: float | None = None
+    at_most: bool = False
+    shown: Callable[[float], str] = _times
+    strict: bool = False  # "<" or ">" rather than "<=" or ">="
+    also: tuple[str, ...] = ()
+    bound_text: str = ""  # the bound as the label says it, when `shown` would not
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        return (self.section, *self.also)
+
+    @property
+    def label(self) -> str:
+        if self.bound is None:
+            return f"{self.claim} (no target)"
+        sign = ("<" if self.strict else "<=") if self.at_most else (">" if self.strict else ">=")
+        return f"{self.claim} {sign} {self.bound_text or self.shown(self.bound).lstrip('+')}"
+
+    def met(self, ratios: dict[str, float]) -> bool | None:
+        """Met or not; None for a figure without a bound. A missing figure is not met."""
+        if self.bound is None:
+            return None
+        value = ratios.get(self.ratio)
+        if value is None:
+            return False
+        if self.at_most:
+            return value < self.bound if self.strict else value <= self.bound
+        return value > self.bound if self.strict else value >= self.bound
+
+
+TARGETS: tuple[Target, ...] = (
+    Target(
+        "face crops, exact: facestream vs the strongest peer",
+        "crops_vs_strongest_peer",
+        "crops",
+        3.5,
+    ),
+    Target(
+        "face crops, fast: facestream vs the strongest peer",
+        "crops_fast_vs_strongest_peer",
+        "crops",
+        7.0,
+    ),
+    Target(
+        "photos, exact: best facestream vs the strongest peer (DeepFace's detection bounds it)",
+        "best_vs_strongest_peer",
+        "headline",
+    ),
+    Target(
+        "photos, exact: best facestream shape vs its own ceiling, in one rotation",
+        "best_vs_ceiling",
+        "shapes",
+        0.9,
+    ),
+    Target(
+        "exact: same face count as the peer on every image",
+        "same_face_counts_as_peer",
+        "headline",
+        1.0,
+        shown=_yes_no,
+    ),
+    Target(
+        "photos, fast: facestream vs the strongest peer", "fast_vs_strongest_peer", "headline", 5.0
+    ),
+    Target(
+        "fast: face count equal to exact's, share of images",
+        "fast_same_face_counts",
+        "headline",
+        0.95,
+        shown=_share,
+    ),
+    Target(
+        "p99 at half the strongest peer's load, vs the peer's p99",
+        "half_load_p99_vs_peer",
+        "headline",
+        0.5,
+        at_most=True,
+    ),
+    Target(
+        "Submit, requests/s", "submit_req_per_s", "ingest", 1000.0, shown=lambda v: f"{v:.0f} req/s"
+    ),
+    Target("Submit vs the raw producer", "submit_vs_raw", "ingest", 0.6),
+    Target(
+        "DI: share of the per-face time",
+        "di_share",
+        "di",
+        0.01,
+        at_most=True,
+        strict=True,
+        shown=lambda v: f"{100 * v:.5f}%",
+        also=("ceiling",),
+        bound_text="1%",
+    ),
+    Target(
+        "embedding: extra time per face over the four attributes",
+        "embedding_extra",
+        "embedding",
+        0.05,
+        at_most=True,
+        shown=_percent,
+    ),
+    Target(
+        "embedding + attributes vs the peer's represent + analyze", "embedding_vs_peer", "embedding"
+    ),
+    Target("-w 2 vs -w 1", "w2_vs_w1", "shapes", 0.95),
+    Target("2 processes x -w 1 vs -w 1", "p2_vs_w1", "shapes", 0.95),
+    Target("-w 4 vs -w 1", "w4_vs_w1", "shapes", 0.95),
+    Target("-w 4 peak RSS vs -w 1's", "rss_w4_vs_w1", "shapes", 1.2, at_most=True),
+    Target(
+        "video, exact, tracking on: vs the strongest peer", "video_vs_strongest_peer", "video", 4.0
+    ),
+    Target(
+        "video, exact: tracking on vs tracking off", "video_tracking_vs_untracked", "video", 2.0
+    ),
+    Target(
+        "video, fast, tracking on: vs the strongest peer",
+        "video_fast_vs_strongest_peer",
+        "video",
+        8.0,
+    ),
+    Target(
+        "carried dominant labels equal, share of carried faces",
+        "carried_labels_equal",
+        "video",
+        0.95,
+        shown=_share,
+    ),
+    Target(
+        "live 5 fps, fast mode, capture to result p99",
+        "live_p99_s",
+        "video",
+        1.0,
+        at_most=True,
+        strict=True,
+        shown=_seconds,
+    ),
+)
+
+
+def target_rows(ratios: dict[str, float], status: dict[str, dict[str, Any]]) -> list[str]:
+    """The targets table of a run: each target of a section that ran or failed, its value
+    and verdict; a failed section's targets are not met, and say why."""
+    lines = ["| target | in this run | |", "|---|---|---|"]
+    for target in chosen(status):
+        value = ratios.get(target.ratio)
+        failed = [
+            f"{name} {status[name]['status']}"
+            for name in target.sections
+            if status[name]["status"] != "ok"
+        ]
+        shown = target.shown(value) if value is not None else f"none: {', '.join(failed)}"
+        verdict = target.met(ratios)
+        lines.append(
+            f"| {target.label} | {shown} | "
+            f"{'' if verdict is None else 'met' if verdict else 'NOT met'} |"
+        )
+    return lines
+
+
+def chosen(status: dict[str, dict[str, Any]]) -> list[Target]:
+    """The targets whose sections were all chosen in this run (`status` has each chosen)."""
+    return [t for t in TARGETS if all(name in status for name in t.sections)]
+
+
+def unmet(ratios: dict[str, float], status: dict[str, dict[str, Any]]) -> list[str]:
+    """The labels of the chosen targets that this run did not meet."""
+    return [target.label for target in chosen(status) if target.met(ratios) is False]
