@@ -90,7 +90,7 @@ RATIOS: dict[str, Callable[[Report], float]] = {
         _saturated(r, "headline", "facestream_fast") / _strongest(r, "headline")
     ),
     "best_vs_peer_1_process": lambda r: best_exact(r) / _saturated(r, "headline", "peer_1_process"),
-    "best_vs_ceiling": lambda r: best_exact(r) / r["ceiling"]["exact"]["faces_per_s"],
+    "best_vs_ceiling": best_shape_vs_ceiling,
     "headline_exact_vs_ceiling": lambda r: (
         _saturated(r, "headline", "facestream_exact") / r["ceiling"]["exact"]["faces_per_s"]
     ),
