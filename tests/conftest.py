@@ -16,9 +16,8 @@ import pytest
 from apps.broker import EmbeddedBroker, free_port
 from apps.processes import WorkerProcess
 from bench.system_under_test import SHARED_FACES
-from facestream.models import ACTIONS, DEFAULT_SEED, ensure_synthetic_weights, weights_dir_of
 from tests.commands import SYNTHETIC_HOME
-from tests.model_process import InWorker, outcome, run_test, stand_in
+from tests.model_process import InWorker, outcome, prepare_models, run_test, stand_in
 
 pytest_plugins = ["tests.memory_bound"]
 
@@ -30,10 +29,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 @pytest.fixture(scope="session")
 def synthetic_home() -> Path:
-    """DEEPFACE_HOME holding synthetic weights for every action (generated if missing, in a
-    process of its own: building the models takes gigabytes)."""
-    with WorkerProcess("synthetic-weights") as worker:
-        worker.call(ensure_synthetic_weights, weights_dir_of(SYNTHETIC_HOME), ACTIONS, DEFAULT_SEED)
+    """DEEPFACE_HOME holding synthetic weights for every action (generated if missing), with
+    the engine conversions the tests use most in the engine cache; made in a process of its
+    own, which exits with the gigabytes that takes (tests/model_process.py)."""
+    with WorkerProcess("prepare-models") as worker:
+        worker.call(prepare_models, str(SYNTHETIC_HOME))
     return SYNTHETIC_HOME
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from apps.processes import memory_mb
+from facestream.models import ACTIONS, DEFAULT_SEED, ensure_synthetic_weights, weights_dir_of
 
 # Analyzers alive in a worker at once: each holds 1-3 GB, and more while it is built. A test
 # comparing two holds handles: the one not in use is built again when next used.
@@ -115,6 +116,27 @@ def analyzer_for(home: Path) -> Callable[..., AnalyzerHandle]:
         return handle
 
     return get
+
+
+# The analyzers the tests and their dataflows use most, converted (and quantized) once per
+# session: (engine, mode, precision, actions). bf16 compiles the fp32 conversion.
+PREPARED = (
+    ("openvino", "exact", "auto", ()),
+    ("openvino", "fast", "auto", ()),
+    ("openvino", "exact", "auto", ACTIONS),
+)
+
+
+def prepare_models(home: str) -> None:
+    """In a worker of its own, once per session: synthetic weights for every action, and the
+    OpenVINO conversions of PREPARED in the engine cache, so that no later process pays a
+    first start's peak (DeepFace's Keras models built to be converted) beside its own work."""
+    ensure_synthetic_weights(weights_dir_of(Path(home)), ACTIONS, DEFAULT_SEED)
+    free_memory()
+    for key in PREPARED:
+        _live((home, *key))
+        _analyzers.clear()
+        free_memory()
 
 
 def run_test(module: str, name: str, arguments: dict[str, Any], home: str) -> tuple[str, str]:
