@@ -160,6 +160,15 @@ class ChildProcess:
         return int(self.process.returncode)
 
 
+def _die_with_parent() -> None:
+    # As TIED_TO_PARENT does for programs: if the parent dies, even by SIGKILL, the kernel
+    # ends the worker too, so that no orphan keeps gigabytes of models. (The kernel ties it
+    # to the thread that started it: WorkerProcess is made on a thread that outlives it.)
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class WorkerProcess:
     """A new Python process (spawned: nothing of this one's memory is shared) that runs the
     functions given to it, one at a time, and keeps what they load (modules, models) until it
@@ -172,7 +181,9 @@ class WorkerProcess:
         from concurrent.futures import ProcessPoolExecutor
 
         self.name = name
-        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("spawn"), initializer=_die_with_parent
+        )
         self.pid: int = self._pool.submit(os.getpid).result(timeout=120)
 
     def call(self, function: Callable[..., T], *args: object, timeout: float | None = None) -> T:
