@@ -30,10 +30,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 @pytest.fixture(scope="session")
 def synthetic_home() -> Path:
     """DEEPFACE_HOME holding synthetic weights for every action (generated if missing), with
-    the engine conversions the tests use most in the engine cache; made in a process of its
-    own, which exits with the gigabytes that takes (tests/model_process.py)."""
-    with WorkerProcess("prepare-models") as worker:
-        worker.call(prepare_models, str(SYNTHETIC_HOME))
+    the engine conversions the tests use most in the engine cache; each made in a process of
+    its own, which exits with the gigabytes that takes (tests/model_process.py)."""
+    prepare_models(SYNTHETIC_HOME)
     return SYNTHETIC_HOME
 
 

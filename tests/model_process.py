@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from apps.processes import memory_mb
+from apps.processes import WorkerProcess, memory_mb
 from facestream.models import ACTIONS, DEFAULT_SEED, ensure_synthetic_weights, weights_dir_of
 
 # Analyzers alive in a worker at once: each holds 1-3 GB, and more while it is built. A test
@@ -127,16 +127,20 @@ PREPARED = (
 )
 
 
-def prepare_models(home: str) -> None:
-    """In a worker of its own, once per session: synthetic weights for every action, and the
-    OpenVINO conversions of PREPARED in the engine cache, so that no later process pays a
-    first start's peak (DeepFace's Keras models built to be converted) beside its own work."""
-    ensure_synthetic_weights(weights_dir_of(Path(home)), ACTIONS, DEFAULT_SEED)
-    free_memory()
+def prepare_models(home: Path) -> None:
+    """Once per session: synthetic weights for every action, and the OpenVINO conversions of
+    PREPARED in the engine cache, so that no later process pays a first start's peak
+    (DeepFace's Keras models built to be converted, int8's quantization) beside its own
+    work. Each step in a worker of its own, which exits with what the step took."""
+    with WorkerProcess("synthetic-weights") as worker:
+        worker.call(ensure_synthetic_weights, weights_dir_of(home), ACTIONS, DEFAULT_SEED)
     for key in PREPARED:
-        _live((home, *key))
-        _analyzers.clear()
-        free_memory()
+        with WorkerProcess("engine-cache") as worker:
+            worker.call(_build, (str(home), *key))
+
+
+def _build(key: tuple[Any, ...]) -> None:
+    _live(key)
 
 
 def run_test(module: str, name: str, arguments: dict[str, Any], home: str) -> tuple[str, str]:
