@@ -1,9 +1,11 @@
 """The suite's memory, held to a bound, so that `make test` passes beside a running system.
 
-The pytest process's own peak is the kernel's (VmHWM); with its child processes (model
-workers, dataflows, servers, brokers) their resident memory is summed every SAMPLE_SECONDS.
-The test during which either first passes its bound fails, naming the figure; the run's
-peaks are printed at its end.
+The pytest process's own peak is the kernel's (VmHWM, resident memory of every kind); with
+its child processes (model workers, dataflows, servers, brokers) their resident anonymous
+memory (RssAnon: what the OOM killer counts; pages of mapped files, such as the weights and
+the engine cache, the kernel can drop and several processes share) is summed every
+SAMPLE_SECONDS. The test during which either first passes its bound fails, naming the
+figure; the run's peaks are printed at its end.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+from apps.processes import memory_mb
 
 PYTEST_BOUND_MB = 6 * 1024
 WITH_CHILDREN_BOUND_MB = 10 * 1024
@@ -29,8 +33,8 @@ def own_peak_mb() -> float:
 
 
 class MemorySampler:
-    """Samples this process's and its descendants' resident memory on a thread of its own;
-    keeps the largest sum and the test running when it was seen."""
+    """Samples this process's and its descendants' resident anonymous memory on a thread of
+    its own; keeps the largest sum and the test running when it was seen."""
 
     def __init__(self) -> None:
         self.peak_mb = 0.0
@@ -42,13 +46,13 @@ class MemorySampler:
 
     def total_mb(self) -> float:
         me = psutil.Process()
-        total = me.memory_info().rss
+        total = memory_mb(me.pid, "RssAnon")
         for child in me.children(recursive=True):
             try:
-                total += child.memory_info().rss
-            except psutil.Error:  # it ended between the listing and the reading
+                total += memory_mb(child.pid, "RssAnon")
+            except (OSError, ValueError):  # it ended between the listing and the reading
                 continue
-        return total / 2**20
+        return total
 
     def _sample(self) -> None:
         while not self._stop.wait(SAMPLE_SECONDS):
@@ -99,6 +103,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     own = own_peak_mb()
     terminalreporter.write_line(
         f"memory: pytest process peak {own / 1024:.1f} GB (bound {PYTEST_BOUND_MB / 1024:.0f} "
-        f"GB); with its child processes {_sampler.peak_mb / 1024:.1f} GB (bound "
+        f"GB); with its child processes {_sampler.peak_mb / 1024:.1f} GB anonymous (bound "
         f"{WITH_CHILDREN_BOUND_MB / 1024:.0f} GB), during {_sampler.peak_during}"
     )
