@@ -180,6 +180,8 @@ class Target:
     def label(self) -> str:
         if self.bound is None:
             return f"{self.claim} (no target)"
+        if self.shown is _yes_no:
+            return self.claim
         sign = ("<" if self.strict else "<=") if self.at_most else (">" if self.strict else ">=")
         return f"{self.claim} {sign} {self.bound_text or self.shown(self.bound).lstrip('+')}"
 
