@@ -212,7 +212,8 @@ class OpenVINOEngine:
             return ov.Core().read_model(path)
         model = quantize(self.convert(source), source.inputs_of(self.calibration.model_inputs()))
         self._save(model, path)
-        return model
+        del model  # compiled from the file, as every later start does: its weights are mapped
+        return ov.Core().read_model(path)
 
     def convert(self, source: ModelSource) -> Any:
         """The model as an OpenVINO model, from the cache when this conversion was done."""
@@ -225,7 +226,10 @@ class OpenVINOEngine:
         inputs = [ov.PartialShape([-1, *tensor.shape[1:]]) for tensor in model.inputs]
         converted = ov.convert_model(model, input=inputs)
         self._save(converted, path)
-        return converted
+        # Compiled from the saved file, as every later start does: its weights are then
+        # mapped from the file instead of held twice in memory beside DeepFace's models.
+        del converted, model
+        return ov.Core().read_model(path)
 
     def load(self, source: ModelSource) -> Forward:
         import openvino as ov
