@@ -190,13 +190,6 @@ class WorkerProcess:
         """`function(*args)` in the worker; its result, or the exception it raised."""
         return self._pool.submit(function, *args).result(timeout)
 
-    def peak_rss_mb(self) -> float:
-        """The worker's peak resident memory so far (0 once it has exited)."""
-        try:
-            return memory_mb(self.pid, "VmHWM")
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            return 0.0
-
     def close(self, timeout: float = 30) -> None:
         """Stop the worker by its pid: asked to finish first, killed if it does not in time."""
         self._pool.shutdown(wait=False, cancel_futures=True)

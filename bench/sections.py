@@ -50,7 +50,6 @@ class Inputs:
 
     settings: Settings
     images: list[bytes]
-    image_set: str
     args: argparse.Namespace
     report: dict[str, Any] = field(default_factory=dict)
 

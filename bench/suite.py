@@ -760,21 +760,20 @@ def measure_overlap(inputs: Inputs) -> dict[str, Any]:
 
 # Every section, in the order a full run measures them. The systems' sections come first:
 # the in-process ones run after the systems have stopped, each in a child process.
-DETECTION_AND_ATTRIBUTES = ATTRIBUTE_ACTIONS
 SECTIONS: tuple[Section, ...] = (
-    Section("headline", measure_headline, DETECTION_AND_ATTRIBUTES, systems=True),
-    Section("crops", measure_crops, DETECTION_AND_ATTRIBUTES, systems=True),
-    Section("video", measure_video, DETECTION_AND_ATTRIBUTES, systems=True),
-    Section("video_stages", measure_video_stages, DETECTION_AND_ATTRIBUTES),
-    Section("shapes", measure_shapes, DETECTION_AND_ATTRIBUTES),
-    Section("stages", measure_stages, DETECTION_AND_ATTRIBUTES),
-    Section("ceiling", measure_ceiling, DETECTION_AND_ATTRIBUTES),
+    Section("headline", measure_headline, ATTRIBUTE_ACTIONS, systems=True),
+    Section("crops", measure_crops, ATTRIBUTE_ACTIONS, systems=True),
+    Section("video", measure_video, ATTRIBUTE_ACTIONS, systems=True),
+    Section("video_stages", measure_video_stages, ATTRIBUTE_ACTIONS),
+    Section("shapes", measure_shapes, ATTRIBUTE_ACTIONS),
+    Section("stages", measure_stages, ATTRIBUTE_ACTIONS),
+    Section("ceiling", measure_ceiling, ATTRIBUTE_ACTIONS),
     Section("engines", measure_engines, VGG_ATTRIBUTES),
     Section("embedding", measure_embedding, ACTIONS),
     Section("ingest", measure_ingest),
     Section("di", measure_di),
-    Section("pipeline_parts", measure_pipeline_parts, DETECTION_AND_ATTRIBUTES),
-    Section("overlap", measure_overlap, DETECTION_AND_ATTRIBUTES),
+    Section("pipeline_parts", measure_pipeline_parts, ATTRIBUTE_ACTIONS),
+    Section("overlap", measure_overlap, ATTRIBUTE_ACTIONS),
 )
 SECTION_NAMES = tuple(section.name for section in SECTIONS)
 
@@ -857,7 +856,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "batch_size": settings.analysis.batch_size,
         "chosen": [section.name for section in sections],
     }
-    inputs = Inputs(settings, images, image_set, args, report)
+    inputs = Inputs(settings, images, args, report)
     run = Run(inputs, args.out, args.fail_in)
     started = time.monotonic()
     systems = RunningSystems(inputs)
