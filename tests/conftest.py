@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from apps.broker import EmbeddedBroker, free_port
-from apps.processes import WorkerProcess
 from bench.system_under_test import SHARED_FACES
 from tests.commands import SYNTHETIC_HOME
-from tests.model_process import InWorker, outcome, prepare_models, run_test, stand_in
+from tests.model_process import InWorker, ModelWorker, prepare_models, stand_in
 
 pytest_plugins = ["tests.memory_bound"]
 
@@ -37,11 +36,15 @@ def synthetic_home() -> Path:
 
 
 @pytest.fixture(scope="module")
-def model_worker(synthetic_home) -> Iterator[WorkerProcess]:
+def model_worker(synthetic_home) -> Iterator[ModelWorker]:
     """The process this module's model tests run in; it exits, models and all, after the
-    module (tests/model_process.py)."""
-    with WorkerProcess("model-worker") as worker:
+    module, or after a test that left it holding more than an analyzer
+    (tests/model_process.py)."""
+    worker = ModelWorker()
+    try:
         yield worker
+    finally:
+        worker.close()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -57,14 +60,11 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         return None
     parameters = inspect.signature(pyfuncitem.obj).parameters
     arguments = {name: stand_in(pyfuncitem.funcargs[name], name) for name in parameters}
-    outcome(
-        *pyfuncitem.funcargs["model_worker"].call(
-            run_test,
-            pyfuncitem.module.__name__,
-            pyfuncitem.originalname,
-            arguments,
-            str(pyfuncitem.funcargs["synthetic_home"]),
-        )
+    pyfuncitem.funcargs["model_worker"].run(
+        pyfuncitem.module.__name__,
+        pyfuncitem.originalname,
+        arguments,
+        str(pyfuncitem.funcargs["synthetic_home"]),
     )
     return True
 

@@ -22,6 +22,8 @@ from apps.processes import memory_mb
 PYTEST_BOUND_MB = 6 * 1024
 WITH_CHILDREN_BOUND_MB = 10 * 1024
 SAMPLE_SECONDS = 0.2
+# The tests named in the summary with their peaks: where the bound's margin is spent.
+HEAVIEST_SHOWN = 5
 
 
 def own_peak_mb() -> float:
@@ -40,6 +42,7 @@ class MemorySampler:
         self.peak_mb = 0.0
         self.peak_during = ""
         self.test = "(collection)"
+        self.per_test: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, name="memory-sampler", daemon=True)
         self._thread.start()
@@ -57,6 +60,7 @@ class MemorySampler:
     def _sample(self) -> None:
         while not self._stop.wait(SAMPLE_SECONDS):
             now = self.total_mb()
+            self.per_test[self.test] = max(now, self.per_test.get(self.test, 0.0))
             if now > self.peak_mb:
                 self.peak_mb, self.peak_during = now, self.test
 
@@ -106,3 +110,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         f"GB); with its child processes {_sampler.peak_mb / 1024:.1f} GB anonymous (bound "
         f"{WITH_CHILDREN_BOUND_MB / 1024:.0f} GB), during {_sampler.peak_during}"
     )
+    heaviest = sorted(_sampler.per_test.items(), key=lambda item: -item[1])[:HEAVIEST_SHOWN]
+    for test, peak in heaviest:
+        terminalreporter.write_line(f"  {peak / 1024:4.1f} GB  {test}")

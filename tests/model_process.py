@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import gc
 import importlib
-import os
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -29,9 +28,10 @@ from facestream.models import ACTIONS, DEFAULT_SEED, ensure_synthetic_weights, w
 # Analyzers alive in a worker at once: each holds 1-3 GB, and more while it is built. A test
 # comparing two holds handles: the one not in use is built again when next used.
 KEPT_ANALYZERS = 1
-# After a test, the analyzer stays for the module's next test unless the worker holds more
-# than this (large photos leave GBs in OpenCV's and OpenVINO's buffers): then all is let go.
-KEEP_BELOW_MB = 5 * 1024
+# After a test, the worker and its analyzer stay for the module's next test unless the worker
+# holds more than this: an analyzer holds 2-3 GB, and what is left beyond is not given back
+# (TensorFlow keeps what Keras models built and dropped took), so the worker is replaced.
+KEEP_BELOW_MB = 3.5 * 1024
 WORKER_ONLY = ("analyzer", "analyzer_for", "monkeypatch")
 
 
@@ -151,6 +151,11 @@ def run_test(module: str, name: str, arguments: dict[str, Any], home: str) -> tu
     from di import Settings
 
     function = getattr(importlib.import_module(module), name)
+    if not {"analyzer", "analyzer_for"} & arguments.keys():
+        # A test of its own processes or weights: the module's analyzer would only sit
+        # beside what it builds.
+        _analyzers.clear()
+        free_memory()
     patch = pytest.MonkeyPatch()
     get = analyzer_for(Path(home))
     made = {
@@ -174,10 +179,29 @@ def run_test(module: str, name: str, arguments: dict[str, Any], home: str) -> tu
     finally:
         patch.undo()
         free_memory()
-        if memory_mb(os.getpid()) > KEEP_BELOW_MB:
-            _analyzers.clear()
-            free_memory()
     return "passed", ""
+
+
+class ModelWorker:
+    """A module's model worker, seen from the pytest process: each test runs in it, and a
+    test that leaves more than KEEP_BELOW_MB in it ends it; the next test starts a new one."""
+
+    def __init__(self) -> None:
+        self._worker: WorkerProcess | None = None
+
+    def run(self, module: str, name: str, arguments: dict[str, Any], home: str) -> None:
+        """The test `name` of `module` in the worker, its outcome raised here."""
+        if self._worker is None:
+            self._worker = WorkerProcess("model-worker")
+        kind, message = self._worker.call(run_test, module, name, arguments, home)
+        if memory_mb(self._worker.pid) > KEEP_BELOW_MB:
+            self.close()
+        outcome(kind, message)
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
 
 
 def outcome(kind: str, message: str) -> None:
