@@ -52,7 +52,7 @@ reliability: $(STAMP)
 # A live video stream through `facestream up` for SOAK_MINUTES (20), sampling every
 # process's memory (README, Limits); synthetic weights unless DEEPFACE_HOME holds weights.
 soak: $(STAMP)
-	$(PY) -m bench.video_soak --minutes $(or $(SOAK_MINUTES),20)
+	$(PY) -m bench.video_soak --minutes $(or $(SOAK_MINUTES),20) --budget $(or $(SOAK_BUDGET),64MiB)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -82,6 +82,11 @@ class EmbeddedBroker:
     def pid(self) -> int | None:
         return self._child.pid if self._child else None
 
+    @property
+    def exit_code(self) -> int | None:
+        """The broker's exit code once it has exited, else None."""
+        return self._child.process.poll() if self._child else None
+
     def running(self) -> bool:
         return self._child is not None and self._child.running()
 

@@ -337,6 +337,9 @@ def run_video(settings: ClientProcessSettings, options: VideoOptions) -> int:
     print(summary.line(), file=sys.stderr)
     if out is not None:
         print(f"annotated frames: {out.path}", file=sys.stderr)
+    if summary.ended:
+        print(f"error: {summary.ended}", file=sys.stderr)
+        return 1
     if interrupted.is_set():
         return 130
     complete = summary.answered == summary.sent and not summary.broken

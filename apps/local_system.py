@@ -93,6 +93,7 @@ class LocalSystem:
         self.address = _loopback_address(settings.server.grpc_address)
         self.bootstrap = settings.kafka.bootstrap_servers
         self.metrics_ports: dict[str, int] = {}  # child name -> its metrics port
+        self.broker: EmbeddedBroker | None = None  # once started, when no Kafka is named
 
     @contextmanager
     def running(self) -> Iterator[LocalSystem]:
@@ -107,10 +108,21 @@ class LocalSystem:
             if kafka.broker is not None:
                 # Stopped here to report its exit code; kafka_with_topics finds it stopped.
                 stack.callback(self._stop_broker, kafka.broker)
+            self.broker = kafka.broker
             self.bootstrap = kafka.bootstrap
+            # The children are told the embedded broker's port, not its address: the server
+            # then knows it writes to the embedded broker, and keeps its budget.
+            kafka_env = (
+                {
+                    "FACESTREAM_KAFKA_BOOTSTRAP": "",
+                    "FACESTREAM_EMBEDDED_BROKER_PORT": str(broker_port),
+                }
+                if kafka.broker is not None
+                else {"FACESTREAM_KAFKA_BOOTSTRAP": self.bootstrap}
+            )
             env = child_environment(
                 **self.env,
-                FACESTREAM_KAFKA_BOOTSTRAP=self.bootstrap,
+                **kafka_env,
                 FACESTREAM_GRPC_ADDRESS=self.address,
                 DEEPFACE_HOME=str(self.deepface_home),
             )
@@ -181,6 +193,14 @@ class LocalSystem:
 
     def check(self) -> None:
         """Raise LocalSystemError with its log when a child has exited."""
+        broker = self.broker
+        if broker is not None and not broker.running():
+            raise LocalSystemError(
+                f"the embedded broker (pid {broker.pid}) exited with code {broker.exit_code}: "
+                "the records it held in memory are lost with it, requests not yet answered "
+                "among them (a real Kafka, FACESTREAM_KAFKA_BOOTSTRAP, keeps them on disk). "
+                f"Its last lines:\n{broker.log_tail()}"
+            )
         for child in self.children:
             if not child.running():
                 raise LocalSystemError(

@@ -33,6 +33,8 @@ DEFAULT_WINDOW = 8
 LIVE_BUFFER = 4
 # Refusals whose frame the front still published, as a stand-in: a result comes for them.
 ANSWERED_REFUSALS = ("image.", "request.")
+# Refusals after which no further frame would be taken: the stream stops sending.
+ENDING_REFUSALS = ("broker.full",)
 
 
 class FrameQueue:
@@ -112,6 +114,7 @@ class StreamSummary:
     refused: int  # refused by the front (their errors were printed)
     dropped: int  # a live source's frames dropped before sending
     broken: str  # why the source ended early, or ""
+    ended: str = ""  # why the system stopped taking frames (an ending refusal), or ""
 
     def line(self) -> str:
         text = (
@@ -120,7 +123,8 @@ class StreamSummary:
         )
         if self.dropped:
             text += " (the live source was faster than the system)"
-        return text + (f"; the source broke: {self.broken}" if self.broken else "")
+        text += f"; the source broke: {self.broken}" if self.broken else ""
+        return text + (f"; the system stopped the stream: {self.ended}" if self.ended else "")
 
 
 class _StreamState:
@@ -135,6 +139,7 @@ class _StreamState:
         self.sent = 0
         self.answered = 0
         self.refused = 0
+        self.ended = ""
         self.last_progress = time.monotonic()
         self.sending_done = False
         self.all_answered = threading.Event()
@@ -157,6 +162,9 @@ class _StreamState:
             return
         with self.lock:
             self.refused += 1
+        if reply.error.code in ENDING_REFUSALS and not self.ended:
+            self.ended = f"{reply.error.code}: {reply.error.message}"
+            self.stopped.set()  # the frames sent are still answered
         if not reply.error.code.startswith(ANSWERED_REFUSALS):
             self.settle(sequence, None, f"{reply.error.code}: {reply.error.message}")
 
@@ -235,7 +243,13 @@ def stream_video(
         replies.cancel()
         reader.join(READ_TIMEOUT_MS / 1000 + 5)
     return StreamSummary(
-        stream_id, state.sent, state.answered, state.refused, queue.dropped, queue.reason
+        stream_id,
+        state.sent,
+        state.answered,
+        state.refused,
+        queue.dropped,
+        queue.reason,
+        state.ended,
     )
 
 

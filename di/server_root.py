@@ -1,5 +1,6 @@
 """The gRPC server's composition root: its settings, read once, become ready parts
-(credentials, admission, publisher, results listener, servicer) for `AnalyzeServer`.
+(credentials, admission, the embedded broker's budget, publisher, results listener,
+servicer) for `AnalyzeServer`.
 `python -m grpc_server` and `facestream serve` start here."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from lagom import Container, Singleton
 from di.container import build_container
 from di.environment import load_settings
 from di.settings import (
+    EMBEDDED_BROKER_WARN_AT,
     AuthSettings,
     LimitsSettings,
     ServerProcessSettings,
@@ -24,6 +26,7 @@ from di.settings import (
 from facestream.metrics_endpoint import MetricsEndpointError
 from facestream.requests import RequestLimits
 from grpc_server.admission import Admission, Shares
+from grpc_server.broker_budget import BrokerBudget
 from grpc_server.metrics import ServerMetrics
 from grpc_server.principals import Authenticator, CredentialsError
 from grpc_server.publisher import RequestPublisher
@@ -62,10 +65,26 @@ def server_container(settings: ServerProcessSettings) -> Container:
             kafka.security,
         )
     )
+    if kafka.uses_embedded_broker:
+        container[BrokerBudget] = Singleton(
+            lambda c: BrokerBudget(
+                kafka.embedded_broker_budget,
+                EMBEDDED_BROKER_WARN_AT,
+                c[ResultsListener],
+                c[logging.Logger],
+            )
+        )
     container[ServerMetrics] = Singleton(
-        lambda c: ServerMetrics(c[RequestPublisher], c[ResultsListener])
+        lambda c: ServerMetrics(
+            c[RequestPublisher], c[ResultsListener], broker_budget_of(c, settings)
+        )
     )
     return container
+
+
+def broker_budget_of(container: Container, settings: ServerProcessSettings) -> BrokerBudget | None:
+    """The embedded broker's budget; None with a real Kafka (it has retention)."""
+    return container[BrokerBudget] if settings.kafka.uses_embedded_broker else None
 
 
 def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials | None:
@@ -130,6 +149,7 @@ def build_server(settings: ServerProcessSettings) -> AnalyzeServer:
         settings.server.ack_timeout,
         settings.server.result_timeout,
         settings.server.stream_gap_timeout,
+        broker_budget_of(container, settings),
     )
     parts = ServerParts(
         servicer=servicer,

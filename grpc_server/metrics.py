@@ -1,6 +1,6 @@
 """The gRPC server's Prometheus metrics: AnalyzeService calls by method and status code,
 call latency, and gauges read from the Kafka clients when Prometheus scrapes (publishes in
-flight, waiting calls, the results listener's lag).
+flight, waiting calls, the results listener's lag, the embedded broker's bytes and budget).
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from prometheus_client import (
     Gauge,
     Histogram,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from grpc_server.broker_budget import BrokerBudget
 from grpc_server.publisher import RequestPublisher
 from grpc_server.results import ResultsListener
 
@@ -48,11 +49,28 @@ class _ListenerLag(Collector):
         yield family
 
 
+class _BrokerRefusals(Collector):
+    def __init__(self, budget: BrokerBudget) -> None:
+        self._budget = budget
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(
+            "facestream_embedded_broker_refusals",
+            "Requests refused because the embedded broker's budget was reached (broker.full).",
+            value=self._budget.refusals,
+        )
+
+
 class ServerMetrics:
     """The server's metrics, in a registry of their own (one per server, so that tests can
     run several in one process), with the process's memory, CPU and garbage collection."""
 
-    def __init__(self, publisher: RequestPublisher, listener: ResultsListener) -> None:
+    def __init__(
+        self,
+        publisher: RequestPublisher,
+        listener: ResultsListener,
+        broker_budget: BrokerBudget | None = None,
+    ) -> None:
         self.registry = registry = CollectorRegistry()
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             registry.register(collector)
@@ -80,6 +98,20 @@ class ServerMetrics:
             registry=registry,
         ).set_function(lambda: listener.waiter_count)
         registry.register(_ListenerLag(listener))
+        if broker_budget is not None:
+            Gauge(
+                "facestream_embedded_broker_bytes",
+                "Bytes the embedded broker holds for facestream, as the server counts them "
+                "(requests and results, with the broker's cost per record).",
+                registry=registry,
+            ).set_function(lambda: broker_budget.held)
+            Gauge(
+                "facestream_embedded_broker_budget_bytes",
+                "The embedded broker's budget (FACESTREAM_EMBEDDED_BROKER_BUDGET): past it new "
+                "requests are refused with broker.full.",
+                registry=registry,
+            ).set_function(lambda: broker_budget.budget)
+            registry.register(_BrokerRefusals(broker_budget))
 
     def finished(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         """Count one call: `method` is gRPC's full name, /package.Service/Method."""

@@ -132,6 +132,10 @@ class ResultsListener:
         # Recent results by (principal, request id): a request id is unique per principal.
         self._recent: OrderedDict[tuple[str, str], records_pb2.AnalysisResult] = OrderedDict()
         self._waiters: set[Waiter] = set()
+        # Records read and their bytes (key and value), written by the listener's thread
+        # alone: what the broker holds of the results (grpc_server.broker_budget).
+        self.records_read = 0
+        self.bytes_read = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         # Called from the listener's thread if it dies: the server must not go on unaware.
@@ -254,6 +258,8 @@ class ResultsListener:
             if message.error() is not None:
                 self._logger.warning("results listener: %s", message.error())
                 continue
+            self.records_read += 1
+            self.bytes_read += len(message.value() or b"") + len(message.key() or b"")
             try:
                 result = records_pb2.AnalysisResult.FromString(message.value() or b"")
             except DecodeError:

@@ -1,5 +1,6 @@
-"""The AnalyzeService servicer: thin. Authorization, validation, admission, publishing and
-result matching live in `auth`, `validation`, `admission`, `publisher` and `results`; this
+"""The AnalyzeService servicer: thin. Authorization, validation, admission, the embedded
+broker's budget, publishing and result matching live in `auth`, `validation`, `admission`,
+`broker_budget`, `publisher` and `results`; this
 maps them to RPCs and status codes. Each call runs as its principal: requests are recorded
 with it, and results go back to it alone (or to a principal allowed to watch all). Frames of
 video streams come over SubmitStream, checked in order per call (`streams`), and go back in
@@ -11,14 +12,17 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import nullcontext
 
 import grpc
 from grpc import aio
 
+from facestream.records import submission_key
 from facestream.requests import RequestLimits
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc, records_pb2
 from grpc_server.admission import Admission
 from grpc_server.auth import CallAuthorization
+from grpc_server.broker_budget import BrokerBudget
 from grpc_server.principals import READ, SUBMIT, WATCH_ALL, Authenticator, Principal
 from grpc_server.publisher import PublishOverloadedError, PublishUnavailableError, RequestPublisher
 from grpc_server.results import ResultsListener, ResultWaiter
@@ -68,6 +72,7 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
         ack_timeout: float,
         result_timeout: float,
         stream_gap_timeout: float,
+        broker_budget: BrokerBudget | None = None,
     ) -> None:
         self._limits = limits
         self._publisher = publisher
@@ -78,6 +83,7 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
         self._ack_timeout = ack_timeout
         self._result_timeout = result_timeout
         self._stream_gap_timeout = stream_gap_timeout
+        self._broker_budget = broker_budget
 
     async def Submit(
         self, request: analyze_service_pb2.SubmitRequest, context: aio.ServicerContext
@@ -356,8 +362,13 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                 "the same request_id.",
                 request_id,
             )
+        budget = self._broker_budget
+        size = submission.ByteSize() + len(submission_key(submission))
         try:
-            with self._admission.publishing(submission.principal):
+            with (
+                self._admission.publishing(submission.principal),
+                budget.writing(size, request_id) if budget else nullcontext(),
+            ):
                 await self._publisher.publish(submission, time_left(context, self._ack_timeout))
         except RequestRejectedError as rejected:
             rejected.request_id = request_id

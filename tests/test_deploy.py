@@ -255,8 +255,10 @@ def known_metric_names() -> set[str]:
 
     dataflow = CollectorRegistry()
     DataflowMetrics(dataflow)
-    stand_in = SimpleNamespace(in_flight=0, waiter_count=0, lag={0: 0})
-    server = ServerMetrics(stand_in, stand_in)  # type: ignore[arg-type]
+    stand_in = SimpleNamespace(
+        in_flight=0, waiter_count=0, lag={0: 0}, held=0, budget=1, refusals=0
+    )
+    server = ServerMetrics(stand_in, stand_in, stand_in)  # type: ignore[arg-type]
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
     return {
         family.name + suffix

@@ -3,9 +3,11 @@ gRPC server), answering images and video from other terminals until SIGTERM or C
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 
+import grpc
 import pytest
 
 from apps.broker import free_port
@@ -16,6 +18,8 @@ from facestream.client import AnalyzeClient
 from facestream.v1 import records_pb2
 from tests.commands import run_facestream
 from tests.test_demo import demo_env, demo_run
+
+MIB = 1024 * 1024
 
 
 @pytest.mark.models
@@ -50,4 +54,39 @@ def test_up_serves_images_and_video_until_sigterm(synthetic_home, tmp_path):
         code = run.wait(120)
     assert code == 0, run.stdout + run.stderr
     assert "stopped: every child process was stopped" in run.stdout
+    assert not [name for name, pid in pids.items() if process_alive(pid)]
+
+
+@pytest.mark.models
+def test_up_says_when_the_broker_is_full_and_stops_with_exit_1_when_the_broker_dies(
+    synthetic_home, tmp_path
+):
+    env = demo_env(
+        tmp_path,
+        FACESTREAM_ACTIONS="emotion",
+        FACESTREAM_METRICS_PORT=str(free_port()),
+        FACESTREAM_EMBEDDED_BROKER_BUDGET="1MiB",
+    )
+    with demo_run(["--no-download"], env, tmp_path, command="up") as run:
+        wait_until(lambda: "facestream is up" in run.stdout, 600, "facestream up to be ready")
+        address = re.search(r"grpc-server: SERVING on (\S+)", run.stdout)
+        assert address, run.stdout
+        image = demo_images()[0].data
+        refused = None
+        with AnalyzeClient(address.group(1)) as client:
+            for index in range(1 + MIB // len(image)):  # bounded: the budget is reached first
+                try:
+                    client.submit(image, request_id=f"fill-{index}", timeout=30)
+                except grpc.RpcError as error:
+                    refused = error
+                    break
+        assert refused is not None and refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "embedded broker is full" in refused.details()
+        wait_until(lambda: "broker: FULL" in run.stdout, 60, "facestream up to say so")
+        pids = run.child_pids()
+        os.kill(pids["broker"], signal.SIGKILL)
+        code = run.wait(120)
+    assert code == 1, run.stdout + run.stderr
+    assert re.search(r"error: the embedded broker \(pid \d+\) exited with code -9", run.stderr)
+    assert "requests not yet answered" in run.stderr
     assert not [name for name, pid in pids.items() if process_alive(pid)]

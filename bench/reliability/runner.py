@@ -25,6 +25,7 @@ from bench.machine import describe_machine
 from bench.reliability import (
     broker_outage,
     dataflow_kills,
+    embedded_broker_full,
     fuzz,
     overload,
     poison_quarantine,
@@ -54,6 +55,7 @@ SCENARIOS: dict[str, Callable[[Path, Size], Scenario]] = {
     "soak": soak.run,
     "poison_quarantine": poison_quarantine.run,
     "tracking_kills": tracking_kills.run,
+    "embedded_broker_full": embedded_broker_full.run,
 }
 
 

@@ -45,6 +45,7 @@ class Size:
     soak_images: int
     poison_neighbours: int
     tracked_frames: int  # frames of the composed video in the tracking kill scenario
+    broker_budget_mib: int  # the embedded broker's budget in the broker-full scenario
     patience: float  # seconds to wait for results once the load is over: then they are missing
 
 
@@ -60,6 +61,7 @@ FULL = Size(
     soak_images=2000,
     poison_neighbours=20,
     tracked_frames=50,
+    broker_budget_mib=16,
     patience=600,
 )
 SHORT = Size(
@@ -74,6 +76,7 @@ SHORT = Size(
     soak_images=150,
     poison_neighbours=4,
     tracked_frames=30,
+    broker_budget_mib=2,
     patience=90,
 )
 

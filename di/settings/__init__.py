@@ -20,6 +20,7 @@ from di.settings.section import (
     is_secret,
 )
 from di.settings.sections import (
+    EMBEDDED_BROKER_WARN_AT,
     AnalysisSettings,
     AuthSettings,
     ClientSettings,
@@ -127,6 +128,7 @@ def configuration_table() -> str:
 
 
 __all__ = [
+    "EMBEDDED_BROKER_WARN_AT",
     "ENVIRONMENT_VARIABLES",
     "AnalysisSettings",
     "AuthSettings",

@@ -17,6 +17,9 @@ from facestream.kafka_config import SASL_MECHANISMS, SECURITY_PROTOCOLS, KafkaSe
 from facestream.models import ACTIONS, ATTRIBUTE_ACTIONS, DETECTOR_BACKENDS, weights_dir_of
 from facestream.tracking import TrackingPolicy
 
+# The share of FACESTREAM_EMBEDDED_BROKER_BUDGET at which the server logs a warning and
+# `facestream up` prints one.
+EMBEDDED_BROKER_WARN_AT = 0.8
 # Room for the protobuf envelope around the image bytes in one Kafka record.
 KAFKA_RECORD_HEADROOM_BYTES = 1 * v.MIB
 LOG_FORMATS = ("text", "json")
@@ -83,6 +86,16 @@ class KafkaSettings(Section):
         "19092",
         "an integer from 1 to 65535",
         "Port of the embedded broker (used only when FACESTREAM_KAFKA_BOOTSTRAP is empty).",
+    )
+    embedded_broker_budget: Annotated[int, parsed(v.size(1 * v.MIB, 1024 * 1024 * v.MIB))] = (
+        setting(
+            "1GiB",
+            "a size from 1MiB to 1TiB, in bytes or with a KiB/MiB/GiB suffix",
+            "Bytes the embedded broker may hold (it keeps every record in memory, without "
+            "retention): at 80% a warning is logged; past it new images and frames are "
+            "refused with broker.full, and those accepted are still answered. Used only when "
+            "FACESTREAM_KAFKA_BOOTSTRAP is empty; a real Kafka has retention instead.",
+        )
     )
     topic_requests: Annotated[str, parsed(v.topic)] = setting(
         "faces.requests", _TOPIC_ACCEPTS, "Topic of submitted images (ImageSubmitted records)."

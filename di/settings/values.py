@@ -9,11 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-MIB = 1024 * 1024
+from facestream.byte_sizes import UNITS
+
+MIB = UNITS["MiB"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _SIZE = re.compile(r"^(\d+)\s*(B|KiB|MiB|GiB)?$")
-_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1024, "MiB": MIB, "GiB": 1024 * MIB}
+_SIZE_UNITS = {None: 1, **UNITS}
 N = TypeVar("N", int, float)
 
 
