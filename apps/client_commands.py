@@ -29,7 +29,7 @@ from apps.video_source import (
     video_fourcc,
 )
 from di.settings import ClientProcessSettings
-from facestream.client import AnalyzeClient, request
+from facestream.client import AnalyzeClient, error_reason, request
 from facestream.models import SYNTHETIC_WARNING
 from facestream.requests import InvalidRequestError, check_stream_id
 from facestream.v1 import analyze_service_pb2, records_pb2
@@ -49,9 +49,12 @@ def client_for(settings: ClientProcessSettings) -> AnalyzeClient:
 
 
 def describe_rpc_error(error: grpc.RpcError) -> str:
+    """A failed call for a person: its status, facestream's error code when it has one, and
+    the server's message."""
     code = error.code() if isinstance(error, grpc.Call) else None
     details = error.details() if isinstance(error, grpc.Call) else str(error)
-    return f"{code.name if code else 'ERROR'}: {details}"
+    reason = error_reason(error)
+    return f"{code.name if code else 'ERROR'}{f' {reason}' if reason else ''}: {details}"
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,8 @@ def _submit_all(client: AnalyzeClient, files: list[Path], options: SubmitOptions
         with tqdm(total=len(files), unit="img", file=sys.stderr, desc="submit") as progress:
             for reply in client.submit_stream(requests(), timeout=options.timeout):
                 path = sent[len(rows)]
-                accepted = "yes" if not reply.error.code else f"no: {reply.error.message}"
+                error = reply.error
+                accepted = f"no: {error.code}: {error.message}" if error.code else "yes"
                 rows.append((str(path), reply.request_id, accepted))
                 progress.update(1)
     except grpc.RpcError as error:

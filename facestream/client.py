@@ -1,23 +1,61 @@
 """A small Python client for AnalyzeService (blocking, one channel).
 
 Results are `facestream.v1` protobuf messages; `embedding_of(face)` gives a face's
-embedding as a numpy array, `cosine_similarity(a, b)` compares two.
+embedding as a numpy array, `cosine_similarity(a, b)` compares two. A refused call raises
+grpc.RpcError; `error_reason(error)` is facestream's error code in it (`broker.full`,
+`image.truncated`, ...) and `error_request_id(error)` the request it concerns.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import grpc
+from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 
 from facestream.embeddings import cosine_similarity, embedding_of
+from facestream.requests import new_request_id
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc, records_pb2
 
-__all__ = ["AnalyzeClient", "cosine_similarity", "embedding_of", "request"]
+__all__ = [
+    "AnalyzeClient",
+    "cosine_similarity",
+    "embedding_of",
+    "error_reason",
+    "error_request_id",
+    "request",
+]
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Submit and Analyze carry a request id (minted here when the caller gives none), and the
+# server takes a repeated id as the same request: so a call refused with UNAVAILABLE (Kafka
+# unreachable, or its acknowledgement late) is sent again as it was, by gRPC's own retry
+# policy: at most 4 attempts, waiting a random time up to 0.25 s, 0.5 s, then 1 s between
+# them, all within the call's deadline.
+RETRY_POLICY = {
+    "maxAttempts": 4,
+    "initialBackoff": "0.25s",
+    "maxBackoff": "1s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [
+                    {"service": "facestream.v1.AnalyzeService", "method": method}
+                    for method in ("Submit", "Analyze")
+                ],
+                "retryPolicy": RETRY_POLICY,
+            }
+        ]
+    }
+)
 
 
 class AnalyzeClient:
@@ -34,9 +72,11 @@ class AnalyzeClient:
         server_name: str | None = None,
         client_certificate: tuple[Path, Path] | None = None,
     ) -> None:
-        options = [
+        options: list[tuple[str, str | int]] = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", SERVICE_CONFIG),
         ]
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
@@ -62,9 +102,10 @@ class AnalyzeClient:
         request_id: str = "",
         timeout: float = 30,
     ) -> str:
-        """Publish one image; return its request id once Kafka acknowledged it."""
+        """Publish one image as `request_id` (a new id when empty); return the id once
+        Kafka acknowledged it. UNAVAILABLE is retried with the same id (RETRY_POLICY)."""
         reply = self._stub.Submit(
-            request(image, actions, detector_backend, request_id),
+            request(image, actions, detector_backend, request_id or new_request_id()),
             timeout=timeout,
             metadata=self._metadata,
         )
@@ -78,9 +119,10 @@ class AnalyzeClient:
         request_id: str = "",
         timeout: float = 300,
     ) -> records_pb2.AnalysisResult:
-        """Publish one image and wait (up to `timeout`) for its result."""
+        """Publish one image as `request_id` (a new id when empty) and wait (up to
+        `timeout`) for its result. UNAVAILABLE is retried with the same id (RETRY_POLICY)."""
         return self._stub.Analyze(
-            request(image, actions, detector_backend, request_id),
+            request(image, actions, detector_backend, request_id or new_request_id()),
             timeout=timeout,
             metadata=self._metadata,
         )
@@ -145,3 +187,31 @@ def request(
         request_id=request_id,
         frame=frame,
     )
+
+
+def _error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
+    """The ErrorInfo of a failed call's google.rpc.Status, None when it carries none (a
+    transport failure, a deadline the client set, another server)."""
+    if not isinstance(error, grpc.Call):
+        return None
+    try:
+        status = rpc_status.from_call(error)
+    except ValueError:  # a status whose code or message disagree with the call's
+        return None
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info
+    return None
+
+
+def error_reason(error: grpc.RpcError) -> str:
+    """facestream's error code of a refused call (ErrorInfo.reason), or "" when it has none."""
+    info = _error_info(error)
+    return info.reason if info is not None else ""
+
+
+def error_request_id(error: grpc.RpcError) -> str:
+    """The request a refused call concerns, once the server knew its id, or ""."""
+    info = _error_info(error)
+    return info.metadata.get("request_id", "") if info is not None else ""

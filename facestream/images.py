@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from facestream.errors import CodedError
+
 # PIL format name -> what a person calls it.
 SUPPORTED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "TIFF": "TIFF"}
 # Pillow calls a JPEG with a multi-picture extension (phone cameras) "MPO"; its first
@@ -33,13 +35,8 @@ _JPEG_MARKER_IN_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 Image.MAX_IMAGE_PIXELS = None
 
 
-class InvalidImageError(ValueError):
+class InvalidImageError(CodedError, ValueError):
     """The bytes are not an image facestream can analyse. `code` is stable, `message` human."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

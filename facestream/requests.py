@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from facestream.errors import CodedError
 from facestream.models import ACTIONS, DETECTOR_BACKENDS
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
@@ -25,13 +26,8 @@ class RequestLimits:
     available_detectors: tuple[str, ...]
 
 
-class InvalidRequestError(ValueError):
+class InvalidRequestError(CodedError, ValueError):
     """A request option is not acceptable. `code` is stable, `message` is for a person."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def new_request_id() -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from grpc_server.validation import RequestRejectedError
+from grpc_server.errors import RequestRejectedError
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import grpc
 from grpc import aio
 
+from grpc_server.errors import RequestRejectedError, refuse
 from grpc_server.principals import Authenticator, Principal
-from grpc_server.validation import RequestRejectedError
 
 HEALTH_SERVICE_PREFIX = "/grpc.health.v1.Health/"
 UNAUTHENTICATED_MESSAGE = (
@@ -73,7 +73,7 @@ class CallAuthorization:
         self._checked_generation = -1  # check again, with every scope so far
         refusal = self.refusal()
         if refusal is not None:
-            await self._context.abort(refusal.status, refusal.message)
+            await refuse(self._context, refusal)
         return self.principal
 
     def refusal(self) -> RequestRejectedError | None:
@@ -135,15 +135,19 @@ class AuthInterceptor(aio.ServerInterceptor):
         self._certificates_required = certificates_required
         self._logger = logger
 
-        async def refuse(_request: object, context: aio.ServicerContext) -> None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)
+        unauthenticated = RequestRejectedError(
+            grpc.StatusCode.UNAUTHENTICATED, "auth.unauthenticated", UNAUTHENTICATED_MESSAGE
+        )
+
+        async def refuse_call(_request: object, context: aio.ServicerContext) -> None:
+            await refuse(context, unauthenticated)
 
         async def refuse_stream(_requests: object, context: aio.ServicerContext) -> None:
-            await refuse(None, context)
+            await refuse(context, unauthenticated)
 
         self._refusals = {
-            (False, False): grpc.unary_unary_rpc_method_handler(refuse),
-            (False, True): grpc.unary_stream_rpc_method_handler(refuse),
+            (False, False): grpc.unary_unary_rpc_method_handler(refuse_call),
+            (False, True): grpc.unary_stream_rpc_method_handler(refuse_call),
             (True, False): grpc.stream_unary_rpc_method_handler(refuse_stream),
             (True, True): grpc.stream_stream_rpc_method_handler(refuse_stream),
         }

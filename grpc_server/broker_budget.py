@@ -19,7 +19,7 @@ from typing import Protocol
 import grpc
 
 from facestream.byte_sizes import size_text
-from grpc_server.validation import RequestRejectedError
+from grpc_server.errors import RequestRejectedError
 
 # What the embedded broker holds per record beyond its key and value (batch and record
 # headers, its index): measured as its resident memory's growth per record written.

@@ -23,13 +23,13 @@ from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc, records
 from grpc_server.admission import Admission
 from grpc_server.auth import CallAuthorization
 from grpc_server.broker_budget import BrokerBudget
+from grpc_server.errors import RequestRejectedError, refuse
 from grpc_server.principals import READ, SUBMIT, WATCH_ALL, Authenticator, Principal
 from grpc_server.publisher import PublishOverloadedError, PublishUnavailableError, RequestPublisher
 from grpc_server.results import ResultsListener, ResultWaiter
 from grpc_server.stream_order import StreamWaiter, WaiterOverflowError
 from grpc_server.streams import StreamSequences
 from grpc_server.validation import (
-    RequestRejectedError,
     check_not_frame,
     check_submission,
     check_watch_ids,
@@ -37,9 +37,6 @@ from grpc_server.validation import (
     refused_frame,
 )
 
-# Trailing metadata key that names the request when a call fails after its id was known
-# (result timeout, Kafka unavailable, overload): the client retries or watches under it.
-REQUEST_ID_METADATA = "facestream-request-id"
 # Requests one SubmitStream keeps unanswered before it stops reading further requests;
 # gRPC's own flow control then holds the client back.
 STREAM_WINDOW = 64
@@ -94,9 +91,7 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                 check_not_frame(request)
                 request_id = await self._accept(request, context, principal)
         except RequestRejectedError as rejected:
-            await context.abort(
-                rejected.status, rejected.message, trailing_metadata=_id_trailer(rejected)
-            )
+            await refuse(context, rejected)
         return analyze_service_pb2.SubmitReply(request_id=request_id)
 
     async def Analyze(
@@ -130,9 +125,7 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                             request_id,
                         ) from None
         except RequestRejectedError as rejected:
-            await context.abort(
-                rejected.status, rejected.message, trailing_metadata=_id_trailer(rejected)
-            )
+            await refuse(context, rejected)
 
     async def SubmitStream(
         self,
@@ -155,7 +148,7 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                     yield await item
                     window.release()
         except RequestRejectedError as rejected:
-            await context.abort(rejected.status, rejected.message)
+            await refuse(context, rejected)
         finally:
             reader.cancel()
             while not replies.empty():
@@ -201,7 +194,7 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                             "the results topic",
                         ) from None
         except RequestRejectedError as rejected:
-            await context.abort(rejected.status, rejected.message)
+            await refuse(context, rejected)
 
     async def WatchStream(
         self, request: analyze_service_pb2.WatchStreamRequest, context: aio.ServicerContext
@@ -221,7 +214,7 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                 while not waiter.complete:
                     yield await self._next_result(waiter, authorization, None)
         except RequestRejectedError as rejected:
-            await context.abort(rejected.status, rejected.message)
+            await refuse(context, rejected)
 
     async def _authorize(
         self, context: aio.ServicerContext, method: str, *scopes: str
@@ -389,8 +382,3 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                 f"{error}; request {request_id}: {outcome}.",
                 request_id,
             ) from None
-
-
-def _id_trailer(rejected: RequestRejectedError) -> tuple[tuple[str, str], ...]:
-    """Trailing metadata naming the request, so a client can retry or watch under that id."""
-    return ((REQUEST_ID_METADATA, rejected.request_id),) if rejected.request_id else ()

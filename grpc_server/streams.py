@@ -13,7 +13,8 @@ import grpc
 
 from facestream.requests import InvalidRequestError, check_stream_id
 from facestream.v1 import records_pb2
-from grpc_server.validation import RequestRejectedError, invalid_argument
+from grpc_server.errors import RequestRejectedError
+from grpc_server.validation import invalid_argument
 
 # Streams one SubmitStream call may have open at once (begun, last frame not yet sent):
 # the table of next sequence numbers stays small whatever a client sends.

@@ -17,26 +17,10 @@ from facestream.requests import (
     resolve_options,
 )
 from facestream.v1 import analyze_service_pb2, records_pb2
+from grpc_server.errors import RequestRejectedError
 
 # Too big is a resource limit, not a malformed request (docs/design.md, gRPC surface).
 RESOURCE_LIMIT_CODES = frozenset({"image.too_large", "image.too_many_pixels"})
-
-
-class RequestRejectedError(Exception):
-    """A request that is refused with `status`; `code` is stable, `message` for a person,
-    `request_id` the id it was to run under, once known (empty before)."""
-
-    def __init__(
-        self, status: grpc.StatusCode, code: str, message: str, request_id: str = ""
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-
-    def as_error(self) -> records_pb2.Error:
-        return records_pb2.Error(code=self.code, message=self.message)
 
 
 def check_submission(

@@ -23,7 +23,7 @@ from grpc_server.broker_budget import (
     RECORD_OVERHEAD_BYTES,
     BrokerBudget,
 )
-from grpc_server.validation import RequestRejectedError
+from grpc_server.errors import RequestRejectedError
 from tests.commands import SYNTHETIC_HOME, cli_env, run_facestream
 from tests.grpc_helpers import ServerThread, stand_in_dataflow
 from tests.test_grpc_server import assert_status, jpeg

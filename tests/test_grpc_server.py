@@ -18,18 +18,25 @@ import cv2
 import grpc
 import numpy as np
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
 from apps.broker import EmbeddedBroker, free_port
 from apps.processes import wait_until
 from di.settings import ServerProcessSettings
-from facestream.client import AnalyzeClient, request
+from facestream.client import (
+    RETRY_POLICY,
+    AnalyzeClient,
+    error_reason,
+    error_request_id,
+    request,
+)
 from facestream.kafka_admin import ensure_topics
 from facestream.models import ATTRIBUTE_ACTIONS
 from facestream.records import result_record
 from facestream.v1 import records_pb2
-from grpc_server.service import REQUEST_ID_METADATA
+from grpc_server.errors import REQUEST_ID_METADATA
 from tests.commands import NO_METRICS, PROJECT_ROOT, SYNTHETIC_HOME, run_facestream
 from tests.grpc_helpers import (
     NOT_SERVING,
@@ -158,12 +165,38 @@ INVALID = {
 def test_invalid_requests_get_their_status_and_nothing_reaches_kafka(topics, server, client):
     stub_calls = {"Submit": client._stub.Submit, "Analyze": client._stub.Analyze}
     for name, (invalid, code, fragment) in INVALID.items():
+        # The code a SubmitStream reply gives the same request is the unary calls' reason.
+        if name == "over the gRPC message limit":
+            reason = ""  # gRPC's own refusal, before facestream sees the call
+        else:
+            (reply,) = client.submit_stream([invalid], timeout=10)
+            reason = reply.error.code
+            assert reason.startswith(("image.", "request.")), (name, reason)
         for rpc, call in stub_calls.items():
             error = assert_status(lambda: call(invalid, timeout=10), code, fragment)  # noqa: B023
             assert error.details(), (name, rpc)
+            assert error_reason(error) == reason, (name, rpc)
     sentinel = client.submit(jpeg(), request_id="sentinel")
     records = requests_on_topic(topics, {sentinel})
     assert set(records) == {"sentinel"}, "an invalid request reached Kafka"
+
+
+def test_a_refusal_is_a_google_rpc_status_any_client_decodes_from_the_trailer(client):
+    # As a client generated from the .proto files alone reads it (Node.js, Go): the
+    # grpc-status-details-bin trailer is a google.rpc.Status with an ErrorInfo.
+    error = assert_status(
+        lambda: client.analyze(jpeg()[:-200], request_id="cut-1", timeout=10),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "incomplete",
+    )
+    raw = dict(error.trailing_metadata())["grpc-status-details-bin"]
+    status = status_pb2.Status.FromString(raw)
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert status.message == error.details()
+    (detail,) = status.details
+    assert detail.type_url == "type.googleapis.com/google.rpc.ErrorInfo"
+    info = error_details_pb2.ErrorInfo.FromString(detail.value)
+    assert (info.reason, info.domain) == ("image.truncated", "facestream.v1")
 
 
 def test_submit_replies_after_the_record_is_on_the_topic(topics, client):
@@ -281,6 +314,7 @@ def test_analyze_timeout_names_the_request_and_watch_gets_it_later(topics):
             "WatchResults",
         )
         assert (REQUEST_ID_METADATA, "slow-1") in error.trailing_metadata()
+        assert error_reason(error) == "result.timeout" and error_request_id(error) == "slow-1"
         late = result_record("slow-1", records_pb2.ANALYSIS_STATUS_NO_FACE)
         produce(topics.bootstrap, topics.results, [(b"slow-1", late.SerializeToString())])
         watched = list(client.watch(["slow-1"], timeout=30))
@@ -443,7 +477,10 @@ def own_broker():
 
 def test_broker_down_gives_unavailable_and_the_same_server_recovers(own_broker):
     topics = Topics(own_broker.bootstrap)
-    with ServerThread(server_settings(topics, FACESTREAM_ACK_TIMEOUT="5")) as server:
+    settings = server_settings(
+        topics, FACESTREAM_ACK_TIMEOUT="5", FACESTREAM_METRICS_PORT=str(free_port())
+    )
+    with ServerThread(settings) as server:
         server.wait_serving()
         with server.client() as client:
             assert health_of(client) == SERVING
@@ -451,12 +488,24 @@ def test_broker_down_gives_unavailable_and_the_same_server_recovers(own_broker):
             own_broker.stop()
             wait_until(lambda: not server.publisher.reachable, 30, "the broker seen gone")
             started = time.monotonic()
-            assert_status(
-                lambda: client.submit(jpeg(), request_id="during", timeout=3),
+            error = assert_status(
+                lambda: client.submit(jpeg(), request_id="during", timeout=10),
                 grpc.StatusCode.UNAVAILABLE,
                 "not accepted",
             )
-            assert time.monotonic() - started < 3, "UNAVAILABLE came after the deadline"
+            assert time.monotonic() - started < 10, "UNAVAILABLE came after the deadline"
+            assert error_reason(error) == "kafka.unavailable"
+            # The client retried the call with the same id, as its retry policy says.
+            assert error_request_id(error) == "during"
+            attempts = server.server.metrics.registry.get_sample_value(
+                "facestream_server_calls_total",
+                {
+                    "service": "facestream.v1.AnalyzeService",
+                    "method": "Submit",
+                    "code": "UNAVAILABLE",
+                },
+            )
+            assert attempts == RETRY_POLICY["maxAttempts"]
             wait_until(lambda: health_of(client) == NOT_SERVING, 30, "health NOT_SERVING")
 
             restarted = EmbeddedBroker(own_broker.port)
@@ -652,7 +701,7 @@ def test_submit_and_watch_commands(topics, server, tmp_path):
     lines = submitted.stdout.splitlines()
     assert lines[0].split() == ["image", "request", "id", "accepted"]
     assert sum(line.endswith(" yes") for line in lines) == 3
-    assert any("broken.png" in line and "not an image" in line for line in lines)
+    assert any("broken.png" in line and "no: image.not_an_image: " in line for line in lines)
 
     with stand_in_dataflow(topics):
         waited = run_facestream("submit", str(folder / "img0.jpg"), "--wait", "--json", env=env)
@@ -666,7 +715,7 @@ def test_submit_and_watch_commands(topics, server, tmp_path):
     assert watched.stdout.split()[:2] == [record["requestId"], "NO_FACE"]
 
 
-def test_submit_command_explains_a_missing_path_and_a_down_server(tmp_path):
+def test_submit_command_explains_a_missing_path_a_down_server_and_a_refusal(topics, tmp_path):
     missing = run_facestream("submit", str(tmp_path / "nope.jpg"))
     assert missing.returncode == 2
     assert "no such file or folder" in missing.stderr
@@ -676,3 +725,13 @@ def test_submit_command_explains_a_missing_path_and_a_down_server(tmp_path):
     down = run_facestream("submit", str(image), "--timeout", "3", env=env)
     assert down.returncode == 1
     assert "UNAVAILABLE" in down.stderr and "Traceback" not in down.stderr
+
+    # A refusal the server typed: the command prints its status and facestream's code.
+    with ServerThread(server_settings(topics)) as server:
+        server.wait_serving()
+        broken = tmp_path / "broken.jpg"
+        broken.write_bytes(jpeg()[:-200])
+        env = topics.env(SYNTHETIC_HOME, FACESTREAM_GRPC_ADDRESS=server.address)
+        waited = run_facestream("submit", str(broken), "--wait", env=env)
+    assert waited.returncode == 1
+    assert "INVALID_ARGUMENT image.truncated: " in waited.stdout + waited.stderr

@@ -16,8 +16,8 @@ from apps.broker import free_port
 from apps.processes import wait_until
 from facestream.v1 import records_pb2
 from grpc_server.admission import Admission, Shares
+from grpc_server.errors import RequestRejectedError
 from grpc_server.principals import Credentials, CredentialsError, hash_token
-from grpc_server.validation import RequestRejectedError
 from tests.commands import PROJECT_ROOT
 from tests.credentials import TOKENS, credentials_file, submit_refused
 from tests.grpc_helpers import (

@@ -21,7 +21,7 @@ import grpc
 from apps.processes import wait_until
 from bench.reliability import scenario as kit
 from bench.system_under_test import MemorySampler, Server
-from grpc_server.service import REQUEST_ID_METADATA
+from grpc_server.errors import REQUEST_ID_METADATA
 
 
 def run(home: Path, size: kit.Size) -> kit.Scenario:
