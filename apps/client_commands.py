@@ -28,7 +28,7 @@ from apps.video_source import (
     open_video_writer,
     video_fourcc,
 )
-from di.settings import ClientProcessSettings
+from di.settings import ClientProcessSettings, Settings
 from facestream.client import AnalyzeClient, error_reason, request
 from facestream.models import SYNTHETIC_WARNING
 from facestream.requests import InvalidRequestError, check_stream_id
@@ -37,11 +37,14 @@ from facestream.v1 import analyze_service_pb2, records_pb2
 SUBMIT_COLUMNS = ("image", "request id", "accepted")
 
 
-def client_for(settings: ClientProcessSettings) -> AnalyzeClient:
-    """A client for the server at FACESTREAM_GRPC_ADDRESS, with the client token and CA."""
+def client_for(
+    settings: ClientProcessSettings | Settings, address: str | None = None
+) -> AnalyzeClient:
+    """A client for the server at `address` (default FACESTREAM_GRPC_ADDRESS), with the
+    client token and CA."""
     certificate = settings.tls.certificate
     return AnalyzeClient(
-        settings.server.grpc_address,
+        address or settings.server.grpc_address,
         settings.client.client_token.get_secret_value(),
         settings.tls.tls_ca,
         client_certificate=certificate,

@@ -20,7 +20,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2
 
 from apps.broker import EmbeddedBroker, free_port, port_or_free
-from apps.client_commands import describe_rpc_error
+from apps.client_commands import client_for, describe_rpc_error
 from apps.launch import DataflowProcess, Kafka, ServerProcess, kafka_with_topics
 from apps.processes import ChildProcess, WaitTimeoutError, wait_until
 from di import Settings, child_environment
@@ -267,15 +267,35 @@ def wait_first_result(system: LocalSystem, client: AnalyzeClient, run_id: str) -
     say(f"dataflow: ready ({time.monotonic() - started:.0f} s to load the models and answer)")
 
 
+def check_client_credentials(settings: Settings) -> None:
+    """LocalSystemError, before anything starts, when the server will want credentials that
+    this process's own client (the warm-up, the demo) does not have."""
+    if (settings.auth.auth_file or settings.auth.auth_tokens) and not (
+        settings.client.client_token.get_secret_value()
+    ):
+        raise LocalSystemError(
+            "authentication is on (FACESTREAM_AUTH_FILE or FACESTREAM_AUTH_TOKENS), so the "
+            "warm-up call needs a token: set FACESTREAM_CLIENT_TOKEN to one whose principal "
+            "has the scopes analyze:submit and results:read"
+        )
+    if settings.tls.certificate is not None and settings.tls.tls_ca is None:
+        raise LocalSystemError(
+            "TLS is on (FACESTREAM_TLS_CERT), so the warm-up call must trust the server: set "
+            "FACESTREAM_TLS_CA to the CA that signed its certificate (valid for 127.0.0.1)"
+        )
+
+
 @contextmanager
 def ready_system(
     settings: Settings, deepface_home: Path, run_id: str
 ) -> Iterator[tuple[LocalSystem, AnalyzeClient]]:
     """The local system started, SERVING and warm (its address and metrics endpoints
-    said), and a client of it; everything stopped on the way out."""
+    said), and a client of it with the configured client credentials (FACESTREAM_CLIENT_TOKEN,
+    FACESTREAM_TLS_CA); everything stopped on the way out."""
+    check_client_credentials(settings)
     with (
         LocalSystem(settings, deepface_home).running() as system,
-        AnalyzeClient(system.address) as client,
+        client_for(settings, system.address) as client,
     ):
         wait_serving(system, client)
         say(f"grpc-server: SERVING on {system.address}")

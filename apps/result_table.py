@@ -6,7 +6,9 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 
 from apps.result_text import region_text
 from facestream.records import status_name
@@ -59,12 +61,46 @@ def format_table(rows: Sequence[Sequence[str]], header: Sequence[str] = COLUMNS)
     )
 
 
-def _faces_json(
-    faces: Iterable[records_pb2.Face], embeddings: bool, **options: bool
-) -> list[dict[str, Any]]:
+_64_BIT = {
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_SINT64,
+    FieldDescriptor.TYPE_FIXED64,
+    FieldDescriptor.TYPE_SFIXED64,
+}
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """`message` in protobuf's JSON mapping, with every field (zeros and false included, so
+    that frame 0 has its `attributesFrom`) and 64-bit integers as numbers, not the strings
+    the mapping writes them as (sequences and positions stay far below 2**53)."""
+    found = MessageToDict(message, always_print_fields_with_no_presence=True)
+    _as_numbers(message, found)
+    return found
+
+
+def _as_numbers(message: Message, found: dict[str, Any]) -> None:
+    for field in message.DESCRIPTOR.fields:
+        if field.json_name not in found:
+            continue
+        value = getattr(message, field.name)
+        repeated = field.is_repeated
+        if field.type in _64_BIT:
+            found[field.json_name] = [int(v) for v in value] if repeated else int(value)
+        elif field.message_type is not None and not field.message_type.GetOptions().map_entry:
+            pairs = (
+                zip(value, found[field.json_name], strict=True)
+                if repeated
+                else [(value, found[field.json_name])]
+            )
+            for inner, inner_found in pairs:
+                _as_numbers(inner, inner_found)
+
+
+def _faces_json(faces: Iterable[records_pb2.Face], embeddings: bool) -> list[dict[str, Any]]:
     # protobuf's JSON mapping writes bytes as base64: the embedding's 16 KiB become one
     # string; `embeddings=False` leaves the key out.
-    found = [MessageToDict(face, **options) for face in faces]
+    found = [message_json(face) for face in faces]
     if not embeddings:
         for face in found:
             face.pop("embedding", None)
@@ -75,10 +111,8 @@ def result_json(image: str, result: records_pb2.AnalysisResult, embeddings: bool
     """One JSON line: the result as protobuf's JSON mapping, plus the image it is for;
     each face's embedding as base64 of its little-endian float32 values, or left out
     when not `embeddings`."""
-    found = MessageToDict(result, always_print_fields_with_no_presence=True)
-    found["faces"] = _faces_json(
-        result.faces, embeddings, always_print_fields_with_no_presence=True
-    )
+    found = message_json(result)
+    found["faces"] = _faces_json(result.faces, embeddings)
     return json.dumps({"image": image, **found}, sort_keys=True)
 
 
@@ -108,7 +142,7 @@ def frame_json(
             "status": status_name(result),
             "error": f"{result.error.code}: {result.error.message}" if result.error.code else "",
             "faces": _faces_json(result.faces, embeddings),
-            "ended_tracks": [MessageToDict(track) for track in result.ended_tracks],
+            "ended_tracks": [message_json(track) for track in result.ended_tracks],
             "synthetic_weights": result.synthetic_weights,
         }
     )

@@ -101,9 +101,13 @@ def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials | None:
     )
 
 
-def principal_shares(limits: LimitsSettings, authentication: bool) -> Shares:
+def principal_shares(
+    limits: LimitsSettings, authentication: bool, logger: logging.Logger
+) -> Shares:
     """What one principal may hold. With authentication off every caller is the one
-    anonymous principal, so its share is the whole server (publishes keep their cap)."""
+    anonymous principal, so its share is the whole server (publishes keep their cap). A
+    share larger than the server's whole is cut to it, with a warning: it could only let one
+    principal take everything."""
     if not authentication:
         return Shares(
             limits.max_held_image_bytes,
@@ -111,11 +115,26 @@ def principal_shares(limits: LimitsSettings, authentication: bool) -> Shares:
             limits.max_concurrent_rpcs,
             limits.max_in_flight_per_principal,
         )
+    shares = {}
+    for share, total in (
+        ("max_held_image_bytes_per_principal", "max_held_image_bytes"),
+        ("max_watchers_per_principal", "max_watchers"),
+        ("max_calls_per_principal", "max_concurrent_rpcs"),
+        ("max_in_flight_per_principal", "max_in_flight"),
+    ):
+        asked, whole = getattr(limits, share), getattr(limits, total)
+        if asked > whole:
+            logger.warning(
+                "FACESTREAM_%s=%d is more than the server's FACESTREAM_%s=%d: one principal "
+                "gets at most %d",
+                share.upper(), asked, total.upper(), whole, whole,
+            )  # fmt: skip
+        shares[share] = min(asked, whole)
     return Shares(
-        limits.max_held_image_bytes_per_principal,
-        limits.max_watchers_per_principal,
-        limits.max_calls_per_principal,
-        limits.max_in_flight_per_principal,
+        shares["max_held_image_bytes_per_principal"],
+        shares["max_watchers_per_principal"],
+        shares["max_calls_per_principal"],
+        shares["max_in_flight_per_principal"],
     )
 
 
@@ -142,7 +161,7 @@ def build_server(settings: ServerProcessSettings) -> AnalyzeServer:
         Admission(
             limits.max_held_image_bytes,
             limits.max_watchers,
-            principal_shares(limits, authenticator.enabled),
+            principal_shares(limits, authenticator.enabled, container[logging.Logger]),
         ),
         authenticator,
         container[logging.Logger],

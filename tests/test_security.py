@@ -282,3 +282,21 @@ def test_refusals_are_counted_by_code_and_the_metrics_name_no_one(topics, auth_f
     # Scraping needs no credentials, so the metrics hold no principal and no token.
     for secret in (*TOKENS, *TOKENS.values(), "not-a-known-token"):
         assert secret not in text
+
+
+def test_a_share_larger_than_the_servers_whole_is_cut_to_it_with_a_warning(caplog):
+    import logging
+
+    from di.server_root import principal_shares
+    from di.settings import ServerProcessSettings
+
+    limits = ServerProcessSettings.from_env({"FACESTREAM_MAX_WATCHERS": "8"}).limits
+    assert limits.max_watchers_per_principal == 64  # the default share, above the whole
+    logger = logging.getLogger("test-shares")
+    with caplog.at_level(logging.WARNING, logger.name):
+        shares = principal_shares(limits, authentication=True, logger=logger)
+    assert shares.watchers == 8
+    assert shares.image_bytes == limits.max_held_image_bytes_per_principal  # within: kept
+    (warning,) = caplog.records
+    assert "FACESTREAM_MAX_WATCHERS_PER_PRINCIPAL=64" in warning.getMessage()
+    assert "FACESTREAM_MAX_WATCHERS=8" in warning.getMessage()

@@ -20,6 +20,7 @@ from tests.commands import run_facestream
 from tests.test_demo import demo_env, demo_run
 
 MIB = 1024 * 1024
+TOKEN = "up-s3cret-token"
 
 
 @pytest.mark.models
@@ -58,14 +59,17 @@ def test_up_serves_images_and_video_until_sigterm(synthetic_home, tmp_path):
 
 
 @pytest.mark.models
-def test_up_says_when_the_broker_is_full_and_stops_with_exit_1_when_the_broker_dies(
+def test_up_with_auth_says_when_the_broker_is_full_and_stops_when_the_broker_dies(
     synthetic_home, tmp_path
 ):
+    # Authentication on: the warm-up call uses the configured client token.
     env = demo_env(
         tmp_path,
         FACESTREAM_ACTIONS="emotion",
         FACESTREAM_METRICS_PORT=str(free_port()),
         FACESTREAM_EMBEDDED_BROKER_BUDGET="1MiB",
+        FACESTREAM_AUTH_TOKENS=TOKEN,
+        FACESTREAM_CLIENT_TOKEN=TOKEN,
     )
     with demo_run(["--no-download"], env, tmp_path, command="up") as run:
         wait_until(lambda: "facestream is up" in run.stdout, 600, "facestream up to be ready")
@@ -73,7 +77,7 @@ def test_up_says_when_the_broker_is_full_and_stops_with_exit_1_when_the_broker_d
         assert address, run.stdout
         image = demo_images()[0].data
         refused = None
-        with AnalyzeClient(address.group(1)) as client:
+        with AnalyzeClient(address.group(1), token=TOKEN) as client:
             for index in range(1 + MIB // len(image)):  # bounded: the budget is reached first
                 try:
                     client.submit(image, request_id=f"fill-{index}", timeout=30)
@@ -90,3 +94,12 @@ def test_up_says_when_the_broker_is_full_and_stops_with_exit_1_when_the_broker_d
     assert re.search(r"error: the embedded broker \(pid \d+\) exited with code -9", run.stderr)
     assert "requests not yet answered" in run.stderr
     assert not [name for name, pid in pids.items() if process_alive(pid)]
+
+
+def test_up_with_auth_and_no_client_token_says_what_to_set_before_starting(tmp_path):
+    env = demo_env(tmp_path, FACESTREAM_AUTH_TOKENS=TOKEN)
+    run = run_facestream("up", "--no-download", env=env, timeout=120)
+    assert run.returncode == 1
+    assert "set FACESTREAM_CLIENT_TOKEN" in run.stderr and "analyze:submit" in run.stderr
+    assert "broker: embedded" not in run.stdout  # nothing was started
+    assert TOKEN not in run.stdout + run.stderr
