@@ -16,6 +16,9 @@ import numpy as np
 
 from facestream.public_photos import skimage_data_dir
 
+# Optional photos beside the repository (development machines have them); every user of
+# them (tests, benchmarks) falls back to the public photos when they are absent.
+SHARED_FACES = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "faces"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 
 # skimage/data file -> what it shows and its licence (from skimage's own docstrings).

@@ -36,6 +36,11 @@ from facestream.kafka_config import consumer_config
 # Where the benchmarks and tests run their children: `python -m` puts the working folder
 # first on the path, so the children import this checkout's packages.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Quiet children: their logs go to files, read only when something fails.
+QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3", "FACESTREAM_LOG_LEVEL": "WARNING"}
+# Many servers and dataflows run at once in tests and benchmarks: none serves metrics
+# unless asked to.
+NO_METRICS = {"FACESTREAM_METRICS_PORT": "0", "FACESTREAM_DATAFLOW_METRICS_PORT": "0"}
 
 
 def cluster_args(processes: int, workers: int) -> list[list[str]]:

@@ -22,8 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from apps.image_sources import demo_images, skimage_data_dir
-from bench.system_under_test import SHARED_FACES
+from apps.image_sources import SHARED_FACES, demo_images, skimage_data_dir
 from dataflow.records import FaceJob, ImageJob
 from dataflow.steps import analyze_faces, extract_faces, parse_request
 from di import Settings, build_container, load_settings

@@ -54,8 +54,8 @@ import numpy as np
 from apps.broker import free_port
 from apps.launch import cluster_args
 from apps.local_system import LocalSystem, wait_first_result, wait_serving, warmup_image
+from apps.mjpeg_camera import mjpeg_stream
 from apps.processes import ChildProcess, WorkerProcess, memory_mb, wait_until
-from bench.camera import mjpeg_stream
 from bench.load import LoadRun, median_run, offer, saturate
 from bench.machine import cpu_flags, describe_machine, peak_gflops
 from bench.peer_server import peer_analyze, peer_stub
@@ -745,8 +745,8 @@ def measure_ingest(inputs: Inputs) -> dict[str, Any]:
 
 def measure_pipeline_parts(inputs: Inputs) -> dict[str, Any]:
     """The dataflow's heavy steps in process (bench/pipeline_parts.py)."""
+    from apps.image_sources import SHARED_FACES
     from bench.pipeline_parts import measure_parts
-    from bench.system_under_test import SHARED_FACES
 
     return measure_parts(inputs.settings, SHARED_FACES, inputs.args.repeat)
 

@@ -23,7 +23,14 @@ from confluent_kafka import Message, Producer
 from grpc_health.v1 import health_pb2
 
 from apps.broker import EmbeddedBroker, free_port
-from apps.launch import PROJECT_ROOT, DataflowProcess, ServerProcess, TopicReader, cluster_args
+from apps.launch import (
+    NO_METRICS,
+    QUIET,
+    DataflowProcess,
+    ServerProcess,
+    TopicReader,
+    cluster_args,
+)
 from apps.processes import memory_mb, wait_until
 from bench.loopback_proxy import LoopbackProxy
 from di import Settings, child_environment
@@ -32,14 +39,7 @@ from facestream.kafka_admin import ensure_topics
 from facestream.kafka_config import producer_config
 from facestream.v1 import records_pb2
 
-# Optional photos beside the repository (development machines have them); every user of
-# them falls back to the public photos when they are absent.
-SHARED_FACES = PROJECT_ROOT.parent / "shared" / "data" / "faces"
 SERVING = health_pb2.HealthCheckResponse.SERVING
-# Quiet children: their logs go to files, read only when something fails.
-QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3", "FACESTREAM_LOG_LEVEL": "WARNING"}
-# Many servers and dataflows run at once: none serves metrics unless asked to.
-NO_METRICS = {"FACESTREAM_METRICS_PORT": "0", "FACESTREAM_DATAFLOW_METRICS_PORT": "0"}
 
 
 class ScenarioError(RuntimeError):

@@ -32,9 +32,9 @@ from typing import Any
 from apps.broker import free_port
 from apps.demo_video import demo_frames
 from apps.launch import PROJECT_ROOT
+from apps.mjpeg_camera import mjpeg_stream
 from apps.processes import ChildProcess, process_alive, wait_until
 from apps.up import broker_use
-from bench.camera import mjpeg_stream
 from bench.machine import describe_machine
 from di import child_environment, load_settings
 from facestream.models import synthetic_deepface_home

@@ -3,8 +3,7 @@ repository, else the public demo set) and the two modes' settings."""
 
 from __future__ import annotations
 
-from apps.image_sources import demo_images
-from bench.system_under_test import SHARED_FACES
+from apps.image_sources import SHARED_FACES, demo_images
 from di import Settings, child_environment
 
 # The shared photos with faces that DeepFace's default detector finds at full size

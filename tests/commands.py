@@ -9,7 +9,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from bench.system_under_test import NO_METRICS
+from apps.launch import NO_METRICS
 from facestream.models import synthetic_deepface_home
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

@@ -8,11 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from apps.image_sources import demo_images
-from bench.agreement import Agreement, agreement, analyse, iou
-from bench.system_under_test import SHARED_FACES
+from apps.image_sources import SHARED_FACES, demo_images
 from di import Settings, SettingsError, build_container
 from facestream import engines
+from facestream.agreement import Agreement, agreement, analyse, iou
 from facestream.calibration import MIN_FACES, CalibrationSet, write_calibration_set
 from facestream.engines import (
     Engine,

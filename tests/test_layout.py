@@ -1,5 +1,5 @@
-"""Project structure rules that a reader relies on: imports point one way, and only the
-settings read the environment."""
+"""Project structure rules that a reader relies on: imports point one way, the product's
+tests need nothing from the benchmarks, and only the settings read the environment."""
 
 from __future__ import annotations
 
@@ -44,6 +44,17 @@ def test_imports_point_one_way(package):
         if bad:
             wrong[str(relative)] = sorted(bad)
     assert not wrong, f"imports against docs/design.md's direction: {wrong}"
+
+
+def test_the_product_tests_need_nothing_from_the_benchmarks():
+    # What both use (the launch kit, the photos, the agreement of two analyzers, the test
+    # camera) lives in apps/ and facestream/; the benchmarks' own tests are in bench/tests.
+    wrong = [
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        if "bench" in imported_packages(path)
+    ]
+    assert not wrong, wrong
 
 
 def test_only_the_settings_read_the_environment():

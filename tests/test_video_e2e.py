@@ -17,10 +17,10 @@ import pytest
 
 from apps.demo_video import ComposedVideo, compose_demo_video, demo_frames
 from apps.launch import TopicReader
+from apps.mjpeg_camera import mjpeg_stream
 from apps.processes import ChildProcess, wait_until
 from apps.video import LIVE_BUFFER, FrameQueue
 from apps.video_source import SampledFrame, open_video_source
-from bench.camera import mjpeg_stream
 from facestream.tracking import box_overlap
 from facestream.v1 import records_pb2
 from tests.commands import facestream_command, run_facestream

@@ -3,7 +3,7 @@
 `python -m bench.reliability` runs every scenario (or those `--only` names, each `--repeat`
 N times) at the full sizes, prints a table of their targets and writes
 bench/results/reliability.json (one entry per scenario, and a top-level `targets` list);
-`--short` runs the small sizes that `make test` runs (tests/test_reliability.py). It exits
+`--short` runs the small sizes that `make test` runs (bench/tests/test_reliability.py). It exits
 1 when a target is missed.
 """
 
