@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha256sum | cut
 PIP_COMPILE := $(PY) -m piptools compile --quiet --generate-hashes --allow-unsafe \
 	--strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: venv test demo bench reliability soak lint proto lock clean
+.PHONY: venv test demo bench reliability soak lint proto lock docs clean
 
 venv: $(STAMP)
 
@@ -44,15 +44,19 @@ bench: $(STAMP)
 	export DEEPFACE_HOME; \
 	$(PY) -m bench.suite $(BENCH_ARGS)
 
-# Faults and overload against the real system (README, Reliability); not part of `make test`,
+# Faults and overload against the real system (docs/reliability.md); not part of `make test`,
 # which runs the same scenarios at small sizes.
 reliability: $(STAMP)
 	$(PY) -m bench.reliability $(RELIABILITY_ARGS)
 
 # A live video stream through `facestream up` for SOAK_MINUTES (20), sampling every
-# process's memory (README, Limits); synthetic weights unless DEEPFACE_HOME holds weights.
+# process's memory (docs/limits.md); synthetic weights unless DEEPFACE_HOME holds weights.
 soak: $(STAMP)
 	$(PY) -m bench.video_soak --minutes $(or $(SOAK_MINUTES),20) --budget $(or $(SOAK_BUDGET),64MiB)
+
+# The documentation site (docs/, mkdocs.yml) into site/; make test builds it strictly too.
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -70,4 +74,4 @@ lock: $(STAMP)
 	$(PIP_COMPILE) --all-extras --output-file=requirements/dev.lock pyproject.toml
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info site

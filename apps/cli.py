@@ -591,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facestream",
         description="Streaming face analysis. Settings come from FACESTREAM_* variables "
-        "(see the README).",
+        "(docs/configuration.md).",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     for add_command in (

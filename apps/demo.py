@@ -101,7 +101,7 @@ def choose_weights(
     say(f"weights: using SYNTHETIC weights from {folder}: {SYNTHETIC_WARNING}.")
     say(
         "weights: for real attributes, put DeepFace's weight files in "
-        f"{settings.models.weights_dir} (see the README, 'Model weights')."
+        f"{settings.models.weights_dir} (see docs/models.md)."
     )
     return home, True
 

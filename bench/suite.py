@@ -355,7 +355,7 @@ UNTRACKED = {"FACESTREAM_TRACKING_REANALYSE_AFTER": "0"}
 LIVE_SECONDS = 30.0
 
 # The peer the video row takes when the headline did not run: 2 processes was the stronger
-# in every full run on 2 cores (README).
+# in every full run on 2 cores (docs/performance.md).
 ALONE_PEER = "peer_2_processes"
 
 
@@ -598,7 +598,7 @@ def measure_shapes(inputs: Inputs) -> dict[str, Any]:
     ceiling alike, so that their ratio is one of figures taken side by side."""
     settings, images, args = inputs.settings, inputs.images, inputs.args
     home = settings.models.deepface_home
-    # Two processes on one machine: each given its share of the cores (README, Operations).
+    # Two processes on one machine: each given its share of the cores (docs/operations.md).
     share = {"FACESTREAM_ENGINE_THREADS": str(max(1, len(os.sched_getaffinity(0)) // 2))}
     layouts = {
         "w1": ([["-w", "1"]], {}),

@@ -1,4 +1,4 @@
-"""The steps that follow faces across the frames of a stream (README: Tracking):
+"""The steps that follow faces across the frames of a stream (docs/video.md):
 
     extract_faces -> frame_faces -> track_faces (per stream, in sequence order)
         -> FramePlan ---------------------------------------+

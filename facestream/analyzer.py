@@ -147,7 +147,7 @@ class FaceAnalyzer:
         }
         # Detection and the models' forward passes take turns: each already spreads over every
         # core of the process (OpenCV's and the engine's thread pools), and the two at once
-        # oversubscribe them (measured: -w 2 at 0.81x -w 1, README, Performance). Detectors
+        # oversubscribe them (measured: -w 2 at 0.81x -w 1, docs/performance.md). Detectors
         # are not thread-safe either.
         self._cores = threading.Lock()
         # Detection runs on a thread of its own, started here, so that it keeps the priority

@@ -140,7 +140,7 @@ class OpenVINOEngine:
     """Keras models converted to OpenVINO and compiled for the CPU.
 
     fp32 keeps DeepFace's results (outputs within ~1e-6 of TensorFlow's); bf16 trades a
-    bounded deviation (README, Performance) for about twice the speed where the CPU has bf16
+    bounded deviation (docs/performance.md) for about twice the speed where the CPU has bf16
     arithmetic, and is refused at start-up where it has not.
     """
 
@@ -276,7 +276,7 @@ def quantize(model: Any, samples: np.ndarray) -> Any:
 
 def resolve_precision(requested: str, engine: str, mode: str) -> str:
     """FACESTREAM_PRECISION with "auto" resolved: in fast mode on OpenVINO int8, the fastest
-    on every CPU measured (README, Performance); fp32 otherwise (exact mode promises
+    on every CPU measured (docs/performance.md); fp32 otherwise (exact mode promises
     DeepFace's results). The composition root falls back to `float_precision` when int8
     has no calibration set."""
     if requested != "auto":

@@ -9,7 +9,7 @@ DeepFace detects on a copy of the image with a 50% black border on every side (4
 pixels), so that alignment cannot rotate a face near the edge out of the picture. Fast mode
 (`bordered=False`) detects on the image itself; alignment still pads each face's
 surroundings locally (DeepFace's extract_face), so nothing is cut, but the detector sees
-different pixels and its boxes may differ by a few pixels (README, Performance).
+different pixels and its boxes may differ by a few pixels (docs/performance.md).
 
 `model_input` turns a crop into the (224, 224, 3) float32 array `DeepFace.analyze` feeds
 its models: divide by 255 once, then DeepFace's own letterbox resize.

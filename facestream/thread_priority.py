@@ -7,7 +7,7 @@ loop parks for 1 ms at a time), and on a small machine every wake-up takes a cor
 forward pass that is split over all of them, so the pass waits for its slowest thread.
 Measured on 2 cores: three threads waking every millisecond made the VGG pass 22-80%
 slower per face; `-w 4` ran at 0.63-0.80x `-w 1` with them at the same priority, 0.98x
-below it (README, Performance, Shapes). The composition root lowers them only in a process
+below it (docs/performance.md). The composition root lowers them only in a process
 of more than one worker thread: a lone worker is itself on the critical path.
 """
 

@@ -41,7 +41,7 @@ def _token_state(metadata: Sequence[tuple[str, str | bytes]]) -> str:
 class CallAuthorization:
     """Who one call runs as, checked when it starts and again whenever the credentials
     change while it runs: a principal removed, or stripped of a scope the call uses, loses
-    its open calls too (within a credentials check or two, README Security)."""
+    its open calls too (within a credentials check or two, docs/security.md)."""
 
     def __init__(
         self,

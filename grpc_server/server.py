@@ -111,7 +111,7 @@ class AnalyzeServer:
             # Beyond this, gRPC itself answers RESOURCE_EXHAUSTED.
             maximum_concurrent_rpcs=endpoint.max_concurrent_rpcs,
         )
-        # Counts nobody can scrape are not kept (README, Performance, for what they cost).
+        # Counts nobody can scrape are not kept (docs/performance.md, for what they cost).
         counted = endpoint.metrics_port != 0
         servicer = parts.servicer
         analyze_service_pb2_grpc.add_AnalyzeServiceServicer_to_server(

@@ -38,7 +38,7 @@ from facestream.v1 import records_pb2
 from tests.test_steps import LOG, job
 
 ROOT = Path(__file__).resolve().parent.parent
-# cosine(facestream, DeepFace.represent) in fp32 on every engine (issue 25).
+# cosine(facestream, DeepFace.represent) in fp32 on every engine.
 SAME_EMBEDDING = 0.99999
 LIMITS = RequestLimits(
     max_image_bytes=64 * 1024 * 1024,

@@ -279,7 +279,7 @@ def test_bf16_deviation_from_fp32_on_every_photo_is_bounded(analyzer_for, photos
     # Same detection: only the attribute models' arithmetic differs.
     assert measured.same_face_count == 1.0 and measured.unmatched_faces == 0
     assert measured.min_iou == 1.0
-    # README, Performance: bf16 stays within 1.5 percentage points, same dominant labels.
+    # docs/performance.md: bf16 stays within 1.5 percentage points, same dominant labels.
     assert measured.max_probability_pp <= 1.5
     assert measured.same_dominant == 1.0
 
@@ -292,7 +292,7 @@ def test_int8_deviation_from_fp32_on_every_photo_is_bounded(analyzer_for, photos
     print(f"int8 against fp32 on {measured.images} photos: {measured}")
     assert measured.same_face_count == 1.0 and measured.unmatched_faces == 0
     assert measured.min_iou == 1.0
-    # README, Performance: on the default calibration set int8 measured 4.2 points and 4.5
+    # docs/performance.md: on the default calibration set int8 measured 4.2 points and 4.5
     # years at most on these photos, every dominant label the same; other sets measured up
     # to 4.8 points, 6.4 years and one label of 26 faces changed (a face whose two top labels
     # were within a point): the bounds hold for any of them.
@@ -314,10 +314,10 @@ def test_fast_mode_agreement_with_exact_mode_on_every_photo(analyzer_for, photos
         fast_settings.analysis.detection_max_side,
     )
     print(f"fast mode against exact on {measured.images} photos: {measured}")
-    # README, Performance states these figures: detection without DeepFace's full-image
+    # docs/performance.md states these figures: detection without DeepFace's full-image
     # border moves boxes by a few pixels and changes Haar's false hits: the coins photo,
-    # which is in both the public set and the shared one. Fast mode computes in int8 since
-    # issue 24 (4.2 points of its own): 11.3 points measured, against 6.9 in bf16.
+    # which is in both the public set and the shared one. Fast mode computes in int8 (4.2
+    # points of its own): 11.3 points measured, against 6.9 in bf16.
     assert resolve_precision(fast_settings.analysis.precision, "openvino", "fast") == "int8"
     assert measured.other_face_count <= 2
     assert measured.min_iou >= 0.8

@@ -14,7 +14,7 @@ from tests.commands import PROJECT_ROOT
 # The only files that may name ../shared: where the optional photo set is located (every
 # user falls back to the public photos without it), and the docs.
 MAY_NAME_SHARED = {
-    "bench/system_under_test.py",
+    "apps/image_sources.py",
     "docs/test-images.md",
     "docs/design.md",
     "README.md",

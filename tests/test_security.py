@@ -224,7 +224,7 @@ def test_a_certificate_names_its_principal_by_cn_or_dns_san_never_by_uri_san(
         with server.client(ca_cert=TLS_DIR / "server.pem", client_certificate=dns) as c:
             assert c.submit(jpeg(), request_id="by-dns-san", timeout=10) == "by-dns-san"
         # The credentials file names "spiffe://facestream.test/service-u", but a URI SAN
-        # names no principal (README, Security).
+        # names no principal (docs/security.md).
         uri = (folder / "uri.pem", folder / "uri.key")
         with server.client(ca_cert=TLS_DIR / "server.pem", client_certificate=uri) as c:
             assert_status(lambda: c.submit(jpeg(), timeout=10), grpc.StatusCode.UNAUTHENTICATED)

@@ -18,7 +18,7 @@ from di.settings import (
 )
 from facestream.models import DETECTOR_BACKENDS
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+CONFIGURATION_PAGE = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
 
 def test_defaults_use_the_embedded_broker_and_all_actions(tmp_path):
@@ -95,7 +95,7 @@ BAD_VALUES = [
     ("FACESTREAM_TLS_CERT", "/nonexistent/cert.pem", "the path of an existing PEM file"),
     ("FACESTREAM_TLS_KEY", "/nonexistent/key.pem", "the path of an existing PEM file"),
     ("FACESTREAM_LOG_LEVEL", "LOUD", "one of DEBUG, INFO, WARNING, ERROR"),
-    ("DEEPFACE_HOME", str(README), "a directory path"),
+    ("DEEPFACE_HOME", str(CONFIGURATION_PAGE), "a directory path"),
 ]
 
 
@@ -162,9 +162,9 @@ def test_every_setting_has_one_variable_a_default_and_words_for_people():
         assert section.title and section.__doc__
 
 
-def test_the_readme_configuration_table_is_the_generated_one():
+def test_the_configuration_page_holds_the_generated_table():
     table = configuration_table()
-    assert table in README.read_text(), "regenerate it: python -m di.settings"
+    assert table in CONFIGURATION_PAGE.read_text(), "regenerate it: python -m di.settings"
     sections = len(Settings.section_types())
     assert len(table.splitlines()) == 2 + sections + len(ENVIRONMENT_VARIABLES)
     assert "| `DEEPFACE_HOME` | `~` |" in table

@@ -152,7 +152,7 @@ def test_synthetic_weights_share_the_trunk_and_not_the_heads(synthetic_home):
 
 def assert_deepfaces_numbers(engine, ours, theirs, atol=1e-5):
     """TensorFlow: DeepFace's numbers to the bit. OpenVINO fp32: within `atol`, by default
-    1e-5 (probabilities within 1e-3 percentage points; README, Performance)."""
+    1e-5 (probabilities within 1e-3 percentage points; docs/performance.md)."""
     if engine == "tensorflow":
         np.testing.assert_array_equal(ours, theirs)
     else:

@@ -88,7 +88,7 @@ class ClientProcessSettings(ProcessSettings):
 
 class Settings(KafkaRecords, ProcessSettings):
     """Every section: for what starts the whole system and hands each child its
-    environment (demo, local system, benchmarks), and for the README's table."""
+    environment (demo, local system, benchmarks), and for the configuration page's table."""
 
     kafka: KafkaSettings
     requests: RequestSettings
@@ -112,7 +112,7 @@ ENVIRONMENT_VARIABLES = tuple(
 
 
 def configuration_table() -> str:
-    """The README's configuration table, made from the declarations: one row per
+    """The table of docs/configuration.md, made from the declarations: one row per
     variable, grouped by section."""
     rows = ["| variable | default | accepts | what it does |", "|---|---|---|---|"]
     for section in Settings.section_types().values():

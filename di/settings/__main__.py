@@ -1,4 +1,4 @@
-"""`python -m di.settings`: the README's configuration table, to paste into it."""
+"""`python -m di.settings`: the table of docs/configuration.md, to paste into it."""
 
 from di.settings import configuration_table
 

@@ -30,7 +30,7 @@ class SettingsError(ValueError):
 
 def setting(default: str, accepts: str, help: str, *, env: str | None = None) -> Any:
     """One setting: its default as it would be written in the environment (parsed like any
-    value), what it accepts and what it does, for messages and the README's table. `env`
+    value), what it accepts and what it does, for messages and the configuration page's table. `env`
     names its variable when it is not FACESTREAM_ and the field's name in upper case."""
     return Field(
         default,
@@ -65,7 +65,7 @@ class Section(BaseSettings):
     """Settings that belong together; the docstring of each says which processes use it."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
-    # Each section's heading in the README's configuration table.
+    # Each section's heading in the configuration page (docs/configuration.md).
     title: ClassVar[str] = ""
 
     @classmethod

@@ -1,6 +1,6 @@
 """facestream's settings, section by section. Each setting is declared once: its type, its
 variable (FACESTREAM_ and its name in upper case, or the `env` it names), its default as
-written in the environment, what it accepts and what it does. The README's configuration
+written in the environment, what it accepts and what it does. The configuration page's
 table is generated from these declarations (`python -m di.settings`)."""
 
 from __future__ import annotations
@@ -266,7 +266,7 @@ class AnalysisSettings(Section):
         "exact or fast",
         "exact: the results of DeepFace.analyze. fast: detection without DeepFace's "
         "full-image border, int8 (FACESTREAM_PRECISION=auto); its agreement with exact is in "
-        "the README (Performance).",
+        "the docs/performance.md.",
     )
     engine: Annotated[str, parsed(v.choice(ENGINES))] = setting(
         "openvino",
@@ -280,7 +280,7 @@ class AnalysisSettings(Section):
         "auto: fp32 in exact mode; in fast mode int8 on OpenVINO (bf16 where the CPU has it, "
         "else fp32, when no calibration set can be built). int8 is quantized at first start "
         "on a calibration set of face crops, built from the public photos or by `facestream "
-        "models calibrate DIR` (README, Performance). bf16 needs FACESTREAM_ENGINE=openvino "
+        "models calibrate DIR` (docs/performance.md). bf16 needs FACESTREAM_ENGINE=openvino "
         "and a CPU with bf16 (AVX-512 BF16 or AMX): refused at start-up otherwise.",
     )
     engine_cache_dir: Annotated[Path, parsed(v.directory)] = setting(
@@ -299,7 +299,7 @@ class AnalysisSettings(Section):
         "0 (every core this process may use) or an integer from 1 to 1024",
         "Threads of the OpenVINO engine and of OpenCV's detection in each dataflow process. "
         "Several dataflow processes on one machine: give each its share of the cores "
-        "(README, Operations).",
+        "(docs/operations.md).",
     )
     detection_max_side: Annotated[int, parsed(v.integer_or_zero(64, 65535))] = setting(
         "auto",
@@ -355,7 +355,7 @@ class DataflowSettings(Section):
 
 class TrackingSettings(Section):
     """How the dataflow follows faces across a stream's frames, and when it analyses a face
-    again (the dataflow). README: Video and live streams, Tracking."""
+    again (the dataflow). docs/video.md."""
 
     title = "Tracking"
 
@@ -531,7 +531,7 @@ class AuthSettings(Section):
     auth_file: Annotated[Path | None, parsed(v.optional_file)] = setting(
         "",
         "the path of an existing TOML file, or empty",
-        "Principals, their scopes and token hashes or certificate names (README, Security); "
+        "Principals, their scopes and token hashes or certificate names (docs/security.md); "
         "re-read when it changes or on SIGHUP.",
     )
 
