@@ -1,20 +1,24 @@
 """The facestream pipeline, built from the steps in `dataflow.steps` and, for the frames
-of tracked streams, `dataflow.tracking_steps`:
+of tracked streams, `dataflow.tracking_steps`, as named parts (Bytewax composite
+operators, each a function returning its named streams):
 
-requests -> parse_request -+-> extract_faces -+-> analyze_faces (batched) ----------+
-                           |  (quarantine)    |                                      |
-                           |                  |   +----- faces of images <-----------+
-                           |                  |   +-> gather_results ----------+-> results
-                           |                  +-> invalid / no face -----------+
-                           |                  +-> poison: FAILED --------------+
-                           |                  |     and the record ------------------> dead letters
-                           |                  +-> frames -> track_faces (per stream, in order)
-                           |                         +-> faces to analyse (above)
-                           |                         +-> late frames' results ----+-> results
-                           |                         +-> plans -+-> gather_frames +-> results
-                           |        faces of tracked frames ----+   (per stream)  +-> tracks
-                           +-> unparseable ---------------------------------------> dead letters
-"""
+requests -> parse_requests -+-> extract_faces -+-> analyse_faces (batched) ------+
+                            |  (quarantine)    |                                  |
+                            |                  |   +----- faces of images <-------+
+                            |                  |   +-> gather_images ------+-> results
+                            |                  +-> invalid / no face ------+
+                            |                  +-> poison: FAILED ---------+
+                            |                  |     and the record ------------> dead letters
+                            |                  +-> frames -> track_faces (per stream, in order)
+                            |                         +-> faces to analyse (above)
+                            |                         +-> late frames' results -> results
+                            |                         +-> plans -+-> gather_frames -> results
+                            |        faces of tracked frames ----+  (per stream)  -> tracks
+                            +-> unparseable ------------------------------------> dead letters
+
+`records_out` counts them all and makes them Kafka records.
+A new step is one function (in `steps.py`), bound in `FlowSteps` by the composition root,
+and one line in its part."""
 
 from __future__ import annotations
 
@@ -23,9 +27,9 @@ from dataclasses import asdict, dataclass
 from functools import partial
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaError
+from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from bytewax.connectors.kafka import operators as kop
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream, operator
 
 from dataflow.metrics import (
     DataflowMetrics,
@@ -98,56 +102,172 @@ def build_flow(
     sink: AcknowledgedKafkaSink,
     metrics: DataflowMetrics,
 ) -> Dataflow:
-    """The dataflow: one operator per line, in the order of the diagram above."""
+    """The dataflow: Kafka in, `analyse_requests`, Kafka out."""
     flow = Dataflow("facestream")
     read = kop.input("read_requests", flow, **asdict(source))
     op.inspect("report_kafka_errors", read.errs, steps.report_kafka_error)
-    parsed = op.map("parse_request", read.oks, parse_request)
-    parsed_split = op.branch("split_dead_letters", parsed, is_image_job)
-    images, unparseable = parsed_split.trues, parsed_split.falses
-    extracted = op.flat_map("extract_faces", images, steps.extract_faces)
-    frames_split = op.branch("split_frames", extracted, is_frame)
-    frames, extracted_images = frames_split.trues, frames_split.falses
-    extracted_split = op.branch("split_finished_images", extracted_images, is_face_job)
-    faces, finished_or_quarantined = extracted_split.trues, extracted_split.falses
-    finished_split = op.branch("split_quarantined", finished_or_quarantined, is_result)
-    finished, quarantined = finished_split.trues, finished_split.falses
-    # A stream's frames meet in one place, in order, whichever worker detected their faces.
-    by_stream = op.key_on("key_by_stream", frames, stream_key)
-    tracked = op.key_rm("unkey_tracked", op.stateful("track_faces", by_stream, steps.track_faces))
-    plans_split = op.branch("split_plans", tracked, is_plan)
-    plans, tracked_faces_or_late = plans_split.trues, plans_split.falses
-    tracked_split = op.branch("split_late_frames", tracked_faces_or_late, is_face_job)
-    tracked_faces, late_frames = tracked_split.trues, tracked_split.falses
-    # Faces are analysed where they were found: the process's inference executor batches
-    # the faces of all its worker threads (spreading them over the workers made a worker
-    # busy detecting hold faces back: -w 4 at 0.80x -w 1).
-    all_faces = op.merge("all_faces", faces, tracked_faces)
-    analyzed = op.flat_map_batch("analyze_faces", all_faces, steps.analyze_faces)
-    op.inspect("count_faces", analyzed, partial(count_face, metrics=metrics))
-    analyzed_split = op.branch("split_tracked_faces", analyzed, is_tracked_face)
-    frame_faces, image_faces = analyzed_split.trues, analyzed_split.falses
-    keyed = op.key_on("key_by_image", image_faces, gather_key)
-    gathered = op.stateful_flat_map("gather_results", keyed, steps.gather_results)
-    unkeyed = op.key_rm("unkey_results", gathered)
-    planned = op.merge("plans_and_their_faces", plans, frame_faces)
-    by_session = op.key_on("key_by_stream_session", planned, frame_gathering_key)
-    answered = op.key_rm(
-        "unkey_frames", op.stateful_flat_map("gather_frames", by_session, steps.gather_frames)
-    )
-    answered_split = op.branch("split_track_summaries", answered, is_result)
-    frame_results, summaries = answered_split.trues, answered_split.falses
-    results = op.merge("all_results", unkeyed, finished, late_frames, frame_results)
-    op.inspect("count_results", results, partial(count_result, metrics=metrics))
-    op.inspect("count_tracks", summaries, partial(count_track, metrics=metrics))
-    dead_letters = op.merge("all_dead_letters", unparseable, quarantined)
-    op.inspect("count_dead_letters", dead_letters, partial(count_dead_letter, metrics=metrics))
-    result_records = op.map("result_record_out", results, steps.result_record_out)
-    summary_records = op.map("track_summary_out", summaries, steps.track_summary_out)
-    dead_letter_records = op.map("dead_letter_out", dead_letters, steps.dead_letter_out)
-    records = op.merge("all_records", result_records, summary_records, dead_letter_records)
+    records = analyse_requests("analyse_requests", read.oks, steps, metrics)
     op.output("write_kafka", records, sink)
     return flow
+
+
+@operator
+def analyse_requests(
+    step_id: str,
+    requests: Stream[KafkaSourceMessage],
+    steps: FlowSteps,
+    metrics: DataflowMetrics,
+) -> Stream[OutgoingRecord]:
+    """Requests-topic records in, the records to write out (results, track summaries, dead
+    letters): the diagram above, one named part per line."""
+    parsed = parse_requests("parse_requests", requests)
+    extracted = extract_faces("extract_faces", parsed.images, steps.extract_faces)
+    tracked = track_faces("track_faces", extracted.frames, steps.track_faces)
+    analysed = analyse_faces(
+        "analyse_faces", extracted.faces, tracked.faces, steps.analyze_faces, metrics
+    )
+    images = gather_images("gather_images", analysed.image_faces, steps.gather_results)
+    frames = gather_frames(
+        "gather_frames", tracked.plans, analysed.frame_faces, steps.gather_frames
+    )
+    results = op.merge("all_results", images, extracted.finished, tracked.late, frames.results)
+    dead_letters = op.merge("all_dead_letters", parsed.dead_letters, extracted.quarantined)
+    return records_out("records_out", results, frames.summaries, dead_letters, steps, metrics)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    images: Stream[ImageJob]
+    dead_letters: Stream[DeadLetter]  # records that are not ours
+
+
+@operator
+def parse_requests(step_id: str, requests: Stream[KafkaSourceMessage]) -> Parsed:
+    """Each record as an image to analyse, or a dead letter."""
+    split = op.branch("split_dead_letters", op.map("parse", requests, parse_request), is_image_job)
+    return Parsed(split.trues, split.falses)
+
+
+@dataclass(frozen=True)
+class Extracted:
+    faces: Stream[FaceJob]  # of images: analysed where they were found
+    frames: Stream[FrameFaces]  # of tracked streams: to the tracker
+    finished: Stream[Result]  # invalid, no face, detection failed, refused, quarantined
+    quarantined: Stream[DeadLetter]  # the records that crashed the process too often
+
+
+@operator
+def extract_faces(
+    step_id: str,
+    images: Stream[ImageJob],
+    extract: Callable[[ImageJob], Sequence[FaceJob | FrameFaces | Result | DeadLetter]],
+) -> Extracted:
+    """Each image decoded and its faces found; what comes out, sorted by where it goes."""
+    extracted = op.flat_map("extract", images, extract)
+    frames = op.branch("split_frames", extracted, is_frame)
+    faces = op.branch("split_finished_images", frames.falses, is_face_job)
+    finished = op.branch("split_quarantined", faces.falses, is_result)
+    return Extracted(faces.trues, frames.trues, finished.trues, finished.falses)
+
+
+@dataclass(frozen=True)
+class Tracked:
+    faces: Stream[FaceJob]  # the faces the tracker has analysed
+    plans: Stream[FramePlan]  # each frame's plan: its faces, analysed or carried
+    late: Stream[Result]  # frames that came after their place was given up, untracked
+
+
+@operator
+def track_faces(
+    step_id: str, frames: Stream[FrameFaces], track: Callable[[TrackerState | None], TrackFaces]
+) -> Tracked:
+    """A stream's frames meet in one place, in order, whichever worker detected their faces:
+    each face continues a track (carried) or is analysed."""
+    by_stream = op.key_on("key_by_stream", frames, stream_key)
+    tracked = op.key_rm("unkey", op.stateful("track", by_stream, track))
+    plans = op.branch("split_plans", tracked, is_plan)
+    faces = op.branch("split_late_frames", plans.falses, is_face_job)
+    return Tracked(faces.trues, plans.trues, faces.falses)
+
+
+@dataclass(frozen=True)
+class Analysed:
+    image_faces: Stream[AnalyzedFace]
+    frame_faces: Stream[AnalyzedFace]
+
+
+@operator
+def analyse_faces(
+    step_id: str,
+    faces: Stream[FaceJob],
+    tracked_faces: Stream[FaceJob],
+    analyse: Callable[[Sequence[FaceJob]], list[AnalyzedFace]],
+    metrics: DataflowMetrics,
+) -> Analysed:
+    """Every face through the models in batches. Faces are analysed where they were found:
+    the process's inference executor batches the faces of all its worker threads
+    (spreading them over the workers made a worker busy detecting hold faces back)."""
+    analysed = op.flat_map_batch("analyse", op.merge("all_faces", faces, tracked_faces), analyse)
+    op.inspect("count_faces", analysed, partial(count_face, metrics=metrics))
+    split = op.branch("split_tracked_faces", analysed, is_tracked_face)
+    return Analysed(split.falses, split.trues)
+
+
+@operator
+def gather_images(
+    step_id: str,
+    faces: Stream[AnalyzedFace],
+    gather: Callable[[Gathering | None, AnalyzedFace], tuple[Gathering | None, list[Result]]],
+) -> Stream[Result]:
+    """The faces of one image gathered into its result."""
+    keyed = op.key_on("key_by_image", faces, gather_key)
+    return op.key_rm("unkey", op.stateful_flat_map("gather", keyed, gather))
+
+
+@dataclass(frozen=True)
+class Answered:
+    results: Stream[Result]  # one per frame, in order
+    summaries: Stream[Summary]  # one per track that ended
+
+
+@operator
+def gather_frames(
+    step_id: str,
+    plans: Stream[FramePlan],
+    faces: Stream[AnalyzedFace],
+    gather: Callable[
+        [FrameGathering | None, FramePlan | AnalyzedFace],
+        tuple[FrameGathering | None, list[Result | Summary]],
+    ],
+) -> Answered:
+    """Each frame's plan and its analysed faces gathered into the frame's result, per
+    stream; the tracks that ended, summarised."""
+    planned = op.merge("plans_and_their_faces", plans, faces)
+    by_session = op.key_on("key_by_stream_session", planned, frame_gathering_key)
+    answered = op.key_rm("unkey", op.stateful_flat_map("gather", by_session, gather))
+    split = op.branch("split_track_summaries", answered, is_result)
+    return Answered(split.trues, split.falses)
+
+
+@operator
+def records_out(
+    step_id: str,
+    results: Stream[Result],
+    summaries: Stream[Summary],
+    dead_letters: Stream[DeadLetter],
+    steps: FlowSteps,
+    metrics: DataflowMetrics,
+) -> Stream[OutgoingRecord]:
+    """Results, track summaries and dead letters counted and made Kafka records."""
+    op.inspect("count_results", results, partial(count_result, metrics=metrics))
+    op.inspect("count_tracks", summaries, partial(count_track, metrics=metrics))
+    op.inspect("count_dead_letters", dead_letters, partial(count_dead_letter, metrics=metrics))
+    return op.merge(
+        "all_records",
+        op.map("result_records", results, steps.result_record_out),
+        op.map("summary_records", summaries, steps.track_summary_out),
+        op.map("dead_letter_records", dead_letters, steps.dead_letter_out),
+    )
 
 
 def is_image_job(item: ImageJob | DeadLetter) -> bool:

@@ -78,10 +78,27 @@ def result_sink(settings: DataflowProcessSettings) -> AcknowledgedKafkaSink:
 def flow_steps(
     settings: DataflowProcessSettings, container: Container, metrics: DataflowMetrics
 ) -> FlowSteps:
-    """Every step with its singletons and settings bound, once. The fail point is bound
-    only when FACESTREAM_FAILPOINT_CRASH_ON is set."""
-    logger = container[logging.Logger]
-    analyzer = container[FaceAnalyzer]
+    """Every step with the container's singletons and the settings bound, once."""
+    return bind_steps(
+        settings,
+        container[FaceAnalyzer],
+        container[RequestLimits],
+        container[AttemptLog],
+        container[logging.Logger],
+        metrics,
+    )
+
+
+def bind_steps(
+    settings: DataflowProcessSettings,
+    analyzer: FaceAnalyzer,
+    limits: RequestLimits,
+    attempts: AttemptLog,
+    logger: logging.Logger,
+    metrics: DataflowMetrics,
+) -> FlowSteps:
+    """Every step with these parts and the settings bound. The fail point is bound only
+    when FACESTREAM_FAILPOINT_CRASH_ON is set."""
     # One per process: every worker thread's faces meet in its batches.
     executor = InferenceExecutor(
         analyzer.describe, settings.analysis.batch_size, metrics.batch_faces.observe
@@ -89,7 +106,7 @@ def flow_steps(
     extract = partial(
         extract_faces,
         analyzer=analyzer,
-        limits=container[RequestLimits],
+        limits=limits,
         logger=logger,
         detection_max_side=settings.analysis.detection_max_side,
     )
@@ -99,7 +116,7 @@ def flow_steps(
     extract_counted = partial(
         extract_faces_with_quarantine,
         extract=extract,
-        attempts=container[AttemptLog],
+        attempts=attempts,
         logger=logger,
     )
     tracking = settings.tracking
