@@ -13,6 +13,7 @@ from di.settings import (
     ServerProcessSettings,
     Settings,
     SettingsError,
+    accepts,
     configuration_table,
     is_secret,
 )
@@ -156,7 +157,7 @@ def test_every_setting_has_one_variable_a_default_and_words_for_people():
     assert len(set(ENVIRONMENT_VARIABLES)) == len(ENVIRONMENT_VARIABLES) == len(all_fields())
     assert all(v.startswith("FACESTREAM_") for v in ENVIRONMENT_VARIABLES if v != "DEEPFACE_HOME")
     for field in all_fields():
-        assert field.description and field.json_schema_extra["accepts"]
+        assert field.description and accepts(field)  # declared, or its parser says
         assert isinstance(field.default, str)  # as written in the environment
     for section in Settings.section_types().values():
         assert section.title and section.__doc__
@@ -271,3 +272,15 @@ def test_topics_get_the_replication_and_min_insync_replicas_asked_for():
         assert topic.config["min.insync.replicas"] == "2"
     with pytest.raises(SettingsError, match="must not exceed"):
         Settings.from_env({"FACESTREAM_TOPIC_MIN_INSYNC_REPLICAS": "2"})
+
+
+def test_a_bound_is_written_once_in_its_parser():
+    # What a setting accepts is said by its parser (di/settings/values.py), made from the
+    # same bounds it checks; a declared `accepts` is only for what the parser cannot know.
+    repeated = []
+    for field in all_fields():
+        declared = (field.json_schema_extra or {}).get("accepts")
+        said = [getattr(m.func, "accepts", None) for m in field.metadata if hasattr(m, "func")]
+        if declared and declared in said:
+            repeated.append(declared)
+    assert not repeated, repeated

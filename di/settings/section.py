@@ -28,10 +28,11 @@ class SettingsError(ValueError):
         super().__init__("Invalid facestream settings:\n  " + "\n  ".join(problems))
 
 
-def setting(default: str, accepts: str, help: str, *, env: str | None = None) -> Any:
+def setting(default: str, help: str, *, accepts: str | None = None, env: str | None = None) -> Any:
     """One setting: its default as it would be written in the environment (parsed like any
-    value), what it accepts and what it does, for messages and the configuration page's table. `env`
-    names its variable when it is not FACESTREAM_ and the field's name in upper case."""
+    value) and what it does. What it accepts, in words, comes from its parser
+    (`di.settings.values`), unless `accepts` says more than the parser knows. `env` names
+    its variable when it is not FACESTREAM_ and the field's name in upper case."""
     return Field(
         default,
         description=help,
@@ -46,8 +47,15 @@ def environment_variable(name: str, field: FieldInfo) -> str:
 
 
 def accepts(field: FieldInfo) -> str:
-    """What a setting accepts, in words."""
-    return str((field.json_schema_extra or {})["accepts"])  # type: ignore[index]
+    """What a setting accepts, in words: as declared, or as its parser says."""
+    declared = (field.json_schema_extra or {}).get("accepts")  # type: ignore[union-attr]
+    if declared:
+        return str(declared)
+    words = [getattr(m.func, "accepts", None) for m in field.metadata if hasattr(m, "func")]
+    found = [w for w in words if w]
+    if not found:
+        raise TypeError("a setting whose parser does not say what it accepts needs accepts=")
+    return str(found[0])
 
 
 def is_secret(field: FieldInfo) -> bool:

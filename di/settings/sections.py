@@ -26,7 +26,6 @@ LOG_FORMATS = ("text", "json")
 MODES = ("exact", "fast")
 # FACESTREAM_DETECTION_MAX_SIDE=auto per mode: fast mode detects large images smaller.
 AUTO_DETECTION_MAX_SIDE = {"exact": 2048, "fast": 1024}
-_TOPIC_ACCEPTS = "a Kafka topic name (letters, digits, '.', '_', '-'; up to 249)"
 _PEM_FILE = "the path of an existing PEM file, or empty"
 
 
@@ -41,56 +40,45 @@ class KafkaSettings(Section):
     title = "Kafka"
 
     kafka_bootstrap: Annotated[str, parsed(v.bootstrap)] = setting(
-        "",
-        "host:port[,host:port...] or empty",
-        "Kafka bootstrap servers. Empty: use the embedded broker on 127.0.0.1.",
+        "", "Kafka bootstrap servers. Empty: use the embedded broker on 127.0.0.1."
     )
     kafka_security_protocol: Annotated[str, parsed(v.choice(SECURITY_PROTOCOLS))] = setting(
         "PLAINTEXT",
-        f"one of {', '.join(SECURITY_PROTOCOLS)}",
         "How every facestream client connects to Kafka (producers, consumers, topic creation).",
     )
     kafka_sasl_mechanism: Annotated[str, parsed(v.choice(("", *SASL_MECHANISMS)))] = setting(
-        "",
-        f"one of {', '.join(SASL_MECHANISMS)}, or empty",
-        "SASL mechanism, with a SASL_* protocol.",
+        "", "SASL mechanism, with a SASL_* protocol."
     )
     kafka_sasl_username: Annotated[str, parsed(str.strip)] = setting(
-        "",
-        "a user name, or empty",
-        "SASL user name, with a SASL_* protocol.",
+        "", "SASL user name, with a SASL_* protocol.", accepts="a user name, or empty"
     )
     kafka_sasl_password: Annotated[SecretStr, parsed(str)] = setting(
         "",
-        "a password, or empty",
         "SASL password, with a SASL_* protocol. Never printed or logged.",
+        accepts="a password, or empty",
     )
     kafka_ssl_ca: Annotated[Path | None, parsed(v.optional_file)] = setting(
         "",
-        _PEM_FILE,
         "CA (PEM) that signed Kafka's certificates, with SSL or SASL_SSL (else the system's).",
+        accepts=_PEM_FILE,
     )
     topic_replication_factor: Annotated[int, parsed(v.integer(1, 32))] = setting(
         "1",
-        "an integer from 1 to 32",
         "Replicas of each topic facestream creates; 1 for the embedded broker, 3 on a "
         "production Kafka (acks=all means little with one copy).",
     )
     topic_min_insync_replicas: Annotated[int, parsed(v.integer(1, 32))] = setting(
         "1",
-        "an integer from 1 to 32, at most the replication factor",
         "Replicas that must have a record before Kafka acknowledges it (min.insync.replicas "
         "of the topics facestream creates); 2 with 3 replicas.",
+        accepts="an integer from 1 to 32, at most the replication factor",
     )
     embedded_broker_port: Annotated[int, parsed(v.integer(1, 65535))] = setting(
-        "19092",
-        "an integer from 1 to 65535",
-        "Port of the embedded broker (used only when FACESTREAM_KAFKA_BOOTSTRAP is empty).",
+        "19092", "Port of the embedded broker (used only when FACESTREAM_KAFKA_BOOTSTRAP is empty)."
     )
     embedded_broker_budget: Annotated[int, parsed(v.size(1 * v.MIB, 1024 * 1024 * v.MIB))] = (
         setting(
             "1GiB",
-            "a size from 1MiB to 1TiB, in bytes or with a KiB/MiB/GiB suffix",
             "Bytes the embedded broker may hold (it keeps every record in memory, without "
             "retention): at 80% a warning is logged; past it new images and frames are "
             "refused with broker.full, and those accepted are still answered. Used only when "
@@ -98,36 +86,30 @@ class KafkaSettings(Section):
         )
     )
     topic_requests: Annotated[str, parsed(v.topic)] = setting(
-        "faces.requests", _TOPIC_ACCEPTS, "Topic of submitted images (ImageSubmitted records)."
+        "faces.requests", "Topic of submitted images (ImageSubmitted records)."
     )
     topic_results: Annotated[str, parsed(v.topic)] = setting(
-        "faces.results", _TOPIC_ACCEPTS, "Topic of results, one AnalysisResult per image."
+        "faces.results", "Topic of results, one AnalysisResult per image."
     )
     topic_dead_letter: Annotated[str, parsed(v.topic)] = setting(
         "faces.dead-letter",
-        _TOPIC_ACCEPTS,
         "Topic of records that could not be parsed, with the reason in headers.",
     )
     topic_tracks: Annotated[str, parsed(v.topic)] = setting(
         "faces.tracks",
-        _TOPIC_ACCEPTS,
         "Topic of track summaries (TrackSummary), one per face followed across a stream's frames.",
     )
     partitions: Annotated[int, parsed(v.integer(1, 1024))] = setting(
-        "4",
-        "an integer from 1 to 1024",
-        "Partitions of each topic facestream creates; keep >= total dataflow workers.",
+        "4", "Partitions of each topic facestream creates; keep >= total dataflow workers."
     )
     topic_retention: Annotated[float, parsed(v.seconds(60, 10 * 365 * 86400))] = setting(
         "86400",
-        "seconds, a number from 60 to 315360000",
         "How long the topics facestream creates keep records (retention.ms): a day by "
         "default; a video stream writes a lot (5 frames/s of 100 KB is 43 GB a day).",
     )
     topic_retention_bytes: Annotated[int, parsed(v.size(1024 * 1024, 1024 * 1024 * v.MIB))] = (
         setting(
             "1GiB",
-            "a size from 1MiB to 1TiB, in bytes or with a KiB/MiB/GiB suffix",
             "Bytes each partition of those topics keeps at most (retention.bytes); the "
             "oldest records go first. The embedded broker ignores both (see Limits).",
         )
@@ -210,13 +192,10 @@ class RequestSettings(Section):
     title = "Requests"
 
     max_image_bytes: Annotated[int, parsed(v.size(1024, 512 * v.MIB))] = setting(
-        "10MiB",
-        "a size from 1KiB to 512MiB, in bytes or with a KiB/MiB/GiB suffix",
-        "Largest accepted image, in bytes. Kafka limits are raised to fit it.",
+        "10MiB", "Largest accepted image, in bytes. Kafka limits are raised to fit it."
     )
     max_pixels: Annotated[int, parsed(v.integer(1, 1_000_000_000))] = setting(
         "40000000",
-        "an integer from 1 to 1000000000",
         "Largest accepted image in pixels (width x height), against decompression bombs.",
     )
 
@@ -234,18 +213,14 @@ class ModelSettings(Section):
 
     actions: Annotated[tuple[str, ...], parsed(v.subset(ACTIONS))] = setting(
         ",".join(ATTRIBUTE_ACTIONS),
-        f"a comma-separated subset of {', '.join(ACTIONS)}, each at most once",
         "Actions this deployment loads and allows, and those a request that names none gets."
         " embedding (VGG-Face, 16 KiB per face) is off unless listed here.",
     )
     detector_backend: Annotated[str, parsed(v.choice(tuple(DETECTOR_BACKENDS)))] = setting(
-        "opencv",
-        f"one of {', '.join(DETECTOR_BACKENDS)}",
-        "DeepFace face detector used when a request does not name its own.",
+        "opencv", "DeepFace face detector used when a request does not name its own."
     )
     deepface_home: Annotated[Path, parsed(v.directory)] = setting(
         "~",
-        "a directory path",
         "DeepFace's own variable: weights live in $DEEPFACE_HOME/.deepface/weights.",
         env="DEEPFACE_HOME",
     )
@@ -263,20 +238,17 @@ class AnalysisSettings(Section):
 
     mode: Annotated[str, parsed(v.choice(MODES))] = setting(
         "exact",
-        "exact or fast",
         "exact: the results of DeepFace.analyze. fast: detection without DeepFace's "
         "full-image border, int8 (FACESTREAM_PRECISION=auto); its agreement with exact is in "
         "the docs/performance.md.",
     )
     engine: Annotated[str, parsed(v.choice(ENGINES))] = setting(
         "openvino",
-        f"one of {', '.join(ENGINES)}",
         "What runs the attribute models: OpenVINO (converted from the loaded Keras models; "
         "fastest, DeepFace's results in fp32) or TensorFlow (DeepFace's own path).",
     )
     precision: Annotated[str, parsed(v.choice(("auto", *PRECISIONS)))] = setting(
         "auto",
-        f"auto or one of {', '.join(PRECISIONS)}",
         "auto: fp32 in exact mode; in fast mode int8 on OpenVINO (bf16 where the CPU has it, "
         "else fp32, when no calibration set can be built). int8 is quantized at first start "
         "on a calibration set of face crops, built from the public photos or by `facestream "
@@ -285,28 +257,28 @@ class AnalysisSettings(Section):
     )
     engine_cache_dir: Annotated[Path, parsed(v.directory)] = setting(
         "~/.cache/facestream/engines",
-        "a directory path",
         "Where OpenVINO conversions are kept, keyed by the weights' hashes and the "
         "OpenVINO version, so that a restart skips them.",
     )
     batch_size: Annotated[int, parsed(v.integer(1, 256))] = setting(
-        "8",
-        "an integer from 1 to 256",
-        "Faces per model call in the dataflow's batched analysis.",
+        "8", "Faces per model call in the dataflow's batched analysis."
     )
-    engine_threads: Annotated[int, parsed(v.integer_or_zero(1, 1024))] = setting(
+    engine_threads: Annotated[
+        int, parsed(v.integer_or_zero(1, 1024, "every core this process may use"))
+    ] = setting(
         "0",
-        "0 (every core this process may use) or an integer from 1 to 1024",
         "Threads of the OpenVINO engine and of OpenCV's detection in each dataflow process. "
         "Several dataflow processes on one machine: give each its share of the cores "
         "(docs/operations.md).",
     )
-    detection_max_side: Annotated[int, parsed(v.integer_or_zero(64, 65535))] = setting(
-        "auto",
-        "auto (2048 in exact mode, 1024 in fast mode), 0 (never downscale) or an integer "
-        "from 64 to 65535",
-        "Images with a longer side are downscaled for face detection only; faces are "
-        "still cropped from the full image. 0 keeps DeepFace's results on every image.",
+    detection_max_side: Annotated[int, parsed(v.integer_or_zero(64, 65535, "never downscale"))] = (
+        setting(
+            "auto",
+            "Images with a longer side are downscaled for face detection only; faces are "
+            "still cropped from the full image. 0 keeps DeepFace's results on every image.",
+            accepts="auto (2048 in exact mode, 1024 in fast mode), 0 (never downscale) or an "
+            "integer from 64 to 65535",
+        )
     )
 
     @model_validator(mode="before")
@@ -335,21 +307,19 @@ class DataflowSettings(Section):
 
     max_attempts: Annotated[int, parsed(v.integer(1, 100))] = setting(
         "3",
-        "an integer from 1 to 100",
         "Crashes of the dataflow on one record before it is quarantined (FAILED with "
         "request.poison, record to the dead-letter topic).",
     )
     attempts_dir: Annotated[Path, parsed(v.directory)] = setting(
         "~/.cache/facestream/attempts",
-        "a directory path",
         "Where the dataflow counts attempts per record, durably; share it between the "
         "processes of a cluster (e.g. the recovery volume).",
     )
     failpoint_crash_on: Annotated[str, parsed(str.strip)] = setting(
         "",
-        "a request id prefix, or empty (off)",
         "Testing only: the dataflow process crashes (SIGSEGV) on requests whose id starts "
         "with this. Off when empty.",
+        accepts="a request id prefix, or empty (off)",
     )
 
 
@@ -361,56 +331,47 @@ class TrackingSettings(Section):
 
     tracking_reanalyse_after: Annotated[float, parsed(v.seconds(0, 86400))] = setting(
         "2",
-        "seconds of stream time, a number from 0 to 86400; 0 turns tracking off",
         "A tracked face is analysed when its track opens, and again once this much stream "
         "time (the frames' positions in the video, never the wall clock) has passed since "
         "its track's last analysis. 0: no tracking, every face of every frame is analysed.",
+        accepts="seconds of stream time, a number from 0 to 86400; 0 turns tracking off",
     )
-    tracking_min_overlap: Annotated[float, parsed(v.seconds(0.01, 1))] = setting(
+    tracking_min_overlap: Annotated[float, parsed(v.number(0.01, 1))] = setting(
         "0.3",
-        "a number from 0.01 to 1",
         "Least overlap (intersection over union of the boxes) for a face to continue a "
         "track of the frame before.",
     )
     tracking_max_missed: Annotated[int, parsed(v.integer(0, 10000))] = setting(
         "5",
-        "an integer from 0 to 10000",
         "Frames in a row a track may be missing from before it ends; a face seen again "
         "after that opens a new track.",
     )
-    tracking_max_resize: Annotated[float, parsed(v.seconds(0.01, 100))] = setting(
+    tracking_max_resize: Annotated[float, parsed(v.number(0.01, 100))] = setting(
         "0.25",
-        "a number from 0.01 to 100",
         "A tracked face is analysed again when its box grew or shrank by more than this "
         "fraction of its size when it was last analysed (a face that comes closer shows "
         "more).",
     )
-    tracking_max_move: Annotated[float, parsed(v.seconds(0.01, 100))] = setting(
+    tracking_max_move: Annotated[float, parsed(v.number(0.01, 100))] = setting(
         "1",
-        "a number from 0.01 to 100",
         "A tracked face is analysed again when it moved further than this fraction of its "
         "size since it was last analysed.",
     )
     tracking_max_tracks: Annotated[int, parsed(v.integer(1, 1024))] = setting(
-        "32",
-        "an integer from 1 to 1024",
-        "Open tracks per stream; more faces in a frame are analysed untracked.",
+        "32", "Open tracks per stream; more faces in a frame are analysed untracked."
     )
     tracking_gap_timeout: Annotated[float, parsed(v.seconds(0.1, 3600))] = setting(
         "5",
-        "seconds, a number from 0.1 to 3600",
         "How long the tracker waits for a stream's missing frame before it goes on without "
         "it (counted as skipped; the frame, if it comes, is answered untracked).",
     )
     tracking_max_buffered: Annotated[int, parsed(v.integer(1, 10000))] = setting(
         "64",
-        "an integer from 1 to 10000",
         "Frames the tracker holds per stream while it waits for a missing one; one more "
         "and it goes on without the missing frame.",
     )
     tracking_idle_timeout: Annotated[float, parsed(v.seconds(1, 86400))] = setting(
         "60",
-        "seconds, a number from 1 to 86400",
         "A stream without frames for this long is closed: its tracks end (summarised, "
         "ended_by idle) and its state is dropped.",
     )
@@ -440,23 +401,17 @@ class ServerSettings(Section):
     title = "gRPC server"
 
     grpc_address: Annotated[str, parsed(v.address)] = setting(
-        "127.0.0.1:50051",
-        "host:port",
-        "Address the gRPC server binds to, and clients connect to.",
+        "127.0.0.1:50051", "Address the gRPC server binds to, and clients connect to."
     )
     ack_timeout: Annotated[float, parsed(v.seconds(0.1, 300))] = setting(
         "10",
-        "seconds, a number from 0.1 to 300",
         "Longest wait for Kafka to acknowledge a record; then the call fails with UNAVAILABLE.",
     )
     result_timeout: Annotated[float, parsed(v.seconds(1, 86400))] = setting(
-        "300",
-        "seconds, a number from 1 to 86400",
-        "Longest wait of Analyze for its result when the client sets no shorter deadline.",
+        "300", "Longest wait of Analyze for its result when the client sets no shorter deadline."
     )
     stream_gap_timeout: Annotated[float, parsed(v.seconds(1, 3600))] = setting(
         "30",
-        "seconds, a number from 1 to 3600",
         "How long WatchStream waits for a frame whose result is missing while later ones "
         "are there (a frame Kafka never acknowledged) before it skips it.",
     )
@@ -468,50 +423,41 @@ class LimitsSettings(Section):
     title = "Limits"
 
     max_in_flight: Annotated[int, parsed(v.integer(1, 1_000_000))] = setting(
-        "1024",
-        "an integer from 1 to 1000000",
-        "Publishes a gRPC server waits on at once; beyond it calls get RESOURCE_EXHAUSTED.",
+        "1024", "Publishes a gRPC server waits on at once; beyond it calls get RESOURCE_EXHAUSTED."
     )
     max_concurrent_rpcs: Annotated[int, parsed(v.integer(1, 1_000_000))] = setting(
         "1000",
-        "an integer from 1 to 1000000",
         "Calls a gRPC server runs at once (streams included); beyond it calls get "
         "RESOURCE_EXHAUSTED.",
     )
     max_held_image_bytes: Annotated[int, parsed(v.size(1024, 64 * 1024 * v.MIB))] = setting(
         "256MiB",
-        "a size from 1KiB to 64GiB, in bytes or with a KiB/MiB/GiB suffix",
         "Image bytes a gRPC server holds for calls in progress (an Analyze keeps its image "
         "until its result); beyond it calls get RESOURCE_EXHAUSTED.",
     )
     max_watchers: Annotated[int, parsed(v.integer(1, 100_000))] = setting(
         "256",
-        "an integer from 1 to 100000",
         "WatchResults and WatchStream streams a gRPC server serves at once; beyond it they get "
         "RESOURCE_EXHAUSTED.",
     )
     max_in_flight_per_principal: Annotated[int, parsed(v.integer(1, 1_000_000))] = setting(
         "256",
-        "an integer from 1 to 1000000",
         "Publishes one principal may have waiting on Kafka at once; beyond it its calls get "
         "RESOURCE_EXHAUSTED.",
     )
     max_calls_per_principal: Annotated[int, parsed(v.integer(1, 1_000_000))] = setting(
         "250",
-        "an integer from 1 to 1000000",
         "AnalyzeService calls one principal may run at once (streams included); beyond it "
         "its calls get RESOURCE_EXHAUSTED. Applies when authentication is on.",
     )
     max_watchers_per_principal: Annotated[int, parsed(v.integer(1, 100_000))] = setting(
         "64",
-        "an integer from 1 to 100000",
         "WatchResults and WatchStream streams one principal may hold open at once; beyond it "
         "its watches get RESOURCE_EXHAUSTED. Applies when authentication is on.",
     )
     max_held_image_bytes_per_principal: Annotated[int, parsed(v.size(1024, 64 * 1024 * v.MIB))] = (
         setting(
             "64MiB",
-            "a size from 1KiB to 64GiB, in bytes or with a KiB/MiB/GiB suffix",
             "Image bytes the server holds for one principal's calls in progress; beyond it its "
             "calls get RESOURCE_EXHAUSTED. Applies when authentication is on.",
         )
@@ -525,14 +471,13 @@ class AuthSettings(Section):
 
     auth_tokens: Annotated[tuple[SecretStr, ...], parsed(v.tokens)] = setting(
         "",
-        "comma-separated bearer tokens without spaces, or empty",
         "When set, gRPC calls need the metadata 'authorization: Bearer TOKEN' with one of these.",
     )
     auth_file: Annotated[Path | None, parsed(v.optional_file)] = setting(
         "",
-        "the path of an existing TOML file, or empty",
         "Principals, their scopes and token hashes or certificate names (docs/security.md); "
         "re-read when it changes or on SIGHUP.",
+        accepts="the path of an existing TOML file, or empty",
     )
 
     @property
@@ -548,23 +493,21 @@ class TlsSettings(Section):
 
     tls_cert: Annotated[Path | None, parsed(v.optional_file)] = setting(
         "",
-        _PEM_FILE,
         "Certificate chain (PEM): the server's, set with FACESTREAM_TLS_KEY to serve TLS; "
         "for the `facestream` client, its own client certificate.",
+        accepts=_PEM_FILE,
     )
     tls_key: Annotated[Path | None, parsed(v.optional_file)] = setting(
-        "", _PEM_FILE, "Private key (PEM) of FACESTREAM_TLS_CERT."
+        "", "Private key (PEM) of FACESTREAM_TLS_CERT.", accepts=_PEM_FILE
     )
     tls_client_ca: Annotated[Path | None, parsed(v.optional_file)] = setting(
         "",
-        _PEM_FILE,
         "CA (PEM) whose client certificates the server requires (mTLS); the certificate's CN "
         "or SAN names a principal of FACESTREAM_AUTH_FILE.",
+        accepts=_PEM_FILE,
     )
     tls_ca: Annotated[Path | None, parsed(v.optional_file)] = setting(
-        "",
-        _PEM_FILE,
-        "CA certificate (PEM) the client trusts; set it to connect over TLS.",
+        "", "CA certificate (PEM) the client trusts; set it to connect over TLS.", accepts=_PEM_FILE
     )
 
     @model_validator(mode="after")
@@ -595,9 +538,7 @@ class ClientSettings(Section):
     title = "Client"
 
     client_token: Annotated[SecretStr, parsed(v.one_token)] = setting(
-        "",
-        "a bearer token without spaces, or empty",
-        "Token the `facestream submit/watch` client sends (when the server wants one).",
+        "", "Token the `facestream submit/watch` client sends (when the server wants one)."
     )
 
 
@@ -606,30 +547,22 @@ class ObservabilitySettings(Section):
 
     title = "Observability"
 
-    log_level: Annotated[str, parsed(v.log_level)] = setting(
-        "INFO",
-        f"one of {', '.join(v.LOG_LEVELS)}",
-        "Level of facestream's log.",
-    )
+    log_level: Annotated[str, parsed(v.log_level)] = setting("INFO", "Level of facestream's log.")
     log_format: Annotated[str, parsed(v.choice(LOG_FORMATS))] = setting(
         "text",
-        f"one of {', '.join(LOG_FORMATS)}",
         "text: one readable line per event; json: one JSON object per line (time, level, "
         "message, worker, and request_id and stage where the event has them).",
     )
     metrics_host: Annotated[str, parsed(v.host)] = setting(
-        "127.0.0.1",
-        "a host name or IP address",
-        "Address the Prometheus /metrics endpoints of this process bind to.",
+        "127.0.0.1", "Address the Prometheus /metrics endpoints of this process bind to."
     )
-    metrics_port: Annotated[int, parsed(v.integer_or_zero(1, 65535))] = setting(
-        "9464",
-        "a port 1-65535, or 0 (no endpoint)",
-        "Port of the gRPC server's Prometheus /metrics endpoint.",
+    metrics_port: Annotated[int, parsed(v.integer_or_zero(1, 65535, "no endpoint"))] = setting(
+        "9464", "Port of the gRPC server's Prometheus /metrics endpoint."
     )
-    dataflow_metrics_port: Annotated[int, parsed(v.integer_or_zero(1, 65535))] = setting(
-        "9465",
-        "a port 1-65535, or 0 (no endpoint)",
-        "Port of a dataflow process's Prometheus /metrics endpoint (one per process: give "
-        "each process on one host its own).",
+    dataflow_metrics_port: Annotated[int, parsed(v.integer_or_zero(1, 65535, "no endpoint"))] = (
+        setting(
+            "9465",
+            "Port of a dataflow process's Prometheus /metrics endpoint (one per process: give "
+            "each process on one host its own).",
+        )
     )
