@@ -18,9 +18,14 @@ _HOST = socket.gethostname()
 HANDLER_NAME = "facestream-stderr"
 
 
+# What every LogRecord has: anything else on a record came from the call's `extra`.
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
 class JsonLineFormatter(logging.Formatter):
     """One JSON object per event: time, level, logger, message, worker (host:pid/thread),
-    and request_id and stage where the event names them; exceptions as `error`."""
+    every field the call gave in `extra` (request_id, stage, ...; a value JSON cannot hold
+    as its text); exceptions as `error`."""
 
     def format(self, record: logging.LogRecord) -> str:
         event = {
@@ -30,12 +35,16 @@ class JsonLineFormatter(logging.Formatter):
             "message": record.getMessage(),
             "worker": f"{_HOST}:{record.process or os.getpid()}/{record.threadName}",
         }
-        for field in ("request_id", "stage"):
-            if hasattr(record, field):
-                event[field] = getattr(record, field)
+        for field, value in vars(record).items():
+            if field not in _RECORD_FIELDS and field not in event:
+                event[field] = value if _json_value(value) else str(value)
         if record.exc_info:
             event["error"] = self.formatException(record.exc_info)
         return json.dumps(event, ensure_ascii=False)
+
+
+def _json_value(value: object) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
 
 
 def make_logger(level: str, log_format: str = "text") -> logging.Logger:

@@ -60,6 +60,18 @@ def test_json_lines_carry_request_stage_worker_and_the_exception(log_to_buffer):
     assert "request_id" not in second and second["message"] == "plain event"
 
 
+def test_json_lines_keep_every_extra_field(log_to_buffer):
+    logger, stream = log_to_buffer("json")
+    logger.warning(
+        "a batch was slow",
+        extra={"faces": 8, "seconds": 1.5, "principal": "team-a", "shape": (8, 224, 224)},
+    )
+    (event,) = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert (event["faces"], event["seconds"], event["principal"]) == (8, 1.5, "team-a")
+    assert event["shape"] == "(8, 224, 224)"  # what JSON cannot hold, as its text
+    assert not {"args", "msg", "levelno", "pathname", "exc_info"} & event.keys()
+
+
 def test_text_is_the_default_and_one_line_per_event(log_to_buffer):
     logger, stream = log_to_buffer(Settings.from_env({}).observability.log_format)
     logger.warning("hello %s", "there", extra={"request_id": "r-2"})
