@@ -28,7 +28,18 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 SUBMIT = "analyze:submit"  # Submit, Analyze, SubmitStream
 READ = "results:read"  # its own results: Analyze, WatchResults with ids, WatchStream
@@ -82,21 +93,20 @@ class Credentials:
     def parse(cls, text: str, origin: str) -> Credentials:
         """Read the TOML text of a credentials file; CredentialsError says what is wrong."""
         try:
-            document = tomllib.loads(text)
+            document = CredentialsFile.model_validate(tomllib.loads(text))
         except tomllib.TOMLDecodeError as error:
             raise CredentialsError(f"{origin}: not valid TOML: {error}") from None
-        principals = document.get("principals")
-        if not isinstance(principals, dict) or not principals:
-            raise CredentialsError(f"{origin}: no [principals.NAME] tables")
+        except ValidationError as error:
+            raise CredentialsError(f"{origin}: {_first_problem(error)}") from None
         by_token: dict[str, Principal] = {}
         by_certificate: dict[str, Principal] = {}
-        for name, entry in principals.items():
-            principal, tokens, names = _principal(name, entry, origin)
-            for digest in tokens:
+        for name, entry in document.principals.items():
+            principal = Principal(name, frozenset(entry.scopes))
+            for digest in entry.token_sha256:
                 if digest in by_token:
                     raise CredentialsError(f"{origin}: two principals share a token")
                 by_token[digest] = principal
-            for certificate_name in names:
+            for certificate_name in entry.certificate_names:
                 if certificate_name in by_certificate:
                     raise CredentialsError(
                         f"{origin}: certificate name {certificate_name!r} names two principals"
@@ -122,38 +132,78 @@ class Credentials:
         )
 
 
-def _principal(name: str, entry: Any, origin: str) -> tuple[Principal, list[str], list[str]]:
-    where = f"{origin}: principal {name!r}"
-    if not _NAME.match(name):
-        raise CredentialsError(f"{where}: use 1-128 letters, digits, '.', '_', ':', '@', '-'")
-    if not isinstance(entry, dict):
-        raise CredentialsError(f"{where}: expected a table")
-    unknown_keys = set(entry) - {"token_sha256", "certificate_names", "scopes"}
-    if unknown_keys:
-        raise CredentialsError(f"{where}: unknown key(s) {', '.join(sorted(unknown_keys))}")
-    scopes = entry.get("scopes")
-    if not isinstance(scopes, list) or not scopes or any(s not in SCOPES for s in scopes):
-        raise CredentialsError(f"{where}: scopes must be a non-empty list of {', '.join(SCOPES)}")
-    token = entry.get("token_sha256")
-    tokens = _strings(token, where, "token_sha256")
-    if any(not _SHA256.match(digest) for digest in tokens):
-        raise CredentialsError(
-            f"{where}: token_sha256 must be 64 lowercase hex digits (the hash, never the token; "
-            "`facestream auth hash-token` prints it)"
-        )
-    names = _strings(entry.get("certificate_names"), where, "certificate_names")
-    if not tokens and not names:
-        raise CredentialsError(f"{where}: give token_sha256 and/or certificate_names")
-    return Principal(name, frozenset(scopes)), tokens, names
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
 
 
-def _strings(value: Any, where: str, key: str) -> list[str]:
-    if value is None:
-        return []
-    values = [value] if isinstance(value, str) else value
-    if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
-        raise CredentialsError(f"{where}: {key} must be a string or a list of strings")
-    return values
+class PrincipalEntry(BaseModel):
+    """One `[principals.NAME]` table of the credentials file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scopes: list[str]
+    token_sha256: Annotated[list[str], BeforeValidator(_one_or_many)] = []
+    certificate_names: Annotated[list[str], BeforeValidator(_one_or_many)] = []
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _known_scopes(cls, scopes: Any) -> Any:
+        if not isinstance(scopes, list) or not scopes or any(s not in SCOPES for s in scopes):
+            raise ValueError(f"scopes must be a non-empty list of {', '.join(SCOPES)}")
+        return scopes
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _hashes(cls, digests: list[str]) -> list[str]:
+        if any(not _SHA256.match(digest) for digest in digests):
+            raise ValueError(
+                "token_sha256 must be 64 lowercase hex digits (the hash, never the token; "
+                "`facestream auth hash-token` prints it)"
+            )
+        return digests
+
+    @field_validator("certificate_names")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        if not all(names):
+            raise ValueError("certificate_names must be a string or a list of strings")
+        return names
+
+    @model_validator(mode="after")
+    def _proven(self) -> PrincipalEntry:
+        if not self.token_sha256 and not self.certificate_names:
+            raise ValueError("give token_sha256 and/or certificate_names")
+        return self
+
+
+PrincipalName = Annotated[str, StringConstraints(pattern=_NAME.pattern)]
+
+
+class CredentialsFile(BaseModel):
+    """The credentials file: its `[principals.NAME]` tables."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    principals: Annotated[dict[PrincipalName, PrincipalEntry], Field(min_length=1)]
+
+
+def _first_problem(error: ValidationError) -> str:
+    """The first thing wrong with a credentials file, said as its TOML reads."""
+    detail = error.errors()[0]
+    place = detail["loc"]
+    if place[:1] == ("principals",) and len(place) == 1:
+        return "no [principals.NAME] tables"
+    where = f"principal {place[1]!r}" if len(place) > 1 else "the file"
+    if detail["type"] == "string_pattern_mismatch" or (len(place) == 3 and place[2] == "[key]"):
+        return f"{where}: use 1-128 letters, digits, '.', '_', ':', '@', '-'"
+    if detail["type"] == "extra_forbidden":
+        return f"{where}: unknown key {place[-1]}"
+    if detail["type"] in ("model_type", "dict_type"):
+        return f"{where}: expected a table"
+    if detail["type"] in ("list_type", "string_type"):
+        key = next(part for part in reversed(place) if isinstance(part, str))
+        return f"{where}: {key} must be a string or a list of strings"
+    return f"{where}: {str(detail['msg']).removeprefix('Value error, ')}"
 
 
 class Authenticator:

@@ -152,6 +152,51 @@ def test_a_credentials_file_with_a_plain_token_is_refused():
         )
 
 
+HASH = "0" * 64
+UNUSABLE_FILES = {
+    "no principals": ("x = 1\n", "no [principals.NAME] tables"),
+    "a bad name": (
+        f'[principals."two words"]\ntoken_sha256 = "{HASH}"\nscopes = ["admin"]\n',
+        "principal 'two words': use 1-128 letters",
+    ),
+    "no proof": ('[principals.a]\nscopes = ["admin"]\n', "give token_sha256 and/or"),
+    "an unknown key": (
+        f'[principals.a]\ntoken_sha256 = "{HASH}"\nscopes = ["admin"]\ncolour = 1\n',
+        "principal 'a': unknown key colour",
+    ),
+    "not a table": ("principals = { a = 3 }\n", "principal 'a': expected a table"),
+    "a name that is no string": (
+        '[principals.a]\ncertificate_names = [3]\nscopes = ["admin"]\n',
+        "certificate_names must be a string or a list of strings",
+    ),
+    "a shared token": (
+        f'[principals.a]\ntoken_sha256 = "{HASH}"\nscopes = ["admin"]\n'
+        f'[principals.b]\ntoken_sha256 = "{HASH}"\nscopes = ["admin"]\n',
+        "two principals share a token",
+    ),
+    "no TOML": ("principals = [\n", "not valid TOML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNUSABLE_FILES))
+def test_an_unusable_credentials_file_says_where_and_why(case):
+    text, reason = UNUSABLE_FILES[case]
+    with pytest.raises(CredentialsError) as refused:
+        Credentials.parse(text, "principals.toml")
+    assert str(refused.value).startswith("principals.toml: ")
+    assert reason in str(refused.value)
+
+
+def test_a_token_or_a_name_may_be_one_string_or_a_list():
+    parsed = Credentials.parse(
+        f'[principals.a]\ntoken_sha256 = "{HASH}"\ncertificate_names = ["x", "y"]\n'
+        'scopes = ["results:read"]\n',
+        "test",
+    )
+    assert parsed.by_token_hash[HASH].name == "a"
+    assert set(parsed.by_certificate_name) == {"x", "y"}
+
+
 def test_one_principal_cannot_take_every_publish():
     admission = Admission(1 << 30, 10, Shares(1 << 30, 10, 10, publishes=2))
     with admission.publishing("team-a"), admission.publishing("team-a"):
