@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from apps.image_sources import SHARED_FACES, demo_images, skimage_data_dir
-from dataflow.records import FaceJob, ImageJob
+from dataflow.items import FaceJob, ImageJob
 from dataflow.steps import analyze_faces, extract_faces, parse_request
 from di import Settings, build_container, load_settings
 from facestream.analyzer import FaceAnalyzer, deepface_model

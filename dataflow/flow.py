@@ -31,14 +31,7 @@ from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from bytewax.connectors.kafka import operators as kop
 from bytewax.dataflow import Dataflow, Stream, operator
 
-from dataflow.metrics import (
-    DataflowMetrics,
-    count_dead_letter,
-    count_face,
-    count_result,
-    count_track,
-)
-from dataflow.records import (
+from dataflow.items import (
     AnalyzedFace,
     DeadLetter,
     FaceJob,
@@ -50,13 +43,20 @@ from dataflow.records import (
     OutgoingRecord,
     TrackerState,
 )
+from dataflow.metrics import (
+    DataflowMetrics,
+    count_dead_letter,
+    count_face,
+    count_result,
+    count_track,
+)
 from dataflow.sink import AcknowledgedKafkaSink
 from dataflow.steps import gather_key, parse_request
 from dataflow.tracking_steps import (
     TrackFaces,
     frame_gathering_key,
     is_tracked_face,
-    stream_key,
+    tracker_key,
 )
 from facestream.v1 import records_pb2
 
@@ -183,7 +183,7 @@ def track_faces(
 ) -> Tracked:
     """A stream's frames meet in one place, in order, whichever worker detected their faces:
     each face continues a track (carried) or is analysed."""
-    by_stream = op.key_on("key_by_stream", frames, stream_key)
+    by_stream = op.key_on("key_by_stream", frames, tracker_key)
     tracked = op.key_rm("unkey", op.stateful("track", by_stream, track))
     plans = op.branch("split_plans", tracked, is_plan)
     faces = op.branch("split_late_frames", plans.falses, is_face_job)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from dataflow.records import AnalyzedFace, DeadLetter
+from dataflow.items import AnalyzedFace, DeadLetter
 from dataflow.tracking_steps import TrackingCounts
 from facestream.records import status_name
 from facestream.v1 import records_pb2

@@ -12,7 +12,7 @@ from typing import Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
 
-from dataflow.records import OutgoingRecord
+from dataflow.items import OutgoingRecord
 
 
 class DeliveryError(RuntimeError):

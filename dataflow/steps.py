@@ -5,7 +5,7 @@
 
 Each takes what it needs as arguments (bound once when the flow is built), so each can be
 tested alone. A bad record or image ends in its own result or dead letter, never in an
-exception that would stop the worker. What they pass on is in `dataflow.records`.
+exception that would stop the worker. What they pass on is in `dataflow.items`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TypeVar
 import numpy as np
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 
-from dataflow.records import (
+from dataflow.items import (
     AnalyzedFace,
     DeadLetter,
     FaceJob,
@@ -77,7 +77,7 @@ def parse_request(message: KafkaSourceMessage) -> ImageJob | DeadLetter:
     )
     return ImageJob(
         request_id=submission.request_id,
-        submission=source,
+        source=source,
         image=submission.image,
         actions=tuple(submission.actions),
         detector_backend=submission.detector_backend,
@@ -145,7 +145,7 @@ def quarantine(
         value=job.record,
         code="request.poison",
         reason=f"request.poison: {reason}",
-        source=job.submission,
+        source=job.source,
     )
     return [result, letter]
 
@@ -301,7 +301,7 @@ def faces_to_analyze(
     progress = ImageProgress(
         request_id=job.request_id,
         principal=job.principal,
-        submission=job.submission,
+        source=job.source,
         face_count=len(faces),
         started_at=image_started_at(job),
         queued=queued_seconds(job),
@@ -362,7 +362,7 @@ def analyze_faces(
 
 def gather_key(face: AnalyzedFace) -> str:
     """The key that brings the faces of one submitted image together."""
-    return f"{face.image.request_id}@{face.image.submission}"
+    return f"{face.image.request_id}@{face.image.source}"
 
 
 def gather_results(

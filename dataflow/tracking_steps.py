@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 from bytewax.operators import StatefulLogic
 
-from dataflow.records import (
+from dataflow.items import (
     AnalyzedFace,
     AttributeTally,
     DeadLetter,
@@ -72,7 +72,7 @@ class TrackingCounts:
     skipped: int = 0
 
 
-def stream_key(frame: FrameFaces) -> str:
+def tracker_key(frame: FrameFaces) -> str:
     """track_faces' key: the stream, `principal/stream_id`."""
     return frame.stream
 

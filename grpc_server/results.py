@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError
 from facestream.kafka_config import PLAINTEXT, KafkaSecurity, consumer_config
 from facestream.v1 import records_pb2
 from grpc_server.background import run_or_report
-from grpc_server.stream_order import StreamWaiter, WaiterOverflowError
+from grpc_server.stream_results import StreamWaiter, WaiterOverflowError
 
 RECENT_RESULTS = 10_000
 # A stream that falls this far behind is closed rather than left to grow without bound.

@@ -3,8 +3,8 @@ broker's budget, publishing and result matching live in `auth`, `validation`, `a
 `broker_budget`, `publisher` and `results`; this
 maps them to RPCs and status codes. Each call runs as its principal: requests are recorded
 with it, and results go back to it alone (or to a principal allowed to watch all). Frames of
-video streams come over SubmitStream, checked in order per call (`streams`), and go back in
-order through WatchStream (`stream_order`)."""
+video streams come over SubmitStream, checked in order per call (`frame_sequences`), and go back
+in order through WatchStream (`stream_results`)."""
 
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ from grpc_server.admission import Admission
 from grpc_server.auth import CallAuthorization
 from grpc_server.broker_budget import BrokerBudget
 from grpc_server.errors import RequestRejectedError, refuse
+from grpc_server.frame_sequences import StreamSequences
 from grpc_server.principals import READ, SUBMIT, WATCH_ALL, Authenticator, Principal
 from grpc_server.publisher import PublishOverloadedError, PublishUnavailableError, RequestPublisher
 from grpc_server.results import ResultsListener, ResultWaiter
-from grpc_server.stream_order import StreamWaiter, WaiterOverflowError
-from grpc_server.streams import StreamSequences
+from grpc_server.stream_results import StreamWaiter, WaiterOverflowError
 from grpc_server.validation import (
     check_not_frame,
     check_submission,

@@ -18,8 +18,8 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 from prometheus_client import CollectorRegistry
 
 from dataflow.flow import analyse_requests
+from dataflow.items import OutgoingRecord
 from dataflow.metrics import DataflowMetrics
-from dataflow.records import OutgoingRecord
 from di.container import build_container
 from di.dataflow_root import bind_steps
 from di.settings import DataflowProcessSettings

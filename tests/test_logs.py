@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from dataflow.records import ImageJob
+from dataflow.items import ImageJob
 from dataflow.steps import extract_faces
 from di import Settings
 from di.logs import TEXT_FORMAT, JsonLineFormatter, make_logger, stderr_handler

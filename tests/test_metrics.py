@@ -16,6 +16,7 @@ from apps.broker import free_port
 from apps.image_sources import group_photo, skimage_data_dir
 from apps.launch import DataflowProcess
 from apps.processes import wait_until
+from dataflow.items import AnalyzedFace, DeadLetter
 from dataflow.metrics import (
     DataflowMetrics,
     count_dead_letter,
@@ -25,7 +26,6 @@ from dataflow.metrics import (
     count_track,
     count_tracking,
 )
-from dataflow.records import AnalyzedFace, DeadLetter
 from dataflow.tracking_steps import TrackingCounts
 from facestream.client import AnalyzeClient
 from facestream.records import result_record

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from bytewax.connectors.kafka import KafkaSourceMessage
 
-from dataflow.records import AnalyzedFace, DeadLetter, FaceJob, ImageJob, ImageProgress
+from dataflow.items import AnalyzedFace, DeadLetter, FaceJob, ImageJob, ImageProgress
 from dataflow.steps import (
     analyze_faces,
     crash_on_request,
@@ -75,7 +75,7 @@ def test_parse_request_reads_a_submission():
     parsed = parse_request(message(submission("req-9", b"bytes", ["age"])))
     assert isinstance(parsed, ImageJob)
     assert (parsed.request_id, parsed.image, parsed.actions) == ("req-9", b"bytes", ("age",))
-    assert parsed.submission == "faces.requests/2/7"
+    assert parsed.source == "faces.requests/2/7"
     assert parsed.submitted_at is not None and parsed.submitted_at <= parsed.received_at
 
 
@@ -481,7 +481,7 @@ def test_gather_fails_the_image_when_a_face_failed():
 
 def test_two_submissions_of_one_request_id_are_gathered_apart():
     first = ImageProgress("r-1", "", "t/0/1", 1, 0.0, 0.0, 0.0, 0.0)
-    retry = replace(first, submission="t/3/9")
+    retry = replace(first, source="t/3/9")
     assert gather_key(analyzed(first, 0)) != gather_key(analyzed(retry, 0))
 
 

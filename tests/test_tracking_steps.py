@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from dataflow.records import (
+from dataflow.items import (
     AnalyzedFace,
     FaceJob,
     FrameFaces,
@@ -54,7 +54,7 @@ def frame(
         last=last,
     )  # fmt: skip
     progress = ImageProgress(
-        request_id=f"{stream}-{sequence}", principal="alice", submission="t/0/0",
+        request_id=f"{stream}-{sequence}", principal="alice", source="t/0/0",
         face_count=len(boxes), started_at=0.0, queued=0.0, decode=0.0, detect=0.0,
         frame=stream_frame,
     )  # fmt: skip
@@ -284,7 +284,7 @@ def test_the_end_of_a_bounded_input_follows_the_frames_held_and_keeps_the_tracks
 def test_with_tracking_a_poison_frame_is_one_finished_frame_and_its_dead_letter():
     stream_frame = records_pb2.StreamFrame(stream_id="cam", sequence=4)
     job = ImageJob(
-        request_id="cam-4", submission="t/0/9", image=b"", actions=(), detector_backend="",
+        request_id="cam-4", source="t/0/9", image=b"", actions=(), detector_backend="",
         submitted_at=None, received_at=0.0, record=b"raw", principal="alice",
         frame=stream_frame,
     )  # fmt: skip

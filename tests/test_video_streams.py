@@ -19,8 +19,8 @@ from facestream.client import request
 from facestream.records import result_record
 from facestream.v1 import records_pb2
 from grpc_server.errors import RequestRejectedError
-from grpc_server.stream_order import StreamWaiter, WaiterOverflowError
-from grpc_server.streams import MAX_STREAMS_PER_CALL, StreamSequences
+from grpc_server.frame_sequences import MAX_STREAMS_PER_CALL, StreamSequences
+from grpc_server.stream_results import StreamWaiter, WaiterOverflowError
 from tests.credentials import TOKENS, credentials_file, serving_with_credentials
 from tests.grpc_helpers import ServerThread, server_settings, stand_in_dataflow
 from tests.pipeline import consume_until

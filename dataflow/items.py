@@ -31,7 +31,7 @@ class ImageJob:
     """An image to analyse, as read from the requests topic."""
 
     request_id: str
-    submission: str  # where the record came from; one result per submission
+    source: str  # where the record was read (topic/partition/offset); one result per source
     image: bytes
     actions: tuple[str, ...]
     detector_backend: str
@@ -46,7 +46,7 @@ class ImageJob:
     @property
     def attempt_key(self) -> str:
         """Names this record (request and position) in the attempt log."""
-        return f"{self.request_id}@{self.submission}"
+        return f"{self.request_id}@{self.source}"
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class ImageProgress:
 
     request_id: str
     principal: str
-    submission: str
+    source: str  # the image's record (topic/partition/offset)
     face_count: int
     started_at: float  # submitted_at, or received_at when the submitter gave no time
     queued: float
