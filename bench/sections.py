@@ -9,7 +9,7 @@ to take the run with it.
   one runs. Sections measured in this process's own models run in a child process of their
   own (apps.processes.WorkerProcess): its memory is returned when it is done, and even a
   crash of the child is only that section's failure.
-- The sections that measure running systems share them (bench.suite.RunningSystems); they
+- The sections that measure running systems share them (bench.systems.RunningSystems); they
   are stopped before the first in-process section, so that nothing else runs beside it.
 """
 

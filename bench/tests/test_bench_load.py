@@ -46,7 +46,7 @@ def test_offer_sends_the_calls_in_turn_at_the_rate():
 
 
 def test_interleaved_runs_take_turns_and_round_robin_spreads_calls(monkeypatch):
-    from bench import suite
+    from bench import systems
 
     order: list[str] = []
 
@@ -54,17 +54,19 @@ def test_interleaved_runs_take_turns_and_round_robin_spreads_calls(monkeypatch):
         order.append(name)
         return LoadRun(1, 1, 1.0, [1.0])
 
-    runs = suite.interleaved({"a": lambda: run("a"), "b": lambda: run("b")}, repeat=2)
+    runs = systems.interleaved({"a": lambda: run("a"), "b": lambda: run("b")}, repeat=2)
     assert order == ["a", "b", "a", "b"]
     assert [len(done) for done in runs.values()] == [2, 2]
 
     called: list[object] = []
+    from bench import systems
+
     monkeypatch.setattr(
-        suite,
+        systems,
         "peer_analyze",
         lambda stub, image, actions, detector_backend: called.append((stub, detector_backend)),
     )
-    robin = suite.RoundRobin(["first", "second"], "skip")
+    robin = systems.RoundRobin(["first", "second"], "skip")
     for _ in range(4):
         robin(b"image")
     assert called == [("first", "skip"), ("second", "skip")] * 2

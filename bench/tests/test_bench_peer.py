@@ -10,7 +10,7 @@ import numpy as np
 
 from apps.image_sources import demo_images
 from bench.peer_server import peer_analyze
-from bench.suite import peer_servers
+from bench.systems import peer_servers
 from facestream.faces import face_crops
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from apps.launch import PROJECT_ROOT
-from bench import suite, tables, targets
+from bench import measures, suite, tables, targets
 from bench.sections import Section, plan_weights, prepare_weights
 from facestream.models import (
     ACTION_MODELS,
@@ -47,7 +47,7 @@ def ran(**sections: str) -> dict:
 
 def shape(name: str, faces_per_s: float, rss: float) -> dict:
     return {
-        "label": suite.SHAPE_LABELS[name],
+        "label": measures.SHAPE_LABELS[name],
         "env": {"FACESTREAM_ENGINE_THREADS": "1"} if name == "p2" else {},
         "saturated": {"faces_per_s": faces_per_s, "p50_s": 1.0, "p99_s": 2.0},
         "peak_rss_mb": [rss],
