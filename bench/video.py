@@ -4,7 +4,7 @@ against DeepFace's peer called once per sampled frame; the agreement of carried 
 with the same faces analysed frame by frame; a live 5 fps camera in fast mode, capture to
 result.
 
-This module composes and samples the video and runs one facestream pass; bench/suite.py
+This module composes and samples the video and runs one facestream pass; bench/measures.py
 starts the systems and interleaves the passes with the peer's, as for the headline.
 """
 
