@@ -126,6 +126,7 @@ def soak(minutes: float, fps: float, interval: float, budget: str) -> dict[str, 
         counted: list[tuple[float, float]] = []
         started = time.monotonic()
         while (elapsed := time.monotonic() - started) < minutes * 60:
+            sampled = []
             for name, pid in processes.items():
                 memory = rss_mb(pid)
                 if memory is None and name == "video" and not video.running():
@@ -133,10 +134,11 @@ def soak(minutes: float, fps: float, interval: float, budget: str) -> dict[str, 
                 if memory is None:
                     raise RuntimeError(f"{name} (pid {pid}) is gone:\n{up.log_tail()}")
                 samples.setdefault(name, []).append((elapsed, memory))
+                sampled.append(name)
             held = counted_bytes(metrics.group(1))
             if held is not None:
                 counted.append((elapsed, held / MB))
-            line = ", ".join(f"{name} {series[-1][1]:.0f}" for name, series in samples.items())
+            line = ", ".join(f"{name} {samples[name][-1][1]:.0f}" for name in sampled)
             in_broker = f"; counted in the broker {held / MB:.0f} MB" if held is not None else ""
             say(f"soak: {elapsed / 60:5.1f} min  RSS MB: {line}{in_broker}")
             time.sleep(interval)  # the sampling period, not a wait for anything
