@@ -193,7 +193,7 @@ def dataflow_of_this_process() -> Dataflow:
     threads started), this thread, and so every Bytewax worker thread it starts, runs
     below them (facestream/thread_priority.py). With one, this thread is the worker: it
     keeps its priority, so that it is not held back by other processes' models on the
-    same cores (measured: 2 processes x `-w 1` at 0.54x `-w 1` with it lowered).
+    same cores (docs/performance.md, shapes).
     """
     try:
         flow = build_dataflow(load_settings(DataflowProcessSettings))

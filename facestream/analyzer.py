@@ -1,10 +1,10 @@
 """The face analyzer: DeepFace's detector and attribute models, built and warmed once.
 
 One instance per process is shared by every worker thread. DeepFace's attribute models
-were measured correct when called concurrently; its OpenCV detector was not (4 threads:
-76/120 exceptions, 31/120 wrong faces), so `find_faces` runs on one thread. When the age,
-gender, race and VGG-Face (embedding) weights share their VGG-Face trunk, it runs once per
-face (shared_trunk.py).
+give correct answers when called concurrently; its OpenCV detector does not
+(docs/dataflow.md), so `find_faces` runs on one thread. When the age, gender, race and
+VGG-Face (embedding) weights share their VGG-Face trunk, it runs once per face
+(shared_trunk.py).
 The forward passes run on an `Engine` (engines.py) chosen at the composition root.
 """
 
@@ -147,7 +147,7 @@ class FaceAnalyzer:
         }
         # Detection and the models' forward passes take turns: each already spreads over every
         # core of the process (OpenCV's and the engine's thread pools), and the two at once
-        # oversubscribe them (measured: -w 2 at 0.81x -w 1, docs/performance.md). Detectors
+        # oversubscribe them (docs/performance.md, shapes). Detectors
         # are not thread-safe either.
         self._cores = threading.Lock()
         # Detection runs on a thread of its own, started here, so that it keeps the priority

@@ -238,7 +238,7 @@ class OpenVINOEngine:
         config = {"INFERENCE_PRECISION_HINT": "bf16" if self.precision == "bf16" else "f32"}
         if self.threads:
             # A process given a share of the cores: pinned, every process's threads would
-            # take the same first cores (measured: 2 processes of 1 thread at 0.50x of 1).
+            # take the same first cores (docs/operations.md).
             config |= {"INFERENCE_NUM_THREADS": self.threads, "ENABLE_CPU_PINNING": False}
         model = self.quantized(source) if self.precision == "int8" else self.convert(source)
         compiled = ov.Core().compile_model(model, "CPU", config)

@@ -2,8 +2,8 @@
 
 Bytewax gives each worker thread the faces that reach it, so with `-w 4` each thread would
 batch a quarter of the faces and call the engine on its own: four small batches at once,
-each engine call trying to use every core (measured: `-w 4` at 0.56x `-w 1` on a 2-core
-avx2 CPU). Here the threads queue their faces instead, and one thread runs the engine on
+each engine call trying to use every core, so that they slow each other down
+(docs/dataflow.md). Here the threads queue their faces instead, and one thread runs the engine on
 batches filled across all of them, one batch at a time, with all the process's cores.
 
 Batches fill while the engine is busy: whatever the threads queued during one batch makes the

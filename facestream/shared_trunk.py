@@ -70,8 +70,8 @@ def apply_head(head: Sequence[Any], features: Any, dense: bool) -> Any:
     With `dense`, each convolution that covers its whole input (`_covers_its_input`) runs
     as a Dense layer with the same weights reshaped, and Dropout (the identity at inference)
     is left out: the same function, as a matrix product. DeepFace builds VGG-Face's fully
-    connected layers as convolutions, and OpenVINO runs a head 4.6x faster as matrix
-    products (measured: 2.2 against 10.3 ms per face for fc6 + fc7 at batch 8, AMD EPYC).
+    connected layers as convolutions, and OpenVINO runs a head several times faster as
+    matrix products (docs/performance.md, embedding).
     The sums run in another order, so the numbers differ from the convolutions' in the last
     bits (fp32 rounding): for an engine that keeps DeepFace's numbers only within the fp32
     contract anyway (engines.py).
