@@ -62,7 +62,7 @@ class AnalyzeClient:
     """Calls AnalyzeService at `address`; `token` is sent as a bearer token, `ca_cert`
     (a PEM file) switches to TLS and is the certificate authority trusted, and
     `client_certificate` (certificate chain, key: PEM files) is presented to a server
-    that requires one (mTLS)."""
+    that requires one (mTLS). `retries=False` turns off RETRY_POLICY."""
 
     def __init__(
         self,
@@ -71,13 +71,18 @@ class AnalyzeClient:
         ca_cert: Path | None = None,
         server_name: str | None = None,
         client_certificate: tuple[Path, Path] | None = None,
+        retries: bool = True,
     ) -> None:
         options: list[tuple[str, str | int]] = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.enable_retries", 1),
-            ("grpc.service_config", SERVICE_CONFIG),
         ]
+        # Without retries every UNAVAILABLE reaches the caller at once: for a caller that
+        # retries on its own terms, or that watches the server's own answers.
+        if retries:
+            options += [("grpc.enable_retries", 1), ("grpc.service_config", SERVICE_CONFIG)]
+        else:
+            options.append(("grpc.enable_retries", 0))
         if server_name:
             options.append(("grpc.ssl_target_name_override", server_name))
         if ca_cert is not None:
