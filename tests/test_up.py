@@ -16,11 +16,16 @@ from apps.image_sources import demo_images
 from apps.processes import process_alive, wait_until
 from facestream.client import AnalyzeClient
 from facestream.v1 import records_pb2
-from tests.commands import run_facestream
+from tests.commands import PROJECT_ROOT, run_facestream
 from tests.test_demo import demo_env, demo_run
 
 MIB = 1024 * 1024
 TOKEN = "up-s3cret-token"
+CERTIFICATE = PROJECT_ROOT / "tests" / "data" / "tls" / "server.pem"  # for 127.0.0.1, self-signed
+TLS = {
+    "FACESTREAM_TLS_CERT": str(CERTIFICATE),
+    "FACESTREAM_TLS_KEY": str(CERTIFICATE.with_suffix(".key")),
+}
 
 
 @pytest.mark.models
@@ -59,10 +64,10 @@ def test_up_serves_images_and_video_until_sigterm(synthetic_home, tmp_path):
 
 
 @pytest.mark.models
-def test_up_with_auth_says_when_the_broker_is_full_and_stops_when_the_broker_dies(
+def test_up_with_auth_and_tls_says_when_the_broker_is_full_and_stops_when_it_dies(
     synthetic_home, tmp_path
 ):
-    # Authentication on: the warm-up call uses the configured client token.
+    # Authentication and TLS on: the warm-up call uses the configured token and CA.
     env = demo_env(
         tmp_path,
         FACESTREAM_ACTIONS="emotion",
@@ -70,14 +75,16 @@ def test_up_with_auth_says_when_the_broker_is_full_and_stops_when_the_broker_die
         FACESTREAM_EMBEDDED_BROKER_BUDGET="1MiB",
         FACESTREAM_AUTH_TOKENS=TOKEN,
         FACESTREAM_CLIENT_TOKEN=TOKEN,
+        **TLS,
     )
+    env["FACESTREAM_TLS_CA"] = str(CERTIFICATE)
     with demo_run(["--no-download"], env, tmp_path, command="up") as run:
         wait_until(lambda: "facestream is up" in run.stdout, 600, "facestream up to be ready")
         address = re.search(r"grpc-server: SERVING on (\S+)", run.stdout)
         assert address, run.stdout
         image = demo_images()[0].data
         refused = None
-        with AnalyzeClient(address.group(1), token=TOKEN) as client:
+        with AnalyzeClient(address.group(1), token=TOKEN, ca_cert=CERTIFICATE) as client:
             for index in range(1 + MIB // len(image)):  # bounded: the budget is reached first
                 try:
                     client.submit(image, request_id=f"fill-{index}", timeout=30)
@@ -96,10 +103,13 @@ def test_up_with_auth_says_when_the_broker_is_full_and_stops_when_the_broker_die
     assert not [name for name, pid in pids.items() if process_alive(pid)]
 
 
-def test_up_with_auth_and_no_client_token_says_what_to_set_before_starting(tmp_path):
+def test_up_without_the_client_credentials_it_needs_says_what_to_set_before_starting(tmp_path):
     env = demo_env(tmp_path, FACESTREAM_AUTH_TOKENS=TOKEN)
     run = run_facestream("up", "--no-download", env=env, timeout=120)
     assert run.returncode == 1
     assert "set FACESTREAM_CLIENT_TOKEN" in run.stderr and "analyze:submit" in run.stderr
     assert "broker: embedded" not in run.stdout  # nothing was started
     assert TOKEN not in run.stdout + run.stderr
+    tls = run_facestream("up", "--no-download", env=demo_env(tmp_path, **TLS), timeout=120)
+    assert tls.returncode == 1
+    assert "set FACESTREAM_TLS_CA" in tls.stderr and "broker: embedded" not in tls.stdout
