@@ -15,8 +15,8 @@ import numpy as np
 from google.protobuf.json_format import MessageToDict
 
 from apps.result_text import region_text
+from facestream.kafka_records import status_name
 from facestream.models import SYNTHETIC_WARNING
-from facestream.records import status_name
 from facestream.v1 import records_pb2
 
 # Annotated images are shown in a browser: larger ones are scaled down to this side.

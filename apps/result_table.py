@@ -11,7 +11,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from apps.result_text import region_text
-from facestream.records import status_name
+from facestream.kafka_records import status_name
 from facestream.v1 import records_pb2
 
 COLUMNS = ("image", "status", "face", "age", "gender", "emotion", "race", "region")

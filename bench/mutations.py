@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from facestream.records import image_submitted
+from facestream.kafka_records import image_submitted
 from facestream.v1 import records_pb2
 
 # The formats facestream accepts, as OpenCV writes them.

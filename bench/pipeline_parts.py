@@ -28,7 +28,7 @@ from dataflow.steps import analyze_faces, extract_faces, parse_request
 from di import Settings, build_container, load_settings
 from facestream.analyzer import FaceAnalyzer, deepface_model
 from facestream.images import decode_image
-from facestream.records import image_submitted
+from facestream.kafka_records import image_submitted
 from facestream.requests import RequestLimits
 from facestream.shared_trunk import VGG_ATTRIBUTES
 

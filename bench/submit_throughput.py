@@ -28,7 +28,7 @@ from apps.local_system import LocalSystem, wait_serving
 from di import Settings
 from facestream.client import AnalyzeClient
 from facestream.kafka_config import producer_config
-from facestream.records import image_submitted
+from facestream.kafka_records import image_submitted
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent

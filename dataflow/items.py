@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from facestream.faces import Face
-from facestream.records import stream_key
+from facestream.kafka_records import stream_key
 from facestream.sequence_order import SequenceOrder
 from facestream.tracking import Box, FaceDecision, StreamTracks, Track
 from facestream.v1 import records_pb2

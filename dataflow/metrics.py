@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 
 from dataflow.items import AnalyzedFace, DeadLetter
 from dataflow.tracking_steps import TrackingCounts
-from facestream.records import status_name
+from facestream.kafka_records import status_name
 from facestream.v1 import records_pb2
 
 # Seconds: from a millisecond decode to a minute-long wait behind a backlog.

@@ -36,7 +36,7 @@ from facestream.attempts import AttemptLog
 from facestream.faces import Face, model_input
 from facestream.images import InvalidImageError, decode_image
 from facestream.inference import Describe
-from facestream.records import (
+from facestream.kafka_records import (
     NotASubmissionError,
     Status,
     face_record,

@@ -40,7 +40,7 @@ from dataflow.items import (
     TrackerState,
 )
 from dataflow.steps import worker_name
-from facestream.records import Status, result_record, timestamp_now
+from facestream.kafka_records import Status, result_record, timestamp_now
 from facestream.sequence_order import Offered, SequenceOrder
 from facestream.tracking import FramePoint, StreamTracks, Track, TrackingPolicy, close, follow
 from facestream.v1 import records_pb2

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from facestream.kafka_config import PLAINTEXT, KafkaSecurity, producer_config
-from facestream.records import submission_key
+from facestream.kafka_records import submission_key
 from facestream.v1 import records_pb2
 from grpc_server.background import run_or_report
 
@@ -97,7 +97,7 @@ class RequestPublisher:
 
     async def publish(self, submission: records_pb2.ImageSubmitted, timeout: float) -> None:
         """Return once Kafka acknowledged the record, keyed by its request id (a frame by
-        its stream: `facestream.records.submission_key`).
+        its stream: `facestream.kafka_records.submission_key`).
 
         Raises PublishOverloadedError at the in-flight limit, PublishUnavailableError when Kafka
         did not acknowledge within `timeout` (capped by FACESTREAM_ACK_TIMEOUT) or failed it.

@@ -17,7 +17,7 @@ from contextlib import nullcontext
 import grpc
 from grpc import aio
 
-from facestream.records import submission_key
+from facestream.kafka_records import submission_key
 from facestream.requests import RequestLimits
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc, records_pb2
 from grpc_server.admission import Admission

@@ -7,7 +7,7 @@ from __future__ import annotations
 import grpc
 
 from facestream.images import InvalidImageError, inspect_image
-from facestream.records import image_submitted
+from facestream.kafka_records import image_submitted
 from facestream.requests import (
     InvalidRequestError,
     RequestLimits,

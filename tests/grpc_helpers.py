@@ -22,7 +22,7 @@ from di.server_root import build_server
 from di.settings import ServerProcessSettings
 from facestream.client import AnalyzeClient
 from facestream.kafka_config import consumer_config, producer_config
-from facestream.records import result_key, result_record
+from facestream.kafka_records import result_key, result_record
 from facestream.v1 import records_pb2
 from grpc_server.publisher import RequestPublisher
 from grpc_server.results import ResultsListener

@@ -13,7 +13,7 @@ from apps.launch import DataflowProcess, TopicReader
 from di.settings import RequestSettings
 from facestream.kafka_admin import ensure_topics
 from facestream.kafka_config import TopicSpec, producer_config
-from facestream.records import image_submitted, result_key
+from facestream.kafka_records import image_submitted, result_key
 from facestream.v1 import records_pb2
 from tests.commands import cli_env
 

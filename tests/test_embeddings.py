@@ -25,6 +25,7 @@ from facestream.embeddings import (
 )
 from facestream.engines import ENGINES
 from facestream.faces import Face
+from facestream.kafka_records import face_record
 from facestream.models import (
     ACTION_MODELS,
     ACTIONS,
@@ -32,7 +33,6 @@ from facestream.models import (
     synthesize_weights,
     weights_dir_of,
 )
-from facestream.records import face_record
 from facestream.requests import RequestLimits
 from facestream.v1 import records_pb2
 from tests.test_steps import LOG, job

@@ -26,7 +26,7 @@ from di.settings import DataflowProcessSettings
 from facestream.analyzer import FaceAttributes
 from facestream.attempts import AttemptLog
 from facestream.faces import Face
-from facestream.records import image_submitted
+from facestream.kafka_records import image_submitted
 from facestream.requests import RequestLimits
 from facestream.v1 import records_pb2
 from tests.test_grpc_server import jpeg

@@ -33,8 +33,8 @@ from facestream.client import (
     request,
 )
 from facestream.kafka_admin import ensure_topics
+from facestream.kafka_records import result_record
 from facestream.models import ATTRIBUTE_ACTIONS
-from facestream.records import result_record
 from facestream.v1 import records_pb2
 from grpc_server.errors import REQUEST_ID_METADATA
 from grpc_server.service import SERVICE_NAME

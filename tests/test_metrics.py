@@ -28,7 +28,7 @@ from dataflow.metrics import (
 )
 from dataflow.tracking_steps import TrackingCounts
 from facestream.client import AnalyzeClient
-from facestream.records import result_record
+from facestream.kafka_records import result_record
 from facestream.v1 import records_pb2
 from tests.grpc_helpers import server_process
 from tests.images import astronaut_jpeg

@@ -16,10 +16,10 @@ from apps.report import (
     summarize,
     write_report,
 )
+from facestream.kafka_records import result_record
 from facestream.models import (
     SYNTHETIC_WARNING,
 )
-from facestream.records import result_record
 from facestream.v1 import records_pb2
 
 

@@ -28,8 +28,8 @@ from dataflow.steps import (
 )
 from facestream.attempts import AttemptLog
 from facestream.faces import Face
+from facestream.kafka_records import Status, image_submitted
 from facestream.models import ATTRIBUTE_ACTIONS
-from facestream.records import Status, image_submitted
 from facestream.requests import RequestLimits
 from facestream.v1 import records_pb2
 from tests.images import astronaut_jpeg, mpo, png_claiming

@@ -34,7 +34,7 @@ from dataflow.tracking_steps import (
 )
 from di.settings import TrackingSettings
 from facestream.faces import Face
-from facestream.records import Status, result_record
+from facestream.kafka_records import Status, result_record
 from facestream.tracking import TrackingPolicy
 from facestream.v1 import records_pb2
 

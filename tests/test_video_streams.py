@@ -16,7 +16,7 @@ from apps.processes import wait_until
 from apps.video import stream_video
 from apps.video_source import open_video_source
 from facestream.client import request
-from facestream.records import result_record
+from facestream.kafka_records import result_record
 from facestream.v1 import records_pb2
 from grpc_server.errors import RequestRejectedError
 from grpc_server.frame_sequences import MAX_STREAMS_PER_CALL, StreamSequences

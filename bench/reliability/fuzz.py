@@ -17,7 +17,7 @@ import grpc
 
 from bench.mutations import mutated_images, mutated_records, seed_images
 from bench.reliability import scenario as kit
-from facestream.records import NotASubmissionError, parse_submission
+from facestream.kafka_records import NotASubmissionError, parse_submission
 from facestream.v1 import records_pb2
 
 # Codes a refused image may get from the front: anything else is a failure to type it.

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench.reliability import scenario as kit
 from bench.system_under_test import ScenarioError
-from facestream.records import image_submitted
+from facestream.kafka_records import image_submitted
 from facestream.v1 import records_pb2
 
 

@@ -19,7 +19,7 @@ import cv2
 from apps.demo_video import demo_frames
 from bench.reliability import scenario as kit
 from bench.system_under_test import SystemUnderTest
-from facestream.records import image_submitted, submission_key
+from facestream.kafka_records import image_submitted, submission_key
 from facestream.v1 import records_pb2
 
 # A frame's faces as tracking sees them: left to right, (track, carried, source frame).
