@@ -106,7 +106,8 @@ class FrameResult:
 
 @dataclass(frozen=True)
 class StreamSummary:
-    """What a stream did."""
+    """What a stream did: its last line on stderr, and its exit status (0 only when every
+    frame sent was answered and the source did not break)."""
 
     stream_id: str
     sent: int

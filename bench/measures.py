@@ -21,9 +21,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from apps.launch import QUIET, cluster_args
+from apps.launch import PROJECT_ROOT, QUIET, cluster_args
 from apps.mjpeg_camera import mjpeg_stream
 from apps.processes import WorkerProcess, memory_mb
+from bench import RESULTS
 from bench.load import LoadRun, median_run, offer, saturate
 from bench.machine import peak_gflops
 from bench.pipeline_parts import extract_and_analyze, in_process_steps, median_seconds, submissions
@@ -59,14 +60,10 @@ from facestream.calibration import decode_photo
 from facestream.client import AnalyzeClient
 from facestream.engines import ModelSource, cpu_supports_bf16, make_engine
 from facestream.faces import face_crops
-from facestream.models import (
-    ACTION_MODELS,
-)
+from facestream.models import ACTION_MODELS
 from facestream.shared_trunk import VGG_ATTRIBUTES, SharedTrunk
 from facestream.v1 import records_pb2
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
 SHAPE_LABELS = {"w1": "-w 1", "w2": "-w 2", "p2": "2 processes x -w 1", "w4": "-w 4"}
 # VGG-16's convolutional trunk at 224x224: 15.5 G multiply-adds per face.
 VGG_TRUNK_GFLOP = 31.0
@@ -435,7 +432,7 @@ def measure_ingest(inputs: Inputs) -> dict[str, Any]:
     """`python -m bench.submit_throughput`, whose own JSON is read back."""
     subprocess.run(
         [sys.executable, "-m", "bench.submit_throughput"],
-        cwd=ROOT,
+        cwd=PROJECT_ROOT,
         env=child_environment(**QUIET),
         check=True,
         stdout=sys.stderr,

@@ -20,19 +20,18 @@ import statistics
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from bench import RESULTS
 from bench.machine import describe_machine
 from bench.pipeline_parts import in_process_steps
 from bench.workload import bench_images, mode_settings
 from facestream.analyzer import FaceAnalyzer, FaceAttributes
 from facestream.faces import find_faces, model_input
 
-ROOT = Path(__file__).resolve().parent.parent
 Attributes = list[FaceAttributes]
 
 
@@ -156,7 +155,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     report = measure_overlap(args.repeat)
-    out = ROOT / "bench" / "results" / "overlap.json"
+    out = RESULTS / "overlap.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(

@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 
 from apps.image_sources import SHARED_FACES, demo_images, skimage_data_dir
+from apps.launch import PROJECT_ROOT
+from bench import RESULTS
 from dataflow.items import FaceJob, ImageJob
 from dataflow.steps import analyze_faces, extract_faces, parse_request
 from di import Settings, build_container, load_settings
@@ -32,7 +34,6 @@ from facestream.kafka_records import image_submitted
 from facestream.requests import RequestLimits
 from facestream.shared_trunk import VGG_ATTRIBUTES
 
-ROOT = Path(__file__).resolve().parent.parent
 LARGE_PHOTO = "large_single_3061x4600.jpg"
 
 
@@ -177,7 +178,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     report = measure_parts(load_settings(), args.photos, args.repeat)
-    out = ROOT / "bench" / "results" / "pipeline_parts.json"
+    out = RESULTS / "pipeline_parts.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(
@@ -185,7 +186,7 @@ def main() -> None:
         f"synthetic weights: {report['synthetic_weights']}\n\n| measure | value |\n|---|---|"
     )
     print("\n".join(parts_rows(report)))
-    print(f"written to {out.relative_to(ROOT)}")
+    print(f"written to {out.relative_to(PROJECT_ROOT)}")
 
 
 if __name__ == "__main__":

@@ -17,21 +17,21 @@ import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import cv2
 import grpc
 import numpy as np
 from confluent_kafka import Producer
 
+from apps.launch import PROJECT_ROOT
 from apps.local_system import LocalSystem, wait_serving
+from bench import RESULTS
 from di import Settings
 from facestream.client import AnalyzeClient
 from facestream.kafka_config import producer_config
 from facestream.kafka_records import image_submitted
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET_IMAGE_BYTES = 100 * 1024
 QUIET = {"FACESTREAM_LOG_LEVEL": "WARNING"}
 # Bulk ingestion: a few long streams instead of one call per image.
@@ -167,7 +167,7 @@ def main() -> None:
         "streams": STREAMS,
     }
     report["submit_vs_raw"] = report["submit_req_per_s"] / report["raw_producer_records_per_s"]
-    out = ROOT / "bench" / "results" / "submit.json"
+    out = RESULTS / "submit.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(
@@ -186,7 +186,7 @@ def main() -> None:
         f"{report['raw_producer_records_per_s']:.0f} records/s |"
     )
     print(f"| Submit / raw producer | {report['submit_vs_raw']:.2f}x |")
-    print(f"written to {out.relative_to(ROOT)}")
+    print(f"written to {out.relative_to(PROJECT_ROOT)}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import RESULTS
 from bench.machine import cpu_flags, describe_machine
 from bench.measures import (
     measure_ceiling,
@@ -66,10 +67,6 @@ from facestream.models import (
     check_weights,
 )
 from facestream.shared_trunk import VGG_ATTRIBUTES
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
-
 
 # Every section, in the order a full run measures them. The systems' sections come first:
 # the in-process ones run after the systems have stopped, each in a child process.

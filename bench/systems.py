@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from apps.broker import free_port
-from apps.launch import QUIET
+from apps.launch import PROJECT_ROOT, QUIET
 from apps.local_system import LocalSystem, wait_first_result, wait_serving, warmup_image
 from apps.processes import ChildProcess, memory_mb, wait_until
 from bench.load import LoadRun
@@ -33,8 +33,6 @@ from facestream.client import AnalyzeClient
 from facestream.models import (
     ATTRIBUTE_ACTIONS,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class RoundRobin:
@@ -79,7 +77,7 @@ def peer_servers(home: Path, count: int, workers: int, warmup: bytes) -> Iterato
                 f"peer-{index}",
                 [sys.executable, "-m", "bench.peer_server", str(port), str(workers)],
                 env,
-                cwd=ROOT,
+                cwd=PROJECT_ROOT,
             )
             stack.callback(server.stop)
             servers.append((port, server))

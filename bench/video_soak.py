@@ -35,11 +35,11 @@ from apps.launch import PROJECT_ROOT
 from apps.mjpeg_camera import mjpeg_stream
 from apps.processes import ChildProcess, process_alive, wait_until
 from apps.up import broker_use
+from bench import RESULTS
 from bench.machine import describe_machine
 from di import child_environment, load_settings
 from facestream.models import synthetic_deepface_home
 
-RESULTS = PROJECT_ROOT / "bench" / "results"
 CHILD_LINE = re.compile(r"^(broker|dataflow|grpc-server): .*\(pid (\d+)", re.MULTILINE)
 MB = 1024 * 1024
 # A process levels off when, over the second half of the run, it grows by less than this

@@ -62,6 +62,15 @@ from facestream.v1 import records_pb2
 
 Result = records_pb2.AnalysisResult
 Summary = records_pb2.TrackSummary
+# The steps' shapes, as FlowSteps holds them and the parts take them.
+Extract = Callable[[ImageJob], Sequence[FaceJob | FrameFaces | Result | DeadLetter]]
+Track = Callable[[TrackerState | None], TrackFaces]
+Analyse = Callable[[Sequence[FaceJob]], list[AnalyzedFace]]
+GatherImage = Callable[[Gathering | None, AnalyzedFace], tuple[Gathering | None, list[Result]]]
+GatherFrame = Callable[
+    [FrameGathering | None, FramePlan | AnalyzedFace],
+    tuple[FrameGathering | None, list[Result | Summary]],
+]
 
 
 @dataclass(frozen=True)
@@ -81,16 +90,11 @@ class FlowSteps:
 
     report_kafka_error: Callable[[str, KafkaError], None]
     # A frame comes out as one FrameFaces when tracking is on.
-    extract_faces: Callable[[ImageJob], Sequence[FaceJob | FrameFaces | Result | DeadLetter]]
-    track_faces: Callable[[TrackerState | None], TrackFaces]
-    analyze_faces: Callable[[Sequence[FaceJob]], list[AnalyzedFace]]
-    gather_results: Callable[
-        [Gathering | None, AnalyzedFace], tuple[Gathering | None, list[Result]]
-    ]
-    gather_frames: Callable[
-        [FrameGathering | None, FramePlan | AnalyzedFace],
-        tuple[FrameGathering | None, list[Result | Summary]],
-    ]
+    extract_faces: Extract
+    track_faces: Track
+    analyze_faces: Analyse
+    gather_results: GatherImage
+    gather_frames: GatherFrame
     result_record_out: Callable[[Result], OutgoingRecord]
     track_summary_out: Callable[[Summary], OutgoingRecord]
     dead_letter_out: Callable[[DeadLetter], OutgoingRecord]
@@ -160,7 +164,7 @@ class Extracted:
 def extract_faces(
     step_id: str,
     images: Stream[ImageJob],
-    extract: Callable[[ImageJob], Sequence[FaceJob | FrameFaces | Result | DeadLetter]],
+    extract: Extract,
 ) -> Extracted:
     """Each image decoded and its faces found; what comes out, sorted by where it goes."""
     extracted = op.flat_map("extract", images, extract)
@@ -178,9 +182,7 @@ class Tracked:
 
 
 @operator
-def track_faces(
-    step_id: str, frames: Stream[FrameFaces], track: Callable[[TrackerState | None], TrackFaces]
-) -> Tracked:
+def track_faces(step_id: str, frames: Stream[FrameFaces], track: Track) -> Tracked:
     """A stream's frames meet in one place, in order, whichever worker detected their faces:
     each face continues a track (carried) or is analysed."""
     by_stream = op.key_on("key_by_stream", frames, tracker_key)
@@ -201,7 +203,7 @@ def analyse_faces(
     step_id: str,
     faces: Stream[FaceJob],
     tracked_faces: Stream[FaceJob],
-    analyse: Callable[[Sequence[FaceJob]], list[AnalyzedFace]],
+    analyse: Analyse,
     metrics: DataflowMetrics,
 ) -> Analysed:
     """Every face through the models in batches. Faces are analysed where they were found:
@@ -214,11 +216,7 @@ def analyse_faces(
 
 
 @operator
-def gather_images(
-    step_id: str,
-    faces: Stream[AnalyzedFace],
-    gather: Callable[[Gathering | None, AnalyzedFace], tuple[Gathering | None, list[Result]]],
-) -> Stream[Result]:
+def gather_images(step_id: str, faces: Stream[AnalyzedFace], gather: GatherImage) -> Stream[Result]:
     """The faces of one image gathered into its result."""
     keyed = op.key_on("key_by_image", faces, gather_key)
     return op.key_rm("unkey", op.stateful_flat_map("gather", keyed, gather))
@@ -235,10 +233,7 @@ def gather_frames(
     step_id: str,
     plans: Stream[FramePlan],
     faces: Stream[AnalyzedFace],
-    gather: Callable[
-        [FrameGathering | None, FramePlan | AnalyzedFace],
-        tuple[FrameGathering | None, list[Result | Summary]],
-    ],
+    gather: GatherFrame,
 ) -> Answered:
     """Each frame's plan and its analysed faces gathered into the frame's result, per
     stream; the tracks that ended, summarised."""

@@ -16,89 +16,63 @@ class ErrorCode:
     meaning: str
 
 
-INVALID = "`INVALID_ARGUMENT`"
-EXHAUSTED = "`RESOURCE_EXHAUSTED`"
+# One row a code: `code | comes with | means`; an indented line continues the meaning.
+_CATALOG = """
+image.empty | `INVALID_ARGUMENT` | the image has no bytes
+image.not_an_image | `INVALID_ARGUMENT` | the bytes are no image format facestream reads
+image.unsupported_format | `INVALID_ARGUMENT` | an image, in a format other than JPEG, PNG,
+    WebP, BMP or TIFF
+image.truncated | `INVALID_ARGUMENT` | the image's data ends before its header says
+image.undecodable | result `INVALID_IMAGE` | the header passed, the pixels could not be decoded
+image.too_large | `RESOURCE_EXHAUSTED` | more bytes than `FACESTREAM_MAX_IMAGE_BYTES`
+image.too_many_pixels | `RESOURCE_EXHAUSTED` | more pixels than `FACESTREAM_MAX_PIXELS` (from
+    the header, nothing decoded)
+request.bad_id | `INVALID_ARGUMENT` | a request id other than 1-128 of `A-Za-z0-9._:-`
+request.unknown_action | `INVALID_ARGUMENT` | an action facestream does not know
+request.action_disabled | `INVALID_ARGUMENT` | an action not in `FACESTREAM_ACTIONS`
+request.unknown_detector | `INVALID_ARGUMENT` | a detector backend DeepFace does not know
+request.detector_unavailable | `INVALID_ARGUMENT` | a detector whose files are not installed
+    (`facestream models download --detectors`)
+frame.needs_stream | `INVALID_ARGUMENT` | a frame sent to `Submit` or `Analyze`
+frame.bad_stream_id | `INVALID_ARGUMENT` | a stream id other than 1-128 of `A-Za-z0-9._:-`
+frame.bad_sequence | `INVALID_ARGUMENT` | a frame's sequence number above the maximum
+frame.repeated | `INVALID_ARGUMENT` | a sequence number the stream already had
+frame.sequence_gap | `INVALID_ARGUMENT` | a sequence number that skips frames
+stream.too_many | `RESOURCE_EXHAUSTED` | more open streams in one `SubmitStream` call
+stream.read_failed | `INTERNAL` | the server could not read the call's requests
+auth.unauthenticated | `UNAUTHENTICATED` | no or an unknown credential
+auth.permission_denied | `PERMISSION_DENIED` | the principal lacks the method's scope
+server.overloaded | `RESOURCE_EXHAUSTED` | a server-wide cap reached (held image bytes,
+    publishes in flight, watchers): retry shortly
+principal.overloaded | `RESOURCE_EXHAUSTED` | the principal's share of a cap reached: retry
+    shortly
+broker.full | `RESOURCE_EXHAUSTED` | the embedded broker's `FACESTREAM_EMBEDDED_BROKER_BUDGET`
+    reached: restart `facestream up`, or use a real Kafka
+kafka.unavailable | `UNAVAILABLE` | Kafka unreachable, or its acknowledgement late: retry with
+    the same request id
+result.timeout | `DEADLINE_EXCEEDED` | accepted, the result not ready in time: `WatchResults`
+    gets it
+watch.overflow | `RESOURCE_EXHAUSTED` | a watcher more than 10,000 results behind
+detect.failed | result `FAILED` | face detection raised on this image
+analyze.failed | result `FAILED` | the attribute models raised on this face
+result.too_large | result `FAILED` | the result would not fit in one Kafka record
+request.poison | result `FAILED`, dead letter | the record crashed the dataflow
+    `FACESTREAM_MAX_ATTEMPTS` times: quarantined
+record.unparseable | dead letter | a record on the requests topic, not ours
+"""
 
-ERROR_CODES = (
-    ErrorCode("image.empty", INVALID, "the image has no bytes"),
-    ErrorCode("image.not_an_image", INVALID, "the bytes are no image format facestream reads"),
-    ErrorCode(
-        "image.unsupported_format",
-        INVALID,
-        "an image, in a format other than JPEG, PNG, WebP, BMP or TIFF",
-    ),
-    ErrorCode("image.truncated", INVALID, "the image's data ends before its header says"),
-    ErrorCode(
-        "image.undecodable",
-        "result `INVALID_IMAGE`",
-        "the header passed, the pixels could not be decoded",
-    ),
-    ErrorCode("image.too_large", EXHAUSTED, "more bytes than `FACESTREAM_MAX_IMAGE_BYTES`"),
-    ErrorCode(
-        "image.too_many_pixels",
-        EXHAUSTED,
-        "more pixels than `FACESTREAM_MAX_PIXELS` (from the header, nothing decoded)",
-    ),
-    ErrorCode("request.bad_id", INVALID, "a request id other than 1-128 of `A-Za-z0-9._:-`"),
-    ErrorCode("request.unknown_action", INVALID, "an action facestream does not know"),
-    ErrorCode("request.action_disabled", INVALID, "an action not in `FACESTREAM_ACTIONS`"),
-    ErrorCode("request.unknown_detector", INVALID, "a detector backend DeepFace does not know"),
-    ErrorCode(
-        "request.detector_unavailable",
-        INVALID,
-        "a detector whose files are not installed (`facestream models download --detectors`)",
-    ),
-    ErrorCode("frame.needs_stream", INVALID, "a frame sent to `Submit` or `Analyze`"),
-    ErrorCode("frame.bad_stream_id", INVALID, "a stream id other than 1-128 of `A-Za-z0-9._:-`"),
-    ErrorCode("frame.bad_sequence", INVALID, "a frame's sequence number above the maximum"),
-    ErrorCode("frame.repeated", INVALID, "a sequence number the stream already had"),
-    ErrorCode("frame.sequence_gap", INVALID, "a sequence number that skips frames"),
-    ErrorCode("stream.too_many", EXHAUSTED, "more open streams in one `SubmitStream` call"),
-    ErrorCode("stream.read_failed", "`INTERNAL`", "the server could not read the call's requests"),
-    ErrorCode("auth.unauthenticated", "`UNAUTHENTICATED`", "no or an unknown credential"),
-    ErrorCode(
-        "auth.permission_denied", "`PERMISSION_DENIED`", "the principal lacks the method's scope"
-    ),
-    ErrorCode(
-        "server.overloaded",
-        EXHAUSTED,
-        "a server-wide cap reached (held image bytes, "
-        "publishes in flight, watchers): retry shortly",
-    ),
-    ErrorCode(
-        "principal.overloaded",
-        EXHAUSTED,
-        "the principal's share of a cap reached: retry shortly",
-    ),
-    ErrorCode(
-        "broker.full",
-        EXHAUSTED,
-        "the embedded broker's `FACESTREAM_EMBEDDED_BROKER_BUDGET` "
-        "reached: restart `facestream up`, or use a real Kafka",
-    ),
-    ErrorCode(
-        "kafka.unavailable",
-        "`UNAVAILABLE`",
-        "Kafka unreachable, or its acknowledgement late: retry with the same request id",
-    ),
-    ErrorCode(
-        "result.timeout",
-        "`DEADLINE_EXCEEDED`",
-        "accepted, the result not ready in time: `WatchResults` gets it",
-    ),
-    ErrorCode("watch.overflow", EXHAUSTED, "a watcher more than 10,000 results behind"),
-    ErrorCode("detect.failed", "result `FAILED`", "face detection raised on this image"),
-    ErrorCode("analyze.failed", "result `FAILED`", "the attribute models raised on this face"),
-    ErrorCode(
-        "result.too_large", "result `FAILED`", "the result would not fit in one Kafka record"
-    ),
-    ErrorCode(
-        "request.poison",
-        "result `FAILED`, dead letter",
-        "the record crashed the dataflow `FACESTREAM_MAX_ATTEMPTS` times: quarantined",
-    ),
-    ErrorCode("record.unparseable", "dead letter", "a record on the requests topic, not ours"),
-)
+
+def _parse(catalog: str) -> tuple[ErrorCode, ...]:
+    rows: list[list[str]] = []
+    for line in catalog.strip("\n").splitlines():
+        if line.startswith(" "):
+            rows[-1][-1] += " " + line.strip()
+        else:
+            rows.append([part.strip() for part in line.split(" | ")])
+    return tuple(ErrorCode(*row) for row in rows)
+
+
+ERROR_CODES = _parse(_CATALOG)
 
 
 def catalog_table() -> str:

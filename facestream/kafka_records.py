@@ -41,6 +41,7 @@ def parse_submission(value: bytes | None) -> records_pb2.ImageSubmitted:
 def image_submitted(
     request_id: str,
     image: bytes,
+    *,
     actions: Sequence[str] = (),
     detector_backend: str = "",
     principal: str = "",

@@ -45,10 +45,10 @@ def check_submission(
     return image_submitted(
         request_id or new_request_id(),
         request.image,
-        actions,
-        detector,
-        principal,
-        request.frame if request.HasField("frame") else None,
+        actions=actions,
+        detector_backend=detector,
+        principal=principal,
+        frame=request.frame if request.HasField("frame") else None,
     )
 
 

@@ -57,7 +57,9 @@ def submission(
     request_id: str, image: bytes, actions: Sequence[str] = (), detector_backend: str = ""
 ) -> bytes:
     """A serialized ImageSubmitted record."""
-    return image_submitted(request_id, image, actions, detector_backend).SerializeToString()
+    return image_submitted(
+        request_id, image, actions=actions, detector_backend=detector_backend
+    ).SerializeToString()
 
 
 def produce(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from annotated_types import Ge
 
 from di.settings import (
     ENVIRONMENT_VARIABLES,
@@ -17,6 +18,7 @@ from di.settings import (
     configuration_table,
     is_secret,
 )
+from di.settings.section import said_by_type
 from facestream.models import DETECTOR_BACKENDS
 
 CONFIGURATION_PAGE = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
@@ -80,7 +82,7 @@ BAD_VALUES = [
     ("FACESTREAM_TOPIC_RESULTS", "", "a Kafka topic name"),
     ("FACESTREAM_TOPIC_DEAD_LETTER", "x" * 250, "a Kafka topic name"),
     ("FACESTREAM_PARTITIONS", "0", "an integer from 1 to 1024"),
-    ("FACESTREAM_MAX_IMAGE_BYTES", "10MB", "KiB/MiB/GiB suffix"),
+    ("FACESTREAM_MAX_IMAGE_BYTES", "10MB", "KiB/MiB/GiB/TiB suffix"),
     ("FACESTREAM_MAX_IMAGE_BYTES", "1GiB", "from 1KiB to 512MiB"),
     ("FACESTREAM_MAX_PIXELS", "-5", "an integer from 1 to 1000000000"),
     ("FACESTREAM_ACTIONS", "age,smile", "subset of age, gender, emotion, race"),
@@ -88,6 +90,9 @@ BAD_VALUES = [
     ("FACESTREAM_ACTIONS", "", "subset of age, gender, emotion, race"),
     ("FACESTREAM_DETECTOR_BACKEND", "yolov8n", "one of opencv, mtcnn"),
     ("FACESTREAM_BATCH_SIZE", "1000", "an integer from 1 to 256"),
+    ("FACESTREAM_DETECTION_MAX_SIDE", "10", "0 (never downscale) or an integer from 64 to 65535"),
+    ("FACESTREAM_EMBEDDED_BROKER_BUDGET", "2TiB", "a size from 1MiB to 1TiB"),
+    ("FACESTREAM_MODE", "quick", "one of exact, fast"),
     ("FACESTREAM_GRPC_ADDRESS", "50051", "host:port"),
     ("FACESTREAM_MAX_IN_FLIGHT", "0", "an integer from 1 to 1000000"),
     ("FACESTREAM_ACK_TIMEOUT", "never", "seconds, a number from 0.1 to 300"),
@@ -274,13 +279,33 @@ def test_topics_get_the_replication_and_min_insync_replicas_asked_for():
         Settings.from_env({"FACESTREAM_TOPIC_MIN_INSYNC_REPLICAS": "2"})
 
 
-def test_a_bound_is_written_once_in_its_parser():
-    # What a setting accepts is said by its parser (di/settings/values.py), made from the
-    # same bounds it checks; a declared `accepts` is only for what the parser cannot know.
+def test_a_bound_is_written_once_in_its_type():
+    # What a setting accepts is said from its type's bounds (Field(ge=, le=), Literal) or
+    # its parser (di/settings/values.py); a declared `accepts` is only for what they cannot
+    # know, so it never repeats them.
     repeated = []
     for field in all_fields():
         declared = (field.json_schema_extra or {}).get("accepts")
-        said = [getattr(m.func, "accepts", None) for m in field.metadata if hasattr(m, "func")]
-        if declared and declared in said:
+        if declared and declared == said_by_type(field):
             repeated.append(declared)
     assert not repeated, repeated
+    bounded = [f for f in all_fields() if any(isinstance(m, Ge) for m in f.metadata)]
+    assert len(bounded) >= 30  # the numbers' bounds are pydantic constraints
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "accepted"),
+    [
+        ("FACESTREAM_EMBEDDED_BROKER_BUDGET", "1TiB", 1024**4),
+        ("FACESTREAM_EMBEDDED_BROKER_BUDGET", "1 MiB", 1024**2),
+        ("FACESTREAM_ENGINE_THREADS", "0", 0),
+        ("FACESTREAM_DETECTION_MAX_SIDE", "64", 64),
+        ("FACESTREAM_MODE", " fast ", "fast"),
+    ],
+)
+def test_a_bound_admits_its_ends(name, value, accepted):
+    settings = Settings.from_env({name: value})
+    values = [
+        getattr(s, name.removeprefix("FACESTREAM_").lower(), None) for s in settings.sections()
+    ]
+    assert accepted in values

@@ -2,7 +2,8 @@
 
 A `Section` is a small typed, immutable pydantic-settings model of related settings (Kafka,
 the server, ...). Each field is one environment variable, declared with `setting`: its
-default as written in the environment, what it accepts and what it does. A process's
+default as written in the environment, what it accepts and what it does. Bounds are in
+the field's type (`Field(ge=, le=)`, `Literal`), and said in words from the same values. A process's
 settings (`ProcessSettings`) are the sections it uses; `from_env` reads and validates them
 from a mapping (the process's environment, or a test's), reporting every bad variable at
 once. Secrets are `SecretStr` values: never in a repr, a log or an error message.
@@ -16,6 +17,8 @@ from typing import Any, ClassVar, Self, get_args
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from di.settings.values import bounded_words
 
 ENV_PREFIX = "FACESTREAM_"
 
@@ -47,15 +50,20 @@ def environment_variable(name: str, field: FieldInfo) -> str:
 
 
 def accepts(field: FieldInfo) -> str:
-    """What a setting accepts, in words: as declared, or as its parser says."""
+    """What a setting accepts, in words: as declared, or as its type's bounds or its parser
+    say (`di.settings.values`)."""
     declared = (field.json_schema_extra or {}).get("accepts")  # type: ignore[union-attr]
-    if declared:
-        return str(declared)
+    said = said_by_type(field)
+    if declared or said:
+        return str(declared or said)
+    raise TypeError("a setting whose type or parser does not say what it accepts needs accepts=")
+
+
+def said_by_type(field: FieldInfo) -> str | None:
+    """What a setting's type says it accepts: its bounds, or its parser's words."""
+    bounded = bounded_words(field.annotation, field.metadata)
     words = [getattr(m.func, "accepts", None) for m in field.metadata if hasattr(m, "func")]
-    found = [w for w in words if w]
-    if not found:
-        raise TypeError("a setting whose parser does not say what it accepts needs accepts=")
-    return str(found[0])
+    return bounded or next((w for w in words if w), None)
 
 
 def is_secret(field: FieldInfo) -> bool:

@@ -6,9 +6,9 @@ table is generated from these declarations (`python -m di.settings`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, SecretStr, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 
 from di.settings import values as v
 from di.settings.section import Section, setting
@@ -42,11 +42,11 @@ class KafkaSettings(Section):
     kafka_bootstrap: Annotated[str, parsed(v.bootstrap)] = setting(
         "", "Kafka bootstrap servers. Empty: use the embedded broker on 127.0.0.1."
     )
-    kafka_security_protocol: Annotated[str, parsed(v.choice(SECURITY_PROTOCOLS))] = setting(
+    kafka_security_protocol: Annotated[Literal[SECURITY_PROTOCOLS], v.STRIPPED] = setting(
         "PLAINTEXT",
         "How every facestream client connects to Kafka (producers, consumers, topic creation).",
     )
-    kafka_sasl_mechanism: Annotated[str, parsed(v.choice(("", *SASL_MECHANISMS)))] = setting(
+    kafka_sasl_mechanism: Annotated[Literal[("", *SASL_MECHANISMS)], v.STRIPPED] = setting(
         "", "SASL mechanism, with a SASL_* protocol."
     )
     kafka_sasl_username: Annotated[str, parsed(str.strip)] = setting(
@@ -62,21 +62,21 @@ class KafkaSettings(Section):
         "CA (PEM) that signed Kafka's certificates, with SSL or SASL_SSL (else the system's).",
         accepts=_PEM_FILE,
     )
-    topic_replication_factor: Annotated[int, parsed(v.integer(1, 32))] = setting(
+    topic_replication_factor: Annotated[int, Field(ge=1, le=32)] = setting(
         "1",
         "Replicas of each topic facestream creates; 1 for the embedded broker, 3 on a "
         "production Kafka (acks=all means little with one copy).",
     )
-    topic_min_insync_replicas: Annotated[int, parsed(v.integer(1, 32))] = setting(
+    topic_min_insync_replicas: Annotated[int, Field(ge=1, le=32)] = setting(
         "1",
         "Replicas that must have a record before Kafka acknowledges it (min.insync.replicas "
         "of the topics facestream creates); 2 with 3 replicas.",
         accepts="an integer from 1 to 32, at most the replication factor",
     )
-    embedded_broker_port: Annotated[int, parsed(v.integer(1, 65535))] = setting(
+    embedded_broker_port: Annotated[int, Field(ge=1, le=65535)] = setting(
         "19092", "Port of the embedded broker (used only when FACESTREAM_KAFKA_BOOTSTRAP is empty)."
     )
-    embedded_broker_budget: Annotated[int, parsed(v.size(1 * v.MIB, 1024 * 1024 * v.MIB))] = (
+    embedded_broker_budget: Annotated[int, v.BYTES, Field(ge=1 * v.MIB, le=1024 * 1024 * v.MIB)] = (
         setting(
             "1GiB",
             "Bytes the embedded broker may hold (it keeps every record in memory, without "
@@ -99,20 +99,20 @@ class KafkaSettings(Section):
         "faces.tracks",
         "Topic of track summaries (TrackSummary), one per face followed across a stream's frames.",
     )
-    partitions: Annotated[int, parsed(v.integer(1, 1024))] = setting(
+    partitions: Annotated[int, Field(ge=1, le=1024)] = setting(
         "4", "Partitions of each topic facestream creates; keep >= total dataflow workers."
     )
-    topic_retention: Annotated[float, parsed(v.seconds(60, 10 * 365 * 86400))] = setting(
+    topic_retention: Annotated[float, Field(ge=60, le=10 * 365 * 86400), v.SECONDS] = setting(
         "86400",
         "How long the topics facestream creates keep records (retention.ms): a day by "
         "default; a video stream writes a lot (5 frames/s of 100 KB is 43 GB a day).",
     )
-    topic_retention_bytes: Annotated[int, parsed(v.size(1024 * 1024, 1024 * 1024 * v.MIB))] = (
-        setting(
-            "1GiB",
-            "Bytes each partition of those topics keeps at most (retention.bytes); the "
-            "oldest records go first. The embedded broker ignores both (see Limits).",
-        )
+    topic_retention_bytes: Annotated[
+        int, v.BYTES, Field(ge=1024 * 1024, le=1024 * 1024 * v.MIB)
+    ] = setting(
+        "1GiB",
+        "Bytes each partition of those topics keeps at most (retention.bytes); the "
+        "oldest records go first. The embedded broker ignores both (see Limits).",
     )
 
     @model_validator(mode="after")
@@ -191,10 +191,10 @@ class RequestSettings(Section):
 
     title = "Requests"
 
-    max_image_bytes: Annotated[int, parsed(v.size(1024, 512 * v.MIB))] = setting(
+    max_image_bytes: Annotated[int, v.BYTES, Field(ge=1024, le=512 * v.MIB)] = setting(
         "10MiB", "Largest accepted image, in bytes. Kafka limits are raised to fit it."
     )
-    max_pixels: Annotated[int, parsed(v.integer(1, 1_000_000_000))] = setting(
+    max_pixels: Annotated[int, Field(ge=1, le=1_000_000_000)] = setting(
         "40000000",
         "Largest accepted image in pixels (width x height), against decompression bombs.",
     )
@@ -216,7 +216,7 @@ class ModelSettings(Section):
         "Actions this deployment loads and allows, and those a request that names none gets."
         " embedding (VGG-Face, 16 KiB per face) is off unless listed here.",
     )
-    detector_backend: Annotated[str, parsed(v.choice(tuple(DETECTOR_BACKENDS)))] = setting(
+    detector_backend: Annotated[Literal[tuple(DETECTOR_BACKENDS)], v.STRIPPED] = setting(
         "opencv", "DeepFace face detector used when a request does not name its own."
     )
     deepface_home: Annotated[Path, parsed(v.directory)] = setting(
@@ -236,18 +236,18 @@ class AnalysisSettings(Section):
 
     title = "Analysis"
 
-    mode: Annotated[str, parsed(v.choice(MODES))] = setting(
+    mode: Annotated[Literal[MODES], v.STRIPPED] = setting(
         "exact",
         "exact: the results of DeepFace.analyze. fast: detection without DeepFace's "
         "full-image border, int8 (FACESTREAM_PRECISION=auto); its agreement with exact is in "
         "the docs/performance.md.",
     )
-    engine: Annotated[str, parsed(v.choice(ENGINES))] = setting(
+    engine: Annotated[Literal[ENGINES], v.STRIPPED] = setting(
         "openvino",
         "What runs the attribute models: OpenVINO (converted from the loaded Keras models; "
         "fastest, DeepFace's results in fp32) or TensorFlow (DeepFace's own path).",
     )
-    precision: Annotated[str, parsed(v.choice(("auto", *PRECISIONS)))] = setting(
+    precision: Annotated[Literal[("auto", *PRECISIONS)], v.STRIPPED] = setting(
         "auto",
         "auto: fp32 in exact mode; in fast mode int8 on OpenVINO (bf16 where the CPU has it, "
         "else fp32, when no calibration set can be built). int8 is quantized at first start "
@@ -260,25 +260,21 @@ class AnalysisSettings(Section):
         "Where OpenVINO conversions are kept, keyed by the weights' hashes and the "
         "OpenVINO version, so that a restart skips them.",
     )
-    batch_size: Annotated[int, parsed(v.integer(1, 256))] = setting(
+    batch_size: Annotated[int, Field(ge=1, le=256)] = setting(
         "8", "Faces per model call in the dataflow's batched analysis."
     )
-    engine_threads: Annotated[
-        int, parsed(v.integer_or_zero(1, 1024, "every core this process may use"))
-    ] = setting(
+    engine_threads: v.zero_or(1, 1024, "every core this process may use") = setting(
         "0",
         "Threads of the OpenVINO engine and of OpenCV's detection in each dataflow process. "
         "Several dataflow processes on one machine: give each its share of the cores "
         "(docs/operations.md).",
     )
-    detection_max_side: Annotated[int, parsed(v.integer_or_zero(64, 65535, "never downscale"))] = (
-        setting(
-            "auto",
-            "Images with a longer side are downscaled for face detection only; faces are "
-            "still cropped from the full image. 0 keeps DeepFace's results on every image.",
-            accepts="auto (2048 in exact mode, 1024 in fast mode), 0 (never downscale) or an "
-            "integer from 64 to 65535",
-        )
+    detection_max_side: v.zero_or(64, 65535, "never downscale") = setting(
+        "auto",
+        "Images with a longer side are downscaled for face detection only; faces are "
+        "still cropped from the full image. 0 keeps DeepFace's results on every image.",
+        accepts="auto (2048 in exact mode, 1024 in fast mode), 0 (never downscale) or an "
+        "integer from 64 to 65535",
     )
 
     @model_validator(mode="before")
@@ -305,7 +301,7 @@ class DataflowSettings(Section):
 
     title = "Dataflow"
 
-    max_attempts: Annotated[int, parsed(v.integer(1, 100))] = setting(
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = setting(
         "3",
         "Crashes of the dataflow on one record before it is quarantined (FAILED with "
         "request.poison, record to the dead-letter topic).",
@@ -329,48 +325,48 @@ class TrackingSettings(Section):
 
     title = "Tracking"
 
-    tracking_reanalyse_after: Annotated[float, parsed(v.seconds(0, 86400))] = setting(
+    tracking_reanalyse_after: Annotated[float, Field(ge=0, le=86400), v.SECONDS] = setting(
         "2",
         "A tracked face is analysed when its track opens, and again once this much stream "
         "time (the frames' positions in the video, never the wall clock) has passed since "
         "its track's last analysis. 0: no tracking, every face of every frame is analysed.",
         accepts="seconds of stream time, a number from 0 to 86400; 0 turns tracking off",
     )
-    tracking_min_overlap: Annotated[float, parsed(v.number(0.01, 1))] = setting(
+    tracking_min_overlap: Annotated[float, Field(ge=0.01, le=1)] = setting(
         "0.3",
         "Least overlap (intersection over union of the boxes) for a face to continue a "
         "track of the frame before.",
     )
-    tracking_max_missed: Annotated[int, parsed(v.integer(0, 10000))] = setting(
+    tracking_max_missed: Annotated[int, Field(ge=0, le=10000)] = setting(
         "5",
         "Frames in a row a track may be missing from before it ends; a face seen again "
         "after that opens a new track.",
     )
-    tracking_max_resize: Annotated[float, parsed(v.number(0.01, 100))] = setting(
+    tracking_max_resize: Annotated[float, Field(ge=0.01, le=100)] = setting(
         "0.25",
         "A tracked face is analysed again when its box grew or shrank by more than this "
         "fraction of its size when it was last analysed (a face that comes closer shows "
         "more).",
     )
-    tracking_max_move: Annotated[float, parsed(v.number(0.01, 100))] = setting(
+    tracking_max_move: Annotated[float, Field(ge=0.01, le=100)] = setting(
         "1",
         "A tracked face is analysed again when it moved further than this fraction of its "
         "size since it was last analysed.",
     )
-    tracking_max_tracks: Annotated[int, parsed(v.integer(1, 1024))] = setting(
+    tracking_max_tracks: Annotated[int, Field(ge=1, le=1024)] = setting(
         "32", "Open tracks per stream; more faces in a frame are analysed untracked."
     )
-    tracking_gap_timeout: Annotated[float, parsed(v.seconds(0.1, 3600))] = setting(
+    tracking_gap_timeout: Annotated[float, Field(ge=0.1, le=3600), v.SECONDS] = setting(
         "5",
         "How long the tracker waits for a stream's missing frame before it goes on without "
         "it (counted as skipped; the frame, if it comes, is answered untracked).",
     )
-    tracking_max_buffered: Annotated[int, parsed(v.integer(1, 10000))] = setting(
+    tracking_max_buffered: Annotated[int, Field(ge=1, le=10000)] = setting(
         "64",
         "Frames the tracker holds per stream while it waits for a missing one; one more "
         "and it goes on without the missing frame.",
     )
-    tracking_idle_timeout: Annotated[float, parsed(v.seconds(1, 86400))] = setting(
+    tracking_idle_timeout: Annotated[float, Field(ge=1, le=86400), v.SECONDS] = setting(
         "60",
         "A stream without frames for this long is closed: its tracks end (summarised, "
         "ended_by idle) and its state is dropped.",
@@ -403,14 +399,14 @@ class ServerSettings(Section):
     grpc_address: Annotated[str, parsed(v.address)] = setting(
         "127.0.0.1:50051", "Address the gRPC server binds to, and clients connect to."
     )
-    ack_timeout: Annotated[float, parsed(v.seconds(0.1, 300))] = setting(
+    ack_timeout: Annotated[float, Field(ge=0.1, le=300), v.SECONDS] = setting(
         "10",
         "Longest wait for Kafka to acknowledge a record; then the call fails with UNAVAILABLE.",
     )
-    result_timeout: Annotated[float, parsed(v.seconds(1, 86400))] = setting(
+    result_timeout: Annotated[float, Field(ge=1, le=86400), v.SECONDS] = setting(
         "300", "Longest wait of Analyze for its result when the client sets no shorter deadline."
     )
-    stream_gap_timeout: Annotated[float, parsed(v.seconds(1, 3600))] = setting(
+    stream_gap_timeout: Annotated[float, Field(ge=1, le=3600), v.SECONDS] = setting(
         "30",
         "How long WatchStream waits for a frame whose result is missing while later ones "
         "are there (a frame Kafka never acknowledged) before it skips it.",
@@ -422,45 +418,45 @@ class LimitsSettings(Section):
 
     title = "Limits"
 
-    max_in_flight: Annotated[int, parsed(v.integer(1, 1_000_000))] = setting(
+    max_in_flight: Annotated[int, Field(ge=1, le=1_000_000)] = setting(
         "1024", "Publishes a gRPC server waits on at once; beyond it calls get RESOURCE_EXHAUSTED."
     )
-    max_concurrent_rpcs: Annotated[int, parsed(v.integer(1, 1_000_000))] = setting(
+    max_concurrent_rpcs: Annotated[int, Field(ge=1, le=1_000_000)] = setting(
         "1000",
         "Calls a gRPC server runs at once (streams included); beyond it calls get "
         "RESOURCE_EXHAUSTED.",
     )
-    max_held_image_bytes: Annotated[int, parsed(v.size(1024, 64 * 1024 * v.MIB))] = setting(
+    max_held_image_bytes: Annotated[int, v.BYTES, Field(ge=1024, le=64 * 1024 * v.MIB)] = setting(
         "256MiB",
         "Image bytes a gRPC server holds for calls in progress (an Analyze keeps its image "
         "until its result); beyond it calls get RESOURCE_EXHAUSTED.",
     )
-    max_watchers: Annotated[int, parsed(v.integer(1, 100_000))] = setting(
+    max_watchers: Annotated[int, Field(ge=1, le=100_000)] = setting(
         "256",
         "WatchResults and WatchStream streams a gRPC server serves at once; beyond it they get "
         "RESOURCE_EXHAUSTED.",
     )
-    max_in_flight_per_principal: Annotated[int, parsed(v.integer(1, 1_000_000))] = setting(
+    max_in_flight_per_principal: Annotated[int, Field(ge=1, le=1_000_000)] = setting(
         "256",
         "Publishes one principal may have waiting on Kafka at once; beyond it its calls get "
         "RESOURCE_EXHAUSTED.",
     )
-    max_calls_per_principal: Annotated[int, parsed(v.integer(1, 1_000_000))] = setting(
+    max_calls_per_principal: Annotated[int, Field(ge=1, le=1_000_000)] = setting(
         "250",
         "AnalyzeService calls one principal may run at once (streams included); beyond it "
         "its calls get RESOURCE_EXHAUSTED. Applies when authentication is on.",
     )
-    max_watchers_per_principal: Annotated[int, parsed(v.integer(1, 100_000))] = setting(
+    max_watchers_per_principal: Annotated[int, Field(ge=1, le=100_000)] = setting(
         "64",
         "WatchResults and WatchStream streams one principal may hold open at once; beyond it "
         "its watches get RESOURCE_EXHAUSTED. Applies when authentication is on.",
     )
-    max_held_image_bytes_per_principal: Annotated[int, parsed(v.size(1024, 64 * 1024 * v.MIB))] = (
-        setting(
-            "64MiB",
-            "Image bytes the server holds for one principal's calls in progress; beyond it its "
-            "calls get RESOURCE_EXHAUSTED. Applies when authentication is on.",
-        )
+    max_held_image_bytes_per_principal: Annotated[
+        int, v.BYTES, Field(ge=1024, le=64 * 1024 * v.MIB)
+    ] = setting(
+        "64MiB",
+        "Image bytes the server holds for one principal's calls in progress; beyond it its "
+        "calls get RESOURCE_EXHAUSTED. Applies when authentication is on.",
     )
 
 
@@ -548,7 +544,7 @@ class ObservabilitySettings(Section):
     title = "Observability"
 
     log_level: Annotated[str, parsed(v.log_level)] = setting("INFO", "Level of facestream's log.")
-    log_format: Annotated[str, parsed(v.choice(LOG_FORMATS))] = setting(
+    log_format: Annotated[Literal[LOG_FORMATS], v.STRIPPED] = setting(
         "text",
         "text: one readable line per event; json: one JSON object per line (time, level, "
         "message, worker, and request_id and stage where the event has them).",
@@ -556,13 +552,11 @@ class ObservabilitySettings(Section):
     metrics_host: Annotated[str, parsed(v.host)] = setting(
         "127.0.0.1", "Address the Prometheus /metrics endpoints of this process bind to."
     )
-    metrics_port: Annotated[int, parsed(v.integer_or_zero(1, 65535, "no endpoint"))] = setting(
+    metrics_port: v.zero_or(1, 65535, "no endpoint") = setting(
         "9464", "Port of the gRPC server's Prometheus /metrics endpoint."
     )
-    dataflow_metrics_port: Annotated[int, parsed(v.integer_or_zero(1, 65535, "no endpoint"))] = (
-        setting(
-            "9465",
-            "Port of a dataflow process's Prometheus /metrics endpoint (one per process: give "
-            "each process on one host its own).",
-        )
+    dataflow_metrics_port: v.zero_or(1, 65535, "no endpoint") = setting(
+        "9465",
+        "Port of a dataflow process's Prometheus /metrics endpoint (one per process: give "
+        "each process on one host its own).",
     )

@@ -1,22 +1,27 @@
-"""What a setting's value may be: parsers from the text of an environment variable to a
-typed value. Each raises ValueError on a value it does not accept; the section that uses
-it says what it accepts, in words, for the message."""
+"""What a setting's value may be. Bounds are in the types (pydantic `Field(ge=, le=)`,
+`Literal`), and `bounded_words` says them in words for the configuration page and the
+error messages. Formats (a topic name, a host:port, a file) are parsers from the text of
+an environment variable, each with what it accepts in words; each raises ValueError on a
+value it does not accept."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
+
+from annotated_types import Ge, Le
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from facestream.byte_sizes import UNITS
 
 MIB = UNITS["MiB"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-_SIZE = re.compile(r"^(\d+)\s*(B|KiB|MiB|GiB)?$")
-_SIZE_UNITS = {None: 1, **UNITS}
-N = TypeVar("N", int, float)
+_SIZE = re.compile(r"^(\d+)\s*(B|KiB|MiB|GiB|TiB)?$")
+_SIZE_UNITS = {None: 1, **UNITS, "TiB": 1024 * UNITS["GiB"]}
 T = TypeVar("T")
 
 
@@ -37,79 +42,79 @@ def accepting(words: str) -> Callable[[Callable[[str], T]], Parser]:
     return lambda parse: Parser(parse, words)
 
 
-def in_range(convert: Callable[[str], N], low: N, high: N) -> Callable[[str], N]:
-    """`convert`, then refuse values outside [low, high]."""
+# Markers read by `bounded_words`: what a bounded number is, beyond its type.
+SECONDS = "seconds"
+STRIPPED = BeforeValidator(str.strip)
 
-    def parse(raw: str) -> N:
-        value = convert(raw)
-        if not low <= value <= high:  # type: ignore[operator]
+
+@dataclass(frozen=True)
+class ZeroMeans:
+    """0 is allowed and means `meaning`; other values start at `low`."""
+
+    meaning: str
+    low: int
+
+
+def byte_count(raw: str) -> int:
+    """A size in bytes, or with a KiB/MiB/GiB/TiB suffix (binary units only: "10MB" is
+    ambiguous, so it is refused)."""
+    match = _SIZE.match(str(raw).strip())
+    if not match:
+        raise ValueError
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+BYTES = BeforeValidator(byte_count)
+
+
+def zero_or(low: int, high: int, meaning: str) -> Any:
+    """The type of a setting that is 0 (`meaning`: "off", "never"...) or from low to high."""
+
+    def refuse_below_low(value: int) -> int:
+        if 0 < value < low:
             raise ValueError
         return value
 
-    return parse
-
-
-def integer(low: int, high: int) -> Parser:
-    return Parser(in_range(int, low, high), f"an integer from {low} to {high}")
+    return Annotated[
+        int, Field(ge=0, le=high), ZeroMeans(meaning, low), AfterValidator(refuse_below_low)
+    ]
 
 
 def _number_words(value: float) -> str:
     return str(int(value)) if value == int(value) else f"{value:g}"
 
 
-def number(low: float, high: float) -> Parser:
-    words = f"a number from {_number_words(low)} to {_number_words(high)}"
-    return Parser(in_range(float, low, high), words)
-
-
-def seconds(low: float, high: float) -> Parser:
-    words = f"seconds, a number from {_number_words(low)} to {_number_words(high)}"
-    return Parser(in_range(float, low, high), words)
-
-
-def integer_or_zero(low: int, high: int, zero: str) -> Parser:
-    """0 (meaning `zero`: "off", "never"...) or an integer in [low, high]."""
-    within = integer(low, high)
-    return Parser(
-        lambda raw: 0 if raw.strip() == "0" else within(raw),
-        f"0 ({zero}) or an integer from {low} to {high}",
-    )
-
-
-def byte_count(raw: str) -> int:
-    """A size in bytes, or with a KiB/MiB/GiB suffix."""
-    match = _SIZE.match(raw.strip())
-    if not match:
-        raise ValueError
-    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
-
-
 def size_words(count: int) -> str:
     """A whole byte count as a setting would be written: 64MiB, 1TiB."""
-    for unit, scale in (("TiB", 1024 * UNITS["GiB"]), ("GiB", UNITS["GiB"]), ("MiB", MIB)):
-        if count % scale == 0:
-            return f"{count // scale}{unit}"
-    return f"{count // 1024}KiB" if count % 1024 == 0 else str(count)
+    for unit in ("TiB", "GiB", "MiB", "KiB"):
+        if count % _SIZE_UNITS[unit] == 0:
+            return f"{count // _SIZE_UNITS[unit]}{unit}"
+    return str(count)
 
 
-def size(low: int, high: int) -> Parser:
-    return Parser(
-        in_range(byte_count, low, high),
-        f"a size from {size_words(low)} to {size_words(high)}, in bytes or with a "
-        "KiB/MiB/GiB suffix",
-    )
-
-
-def choice(allowed: tuple[str, ...]) -> Parser:
-    def parse(raw: str) -> str:
-        value = raw.strip()
-        if value not in allowed:
-            raise ValueError
-        return value
-
-    named = [a for a in allowed if a]
-    words = f"one of {', '.join(named)}" + (", or empty" if "" in allowed else "")
-    return Parser(parse, words)
+def bounded_words(annotation: Any, metadata: list[Any]) -> str | None:
+    """What a setting whose bounds are in its type accepts, in words, from the same bounds
+    pydantic checks: a Literal's values, or a number's Ge/Le (None: its type has none)."""
+    if get_origin(annotation) is Literal:
+        allowed = get_args(annotation)
+        named = ", ".join(str(a) for a in allowed if a)
+        return f"one of {named}" + (", or empty" if "" in allowed else "")
+    low = next((m.ge for m in metadata if isinstance(m, Ge)), None)
+    high = next((m.le for m in metadata if isinstance(m, Le)), None)
+    if low is None or high is None:
+        return None
+    zero = next((m for m in metadata if isinstance(m, ZeroMeans)), None)
+    if zero:
+        return f"0 ({zero.meaning}) or an integer from {zero.low} to {high}"
+    if BYTES in metadata:
+        return (
+            f"a size from {size_words(low)} to {size_words(high)}, in bytes or with a "
+            "KiB/MiB/GiB/TiB suffix"
+        )
+    if annotation is int:
+        return f"an integer from {low} to {high}"
+    unit = "seconds, " if SECONDS in metadata else ""
+    return f"{unit}a number from {_number_words(low)} to {_number_words(high)}"
 
 
 def subset(allowed: tuple[str, ...]) -> Parser:
@@ -190,4 +195,6 @@ def directory(raw: str) -> Path:
 
 @accepting(f"one of {', '.join(LOG_LEVELS)}")
 def log_level(raw: str) -> str:
-    return choice(LOG_LEVELS)(raw.strip().upper())
+    if raw.strip().upper() not in LOG_LEVELS:
+        raise ValueError
+    return raw.strip().upper()
