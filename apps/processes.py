@@ -5,6 +5,7 @@ condition with a bounded timeout."""
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -34,6 +35,13 @@ TIED_TO_PARENT: tuple[str, ...] = (
     *((_SETPRIV, "--pdeathsig", "TERM", "--") if _SETPRIV else ()),
     *((_ENV, "--default-signal=INT") if _ENV else ()),
 )
+
+
+def as_user(user: pwd.struct_passwd | None) -> tuple[str, ...]:
+    """The program that runs a command as `user` (this process being root); none for None."""
+    if user is None:
+        return ()
+    return ("setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups")
 
 
 class WaitTimeoutError(TimeoutError):
@@ -78,7 +86,8 @@ class ChildProcess:
     """A command run as a child in its own session (so a terminal's Ctrl-C reaches only the
     parent, which stops children in order), its output in a log file, ended with its
     parent at the latest. Without `env` it inherits this process's environment. With
-    `separate_errors`, stderr goes to a log of its own (`errors()`)."""
+    `separate_errors`, stderr goes to a log of its own (`errors()`). With `user`, it runs as
+    that system user (this process being root)."""
 
     def __init__(
         self,
@@ -87,6 +96,7 @@ class ChildProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         separate_errors: bool = False,
+        user: pwd.struct_passwd | None = None,
     ) -> None:
         self.name = name
         self.argv = tuple(argv)  # as given: without the programs that tie it to its parent
@@ -96,8 +106,9 @@ class ChildProcess:
             if separate_errors
             else None
         )
+        # The user first: a change of credentials clears the parent-death signal.
         self.process = subprocess.Popen(
-            [*TIED_TO_PARENT, *argv],
+            [*as_user(user), *TIED_TO_PARENT, *argv],
             cwd=cwd,
             env=dict(env) if env is not None else None,
             stdin=subprocess.DEVNULL,

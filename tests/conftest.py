@@ -1,17 +1,20 @@
-"""Fixtures only: the embedded broker, the test photos, fresh topics, credentials. Helpers
-live in modules of their own (tests/commands.py, pipeline.py, grpc_helpers.py, photos.py,
-images.py); what every test directory shares (synthetic weights, the model worker, the
-memory bound) is in the repository's conftest.py."""
+"""Fixtures only: the embedded broker, the galleries' PostgreSQL, the test photos, fresh
+topics, credentials. Helpers live in modules of their own (tests/commands.py, pipeline.py,
+grpc_helpers.py, photos.py, images.py); what every test directory shares (synthetic
+weights, the model worker, the memory bound) is in the repository's conftest.py."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from apps.broker import EmbeddedBroker, free_port
+from apps.gallery_database import EmbeddedPostgres
 from apps.image_sources import SHARED_FACES
+from facestream.gallery_store import GalleryStore, connection_pool
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +49,37 @@ def embedded_broker() -> Iterator[EmbeddedBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def gallery_database(tmp_path_factory) -> Iterator[EmbeddedPostgres]:
+    """One embedded PostgreSQL for the session, in a temporary folder; stopped by pid."""
+    database = EmbeddedPostgres(tmp_path_factory.mktemp("galleries") / "postgres")
+    database.start()
+    try:
+        yield database
+    finally:
+        database.stop()
+
+
+@pytest.fixture
+def gallery_dsn(gallery_database) -> str:
+    """A fresh, empty database on the session's PostgreSQL: its connection string."""
+    import psycopg
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(gallery_database.dsn_of("postgres"), autocommit=True) as db:
+        db.execute(f"create database {name}")
+    return gallery_database.dsn_of(name)
+
+
+@pytest.fixture
+def gallery_store(gallery_dsn) -> Iterator[GalleryStore]:
+    """A migrated gallery store on a fresh database."""
+    with connection_pool(gallery_dsn, max_size=4) as pool:
+        store = GalleryStore(pool)
+        store.migrate()
+        yield store
 
 
 @pytest.fixture
