@@ -1,9 +1,10 @@
-"""The facestream pipeline, built from the steps in `dataflow.steps` and, for the frames
-of tracked streams, `dataflow.tracking_steps`, as named parts (Bytewax composite
-operators, each a function returning its named streams):
+"""The facestream pipeline, built from the steps in `dataflow.steps`, for the frames of
+tracked streams `dataflow.tracking_steps`, and for identification and enrolment
+`dataflow.recognition_steps`, as named parts (Bytewax composite operators, each a function
+returning its named streams):
 
-requests -> parse_requests -+-> extract_faces -+-> analyse_faces (batched) ------+
-                            |  (quarantine)    |                                  |
+requests -> parse_requests -+-> extract_faces -+-> analyse_faces (batched, -------+
+                            |  (quarantine)    |   then recognised)               |
                             |                  |   +----- faces of images <-------+
                             |                  |   +-> gather_images ------+-> results
                             |                  +-> invalid / no face ------+
@@ -66,6 +67,7 @@ Summary = records_pb2.TrackSummary
 Extract = Callable[[ImageJob], Sequence[FaceJob | FrameFaces | Result | DeadLetter]]
 Track = Callable[[TrackerState | None], TrackFaces]
 Analyse = Callable[[Sequence[FaceJob]], list[AnalyzedFace]]
+Recognise = Callable[[Sequence[AnalyzedFace]], list[AnalyzedFace]]
 GatherImage = Callable[[Gathering | None, AnalyzedFace], tuple[Gathering | None, list[Result]]]
 GatherFrame = Callable[
     [FrameGathering | None, FramePlan | AnalyzedFace],
@@ -93,6 +95,7 @@ class FlowSteps:
     extract_faces: Extract
     track_faces: Track
     analyze_faces: Analyse
+    recognise_faces: Recognise
     gather_results: GatherImage
     gather_frames: GatherFrame
     result_record_out: Callable[[Result], OutgoingRecord]
@@ -128,7 +131,12 @@ def analyse_requests(
     extracted = extract_faces("extract_faces", parsed.images, steps.extract_faces)
     tracked = track_faces("track_faces", extracted.frames, steps.track_faces)
     analysed = analyse_faces(
-        "analyse_faces", extracted.faces, tracked.faces, steps.analyze_faces, metrics
+        "analyse_faces",
+        extracted.faces,
+        tracked.faces,
+        steps.analyze_faces,
+        steps.recognise_faces,
+        metrics,
     )
     images = gather_images("gather_images", analysed.image_faces, steps.gather_results)
     frames = gather_frames(
@@ -204,12 +212,15 @@ def analyse_faces(
     faces: Stream[FaceJob],
     tracked_faces: Stream[FaceJob],
     analyse: Analyse,
+    recognise: Recognise,
     metrics: DataflowMetrics,
 ) -> Analysed:
-    """Every face through the models in batches. Faces are analysed where they were found:
-    the process's inference executor batches the faces of all its worker threads
-    (spreading them over the workers made a worker busy detecting hold faces back)."""
+    """Every face through the models in batches, then identified or enrolled when its
+    request asks. Faces are analysed where they were found: the process's inference
+    executor batches the faces of all its worker threads (spreading them over the workers
+    made a worker busy detecting hold faces back)."""
     analysed = op.flat_map_batch("analyse", op.merge("all_faces", faces, tracked_faces), analyse)
+    analysed = op.flat_map_batch("recognise", analysed, recognise)
     op.inspect("count_faces", analysed, partial(count_face, metrics=metrics))
     split = op.branch("split_tracked_faces", analysed, is_tracked_face)
     return Analysed(split.falses, split.trues)

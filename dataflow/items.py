@@ -42,6 +42,8 @@ class ImageJob:
     frame: records_pb2.StreamFrame | None = None  # its place in a stream, copied to its result
     # (code, message): the gRPC front refused this frame; it is answered without an image.
     refusal: tuple[str, str] | None = None
+    identify: records_pb2.Identify | None = None  # match each face against this gallery
+    enrolment: records_pb2.Enrolment | None = None  # write its one face into a gallery
 
     @property
     def attempt_key(self) -> str:
@@ -76,6 +78,12 @@ class ImageProgress:
     # The frame's stream state in gather_frames (`principal/stream#session`) when it is
     # tracked; empty: the image is gathered alone (gather_results).
     stream_gathering: str = ""
+    identify: records_pb2.Identify | None = None
+    enrolment: records_pb2.Enrolment | None = None
+    image_sha256: bytes = b""  # an enrolment's image, named in the gallery store
+    # The embedding goes in the result (asked for); else it was computed only to identify
+    # or enrol the face, and is dropped once that is done.
+    keep_embedding: bool = True
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,7 @@ class AnalyzedFace:
     record: records_pb2.Face | None
     error: tuple[str, str] | None
     analyze_seconds: float
+    enrolled: records_pb2.EnrolledFace | None = None  # an enrolment's face, once written
 
 
 @dataclass
@@ -198,6 +207,8 @@ class AttributeTally:
     ages: int = 0
     age_sum: float = 0.0
     score_sums: dict[str, dict[str, float]] = field(default_factory=dict)  # action: label: sum
+    subjects: dict[str, int] = field(default_factory=dict)  # verified best matches, counted
+    best_distance: dict[str, float] = field(default_factory=dict)  # per subject
 
 
 @dataclass

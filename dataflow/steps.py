@@ -34,6 +34,7 @@ from dataflow.items import (
 from facestream.analyzer import FaceAnalyzer
 from facestream.attempts import AttemptLog
 from facestream.faces import Face, model_input
+from facestream.gallery_store import image_digest
 from facestream.images import InvalidImageError, decode_image
 from facestream.inference import Describe
 from facestream.kafka_records import (
@@ -44,6 +45,7 @@ from facestream.kafka_records import (
     result_key,
     result_record,
 )
+from facestream.models import EMBEDDING
 from facestream.requests import InvalidRequestError, RequestLimits, resolve_options
 from facestream.v1 import records_pb2
 
@@ -91,6 +93,8 @@ def parse_request(message: KafkaSourceMessage) -> ImageJob | DeadLetter:
             if submission.HasField("refusal")
             else None
         ),
+        identify=submission.identify if submission.HasField("identify") else None,
+        enrolment=submission.enrolment if submission.HasField("enrolment") else None,
     )
 
 
@@ -186,7 +190,8 @@ def extract_faces(
         )
     begin = time.time()
     try:
-        actions, detector = resolve_options(job.actions, job.detector_backend, limits)
+        asked, detector = resolve_options(job.actions, job.detector_backend, limits)
+        actions = recognition_actions(job, asked, limits)
         image = decode_image(job.image, limits.max_image_bytes, limits.max_pixels)
     except Exception as error:  # whatever a decoder raises fails this image only
         status, problem = decode_failure(job, error, logger)
@@ -204,6 +209,18 @@ def extract_faces(
             decode=decoded - begin,
         )
     detected = time.time()
+    if job.enrolment is not None and len(faces) != 1:
+        return finished_image(
+            job,
+            Status.ANALYSIS_STATUS_FAILED,
+            (
+                "enroll.face_count",
+                f"an enrolment image must hold exactly one face; this one has {len(faces)}",
+            ),
+            synthetic_weights=analyzer.synthetic_weights,
+            decode=decoded - begin,
+            detect=detected - decoded,
+        )
     if not faces:
         return finished_image(
             job,
@@ -213,7 +230,30 @@ def extract_faces(
             decode=decoded - begin,
             detect=detected - decoded,
         )
-    return faces_to_analyze(job, faces, actions, decode=decoded - begin, detect=detected - decoded)
+    keep_embedding = EMBEDDING in asked and job.enrolment is None
+    return faces_to_analyze(
+        job, faces, actions, keep_embedding, decode=decoded - begin, detect=detected - decoded
+    )
+
+
+def recognition_actions(
+    job: ImageJob, actions: tuple[str, ...], limits: RequestLimits
+) -> tuple[str, ...]:
+    """The actions an image runs with once recognition is counted in: identifying or
+    enrolling needs the embedding (dropped from the result unless asked for), and an
+    enrolment needs nothing else. InvalidRequestError when this deployment has no
+    embedding model."""
+    if job.identify is None and job.enrolment is None:
+        return actions
+    if EMBEDDING not in limits.enabled_actions:
+        raise InvalidRequestError(
+            "request.action_disabled",
+            "identification and enrolment need the embedding model: add embedding to "
+            "FACESTREAM_ACTIONS",
+        )
+    if job.enrolment is not None:
+        return (EMBEDDING,)
+    return actions if EMBEDDING in actions else (*actions, EMBEDDING)
 
 
 def refusal_status(code: str) -> int:
@@ -294,10 +334,17 @@ def finished_image(
 
 
 def faces_to_analyze(
-    job: ImageJob, faces: Sequence[Face], actions: tuple[str, ...], *, decode: float, detect: float
+    job: ImageJob,
+    faces: Sequence[Face],
+    actions: tuple[str, ...],
+    keep_embedding: bool = True,
+    *,
+    decode: float,
+    detect: float,
 ) -> list[FaceJob]:
     """One FaceJob per face found, in the detector's order; each carries the image's
-    progress so far, for its result once all its faces are analysed."""
+    progress so far, for its result once all its faces are analysed (and whether its
+    embedding stays in the result, or was computed only for recognition)."""
     progress = ImageProgress(
         request_id=job.request_id,
         principal=job.principal,
@@ -308,6 +355,10 @@ def faces_to_analyze(
         decode=decode,
         detect=detect,
         frame=job.frame,
+        identify=job.identify,
+        enrolment=job.enrolment,
+        image_sha256=image_digest(job.image) if job.enrolment is not None else b"",
+        keep_embedding=keep_embedding,
     )
     return [
         FaceJob(image=progress, index=index, face=face, actions=actions)
@@ -398,6 +449,9 @@ def gather_results(
         principal=progress.principal,
         frame=progress.frame,
     )
+    enrolled = [f.enrolled for f in faces if f.enrolled is not None]
+    if enrolled and not errors:
+        result.enrolled.CopyFrom(enrolled[0])
     return None, [result]
 
 

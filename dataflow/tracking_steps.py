@@ -457,13 +457,20 @@ def add_to_tally(tally: AttributeTally, face: records_pb2.Face) -> None:
         sums = tally.score_sums.setdefault(action, {})
         for label, score in distribution.scores.items():
             sums[label] = sums.get(label, 0.0) + score
+    matches = face.identity.matches
+    if matches and matches[0].verified:
+        best = matches[0]
+        tally.subjects[best.subject] = tally.subjects.get(best.subject, 0) + 1
+        known = tally.best_distance.get(best.subject, best.distance)
+        tally.best_distance[best.subject] = min(known, best.distance)
 
 
 def track_summary(
     plan: FramePlan, track: Track, tally: AttributeTally, *, synthetic_weights: bool
 ) -> records_pb2.TrackSummary:
     """The TrackSummary of an ended track: where it was, how often it was seen and
-    analysed, and the means of its analyses."""
+    analysed, the means of its analyses, and, when its faces were identified, the subject
+    they matched most."""
     summary = records_pb2.TrackSummary(
         principal=plan.principal,
         stream_id=plan.stream_id,
@@ -487,6 +494,12 @@ def track_summary(
         distribution = getattr(summary, action)
         distribution.scores.update({label: total / tally.analyses for label, total in sums.items()})
         distribution.dominant = max(sorted(sums), key=lambda label: sums[label])
+    if tally.subjects:
+        # The subject matched most often; of equals, the nearest.
+        summary.subject = min(
+            tally.subjects, key=lambda s: (-tally.subjects[s], tally.best_distance[s], s)
+        )
+        summary.subject_distance = tally.best_distance[summary.subject]
     return summary
 
 

@@ -18,6 +18,7 @@ from di.logs import make_logger
 from di.settings import (
     AnalysisSettings,
     DataflowSettings,
+    GallerySettings,
     ModelSettings,
     ObservabilitySettings,
     ProcessSettings,
@@ -38,6 +39,7 @@ from facestream.engines import (
     make_engine,
     resolve_precision,
 )
+from facestream.gallery_store import GalleryStore, connection_pool
 from facestream.models import SYNTHETIC_WARNING, usable_detectors
 from facestream.requests import RequestLimits
 
@@ -153,4 +155,17 @@ def build_container(settings: ProcessSettings) -> Container:
     container[AttemptLog] = Singleton(
         lambda c: AttemptLog(c[DataflowSettings].attempts_dir, c[DataflowSettings].max_attempts)
     )
+    container[GalleryStore | None] = Singleton(lambda c: gallery_store_of(c[GallerySettings]))
     return container
+
+
+def gallery_store_of(galleries: GallerySettings) -> GalleryStore | None:
+    """The gallery store of FACESTREAM_GALLERY_DSN (None without a DSN: recognition then
+    answers gallery.unavailable). Its pool connects in the background, and its schema is
+    brought up to date by its first call: a store that is down now is not an error until
+    a call needs it."""
+    if not galleries.dsn:
+        return None
+    return GalleryStore(
+        connection_pool(galleries.dsn, galleries.gallery_pool_size, galleries.gallery_timeout)
+    )

@@ -20,6 +20,7 @@ from prometheus_client import REGISTRY
 
 from dataflow.flow import FlowSteps, RequestSource, build_flow
 from dataflow.metrics import DataflowMetrics, count_open, count_tracking
+from dataflow.recognition_steps import recognise_faces
 from dataflow.sink import AcknowledgedKafkaSink
 from dataflow.steps import (
     analyze_faces,
@@ -43,6 +44,7 @@ from di.environment import bytewax_worker_threads, load_settings
 from di.settings import DataflowProcessSettings, SettingsError
 from facestream.analyzer import FaceAnalyzer
 from facestream.attempts import AttemptLog
+from facestream.gallery_store import GalleryStore
 from facestream.inference import InferenceExecutor
 from facestream.kafka_config import fetch_config, producer_config
 from facestream.metrics_endpoint import MetricsEndpointError, start_metrics_endpoint
@@ -86,6 +88,7 @@ def flow_steps(
         container[AttemptLog],
         container[logging.Logger],
         metrics,
+        container[GalleryStore | None],  # type: ignore[index]
     )
 
 
@@ -96,6 +99,7 @@ def bind_steps(
     attempts: AttemptLog,
     logger: logging.Logger,
     metrics: DataflowMetrics,
+    galleries: GalleryStore | None = None,
 ) -> FlowSteps:
     """Every step with these parts and the settings bound. The fail point is bound only
     when FACESTREAM_FAILPOINT_CRASH_ON is set."""
@@ -145,6 +149,12 @@ def bind_steps(
             describe=executor.describe,
             batch_size=settings.analysis.batch_size,
             logger=logger,
+        ),
+        recognise_faces=partial(
+            recognise_faces,
+            store=galleries,
+            logger=logger,
+            write_retry=settings.galleries.gallery_write_retry,
         ),
         gather_results=partial(gather_results, synthetic_weights=analyzer.synthetic_weights),
         gather_frames=partial(gather_frames, synthetic_weights=analyzer.synthetic_weights),

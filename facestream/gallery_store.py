@@ -114,8 +114,8 @@ class FaceToEnrol:
 class Enrolled:
     """What one enrolment request wrote."""
 
-    face_ids: tuple[int, ...]  # the faces written now
-    already: int  # faces this request had enrolled before (a replay)
+    face_ids: tuple[int, ...]  # each face's id, in order: written now or before
+    already: int  # of those, written by an earlier delivery of this request (a replay)
     refused: int  # faces accepted before their subject or gallery was forgotten
 
 
@@ -194,40 +194,66 @@ class GalleryStore:
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool  # psycopg_pool.ConnectionPool
+        self._migrated = False
 
     @contextmanager
-    def _transaction(self) -> Iterator[Any]:
+    def _connection(self) -> Iterator[Any]:
+        """A connection of the pool; the store's failures as GalleryStoreError:
+        `gallery.unavailable` when it cannot be reached, `gallery.failed` for any other
+        database error."""
         import psycopg
 
         try:
-            with self._pool.connection() as connection, connection.transaction():
+            with self._pool.connection() as connection:
                 yield connection
         except psycopg.OperationalError as error:  # the pool's timeouts among them
             raise GalleryStoreError(
                 "gallery.unavailable", f"the gallery store is unreachable: {_first_line(error)}"
             ) from None
+        except psycopg.Error as error:
+            raise GalleryStoreError(
+                "gallery.failed", f"the gallery store failed: {type(error).__name__}"
+            ) from error
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """A connection in a transaction, the schema brought up to date first (once per
+        store)."""
+        with self._connection() as connection:
+            if not self._migrated:
+                with connection.transaction():
+                    self._migrate(connection)
+                self._migrated = True
+            with connection.transaction():
+                yield connection
 
     def migrate(self) -> list[int]:
         """Apply the migrations this database has not had, in order, each once (several
         processes may start at once: an advisory lock makes them take turns); the versions
-        applied now."""
+        applied now. The first call of any other method does it too."""
+        with self._connection() as connection, connection.transaction():
+            applied = self._migrate(connection)
+        self._migrated = True
+        return applied
+
+    @staticmethod
+    def _migrate(db: Any) -> list[int]:
         applied: list[int] = []
-        with self._transaction() as db:
-            db.execute("select pg_advisory_xact_lock(hashtext('facestream gallery schema'))")
+        db.execute("select pg_advisory_xact_lock(hashtext('facestream gallery schema'))")
+        db.execute(
+            "create table if not exists facestream_migration (version integer primary key,"
+            " what text not null, applied_at timestamptz not null default now())"
+        )
+        done = {row[0] for row in db.execute("select version from facestream_migration")}
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                continue
+            db.execute(migration.sql)
             db.execute(
-                "create table if not exists facestream_migration (version integer primary key,"
-                " what text not null, applied_at timestamptz not null default now())"
+                "insert into facestream_migration (version, what) values (%s, %s)",
+                (migration.version, migration.what),
             )
-            done = {row[0] for row in db.execute("select version from facestream_migration")}
-            for migration in MIGRATIONS:
-                if migration.version in done:
-                    continue
-                db.execute(migration.sql)
-                db.execute(
-                    "insert into facestream_migration (version, what) values (%s, %s)",
-                    (migration.version, migration.what),
-                )
-                applied.append(migration.version)
+            applied.append(migration.version)
         return applied
 
     def schema_version(self) -> int:
@@ -267,6 +293,7 @@ class GalleryStore:
             if forgotten and accepted_at <= max(forgotten):
                 return Enrolled((), 0, len(faces))
             written: list[int] = []
+            already = 0
             for face, vector in zip(faces, vectors, strict=True):
                 row = db.execute(
                     "insert into face (subject_id, principal, request_id, image_index, embedding,"
@@ -287,9 +314,15 @@ class GalleryStore:
                         accepted_at,
                     ),
                 ).fetchone()
-                if row is not None:
-                    written.append(int(row[0]))
-            return Enrolled(tuple(written), len(faces) - len(written), 0)
+                if row is None:  # written by an earlier delivery
+                    row = db.execute(
+                        "select id from face where principal = %s and request_id = %s and"
+                        " image_index = %s",
+                        (principal, request_id, face.image_index),
+                    ).fetchone()
+                    already += 1
+                written.append(int(row[0]))
+            return Enrolled(tuple(written), already, 0)
 
     def _gallery_id(self, db: Any, principal: str, gallery: str) -> int:
         check_gallery_name(gallery)

@@ -46,9 +46,12 @@ def image_submitted(
     detector_backend: str = "",
     principal: str = "",
     frame: records_pb2.StreamFrame | None = None,
+    identify: records_pb2.Identify | None = None,
+    enrolment: records_pb2.Enrolment | None = None,
 ) -> records_pb2.ImageSubmitted:
-    """The requests-topic record for one image (a stream's frame when `frame` is given),
-    stamped with the current time."""
+    """The requests-topic record for one image (a stream's frame when `frame` is given;
+    its faces identified or enrolled when `identify` or `enrolment` is), stamped with the
+    current time."""
     return records_pb2.ImageSubmitted(
         request_id=request_id,
         image=image,
@@ -57,6 +60,8 @@ def image_submitted(
         submitted_at=timestamp_now(),
         principal=principal,
         frame=frame,
+        identify=identify,
+        enrolment=enrolment,
     )
 
 

@@ -31,6 +31,7 @@ from facestream import deepface_internals
 
 # "embedding" last: synthetic weights are seeded by an action's place in this tuple.
 ACTIONS: tuple[str, ...] = ("age", "gender", "emotion", "race", "embedding")
+EMBEDDING = "embedding"  # the action identification and enrolment need
 # The actions that answer with labelled scores; "age" answers a number, "embedding" a vector.
 ATTRIBUTE_ACTIONS: tuple[str, ...] = ("age", "gender", "emotion", "race")
 SYNTHETIC_TAG = "facestream_synthetic"

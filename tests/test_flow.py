@@ -26,6 +26,7 @@ from di.settings import DataflowProcessSettings
 from facestream.analyzer import FaceAttributes
 from facestream.attempts import AttemptLog
 from facestream.faces import Face
+from facestream.gallery_store import GalleryStore
 from facestream.kafka_records import image_submitted
 from facestream.requests import RequestLimits
 from facestream.v1 import records_pb2
@@ -40,7 +41,7 @@ class StandInModels:
     face aged 30 and a woman."""
 
     synthetic_weights = True
-    actions = ("age", "gender")
+    actions = ("age", "gender", "embedding")
 
     def find_faces(self, image: np.ndarray, _detector: str, _max_side: int) -> list[Face]:
         if image.std() == 0:
@@ -49,17 +50,39 @@ class StandInModels:
         crop = image[: height // 2, : width // 2]
         return [Face(x=0, y=0, w=width // 2, h=height // 2, confidence=0.9, crop=crop)]
 
-    def describe(self, inputs: np.ndarray, _actions: tuple[str, ...]) -> list[FaceAttributes]:
+    def describe(self, inputs: np.ndarray, actions: tuple[str, ...]) -> list[FaceAttributes]:
         gender = {"Woman": 90.0, "Man": 10.0}
-        return [FaceAttributes(30.0, {"gender": gender}, {"gender": "Woman"}) for _ in inputs]
+        return [
+            FaceAttributes(
+                30.0,
+                {"gender": gender},
+                {"gender": "Woman"},
+                stand_in_embedding(face) if "embedding" in actions else None,
+            )
+            for face in inputs
+        ]
 
 
-def run_flow(tmp_path: Path, values: list[bytes], **settings: str) -> dict[str, list[bytes]]:
-    """The flow over these requests-topic values; the values it wrote, by topic."""
+def stand_in_embedding(face: np.ndarray) -> np.ndarray:
+    """4096 non-negative values with a unit norm, from the face's pixels: the same face
+    gives the same embedding, another face another."""
+    grey = cv2.resize(face.astype(np.float32).mean(axis=2), (64, 64)).ravel()
+    values = np.abs(grey - grey.mean()) + 1e-3
+    return (values / np.linalg.norm(values)).astype(np.float32)
+
+
+def run_flow(
+    tmp_path: Path,
+    values: list[bytes],
+    galleries: GalleryStore | None = None,
+    **settings: str,
+) -> dict[str, list[bytes]]:
+    """The flow over these requests-topic values (with this gallery store); the values it
+    wrote, by topic."""
     settings = DataflowProcessSettings.from_env(
         {
             "FACESTREAM_ATTEMPTS_DIR": str(tmp_path / "attempts"),
-            "FACESTREAM_ACTIONS": "age,gender",
+            "FACESTREAM_ACTIONS": "age,gender,embedding",
             "FACESTREAM_TOPIC_RESULTS": "results",
             "FACESTREAM_TOPIC_TRACKS": "tracks",
             "FACESTREAM_TOPIC_DEAD_LETTER": "dead",
@@ -75,6 +98,7 @@ def run_flow(tmp_path: Path, values: list[bytes], **settings: str) -> dict[str, 
         container[AttemptLog],
         container[logging.Logger],
         metrics,
+        galleries,
     )
     flow = Dataflow("in_process")
     messages = [
@@ -155,3 +179,93 @@ def test_records_that_are_not_ours_and_poison_records_go_to_the_dead_letters(tmp
     result = results_of(written)["poison"]
     assert result.status == Status.ANALYSIS_STATUS_FAILED
     assert result.error.code == "request.poison"
+
+
+def enrolment(subject: str, image: bytes, request_id: str = "enrol-1", index: int = 0) -> bytes:
+    ask = records_pb2.Enrolment(
+        gallery="staff", subject=subject, enrolment_id=request_id, image_index=index
+    )
+    return image_submitted(
+        f"{request_id}:{index}", image, principal="team-a", enrolment=ask
+    ).SerializeToString()
+
+
+def identification(request_id: str, image: bytes, **ask: object) -> bytes:
+    return image_submitted(
+        request_id,
+        image,
+        actions=["age"],
+        principal="team-a",
+        identify=records_pb2.Identify(gallery="staff", **ask),
+    ).SerializeToString()
+
+
+def test_an_enrolment_writes_its_face_once_and_an_identification_finds_it(tmp_path, gallery_store):
+    alice, bob = jpeg(96, 96, seed=11), jpeg(96, 96, seed=12)
+    written = run_flow(
+        tmp_path, [enrolment("alice", alice), enrolment("bob", bob, "enrol-2")], gallery_store
+    )
+    enrolled = results_of(written)
+    assert all(r.status == Status.ANALYSIS_STATUS_OK for r in enrolled.values()), enrolled
+    alice_face = enrolled["enrol-1:0"].enrolled
+    assert alice_face.face_id and not alice_face.already
+    assert not enrolled["enrol-1:0"].faces[0].embedding  # not asked for: not in the result
+    # A replay of the record (a redelivery after a crash) writes nothing again.
+    replayed = results_of(run_flow(tmp_path, [enrolment("alice", alice)], gallery_store))
+    assert replayed["enrol-1:0"].enrolled.face_id == alice_face.face_id
+    assert replayed["enrol-1:0"].enrolled.already
+    assert [(s.subject, s.faces) for s in gallery_store.subjects("team-a", "staff")] == [
+        ("alice", 1),
+        ("bob", 1),
+    ]
+    found = results_of(run_flow(tmp_path, [identification("who", alice, top_k=2)], gallery_store))[
+        "who"
+    ]
+    (face,) = found.faces
+    assert face.age == 30.0 and not face.embedding  # its attributes, no embedding
+    assert [m.subject for m in face.identity.matches] == ["alice", "bob"]
+    nearest = face.identity.matches[0]
+    assert nearest.distance == pytest.approx(0, abs=1e-6) and nearest.verified
+    assert nearest.face_id == alice_face.face_id
+    assert face.identity.threshold == pytest.approx(0.68)
+
+
+def test_an_enrolment_image_must_hold_one_face(tmp_path, gallery_store):
+    flat = cv2.imencode(".png", np.full((64, 64, 3), 128, np.uint8))[1].tobytes()
+    result = results_of(run_flow(tmp_path, [enrolment("alice", flat)], gallery_store))["enrol-1:0"]
+    assert result.status == Status.ANALYSIS_STATUS_FAILED
+    assert result.error.code == "enroll.face_count"
+    assert "has 0" in result.error.message
+    assert gallery_store.galleries("team-a") == []
+
+
+def test_without_a_gallery_store_identification_fails_typed_and_the_rest_stands(tmp_path):
+    result = results_of(run_flow(tmp_path, [identification("who", jpeg(96, 96, seed=11))]))["who"]
+    assert result.status == Status.ANALYSIS_STATUS_OK
+    (face,) = result.faces
+    assert face.age == 30.0
+    assert face.identity.error.code == "gallery.unavailable"
+    assert not face.identity.matches
+
+
+def test_a_track_is_identified_when_analysed_and_carries_its_identity(tmp_path, gallery_store):
+    image = jpeg(96, 96, seed=2)
+    run_flow(tmp_path, [enrolment("carol", image)], gallery_store)
+    ask = records_pb2.Identify(gallery="staff")
+    frames = [
+        image_submitted(
+            f"cam-{n}",
+            image,
+            principal="team-a",
+            frame=records_pb2.StreamFrame(stream_id="cam", sequence=n, last=n == 2),
+            identify=ask,
+        ).SerializeToString()
+        for n in range(3)
+    ]
+    written = run_flow(tmp_path, frames, gallery_store)
+    faces = [records_pb2.AnalysisResult.FromString(v).faces[0] for v in written["results"]]
+    assert [f.carried for f in faces] == [False, True, True]
+    assert [f.identity.matches[0].subject for f in faces] == ["carol"] * 3
+    (summary,) = [records_pb2.TrackSummary.FromString(v) for v in written["tracks"]]
+    assert summary.subject == "carol"
+    assert summary.subject_distance == pytest.approx(0, abs=1e-6)

@@ -25,6 +25,7 @@ from di.settings.sections import (
     AuthSettings,
     ClientSettings,
     DataflowSettings,
+    GallerySettings,
     KafkaSettings,
     LimitsSettings,
     ModelSettings,
@@ -63,6 +64,7 @@ class ServerProcessSettings(KafkaRecords, ProcessSettings):
     limits: LimitsSettings
     auth: AuthSettings
     tls: TlsSettings
+    galleries: GallerySettings
     observability: ObservabilitySettings
 
 
@@ -75,6 +77,7 @@ class DataflowProcessSettings(KafkaRecords, ProcessSettings):
     analysis: AnalysisSettings
     tracking: TrackingSettings
     dataflow: DataflowSettings
+    galleries: GallerySettings
     observability: ObservabilitySettings
 
 
@@ -101,6 +104,7 @@ class Settings(KafkaRecords, ProcessSettings):
     auth: AuthSettings
     tls: TlsSettings
     client: ClientSettings
+    galleries: GallerySettings
     observability: ObservabilitySettings
 
 
@@ -136,6 +140,7 @@ __all__ = [
     "ClientSettings",
     "DataflowProcessSettings",
     "DataflowSettings",
+    "GallerySettings",
     "KafkaSettings",
     "LimitsSettings",
     "ModelSettings",

@@ -319,6 +319,41 @@ class DataflowSettings(Section):
     )
 
 
+class GallerySettings(Section):
+    """Where recognition's galleries are stored (the gRPC server and the dataflow;
+    `facestream up` starts the embedded one)."""
+
+    title = "Galleries"
+
+    gallery_dsn: Annotated[SecretStr, parsed(str.strip)] = setting(
+        "",
+        "PostgreSQL (with pgvector) of the galleries, as a libpq connection string or URI. "
+        "Empty: `facestream up` starts its embedded PostgreSQL and hands its address to its "
+        "processes; a process started alone then has no gallery store (recognition answers "
+        "gallery.unavailable). Never printed or logged.",
+        accepts="a PostgreSQL connection string, or empty",
+    )
+    gallery_dir: Annotated[Path, parsed(v.directory)] = setting(
+        "~/.local/state/facestream/postgres",
+        "The embedded PostgreSQL's folder (its data and socket), kept across restarts.",
+    )
+    gallery_pool_size: Annotated[int, Field(ge=1, le=64)] = setting(
+        "4", "Connections to the gallery store each process keeps at most."
+    )
+    gallery_timeout: Annotated[float, Field(ge=0.1, le=60), v.SECONDS] = setting(
+        "5", "How long a call waits for a connection to the gallery store before it fails."
+    )
+    gallery_write_retry: Annotated[float, Field(ge=0, le=3600), v.SECONDS] = setting(
+        "30",
+        "How long the dataflow retries an enrolment's write while the gallery store is "
+        "unreachable, before the enrolment fails with gallery.unavailable.",
+    )
+
+    @property
+    def dsn(self) -> str:
+        return self.gallery_dsn.get_secret_value()
+
+
 class TrackingSettings(Section):
     """How the dataflow follows faces across a stream's frames, and when it analyses a face
     again (the dataflow). docs/video.md."""

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from facestream.v1 import records_pb2 as facestream_dot_v1_dot_records__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#facestream/v1/analyze_service.proto\x12\rfacestream.v1\x1a\x1b\x66\x61\x63\x65stream/v1/records.proto\"\x88\x01\n\rSubmitRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0f\n\x07\x61\x63tions\x18\x02 \x03(\t\x12\x18\n\x10\x64\x65tector_backend\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12)\n\x05\x66rame\x18\x05 \x01(\x0b\x32\x1a.facestream.v1.StreamFrame\"F\n\x0bSubmitReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.facestream.v1.Error\"#\n\x0cWatchRequest\x12\x13\n\x0brequest_ids\x18\x01 \x03(\t\">\n\x12WatchStreamRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x04\x32\x8b\x03\n\x0e\x41nalyzeService\x12\x42\n\x06Submit\x12\x1c.facestream.v1.SubmitRequest\x1a\x1a.facestream.v1.SubmitReply\x12\x46\n\x07\x41nalyze\x12\x1c.facestream.v1.SubmitRequest\x1a\x1d.facestream.v1.AnalysisResult\x12L\n\x0cSubmitStream\x12\x1c.facestream.v1.SubmitRequest\x1a\x1a.facestream.v1.SubmitReply(\x01\x30\x01\x12L\n\x0cWatchResults\x12\x1b.facestream.v1.WatchRequest\x1a\x1d.facestream.v1.AnalysisResult0\x01\x12Q\n\x0bWatchStream\x12!.facestream.v1.WatchStreamRequest\x1a\x1d.facestream.v1.AnalysisResult0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#facestream/v1/analyze_service.proto\x12\rfacestream.v1\x1a\x1b\x66\x61\x63\x65stream/v1/records.proto\"\xb3\x01\n\rSubmitRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0f\n\x07\x61\x63tions\x18\x02 \x03(\t\x12\x18\n\x10\x64\x65tector_backend\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12)\n\x05\x66rame\x18\x05 \x01(\x0b\x32\x1a.facestream.v1.StreamFrame\x12)\n\x08identify\x18\x06 \x01(\x0b\x32\x17.facestream.v1.Identify\"F\n\x0bSubmitReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12#\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x14.facestream.v1.Error\"#\n\x0cWatchRequest\x12\x13\n\x0brequest_ids\x18\x01 \x03(\t\">\n\x12WatchStreamRequest\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x04\"o\n\rEnrollRequest\x12\x0f\n\x07gallery\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x0e\n\x06images\x18\x03 \x03(\x0c\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x18\n\x10\x64\x65tector_backend\x18\x05 \x01(\t\"\x8c\x01\n\rEnrolledImage\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0f\n\x07\x66\x61\x63\x65_id\x18\x02 \x01(\x04\x12\x0f\n\x07\x61lready\x18\x03 \x01(\x08\x12%\n\x06region\x18\x04 \x01(\x0b\x32\x15.facestream.v1.Region\x12#\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x14.facestream.v1.Error\"q\n\x0b\x45nrollReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07gallery\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12,\n\x06images\x18\x04 \x03(\x0b\x32\x1c.facestream.v1.EnrolledImage\".\n\nSubjectRef\x12\x0f\n\x07gallery\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\"\xae\x01\n\rVerifyRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x15\n\x0bother_image\x18\x02 \x01(\x0cH\x00\x12,\n\x07subject\x18\x03 \x01(\x0b\x32\x19.facestream.v1.SubjectRefH\x00\x12\x16\n\tthreshold\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x18\n\x10\x64\x65tector_backend\x18\x05 \x01(\tB\t\n\x07\x61gainstB\x0c\n\n_threshold\"\xa9\x01\n\x0bVerifyReply\x12\x10\n\x08verified\x18\x01 \x01(\x08\x12\x10\n\x08\x64istance\x18\x02 \x01(\x01\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12%\n\x06region\x18\x04 \x01(\x0b\x32\x15.facestream.v1.Region\x12+\n\x0cother_region\x18\x05 \x01(\x0b\x32\x15.facestream.v1.Region\x12\x0f\n\x07\x66\x61\x63\x65_id\x18\x06 \x01(\x04\"\x16\n\x14ListGalleriesRequest\"?\n\x0bGalleryInfo\x12\x0f\n\x07gallery\x18\x01 \x01(\t\x12\x10\n\x08subjects\x18\x02 \x01(\r\x12\r\n\x05\x66\x61\x63\x65s\x18\x03 \x01(\x04\"C\n\x12ListGalleriesReply\x12-\n\tgalleries\x18\x01 \x03(\x0b\x32\x1a.facestream.v1.GalleryInfo\"&\n\x13ListSubjectsRequest\x12\x0f\n\x07gallery\x18\x01 \x01(\t\"-\n\x0bSubjectInfo\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\r\n\x05\x66\x61\x63\x65s\x18\x02 \x01(\x04\"A\n\x11ListSubjectsReply\x12,\n\x08subjects\x18\x01 \x03(\x0b\x32\x1a.facestream.v1.SubjectInfo\"B\n\rForgetRequest\x12\x0f\n\x07gallery\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x0f\n\x07\x66\x61\x63\x65_id\x18\x03 \x01(\x04\"#\n\x0b\x46orgetReply\x12\x14\n\x0c\x66\x61\x63\x65s_erased\x18\x01 \x01(\x04\x32\x8b\x03\n\x0e\x41nalyzeService\x12\x42\n\x06Submit\x12\x1c.facestream.v1.SubmitRequest\x1a\x1a.facestream.v1.SubmitReply\x12\x46\n\x07\x41nalyze\x12\x1c.facestream.v1.SubmitRequest\x1a\x1d.facestream.v1.AnalysisResult\x12L\n\x0cSubmitStream\x12\x1c.facestream.v1.SubmitRequest\x1a\x1a.facestream.v1.SubmitReply(\x01\x30\x01\x12L\n\x0cWatchResults\x12\x1b.facestream.v1.WatchRequest\x1a\x1d.facestream.v1.AnalysisResult0\x01\x12Q\n\x0bWatchStream\x12!.facestream.v1.WatchStreamRequest\x1a\x1d.facestream.v1.AnalysisResult0\x01\x32\x8b\x03\n\x0eGalleryService\x12\x42\n\x06\x45nroll\x12\x1c.facestream.v1.EnrollRequest\x1a\x1a.facestream.v1.EnrollReply\x12\x42\n\x06Verify\x12\x1c.facestream.v1.VerifyRequest\x1a\x1a.facestream.v1.VerifyReply\x12W\n\rListGalleries\x12#.facestream.v1.ListGalleriesRequest\x1a!.facestream.v1.ListGalleriesReply\x12T\n\x0cListSubjects\x12\".facestream.v1.ListSubjectsRequest\x1a .facestream.v1.ListSubjectsReply\x12\x42\n\x06\x46orget\x12\x1c.facestream.v1.ForgetRequest\x1a\x1a.facestream.v1.ForgetReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,13 +33,43 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'facestream.v1.analyze_servi
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SUBMITREQUEST']._serialized_start=84
-  _globals['_SUBMITREQUEST']._serialized_end=220
-  _globals['_SUBMITREPLY']._serialized_start=222
-  _globals['_SUBMITREPLY']._serialized_end=292
-  _globals['_WATCHREQUEST']._serialized_start=294
-  _globals['_WATCHREQUEST']._serialized_end=329
-  _globals['_WATCHSTREAMREQUEST']._serialized_start=331
-  _globals['_WATCHSTREAMREQUEST']._serialized_end=393
-  _globals['_ANALYZESERVICE']._serialized_start=396
-  _globals['_ANALYZESERVICE']._serialized_end=791
+  _globals['_SUBMITREQUEST']._serialized_end=263
+  _globals['_SUBMITREPLY']._serialized_start=265
+  _globals['_SUBMITREPLY']._serialized_end=335
+  _globals['_WATCHREQUEST']._serialized_start=337
+  _globals['_WATCHREQUEST']._serialized_end=372
+  _globals['_WATCHSTREAMREQUEST']._serialized_start=374
+  _globals['_WATCHSTREAMREQUEST']._serialized_end=436
+  _globals['_ENROLLREQUEST']._serialized_start=438
+  _globals['_ENROLLREQUEST']._serialized_end=549
+  _globals['_ENROLLEDIMAGE']._serialized_start=552
+  _globals['_ENROLLEDIMAGE']._serialized_end=692
+  _globals['_ENROLLREPLY']._serialized_start=694
+  _globals['_ENROLLREPLY']._serialized_end=807
+  _globals['_SUBJECTREF']._serialized_start=809
+  _globals['_SUBJECTREF']._serialized_end=855
+  _globals['_VERIFYREQUEST']._serialized_start=858
+  _globals['_VERIFYREQUEST']._serialized_end=1032
+  _globals['_VERIFYREPLY']._serialized_start=1035
+  _globals['_VERIFYREPLY']._serialized_end=1204
+  _globals['_LISTGALLERIESREQUEST']._serialized_start=1206
+  _globals['_LISTGALLERIESREQUEST']._serialized_end=1228
+  _globals['_GALLERYINFO']._serialized_start=1230
+  _globals['_GALLERYINFO']._serialized_end=1293
+  _globals['_LISTGALLERIESREPLY']._serialized_start=1295
+  _globals['_LISTGALLERIESREPLY']._serialized_end=1362
+  _globals['_LISTSUBJECTSREQUEST']._serialized_start=1364
+  _globals['_LISTSUBJECTSREQUEST']._serialized_end=1402
+  _globals['_SUBJECTINFO']._serialized_start=1404
+  _globals['_SUBJECTINFO']._serialized_end=1449
+  _globals['_LISTSUBJECTSREPLY']._serialized_start=1451
+  _globals['_LISTSUBJECTSREPLY']._serialized_end=1516
+  _globals['_FORGETREQUEST']._serialized_start=1518
+  _globals['_FORGETREQUEST']._serialized_end=1584
+  _globals['_FORGETREPLY']._serialized_start=1586
+  _globals['_FORGETREPLY']._serialized_end=1621
+  _globals['_ANALYZESERVICE']._serialized_start=1624
+  _globals['_ANALYZESERVICE']._serialized_end=2019
+  _globals['_GALLERYSERVICE']._serialized_start=2022
+  _globals['_GALLERYSERVICE']._serialized_end=2417
 # @@protoc_insertion_point(module_scope)

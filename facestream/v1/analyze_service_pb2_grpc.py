@@ -274,3 +274,262 @@ class AnalyzeService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class GalleryServiceStub:
+    """Recognition: galleries of subjects and their enrolled faces, per principal
+    (docs/recognition.md). The store keeps each face's embedding, never its image.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Enroll = channel.unary_unary(
+                '/facestream.v1.GalleryService/Enroll',
+                request_serializer=facestream_dot_v1_dot_analyze__service__pb2.EnrollRequest.SerializeToString,
+                response_deserializer=facestream_dot_v1_dot_analyze__service__pb2.EnrollReply.FromString,
+                _registered_method=True)
+        self.Verify = channel.unary_unary(
+                '/facestream.v1.GalleryService/Verify',
+                request_serializer=facestream_dot_v1_dot_analyze__service__pb2.VerifyRequest.SerializeToString,
+                response_deserializer=facestream_dot_v1_dot_analyze__service__pb2.VerifyReply.FromString,
+                _registered_method=True)
+        self.ListGalleries = channel.unary_unary(
+                '/facestream.v1.GalleryService/ListGalleries',
+                request_serializer=facestream_dot_v1_dot_analyze__service__pb2.ListGalleriesRequest.SerializeToString,
+                response_deserializer=facestream_dot_v1_dot_analyze__service__pb2.ListGalleriesReply.FromString,
+                _registered_method=True)
+        self.ListSubjects = channel.unary_unary(
+                '/facestream.v1.GalleryService/ListSubjects',
+                request_serializer=facestream_dot_v1_dot_analyze__service__pb2.ListSubjectsRequest.SerializeToString,
+                response_deserializer=facestream_dot_v1_dot_analyze__service__pb2.ListSubjectsReply.FromString,
+                _registered_method=True)
+        self.Forget = channel.unary_unary(
+                '/facestream.v1.GalleryService/Forget',
+                request_serializer=facestream_dot_v1_dot_analyze__service__pb2.ForgetRequest.SerializeToString,
+                response_deserializer=facestream_dot_v1_dot_analyze__service__pb2.ForgetReply.FromString,
+                _registered_method=True)
+
+
+class GalleryServiceServicer:
+    """Recognition: galleries of subjects and their enrolled faces, per principal
+    (docs/recognition.md). The store keeps each face's embedding, never its image.
+    """
+
+    def Enroll(self, request, context):
+        """Enrol a subject's faces into a gallery (made on first use): each image must hold one
+        face. The images go through the pipeline like any request; the reply comes once each
+        is written or refused. Idempotent per request id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Verify(self, request, context):
+        """Whether two images show the same person (as DeepFace.verify), or an image and an
+        enrolled subject (as DeepFace.identify).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGalleries(self, request, context):
+        """The caller's galleries that hold faces.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSubjects(self, request, context):
+        """A gallery's subjects that hold faces.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Forget(self, request, context):
+        """Erase a gallery's, a subject's or one face's embeddings. When the call returns, no
+        answer matches them, and no enrolment accepted before it brings them back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_GalleryServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Enroll': grpc.unary_unary_rpc_method_handler(
+                    servicer.Enroll,
+                    request_deserializer=facestream_dot_v1_dot_analyze__service__pb2.EnrollRequest.FromString,
+                    response_serializer=facestream_dot_v1_dot_analyze__service__pb2.EnrollReply.SerializeToString,
+            ),
+            'Verify': grpc.unary_unary_rpc_method_handler(
+                    servicer.Verify,
+                    request_deserializer=facestream_dot_v1_dot_analyze__service__pb2.VerifyRequest.FromString,
+                    response_serializer=facestream_dot_v1_dot_analyze__service__pb2.VerifyReply.SerializeToString,
+            ),
+            'ListGalleries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGalleries,
+                    request_deserializer=facestream_dot_v1_dot_analyze__service__pb2.ListGalleriesRequest.FromString,
+                    response_serializer=facestream_dot_v1_dot_analyze__service__pb2.ListGalleriesReply.SerializeToString,
+            ),
+            'ListSubjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSubjects,
+                    request_deserializer=facestream_dot_v1_dot_analyze__service__pb2.ListSubjectsRequest.FromString,
+                    response_serializer=facestream_dot_v1_dot_analyze__service__pb2.ListSubjectsReply.SerializeToString,
+            ),
+            'Forget': grpc.unary_unary_rpc_method_handler(
+                    servicer.Forget,
+                    request_deserializer=facestream_dot_v1_dot_analyze__service__pb2.ForgetRequest.FromString,
+                    response_serializer=facestream_dot_v1_dot_analyze__service__pb2.ForgetReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'facestream.v1.GalleryService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('facestream.v1.GalleryService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class GalleryService:
+    """Recognition: galleries of subjects and their enrolled faces, per principal
+    (docs/recognition.md). The store keeps each face's embedding, never its image.
+    """
+
+    @staticmethod
+    def Enroll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facestream.v1.GalleryService/Enroll',
+            facestream_dot_v1_dot_analyze__service__pb2.EnrollRequest.SerializeToString,
+            facestream_dot_v1_dot_analyze__service__pb2.EnrollReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Verify(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facestream.v1.GalleryService/Verify',
+            facestream_dot_v1_dot_analyze__service__pb2.VerifyRequest.SerializeToString,
+            facestream_dot_v1_dot_analyze__service__pb2.VerifyReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGalleries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facestream.v1.GalleryService/ListGalleries',
+            facestream_dot_v1_dot_analyze__service__pb2.ListGalleriesRequest.SerializeToString,
+            facestream_dot_v1_dot_analyze__service__pb2.ListGalleriesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSubjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facestream.v1.GalleryService/ListSubjects',
+            facestream_dot_v1_dot_analyze__service__pb2.ListSubjectsRequest.SerializeToString,
+            facestream_dot_v1_dot_analyze__service__pb2.ListSubjectsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Forget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facestream.v1.GalleryService/Forget',
+            facestream_dot_v1_dot_analyze__service__pb2.ForgetRequest.SerializeToString,
+            facestream_dot_v1_dot_analyze__service__pb2.ForgetReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -24,7 +24,7 @@ ANALYSIS_STATUS_INVALID_IMAGE: AnalysisStatus
 ANALYSIS_STATUS_FAILED: AnalysisStatus
 
 class ImageSubmitted(_message.Message):
-    __slots__ = ("request_id", "image", "actions", "detector_backend", "submitted_at", "principal", "frame", "refusal")
+    __slots__ = ("request_id", "image", "actions", "detector_backend", "submitted_at", "principal", "frame", "refusal", "identify", "enrolment")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,8 @@ class ImageSubmitted(_message.Message):
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     REFUSAL_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFY_FIELD_NUMBER: _ClassVar[int]
+    ENROLMENT_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     image: bytes
     actions: _containers.RepeatedScalarFieldContainer[str]
@@ -41,7 +43,31 @@ class ImageSubmitted(_message.Message):
     principal: str
     frame: StreamFrame
     refusal: Error
-    def __init__(self, request_id: _Optional[str] = ..., image: _Optional[bytes] = ..., actions: _Optional[_Iterable[str]] = ..., detector_backend: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., principal: _Optional[str] = ..., frame: _Optional[_Union[StreamFrame, _Mapping]] = ..., refusal: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+    identify: Identify
+    enrolment: Enrolment
+    def __init__(self, request_id: _Optional[str] = ..., image: _Optional[bytes] = ..., actions: _Optional[_Iterable[str]] = ..., detector_backend: _Optional[str] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., principal: _Optional[str] = ..., frame: _Optional[_Union[StreamFrame, _Mapping]] = ..., refusal: _Optional[_Union[Error, _Mapping]] = ..., identify: _Optional[_Union[Identify, _Mapping]] = ..., enrolment: _Optional[_Union[Enrolment, _Mapping]] = ...) -> None: ...
+
+class Identify(_message.Message):
+    __slots__ = ("gallery", "top_k", "threshold")
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    top_k: int
+    threshold: float
+    def __init__(self, gallery: _Optional[str] = ..., top_k: _Optional[int] = ..., threshold: _Optional[float] = ...) -> None: ...
+
+class Enrolment(_message.Message):
+    __slots__ = ("gallery", "subject", "enrolment_id", "image_index")
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    ENROLMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    subject: str
+    enrolment_id: str
+    image_index: int
+    def __init__(self, gallery: _Optional[str] = ..., subject: _Optional[str] = ..., enrolment_id: _Optional[str] = ..., image_index: _Optional[int] = ...) -> None: ...
 
 class StreamFrame(_message.Message):
     __slots__ = ("stream_id", "sequence", "frame_index", "position_ms", "last")
@@ -84,8 +110,32 @@ class Distribution(_message.Message):
     dominant: str
     def __init__(self, scores: _Optional[_Mapping[str, float]] = ..., dominant: _Optional[str] = ...) -> None: ...
 
+class Match(_message.Message):
+    __slots__ = ("subject", "distance", "verified", "face_id")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    FACE_ID_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    distance: float
+    verified: bool
+    face_id: int
+    def __init__(self, subject: _Optional[str] = ..., distance: _Optional[float] = ..., verified: _Optional[bool] = ..., face_id: _Optional[int] = ...) -> None: ...
+
+class Identity(_message.Message):
+    __slots__ = ("gallery", "matches", "threshold", "error")
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    matches: _containers.RepeatedCompositeFieldContainer[Match]
+    threshold: float
+    error: Error
+    def __init__(self, gallery: _Optional[str] = ..., matches: _Optional[_Iterable[_Union[Match, _Mapping]]] = ..., threshold: _Optional[float] = ..., error: _Optional[_Union[Error, _Mapping]] = ...) -> None: ...
+
 class Face(_message.Message):
-    __slots__ = ("region", "confidence", "age", "gender", "emotion", "race", "track_id", "carried", "attributes_from", "embedding")
+    __slots__ = ("region", "confidence", "age", "gender", "emotion", "race", "track_id", "carried", "attributes_from", "embedding", "identity")
     REGION_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     AGE_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +146,7 @@ class Face(_message.Message):
     CARRIED_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FROM_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
     region: Region
     confidence: float
     age: float
@@ -106,7 +157,8 @@ class Face(_message.Message):
     carried: bool
     attributes_from: int
     embedding: bytes
-    def __init__(self, region: _Optional[_Union[Region, _Mapping]] = ..., confidence: _Optional[float] = ..., age: _Optional[float] = ..., gender: _Optional[_Union[Distribution, _Mapping]] = ..., emotion: _Optional[_Union[Distribution, _Mapping]] = ..., race: _Optional[_Union[Distribution, _Mapping]] = ..., track_id: _Optional[str] = ..., carried: _Optional[bool] = ..., attributes_from: _Optional[int] = ..., embedding: _Optional[bytes] = ...) -> None: ...
+    identity: Identity
+    def __init__(self, region: _Optional[_Union[Region, _Mapping]] = ..., confidence: _Optional[float] = ..., age: _Optional[float] = ..., gender: _Optional[_Union[Distribution, _Mapping]] = ..., emotion: _Optional[_Union[Distribution, _Mapping]] = ..., race: _Optional[_Union[Distribution, _Mapping]] = ..., track_id: _Optional[str] = ..., carried: _Optional[bool] = ..., attributes_from: _Optional[int] = ..., embedding: _Optional[bytes] = ..., identity: _Optional[_Union[Identity, _Mapping]] = ...) -> None: ...
 
 class FramePoint(_message.Message):
     __slots__ = ("sequence", "frame_index", "position_ms")
@@ -119,7 +171,7 @@ class FramePoint(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., frame_index: _Optional[int] = ..., position_ms: _Optional[int] = ...) -> None: ...
 
 class TrackSummary(_message.Message):
-    __slots__ = ("principal", "stream_id", "track_id", "first", "last", "frames_seen", "frames_analysed", "age", "gender", "emotion", "race", "largest_region", "ended_by", "synthetic_weights", "completed_at")
+    __slots__ = ("principal", "stream_id", "track_id", "first", "last", "frames_seen", "frames_analysed", "age", "gender", "emotion", "race", "largest_region", "ended_by", "synthetic_weights", "completed_at", "subject", "subject_distance")
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     TRACK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +187,8 @@ class TrackSummary(_message.Message):
     ENDED_BY_FIELD_NUMBER: _ClassVar[int]
     SYNTHETIC_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_DISTANCE_FIELD_NUMBER: _ClassVar[int]
     principal: str
     stream_id: str
     track_id: str
@@ -150,7 +204,9 @@ class TrackSummary(_message.Message):
     ended_by: str
     synthetic_weights: bool
     completed_at: _timestamp_pb2.Timestamp
-    def __init__(self, principal: _Optional[str] = ..., stream_id: _Optional[str] = ..., track_id: _Optional[str] = ..., first: _Optional[_Union[FramePoint, _Mapping]] = ..., last: _Optional[_Union[FramePoint, _Mapping]] = ..., frames_seen: _Optional[int] = ..., frames_analysed: _Optional[int] = ..., age: _Optional[float] = ..., gender: _Optional[_Union[Distribution, _Mapping]] = ..., emotion: _Optional[_Union[Distribution, _Mapping]] = ..., race: _Optional[_Union[Distribution, _Mapping]] = ..., largest_region: _Optional[_Union[Region, _Mapping]] = ..., ended_by: _Optional[str] = ..., synthetic_weights: _Optional[bool] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    subject: str
+    subject_distance: float
+    def __init__(self, principal: _Optional[str] = ..., stream_id: _Optional[str] = ..., track_id: _Optional[str] = ..., first: _Optional[_Union[FramePoint, _Mapping]] = ..., last: _Optional[_Union[FramePoint, _Mapping]] = ..., frames_seen: _Optional[int] = ..., frames_analysed: _Optional[int] = ..., age: _Optional[float] = ..., gender: _Optional[_Union[Distribution, _Mapping]] = ..., emotion: _Optional[_Union[Distribution, _Mapping]] = ..., race: _Optional[_Union[Distribution, _Mapping]] = ..., largest_region: _Optional[_Union[Region, _Mapping]] = ..., ended_by: _Optional[str] = ..., synthetic_weights: _Optional[bool] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subject: _Optional[str] = ..., subject_distance: _Optional[float] = ...) -> None: ...
 
 class Error(_message.Message):
     __slots__ = ("code", "message")
@@ -175,7 +231,7 @@ class StageTimings(_message.Message):
     def __init__(self, queued: _Optional[float] = ..., decode: _Optional[float] = ..., detect: _Optional[float] = ..., analyze: _Optional[float] = ..., total: _Optional[float] = ...) -> None: ...
 
 class AnalysisResult(_message.Message):
-    __slots__ = ("request_id", "status", "faces", "error", "timings", "worker", "completed_at", "synthetic_weights", "principal", "frame", "ended_tracks")
+    __slots__ = ("request_id", "status", "faces", "error", "timings", "worker", "completed_at", "synthetic_weights", "principal", "frame", "ended_tracks", "enrolled")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     FACES_FIELD_NUMBER: _ClassVar[int]
@@ -187,6 +243,7 @@ class AnalysisResult(_message.Message):
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     ENDED_TRACKS_FIELD_NUMBER: _ClassVar[int]
+    ENROLLED_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     status: AnalysisStatus
     faces: _containers.RepeatedCompositeFieldContainer[Face]
@@ -198,4 +255,13 @@ class AnalysisResult(_message.Message):
     principal: str
     frame: StreamFrame
     ended_tracks: _containers.RepeatedCompositeFieldContainer[TrackSummary]
-    def __init__(self, request_id: _Optional[str] = ..., status: _Optional[_Union[AnalysisStatus, str]] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., worker: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., synthetic_weights: _Optional[bool] = ..., principal: _Optional[str] = ..., frame: _Optional[_Union[StreamFrame, _Mapping]] = ..., ended_tracks: _Optional[_Iterable[_Union[TrackSummary, _Mapping]]] = ...) -> None: ...
+    enrolled: EnrolledFace
+    def __init__(self, request_id: _Optional[str] = ..., status: _Optional[_Union[AnalysisStatus, str]] = ..., faces: _Optional[_Iterable[_Union[Face, _Mapping]]] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., timings: _Optional[_Union[StageTimings, _Mapping]] = ..., worker: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., synthetic_weights: _Optional[bool] = ..., principal: _Optional[str] = ..., frame: _Optional[_Union[StreamFrame, _Mapping]] = ..., ended_tracks: _Optional[_Iterable[_Union[TrackSummary, _Mapping]]] = ..., enrolled: _Optional[_Union[EnrolledFace, _Mapping]] = ...) -> None: ...
+
+class EnrolledFace(_message.Message):
+    __slots__ = ("face_id", "already")
+    FACE_ID_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_FIELD_NUMBER: _ClassVar[int]
+    face_id: int
+    already: bool
+    def __init__(self, face_id: _Optional[int] = ..., already: _Optional[bool] = ...) -> None: ...
