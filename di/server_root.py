@@ -28,6 +28,7 @@ from facestream.requests import RequestLimits
 from grpc_server.admission import Admission, Shares
 from grpc_server.broker_budget import BrokerBudget
 from grpc_server.metrics import ServerMetrics
+from grpc_server.pipeline import Pipeline
 from grpc_server.principals import Authenticator, CredentialsError
 from grpc_server.publisher import RequestPublisher
 from grpc_server.results import ResultsListener
@@ -154,8 +155,7 @@ def build_server(settings: ServerProcessSettings) -> AnalyzeServer:
     container = server_container(settings)
     authenticator = container[Authenticator]
     limits = settings.limits
-    servicer = AnalyzeServicer(
-        container[RequestLimits],
+    pipeline = Pipeline(
         container[RequestPublisher],
         container[ResultsListener],
         Admission(
@@ -167,8 +167,13 @@ def build_server(settings: ServerProcessSettings) -> AnalyzeServer:
         container[logging.Logger],
         settings.server.ack_timeout,
         settings.server.result_timeout,
-        settings.server.stream_gap_timeout,
         broker_budget_of(container, settings),
+    )
+    servicer = AnalyzeServicer(
+        container[RequestLimits],
+        pipeline,
+        container[logging.Logger],
+        settings.server.stream_gap_timeout,
     )
     parts = ServerParts(
         servicer=servicer,

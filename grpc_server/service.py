@@ -1,10 +1,10 @@
 """The AnalyzeService servicer: thin. Authorization, validation, admission, the embedded
 broker's budget, publishing and result matching live in `auth`, `validation`, `admission`,
-`broker_budget`, `publisher` and `results`; this
-maps them to RPCs and status codes. Each call runs as its principal: requests are recorded
-with it, and results go back to it alone (or to a principal allowed to watch all). Frames of
-video streams come over SubmitStream, checked in order per call (`frame_sequences`), and go back
-in order through WatchStream (`stream_results`)."""
+`broker_budget`, `pipeline` and `results`; this maps them to RPCs and status codes. Each
+call runs as its principal: requests are recorded with it, and results go back to it alone
+(or to a principal allowed to watch all). Frames of video streams come over SubmitStream,
+checked in order per call (`frame_sequences`), and go back in order through WatchStream
+(`stream_results`)."""
 
 from __future__ import annotations
 
@@ -12,23 +12,17 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import nullcontext
 
 import grpc
 from grpc import aio
 
-from facestream.kafka_records import submission_key
 from facestream.requests import RequestLimits
 from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc, records_pb2
-from grpc_server.admission import Admission
 from grpc_server.auth import CallAuthorization
-from grpc_server.broker_budget import BrokerBudget
 from grpc_server.errors import RequestRejectedError, refuse
 from grpc_server.frame_sequences import StreamSequences
-from grpc_server.principals import READ, SUBMIT, WATCH_ALL, Authenticator, Principal
-from grpc_server.publisher import PublishOverloadedError, PublishUnavailableError, RequestPublisher
-from grpc_server.results import ResultsListener, ResultWaiter
-from grpc_server.stream_results import StreamWaiter, WaiterOverflowError
+from grpc_server.pipeline import Pipeline, time_left
+from grpc_server.principals import READ, SUBMIT, WATCH_ALL, Principal
 from grpc_server.validation import (
     check_not_frame,
     check_submission,
@@ -40,8 +34,6 @@ from grpc_server.validation import (
 # Requests one SubmitStream keeps unanswered before it stops reading further requests;
 # gRPC's own flow control then holds the client back.
 STREAM_WINDOW = 64
-# Reply this long before the client's deadline, so it gets our status, not its own timeout.
-DEADLINE_MARGIN_SECONDS = 0.2
 SERVICE = analyze_service_pb2.DESCRIPTOR.services_by_name["AnalyzeService"]
 SERVICE_NAME = SERVICE.full_name
 # What SubmitStream's reader hands its replier: a reply being made, a refusal that ends
@@ -49,38 +41,21 @@ SERVICE_NAME = SERVICE.full_name
 StreamItem = asyncio.Task[analyze_service_pb2.SubmitReply] | RequestRejectedError | None
 
 
-def time_left(context: aio.ServicerContext, cap: float) -> float:
-    """Seconds this call may still wait: the client's deadline less a margin, at most `cap`."""
-    remaining = context.time_remaining()
-    if remaining is None:
-        return cap
-    return max(0.0, min(cap, remaining - min(DEADLINE_MARGIN_SECONDS, remaining / 10)))
-
-
 class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
     def __init__(
         self,
         limits: RequestLimits,
-        publisher: RequestPublisher,
-        listener: ResultsListener,
-        admission: Admission,
-        authenticator: Authenticator,
+        pipeline: Pipeline,
         logger: logging.Logger,
-        ack_timeout: float,
-        result_timeout: float,
         stream_gap_timeout: float,
-        broker_budget: BrokerBudget | None = None,
     ) -> None:
         self._limits = limits
-        self._publisher = publisher
-        self._listener = listener
-        self._admission = admission
-        self._authenticator = authenticator
+        self._pipeline = pipeline
+        self._listener = pipeline.listener
+        self._admission = pipeline.admission
         self._logger = logger
-        self._ack_timeout = ack_timeout
-        self._result_timeout = result_timeout
+        self._result_timeout = pipeline.result_timeout
         self._stream_gap_timeout = stream_gap_timeout
-        self._broker_budget = broker_budget
 
     async def Submit(
         self, request: analyze_service_pb2.SubmitRequest, context: aio.ServicerContext
@@ -111,9 +86,9 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                     # A recent result of this principal's request with this id (a retry)
                     # is answered without publishing again.
                     if not waiter.has_result:
-                        await self._publish(submission, context)
+                        await self._pipeline.publish(submission, context)
                     try:
-                        return await self._next_result(
+                        return await self._pipeline.next_result(
                             waiter, authorization, time_left(context, self._result_timeout)
                         )
                     except TimeoutError:
@@ -184,7 +159,7 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                 while not waiter.complete:
                     wait = None if deadline is None else max(0.0, deadline - time.monotonic())
                     try:
-                        yield await self._next_result(waiter, authorization, wait)
+                        yield await self._pipeline.next_result(waiter, authorization, wait)
                     except TimeoutError:
                         raise RequestRejectedError(
                             grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -212,55 +187,14 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                 ) as waiter,
             ):
                 while not waiter.complete:
-                    yield await self._next_result(waiter, authorization, None)
+                    yield await self._pipeline.next_result(waiter, authorization, None)
         except RequestRejectedError as rejected:
             await refuse(context, rejected)
 
     async def _authorize(
         self, context: aio.ServicerContext, method: str, *scopes: str
     ) -> CallAuthorization:
-        authorization = CallAuthorization(
-            context, self._authenticator, f"/{SERVICE_NAME}/{method}", self._logger
-        )
-        await authorization.require(*scopes)
-        return authorization
-
-    async def _next_result(
-        self,
-        waiter: ResultWaiter | StreamWaiter,
-        authorization: CallAuthorization,
-        timeout: float | None,
-    ) -> records_pb2.AnalysisResult:
-        """The waiter's next result within `timeout` seconds (TimeoutError), unless the
-        caller loses the right to it first, or fell too far behind (RequestRejectedError)."""
-        refusal = authorization.refusal()
-        if refusal is not None:
-            raise refusal
-        try:
-            return await self._next_or_refused(waiter, authorization, timeout)
-        except WaiterOverflowError as overflow:
-            raise RequestRejectedError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED, "watch.overflow", str(overflow)
-            ) from None
-
-    async def _next_or_refused(
-        self,
-        waiter: ResultWaiter | StreamWaiter,
-        authorization: CallAuthorization,
-        timeout: float | None,
-    ) -> records_pb2.AnalysisResult:
-        if waiter.has_result:
-            return await waiter.next()
-        result = asyncio.ensure_future(waiter.next(timeout))
-        refused = asyncio.ensure_future(authorization.until_refused())
-        try:
-            await asyncio.wait((result, refused), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (result, refused):
-                task.cancel()
-        if result.done() and not result.cancelled():
-            return result.result()
-        raise refused.result()
+        return await self._pipeline.authorize(context, f"/{SERVICE_NAME}/{method}", *scopes)
 
     async def _read_stream(
         self,
@@ -337,48 +271,8 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                 if not request.HasField("frame"):
                     raise
                 stand_in = refused_frame(request, principal.name, rejected)
-                await self._publish(stand_in, context)
+                await self._pipeline.publish(stand_in, context)
                 rejected.request_id = stand_in.request_id
                 raise
-            await self._publish(submission, context)
+            await self._pipeline.publish(submission, context)
         return submission.request_id
-
-    async def _publish(
-        self, submission: records_pb2.ImageSubmitted, context: aio.ServicerContext
-    ) -> None:
-        request_id = submission.request_id
-        if not self._publisher.reachable:
-            raise RequestRejectedError(
-                grpc.StatusCode.UNAVAILABLE,
-                "kafka.unavailable",
-                f"Kafka is not reachable; request {request_id} was not accepted. Retry with "
-                "the same request_id.",
-                request_id,
-            )
-        budget = self._broker_budget
-        size = submission.ByteSize() + len(submission_key(submission))
-        try:
-            with (
-                self._admission.publishing(submission.principal),
-                budget.writing(size, request_id) if budget else nullcontext(),
-            ):
-                await self._publisher.publish(submission, time_left(context, self._ack_timeout))
-        except RequestRejectedError as rejected:
-            rejected.request_id = request_id
-            raise
-        except PublishOverloadedError as error:
-            raise RequestRejectedError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED, "server.overloaded", str(error), request_id
-            ) from None
-        except PublishUnavailableError as error:
-            outcome = (
-                "it may have been accepted: retry with the same request_id"
-                if error.maybe_accepted
-                else "it was not accepted. Retry with the same request_id"
-            )
-            raise RequestRejectedError(
-                grpc.StatusCode.UNAVAILABLE,
-                "kafka.unavailable",
-                f"{error}; request {request_id}: {outcome}.",
-                request_id,
-            ) from None
