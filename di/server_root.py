@@ -23,10 +23,12 @@ from di.settings import (
     SettingsError,
     TlsSettings,
 )
+from facestream.gallery_store import GalleryStore
 from facestream.metrics_endpoint import MetricsEndpointError
 from facestream.requests import RequestLimits
 from grpc_server.admission import Admission, Shares
 from grpc_server.broker_budget import BrokerBudget
+from grpc_server.gallery_service import GalleryServicer
 from grpc_server.metrics import ServerMetrics
 from grpc_server.pipeline import Pipeline
 from grpc_server.principals import Authenticator, CredentialsError
@@ -177,6 +179,11 @@ def build_server(settings: ServerProcessSettings) -> AnalyzeServer:
     )
     parts = ServerParts(
         servicer=servicer,
+        gallery_servicer=GalleryServicer(
+            container[RequestLimits],
+            pipeline,
+            container[GalleryStore | None],  # type: ignore[index]
+        ),
         authenticator=authenticator,
         publisher=container[RequestPublisher],
         listener=container[ResultsListener],

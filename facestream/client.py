@@ -27,12 +27,13 @@ __all__ = [
     "embedding_of",
     "error_reason",
     "error_request_id",
+    "identify_in",
     "request",
 ]
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-# Submit and Analyze carry a request id (minted here when the caller gives none), and the
-# server takes a repeated id as the same request: so a call refused with UNAVAILABLE (Kafka
+# Submit, Analyze and Enroll carry a request id (minted here when the caller gives none),
+# and the server takes a repeated id as the same request: so a call refused with UNAVAILABLE (Kafka
 # unreachable, or its acknowledgement late) is sent again as it was, by gRPC's own retry
 # policy: at most 4 attempts, waiting a random time up to 0.25 s, 0.5 s, then 1 s between
 # them, all within the call's deadline.
@@ -48,8 +49,9 @@ SERVICE_CONFIG = json.dumps(
         "methodConfig": [
             {
                 "name": [
-                    {"service": "facestream.v1.AnalyzeService", "method": method}
-                    for method in ("Submit", "Analyze")
+                    {"service": "facestream.v1.AnalyzeService", "method": "Submit"},
+                    {"service": "facestream.v1.AnalyzeService", "method": "Analyze"},
+                    {"service": "facestream.v1.GalleryService", "method": "Enroll"},
                 ],
                 "retryPolicy": RETRY_POLICY,
             }
@@ -59,9 +61,9 @@ SERVICE_CONFIG = json.dumps(
 
 
 class AnalyzeClient:
-    """Calls AnalyzeService at `address`; `token` is sent as a bearer token, `ca_cert`
-    (a PEM file) switches to TLS and is the certificate authority trusted, and
-    `client_certificate` (certificate chain, key: PEM files) is presented to a server
+    """Calls AnalyzeService and GalleryService at `address`; `token` is sent as a bearer
+    token, `ca_cert` (a PEM file) switches to TLS and is the certificate authority trusted,
+    and `client_certificate` (certificate chain, key: PEM files) is presented to a server
     that requires one (mTLS). `retries=False` turns off RETRY_POLICY."""
 
     def __init__(
@@ -97,6 +99,7 @@ class AnalyzeClient:
             self._channel = grpc.insecure_channel(address, options=options)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._stub = analyze_service_pb2_grpc.AnalyzeServiceStub(self._channel)
+        self._galleries = analyze_service_pb2_grpc.GalleryServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     def submit(
@@ -106,11 +109,15 @@ class AnalyzeClient:
         detector_backend: str = "",
         request_id: str = "",
         timeout: float = 30,
+        identify: records_pb2.Identify | None = None,
     ) -> str:
         """Publish one image as `request_id` (a new id when empty); return the id once
-        Kafka acknowledged it. UNAVAILABLE is retried with the same id (RETRY_POLICY)."""
+        Kafka acknowledged it. UNAVAILABLE is retried with the same id (RETRY_POLICY).
+        With `identify` (`identify_in(gallery)`), its faces are matched in that gallery."""
         reply = self._stub.Submit(
-            request(image, actions, detector_backend, request_id or new_request_id()),
+            request(
+                image, actions, detector_backend, request_id or new_request_id(), identify=identify
+            ),
             timeout=timeout,
             metadata=self._metadata,
         )
@@ -123,11 +130,15 @@ class AnalyzeClient:
         detector_backend: str = "",
         request_id: str = "",
         timeout: float = 300,
+        identify: records_pb2.Identify | None = None,
     ) -> records_pb2.AnalysisResult:
         """Publish one image as `request_id` (a new id when empty) and wait (up to
-        `timeout`) for its result. UNAVAILABLE is retried with the same id (RETRY_POLICY)."""
+        `timeout`) for its result. UNAVAILABLE is retried with the same id (RETRY_POLICY).
+        With `identify` (`identify_in(gallery)`), each face has its `identity`."""
         return self._stub.Analyze(
-            request(image, actions, detector_backend, request_id or new_request_id()),
+            request(
+                image, actions, detector_backend, request_id or new_request_id(), identify=identify
+            ),
             timeout=timeout,
             metadata=self._metadata,
         )
@@ -161,6 +172,73 @@ class AnalyzeClient:
             metadata=self._metadata,
         )
 
+    def enroll(
+        self,
+        gallery: str,
+        subject: str,
+        images: Sequence[bytes],
+        request_id: str = "",
+        detector_backend: str = "",
+        timeout: float = 300,
+    ) -> analyze_service_pb2.EnrollReply:
+        """Enrol `subject`'s face from each image (one face each) into `gallery`, as
+        `request_id` (a new id when empty: a retry with the same id enrols nothing twice)."""
+        return self._galleries.Enroll(
+            analyze_service_pb2.EnrollRequest(
+                gallery=gallery,
+                subject=subject,
+                images=list(images),
+                request_id=request_id or new_request_id(),
+                detector_backend=detector_backend,
+            ),
+            timeout=timeout,
+            metadata=self._metadata,
+        )
+
+    def verify(
+        self,
+        image: bytes,
+        other_image: bytes | None = None,
+        subject: tuple[str, str] | None = None,
+        threshold: float | None = None,
+        timeout: float = 300,
+    ) -> analyze_service_pb2.VerifyReply:
+        """Whether `image` shows the person of `other_image`, or the enrolled `subject`
+        (gallery, subject): the distance of the closest faces and the verdict."""
+        verify = analyze_service_pb2.VerifyRequest(image=image, threshold=threshold)
+        if other_image is not None:
+            verify.other_image = other_image
+        if subject is not None:
+            verify.subject.CopyFrom(
+                analyze_service_pb2.SubjectRef(gallery=subject[0], subject=subject[1])
+            )
+        return self._galleries.Verify(verify, timeout=timeout, metadata=self._metadata)
+
+    def galleries(self, timeout: float = 30) -> list[analyze_service_pb2.GalleryInfo]:
+        """This caller's galleries that hold faces."""
+        reply = self._galleries.ListGalleries(
+            analyze_service_pb2.ListGalleriesRequest(), timeout=timeout, metadata=self._metadata
+        )
+        return list(reply.galleries)
+
+    def subjects(self, gallery: str, timeout: float = 30) -> list[analyze_service_pb2.SubjectInfo]:
+        """A gallery's subjects that hold faces."""
+        reply = self._galleries.ListSubjects(
+            analyze_service_pb2.ListSubjectsRequest(gallery=gallery),
+            timeout=timeout,
+            metadata=self._metadata,
+        )
+        return list(reply.subjects)
+
+    def forget(self, gallery: str, subject: str = "", face_id: int = 0, timeout: float = 30) -> int:
+        """Erase a gallery (no subject), a subject, or one face (by id); the faces erased."""
+        reply = self._galleries.Forget(
+            analyze_service_pb2.ForgetRequest(gallery=gallery, subject=subject, face_id=face_id),
+            timeout=timeout,
+            metadata=self._metadata,
+        )
+        return reply.faces_erased
+
     def health(self, timeout: float = 5) -> int:
         """The server's health status (a grpc.health.v1 HealthCheckResponse.ServingStatus)."""
         reply = self._health.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
@@ -182,16 +260,26 @@ def request(
     detector_backend: str = "",
     request_id: str = "",
     frame: records_pb2.StreamFrame | None = None,
+    identify: records_pb2.Identify | None = None,
 ) -> analyze_service_pb2.SubmitRequest:
-    """A SubmitRequest (a stream's frame when `frame` is given, for SubmitStream); empty
-    options mean the server's defaults."""
+    """A SubmitRequest (a stream's frame when `frame` is given, for SubmitStream; its faces
+    identified with `identify`); empty options mean the server's defaults."""
     return analyze_service_pb2.SubmitRequest(
         image=image,
         actions=list(actions),
         detector_backend=detector_backend,
         request_id=request_id,
         frame=frame,
+        identify=identify,
     )
+
+
+def identify_in(
+    gallery: str, top_k: int = 1, threshold: float | None = None
+) -> records_pb2.Identify:
+    """The identify option: each face matched against `gallery`, its `top_k` nearest
+    subjects, verified at or under `threshold` (None: DeepFace's 0.68)."""
+    return records_pb2.Identify(gallery=gallery, top_k=top_k, threshold=threshold)
 
 
 def _error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:

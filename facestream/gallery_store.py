@@ -366,6 +366,30 @@ class GalleryStore:
         )
         return best[:top_k]
 
+    def nearest_of_subject(
+        self, principal: str, gallery: str, subject: str, embeddings: Sequence[np.ndarray]
+    ) -> list[Match]:
+        """For each embedding, the subject's nearest enrolled face and its distance
+        (`subject.unknown` when the gallery has no such subject with faces)."""
+        check_subject_name(subject)
+        queries = [vector_text(e) for e in embeddings]
+        with self._transaction() as db:
+            gallery_id = self._gallery_id(db, principal, gallery)
+            nearest = []
+            for query in queries:
+                row = db.execute(
+                    "select face.id, face.embedding <=> %s::vector as distance from face join"
+                    " subject on subject.id = face.subject_id where subject.gallery_id = %s and"
+                    " subject.name = %s and face.embedding is not null order by distance limit 1",
+                    (query, gallery_id, subject),
+                ).fetchone()
+                if row is None:
+                    raise GalleryStoreError(
+                        "subject.unknown", f"no subject {subject!r} with faces in {gallery!r}"
+                    )
+                nearest.append(Match(subject, float(row[1]), int(row[0])))
+            return nearest
+
     def forget_subject(self, principal: str, gallery: str, subject: str, at: datetime) -> int:
         """Erase a subject's embeddings; an enrolment of it accepted before `at` writes
         nothing. The count of faces erased."""

@@ -1,7 +1,8 @@
 """Authentication and authorization of calls: who calls (grpc_server/principals.py) and
 whether its scopes allow the method.
 
-AnalyzeService's methods authorize themselves (`CallAuthorization`), since only the
+AnalyzeService's and GalleryService's methods authorize themselves (`CallAuthorization`),
+since only the
 servicer sees the client certificate, and calls that stay open are checked again whenever
 the credentials change. `AuthInterceptor` guards the other services (reflection). The
 health service stays open: load balancers probe it without credentials. Every refusal is
@@ -119,19 +120,20 @@ class CallAuthorization:
 
 
 class AuthInterceptor(aio.ServerInterceptor):
-    """Refuses calls to services other than health and AnalyzeService (reflection) without
+    """Refuses calls to services other than health and the self-authorizing ones
+    (AnalyzeService, GalleryService), that is reflection's, without
     a known bearer token. With client certificates required, TLS has already verified one
     issued by FACESTREAM_TLS_CLIENT_CA, and that suffices for reflection."""
 
     def __init__(
         self,
         authenticator: Authenticator,
-        self_authorizing_prefix: str,
+        self_authorizing_prefixes: tuple[str, ...],
         certificates_required: bool,
         logger: logging.Logger,
     ) -> None:
         self._authenticator = authenticator
-        self._open_prefixes = (HEALTH_SERVICE_PREFIX, self_authorizing_prefix)
+        self._open_prefixes = (HEALTH_SERVICE_PREFIX, *self_authorizing_prefixes)
         self._certificates_required = certificates_required
         self._logger = logger
 

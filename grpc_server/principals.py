@@ -44,8 +44,12 @@ from pydantic import (
 SUBMIT = "analyze:submit"  # Submit, Analyze, SubmitStream
 READ = "results:read"  # its own results: Analyze, WatchResults with ids, WatchStream
 WATCH_ALL = "results:watch-all"  # WatchResults with no ids, and others' results by id
+# Its own galleries: identify on any request, Verify against a subject, ListGalleries,
+# ListSubjects.
+GALLERY_READ = "gallery:read"
+GALLERY_WRITE = "gallery:write"  # its own galleries: Enroll, Forget
 ADMIN = "admin"  # every scope
-SCOPES = (SUBMIT, READ, WATCH_ALL, ADMIN)
+SCOPES = (SUBMIT, READ, WATCH_ALL, GALLERY_READ, GALLERY_WRITE, ADMIN)
 # How often the credentials file is read: a change is loaded within two checks.
 RELOAD_CHECK_SECONDS = 0.25
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")

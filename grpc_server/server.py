@@ -27,6 +27,9 @@ from facestream.kafka_config import KafkaSecurity, TopicSpec
 from facestream.metrics_endpoint import MetricsEndpoint, start_metrics_endpoint
 from facestream.v1 import analyze_service_pb2_grpc
 from grpc_server.auth import AuthInterceptor
+from grpc_server.gallery_service import SERVICE as GALLERY_SERVICE
+from grpc_server.gallery_service import SERVICE_NAME as GALLERY_SERVICE_NAME
+from grpc_server.gallery_service import GalleryServicer
 from grpc_server.metrics import CountedServicer, ServerMetrics
 from grpc_server.principals import Authenticator
 from grpc_server.publisher import RequestPublisher
@@ -65,6 +68,7 @@ class ServerParts:
     """What the server serves with, built by its composition root (di.server_root)."""
 
     servicer: AnalyzeServicer
+    gallery_servicer: GalleryServicer
     authenticator: Authenticator
     publisher: RequestPublisher
     listener: ResultsListener
@@ -97,7 +101,7 @@ class AnalyzeServer:
             interceptors=[
                 AuthInterceptor(
                     self.authenticator,
-                    f"/{SERVICE_NAME}/",
+                    (f"/{SERVICE_NAME}/", f"/{GALLERY_SERVICE_NAME}/"),
                     endpoint.client_certificates,
                     self._logger,
                 )
@@ -118,10 +122,16 @@ class AnalyzeServer:
             CountedServicer(servicer, SERVICE, self.metrics) if counted else servicer,
             self._server,
         )
+        galleries = parts.gallery_servicer
+        analyze_service_pb2_grpc.add_GalleryServiceServicer_to_server(
+            CountedServicer(galleries, GALLERY_SERVICE, self.metrics) if counted else galleries,
+            self._server,
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
             (
                 SERVICE_NAME,
+                GALLERY_SERVICE_NAME,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),

@@ -21,6 +21,7 @@ from facestream.v1 import analyze_service_pb2, analyze_service_pb2_grpc, records
 from grpc_server.auth import CallAuthorization
 from grpc_server.errors import RequestRejectedError, refuse
 from grpc_server.frame_sequences import StreamSequences
+from grpc_server.gallery_requests import check_identify
 from grpc_server.pipeline import Pipeline, time_left
 from grpc_server.principals import READ, SUBMIT, WATCH_ALL, Principal
 from grpc_server.validation import (
@@ -80,6 +81,7 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                 self._admission.hold_image(principal.name, len(request.image)),
             ):
                 check_not_frame(request)
+                check_identify(request, principal, self._limits)
                 submission = check_submission(request, self._limits, principal.name)
                 request_id = submission.request_id
                 with self._listener.waiter([request_id], principal.name) as waiter:
@@ -266,6 +268,7 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
         gets a result for it."""
         with self._admission.hold_image(principal.name, len(request.image)):
             try:
+                check_identify(request, principal, self._limits)
                 submission = check_submission(request, self._limits, principal.name)
             except RequestRejectedError as rejected:
                 if not request.HasField("frame"):

@@ -49,6 +49,7 @@ def check_submission(
         detector_backend=detector,
         principal=principal,
         frame=request.frame if request.HasField("frame") else None,
+        identify=request.identify if request.HasField("identify") else None,
     )
 
 
