@@ -116,7 +116,8 @@ class Enrolled:
 
     face_ids: tuple[int, ...]  # each face's id, in order: written now or before
     already: int  # of those, written by an earlier delivery of this request (a replay)
-    refused: int  # faces accepted before their subject or gallery was forgotten
+    refused: int  # faces forgotten since: accepted before their subject or gallery was
+    # forgotten, or written by an earlier delivery and forgotten since
 
 
 @dataclass(frozen=True)
@@ -271,8 +272,9 @@ class GalleryStore:
         faces: Sequence[FaceToEnrol],
     ) -> Enrolled:
         """Write the faces of one enrolment request, once: a face this request enrolled
-        before is not written again, and none is written when the subject or the gallery
-        was forgotten after `accepted_at` (when the front accepted the request)."""
+        before is not written again (nor brought back if it was forgotten since), and none
+        is written when the subject or the gallery was forgotten after `accepted_at` (when
+        the front accepted the request)."""
         check_gallery_name(gallery)
         check_subject_name(subject)
         vectors = [vector_text(face.embedding) for face in faces]
@@ -293,7 +295,7 @@ class GalleryStore:
             if forgotten and accepted_at <= max(forgotten):
                 return Enrolled((), 0, len(faces))
             written: list[int] = []
-            already = 0
+            already = refused = 0
             for face, vector in zip(faces, vectors, strict=True):
                 row = db.execute(
                     "insert into face (subject_id, principal, request_id, image_index, embedding,"
@@ -314,15 +316,18 @@ class GalleryStore:
                         accepted_at,
                     ),
                 ).fetchone()
-                if row is None:  # written by an earlier delivery
+                if row is None:  # written by an earlier delivery, and maybe forgotten since
                     row = db.execute(
                         "select id from face where principal = %s and request_id = %s and"
-                        " image_index = %s",
+                        " image_index = %s and embedding is not null",
                         (principal, request_id, face.image_index),
                     ).fetchone()
+                    if row is None:
+                        refused += 1
+                        continue
                     already += 1
                 written.append(int(row[0]))
-            return Enrolled(tuple(written), already, 0)
+            return Enrolled(tuple(written), already, refused)
 
     def _gallery_id(self, db: Any, principal: str, gallery: str) -> int:
         check_gallery_name(gallery)

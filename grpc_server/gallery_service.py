@@ -225,18 +225,18 @@ class GalleryServicer(analyze_service_pb2_grpc.GalleryServiceServicer):
         authorization: CallAuthorization,
         context: aio.ServicerContext,
     ) -> list[records_pb2.AnalysisResult]:
-        """Publish the records (those a retry already has results for are not published
-        again) and wait for every result, within the call's deadline."""
+        """Publish the records and wait for every result, within the call's deadline. A
+        retry publishes again and waits for the new answers (the store writes a face once,
+        and a retry after a Forget must hear of it)."""
         pipeline = self._pipeline
         principal = authorization.principal.name
         ids = [record.request_id for record in records]
         with (
             pipeline.admission.call(principal),
-            pipeline.listener.waiter(ids, principal) as waiter,
+            pipeline.listener.waiter(ids, principal, recent=False) as waiter,
         ):
-            if not waiter.has_result:
-                for record in records:
-                    await pipeline.publish(record, context)
+            for record in records:
+                await pipeline.publish(record, context)
             results = []
             deadline = asyncio.get_running_loop().time() + time_left(
                 context, pipeline.result_timeout

@@ -196,17 +196,21 @@ class ResultsListener:
 
     @contextmanager
     def waiter(
-        self, request_ids: Iterable[str] | None = None, principal: str | None = ""
+        self,
+        request_ids: Iterable[str] | None = None,
+        principal: str | None = "",
+        recent: bool = True,
     ) -> Iterator[ResultWaiter]:
         """Register a waiter for `request_ids` (None: every result) of `principal` (None:
         of every principal; "" is everyone's when authentication is off) for the `with`
         block.
 
         Call it on the event loop, before publishing, so no result can slip by. Recent
-        results for the ids are handed over at once.
+        results for the ids are handed over at once, unless `recent` is False (the caller
+        publishes again and wants the new answers).
         """
         waiter = ResultWaiter(request_ids, principal)
-        if waiter.request_ids is not None:
+        if waiter.request_ids is not None and recent:
             if principal is not None:
                 recent = [self._recent.get((principal, rid)) for rid in waiter.request_ids]
             else:  # a principal allowed to see every result asks by id

@@ -160,6 +160,11 @@ def test_forgetting_a_gallery_or_a_face(gallery_store):
     assert [(s.subject, s.faces) for s in gallery_store.subjects("team-a", "staff")] == [
         ("alice", 1)
     ]
+    # Its enrolment delivered again, even accepted later, does not bring it back.
+    replay = gallery_store.enrol(
+        "team-a", "staff", "alice", "r-1", NOW + timedelta(seconds=5), faces(alice, vgg_like(rng))
+    )
+    assert (replay.face_ids, replay.already, replay.refused) == ((done.face_ids[1],), 1, 1)
     with pytest.raises(GalleryStoreError) as unknown:
         gallery_store.forget_face("team-b", done.face_ids[1], NOW + timedelta(seconds=1))
     assert unknown.value.code == "face.unknown"

@@ -1,0 +1,164 @@
+"""Recognition end to end: a real gRPC channel, the real dataflow (synthetic weights), the
+embedded broker and the embedded PostgreSQL. Enrolment, identification, verification and
+forgetting, each principal in its own galleries.
+
+With synthetic weights different people are close, so these tests check the mechanics
+with images whose answer is known (the same image enrolled and queried: distance 0), not
+recognition's accuracy; tests/test_recognition_deepface.py holds the answers equal to
+DeepFace's own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from facestream.client import AnalyzeClient, error_reason, identify_in
+from facestream.gallery_store import GalleryStore, connection_pool
+from tests.credentials import TOKENS, credentials_file
+from tests.grpc_helpers import ready_pipeline
+from tests.photos import SINGLE_FACE, TWO_FACES, WITHOUT_FACE
+from tests.pipeline import Topics
+
+pytestmark = pytest.mark.models
+
+GALLERY_SCOPES = '["analyze:submit", "results:read", "gallery:read", "gallery:write"]'
+
+
+@pytest.fixture(scope="module")
+def recognition(embedded_broker, gallery_database, synthetic_home, tmp_path_factory) -> Iterator:
+    """The system with recognition: team-a and team-b may use galleries, reader may not."""
+    import psycopg
+
+    with psycopg.connect(gallery_database.dsn_of("postgres"), autocommit=True) as db:
+        db.execute("create database recognition")
+    dsn = gallery_database.dsn_of("recognition")
+    auth = credentials_file(
+        tmp_path_factory.mktemp("auth") / "principals.toml",
+        scopes={
+            "team-a": GALLERY_SCOPES,
+            "team-b": GALLERY_SCOPES,
+            "reader": '["analyze:submit", "results:read"]',
+        },
+    )
+    topics = Topics(embedded_broker.bootstrap)
+    settings = {
+        "FACESTREAM_ACTIONS": "age,embedding",
+        "FACESTREAM_GALLERY_DSN": dsn,
+        "FACESTREAM_AUTH_FILE": str(auth),
+    }
+    with (
+        ready_pipeline(topics, synthetic_home, "-w", "1", **settings) as (_flow, server),
+        connection_pool(dsn, max_size=2) as pool,
+    ):
+        clients = {
+            name: server.client(token=TOKENS[name]) for name in ("team-a", "team-b", "reader")
+        }
+        yield clients, GalleryStore(pool)
+        for client in clients.values():
+            client.close()
+
+
+def photo(public_photos, name: str) -> bytes:
+    return (public_photos / name).read_bytes()
+
+
+def refused(call) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    return caught.value
+
+
+def test_enrol_identify_verify_and_forget(recognition, public_photos):
+    clients, _store = recognition
+    team_a: AnalyzeClient = clients["team-a"]
+    astronaut, mirror = (photo(public_photos, name) for name in SINGLE_FACE[:2])
+
+    alice = team_a.enroll("staff", "alice", [astronaut], request_id="enrol-alice")
+    (image,) = alice.images
+    assert image.face_id and not image.already and image.region.w > 0
+    again = team_a.enroll("staff", "alice", [astronaut], request_id="enrol-alice")
+    assert (again.images[0].face_id, again.images[0].already) == (image.face_id, True)
+    bob = team_a.enroll("staff", "bob", [mirror], request_id="enrol-bob")
+    assert bob.images[0].face_id not in (0, image.face_id)
+
+    result = team_a.analyze(astronaut, actions=["age"], identify=identify_in("staff", top_k=2))
+    (face,) = result.faces
+    assert face.HasField("age") and not face.embedding  # attributes, no embedding asked
+    assert [m.subject for m in face.identity.matches] == ["alice", "bob"]
+    nearest = face.identity.matches[0]
+    assert nearest.distance == pytest.approx(0, abs=1e-4) and nearest.verified
+    assert nearest.face_id == image.face_id
+
+    same = team_a.verify(astronaut, other_image=astronaut)
+    assert same.verified and same.distance == pytest.approx(0, abs=1e-4)
+    assert same.threshold == pytest.approx(0.68)
+    against_bob = team_a.verify(mirror, subject=("staff", "bob"))
+    assert against_bob.verified and against_bob.face_id == bob.images[0].face_id
+
+    assert [(g.gallery, g.subjects, g.faces) for g in team_a.galleries()] == [("staff", 2, 2)]
+    assert team_a.forget("staff", "alice") == 1
+    assert [s.subject for s in team_a.subjects("staff")] == ["bob"]
+    after = team_a.analyze(astronaut, actions=["age"], identify=identify_in("staff", top_k=2))
+    assert [m.subject for m in after.faces[0].identity.matches] == ["bob"]
+    # The same enrolment sent again does not bring the forgotten face back.
+    replay = refused(lambda: team_a.enroll("staff", "alice", [astronaut], request_id="enrol-alice"))
+    assert replay.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_reason(replay) == "enroll.forgotten"
+    assert [s.subject for s in team_a.subjects("staff")] == ["bob"]
+
+
+def test_an_enrolment_image_must_hold_exactly_one_face(recognition, public_photos):
+    team_a = recognition[0]["team-a"]
+    for name, count in ((TWO_FACES, 2), (WITHOUT_FACE, 0)):
+        image = photo(public_photos, name)
+        error = refused(lambda image=image: team_a.enroll("staff-2", "x", [image]))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error_reason(error) == "enroll.face_count"
+        assert f"has {count}" in error.details()
+    assert "staff-2" not in [g.gallery for g in team_a.galleries()]
+
+
+def test_a_principal_sees_and_matches_only_its_own_galleries(recognition, public_photos):
+    clients, _store = recognition
+    astronaut = photo(public_photos, SINGLE_FACE[0])
+    clients["team-a"].enroll("private", "alice", [astronaut])
+    team_b = clients["team-b"]
+    assert "private" not in [g.gallery for g in team_b.galleries()]
+    result = team_b.analyze(astronaut, actions=["age"], identify=identify_in("private"))
+    assert result.faces[0].identity.error.code == "gallery.unknown"
+    assert error_reason(refused(lambda: team_b.subjects("private"))) == "gallery.unknown"
+    assert error_reason(refused(lambda: team_b.forget("private", "alice"))) == "gallery.unknown"
+    reader = clients["reader"]
+    for call in (
+        lambda: reader.enroll("mine", "x", [astronaut]),
+        lambda: reader.analyze(astronaut, identify=identify_in("private")),
+        lambda: reader.galleries(),
+    ):
+        error = refused(call)
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert error_reason(error) == "auth.permission_denied"
+
+
+def test_bad_names_and_options_are_refused_before_anything_is_published(recognition, public_photos):
+    team_a = recognition[0]["team-a"]
+    astronaut = photo(public_photos, SINGLE_FACE[0])
+    cases = [
+        (lambda: team_a.enroll("bad name", "x", [astronaut]), "gallery.bad_name"),
+        (lambda: team_a.enroll("staff", " x", [astronaut]), "subject.bad_name"),
+        (lambda: team_a.enroll("staff", "x", []), "enroll.bad_request"),
+        (
+            lambda: team_a.analyze(astronaut, identify=identify_in("staff", top_k=500)),
+            "identify.bad_options",
+        ),
+        (
+            lambda: team_a.verify(astronaut, other_image=astronaut, threshold=-1),
+            "identify.bad_options",
+        ),
+        (lambda: team_a.verify(astronaut), "verify.bad_request"),
+    ]
+    for call, code in cases:
+        error = refused(call)
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, code
+        assert error_reason(error) == code
