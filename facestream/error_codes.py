@@ -59,6 +59,28 @@ result.too_large | result `FAILED` | the result would not fit in one Kafka recor
 request.poison | result `FAILED`, dead letter | the record crashed the dataflow
     `FACESTREAM_MAX_ATTEMPTS` times: quarantined
 record.unparseable | dead letter | a record on the requests topic, not ours
+gallery.bad_name | `INVALID_ARGUMENT` | a gallery name other than 1-64 of `A-Za-z0-9._-`
+subject.bad_name | `INVALID_ARGUMENT` | a subject name other than 1-128 printable characters
+    without leading or trailing spaces
+identify.bad_options | `INVALID_ARGUMENT` | `identify.top_k` above 100, or a threshold outside
+    (0, 2]
+enroll.bad_request | `INVALID_ARGUMENT` | an enrolment without images, or with more than 16
+enroll.face_count | `INVALID_ARGUMENT`; result `FAILED` | an enrolment image without exactly
+    one face (the message says how many)
+enroll.forgotten | `FAILED_PRECONDITION`; result `FAILED` | an enrolment accepted before its
+    subject or gallery was forgotten, or a forgotten face enrolled again: nothing written
+verify.bad_request | `INVALID_ARGUMENT` | a `Verify` without another image or a subject
+verify.no_face | `INVALID_ARGUMENT` | an image of a `Verify` has no face
+forget.bad_request | `INVALID_ARGUMENT` | a `Forget` naming both a subject and a face
+gallery.unknown | `NOT_FOUND`; a face's `identity.error` | a gallery the caller does not have
+subject.unknown | `NOT_FOUND` | a subject the gallery does not have (with faces)
+face.unknown | `NOT_FOUND` | an enrolled face id the caller does not have
+gallery.empty | `FAILED_PRECONDITION`; a face's `identity.error` | a gallery whose faces were all
+    forgotten
+gallery.unavailable | `UNAVAILABLE`; result `FAILED`; a face's `identity.error` | the gallery
+    store is unreachable or not configured: retry (an enrolment with the same request id)
+gallery.failed | `INTERNAL`; result `FAILED`; a face's `identity.error` | the gallery store
+    answered with an error (logged)
 """
 
 

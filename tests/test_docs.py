@@ -17,7 +17,7 @@ MAX_PAGE_LINES = 400
 # An error code as the code writes it: a quoted "family.name" of these families.
 CODE_LITERAL = re.compile(
     r"[\"']((?:image|request|frame|stream|auth|broker|kafka|server|principal|result|watch"
-    r"|record|detect|analyze)\.[a-z_]+)[\"']"
+    r"|record|detect|analyze|gallery|subject|face|enroll|identify|verify|forget)\.[a-z_]+)[\"']"
 )
 
 

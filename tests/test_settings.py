@@ -202,7 +202,7 @@ def test_secrets_are_the_fields_typed_secret():
         for name, field in section.model_fields.items()
         if is_secret(field)
     }
-    assert secret == {"kafka_sasl_password", "auth_tokens", "client_token"}
+    assert secret == {"kafka_sasl_password", "auth_tokens", "client_token", "gallery_dsn"}
 
 
 def test_secrets_are_never_in_a_repr():
