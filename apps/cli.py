@@ -323,6 +323,37 @@ def run_video_command(settings: ClientProcessSettings, args: argparse.Namespace)
     return run_video(settings, options)
 
 
+def run_gallery_command(settings: ClientProcessSettings, args: argparse.Namespace) -> int:
+    """`facestream gallery enroll / list / forget`; see apps.gallery_commands."""
+    from apps.gallery_commands import run_enroll, run_forget, run_list
+
+    if args.gallery_command == "enroll":
+        return run_enroll(
+            settings, args.gallery, args.subject, args.photos, args.request_id, args.json
+        )
+    if args.gallery_command == "list":
+        return run_list(settings, args.gallery, args.json)
+    return run_forget(settings, args.gallery, args.subject or "", args.face)
+
+
+def run_identify_command(settings: ClientProcessSettings, args: argparse.Namespace) -> int:
+    """`facestream identify`; see apps.gallery_commands."""
+    from apps.gallery_commands import run_identify
+
+    return run_identify(settings, args.photos, args.gallery, args.top_k, args.threshold, args.json)
+
+
+def run_verify_command(settings: ClientProcessSettings, args: argparse.Namespace) -> int:
+    """`facestream verify`; see apps.gallery_commands."""
+    from apps.gallery_commands import run_verify
+
+    subject = tuple(args.subject.split("/", 1)) if args.subject else None
+    if (args.other is None) == (subject is None):
+        print("error: give another photo or --subject GALLERY/SUBJECT", file=sys.stderr)
+        return 2
+    return run_verify(settings, args.photo, args.other, subject, args.threshold, args.json)
+
+
 def run_up_command(settings: Settings, args: argparse.Namespace) -> int:
     """`facestream up`; see apps.up."""
     from apps.up import run_up
@@ -372,6 +403,9 @@ COMMANDS: dict[str, Command] = {
     "submit": Command(ClientProcessSettings, run_submit_command),
     "watch": Command(ClientProcessSettings, run_watch_command),
     "video": Command(ClientProcessSettings, run_video_command),
+    "gallery": Command(ClientProcessSettings, run_gallery_command),
+    "identify": Command(ClientProcessSettings, run_identify_command),
+    "verify": Command(ClientProcessSettings, run_verify_command),
     "up": Command(Settings, run_up_command),
 }
 
@@ -578,6 +612,66 @@ def _add_video(commands: Subcommands) -> None:
     )
 
 
+def _subject(raw: str) -> str:
+    if "/" not in raw:
+        raise argparse.ArgumentTypeError("a subject is named GALLERY/SUBJECT")
+    return raw
+
+
+def _add_gallery(commands: Subcommands) -> None:
+    gallery = commands.add_parser(
+        "gallery", help="enrol faces into galleries, list them, forget them (recognition)"
+    )
+    gallery_commands = gallery.add_subparsers(dest="gallery_command", required=True)
+    enroll = gallery_commands.add_parser(
+        "enroll", help="enrol a subject's face from each photo (one face each)"
+    )
+    enroll.add_argument("gallery")
+    enroll.add_argument("subject")
+    enroll.add_argument("photos", nargs="+", type=Path, metavar="PHOTO")
+    enroll.add_argument(
+        "--request-id", default="", help="retry with the same id to enrol nothing twice"
+    )
+    enroll.add_argument("--json", action="store_true", help="print the reply as JSON")
+    listing = gallery_commands.add_parser(
+        "list", help="your galleries, or one gallery's subjects, with their face counts"
+    )
+    listing.add_argument("gallery", nargs="?")
+    listing.add_argument("--json", action="store_true", help="print JSON lines")
+    forget = gallery_commands.add_parser(
+        "forget", help="erase a gallery, a subject, or one face (--face ID)"
+    )
+    forget.add_argument("gallery")
+    forget.add_argument("subject", nargs="?")
+    forget.add_argument("--face", type=int, default=0, metavar="ID", help="one enrolled face")
+
+
+def _add_identify(commands: Subcommands) -> None:
+    identify = commands.add_parser(
+        "identify", help="each face of each photo and whom it resembles in a gallery"
+    )
+    identify.add_argument("photos", nargs="+", type=Path, metavar="PHOTO")
+    identify.add_argument("--gallery", required=True)
+    identify.add_argument("--top-k", type=int, default=1, help="subjects per face (default 1)")
+    identify.add_argument(
+        "--threshold", type=float, help="cosine distance for a match (default 0.68)"
+    )
+    identify.add_argument("--json", action="store_true", help="print JSON lines")
+
+
+def _add_verify(commands: Subcommands) -> None:
+    verify = commands.add_parser(
+        "verify", help="whether two photos, or a photo and an enrolled subject, show one person"
+    )
+    verify.add_argument("photo", type=Path)
+    verify.add_argument("other", type=Path, nargs="?", help="the other photo")
+    verify.add_argument("--subject", type=_subject, metavar="GALLERY/SUBJECT")
+    verify.add_argument(
+        "--threshold", type=float, help="cosine distance for a match (default 0.68)"
+    )
+    verify.add_argument("--json", action="store_true", help="print the reply as JSON")
+
+
 def _add_up(commands: Subcommands) -> None:
     commands.add_parser(
         "up",
@@ -605,6 +699,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_submit,
         _add_watch,
         _add_video,
+        _add_gallery,
+        _add_identify,
+        _add_verify,
         _add_up,
     ):
         add_command(commands)

@@ -21,10 +21,12 @@ from grpc_health.v1 import health_pb2
 
 from apps.broker import EmbeddedBroker, free_port, port_or_free
 from apps.client_commands import client_for, describe_rpc_error
+from apps.gallery_database import EmbeddedPostgres
 from apps.launch import DataflowProcess, Kafka, ServerProcess, kafka_with_topics
 from apps.processes import ChildProcess, WaitTimeoutError, wait_until
 from di import Settings, child_environment
 from facestream.client import AnalyzeClient
+from facestream.gallery_store import GalleryStoreError
 
 DATAFLOW_WORKERS = 2
 HEALTH_TIMEOUT = 120.0
@@ -94,6 +96,8 @@ class LocalSystem:
         self.bootstrap = settings.kafka.bootstrap_servers
         self.metrics_ports: dict[str, int] = {}  # child name -> its metrics port
         self.broker: EmbeddedBroker | None = None  # once started, when no Kafka is named
+        # Once started, when no FACESTREAM_GALLERY_DSN is named.
+        self.gallery_database: EmbeddedPostgres | None = None
 
     @contextmanager
     def running(self) -> Iterator[LocalSystem]:
@@ -123,6 +127,7 @@ class LocalSystem:
             env = child_environment(
                 **self.env,
                 **kafka_env,
+                **self._galleries(stack),
                 FACESTREAM_GRPC_ADDRESS=self.address,
                 DEEPFACE_HOME=str(self.deepface_home),
             )
@@ -138,6 +143,30 @@ class LocalSystem:
             server_env = {**env, "FACESTREAM_METRICS_PORT": str(port)}
             self._started(ServerProcess(server_env, cwd=None))
             yield self
+
+    def _galleries(self, stack: ExitStack) -> dict[str, str]:
+        """The gallery store the children use: FACESTREAM_GALLERY_DSN's, or the embedded
+        PostgreSQL started here (stopped on the way out). Without either (its wheel not
+        installed, or it fails to start), the system runs without recognition, and says so."""
+        galleries = self.settings.galleries
+        if galleries.dsn:
+            say("galleries: the PostgreSQL of FACESTREAM_GALLERY_DSN")
+            return {}
+        database = EmbeddedPostgres(galleries.gallery_dir)
+        try:
+            database.start()
+        except GalleryStoreError as error:
+            say(f"galleries: none, recognition is off ({error.message})")
+            return {}
+        stack.callback(self._stop_gallery_database, database)
+        self.gallery_database = database
+        say(f"galleries: embedded PostgreSQL in {database.folder} (pid {database.pid})")
+        return {"FACESTREAM_GALLERY_DSN": database.dsn}
+
+    @staticmethod
+    def _stop_gallery_database(database: EmbeddedPostgres) -> None:
+        code = database.stop()
+        say(f"galleries: stopped (pid {database.pid}, exit code {code})")
 
     def _metrics_port(self, child: str, variable: str) -> int:
         """The metrics port of one child: as configured when that port is free, another

@@ -9,6 +9,7 @@ DeepFace's own."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import grpc
@@ -16,6 +17,7 @@ import pytest
 
 from facestream.client import AnalyzeClient, error_reason, identify_in
 from facestream.gallery_store import GalleryStore, connection_pool
+from tests.commands import cli_env, run_facestream
 from tests.credentials import TOKENS, credentials_file
 from tests.grpc_helpers import ready_pipeline
 from tests.photos import SINGLE_FACE, TWO_FACES, WITHOUT_FACE
@@ -55,7 +57,7 @@ def recognition(embedded_broker, gallery_database, synthetic_home, tmp_path_fact
         clients = {
             name: server.client(token=TOKENS[name]) for name in ("team-a", "team-b", "reader")
         }
-        yield clients, GalleryStore(pool)
+        yield clients, GalleryStore(pool), server.address
         for client in clients.values():
             client.close()
 
@@ -71,7 +73,7 @@ def refused(call) -> grpc.RpcError:
 
 
 def test_enrol_identify_verify_and_forget(recognition, public_photos):
-    clients, _store = recognition
+    clients, _store, _address = recognition
     team_a: AnalyzeClient = clients["team-a"]
     astronaut, mirror = (photo(public_photos, name) for name in SINGLE_FACE[:2])
 
@@ -121,7 +123,7 @@ def test_an_enrolment_image_must_hold_exactly_one_face(recognition, public_photo
 
 
 def test_a_principal_sees_and_matches_only_its_own_galleries(recognition, public_photos):
-    clients, _store = recognition
+    clients, _store, _address = recognition
     astronaut = photo(public_photos, SINGLE_FACE[0])
     clients["team-a"].enroll("private", "alice", [astronaut])
     team_b = clients["team-b"]
@@ -162,3 +164,29 @@ def test_bad_names_and_options_are_refused_before_anything_is_published(recognit
         error = refused(call)
         assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, code
         assert error_reason(error) == code
+
+
+def test_the_recognition_commands(recognition, public_photos):
+    address = recognition[2]
+    env = cli_env(FACESTREAM_GRPC_ADDRESS=address, FACESTREAM_CLIENT_TOKEN=TOKENS["team-b"])
+    astronaut = str(public_photos / SINGLE_FACE[0])
+
+    enrolled = run_facestream("gallery", "enroll", "cli", "Eileen C.", astronaut, env=env)
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert "Eileen C. in cli" in enrolled.stdout and " enrolled" in enrolled.stdout
+    listed = run_facestream("gallery", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    galleries = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert {"gallery": "cli", "subjects": 1, "faces": 1} in galleries
+    identified = run_facestream("identify", astronaut, "--gallery", "cli", env=env)
+    assert identified.returncode == 0, identified.stderr
+    assert "Eileen C. 0.000 ✓" in identified.stdout
+    verified = run_facestream("verify", astronaut, "--subject", "cli/Eileen C.", env=env)
+    assert verified.returncode == 0, verified.stderr
+    assert ": the same person (distance 0.0000" in verified.stdout
+    forgotten = run_facestream("gallery", "forget", "cli", "Eileen C.", env=env)
+    assert forgotten.returncode == 0, forgotten.stderr
+    assert "(1 face erased)" in forgotten.stdout
+    unknown = run_facestream("gallery", "list", "nope", env=env)
+    assert unknown.returncode == 1
+    assert "NOT_FOUND gallery.unknown" in unknown.stderr
