@@ -20,7 +20,6 @@ import signal
 import stat
 import subprocess
 from pathlib import Path
-from types import TracebackType
 
 from apps.processes import ChildProcess, WaitTimeoutError, as_user, wait_until
 from facestream.gallery_store import GalleryStoreError
@@ -78,8 +77,7 @@ def _traversable(path: Path) -> None:
 
 class EmbeddedPostgres:
     """A PostgreSQL server process on a Unix socket in `folder/socket`, its data in
-    `folder/data`. Use as a context manager, or call start() and stop(); stop() ends the
-    process by its pid."""
+    `folder/data`. Call start() and stop(); stop() ends the process by its pid."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder.expanduser()
@@ -174,15 +172,3 @@ class EmbeddedPostgres:
         """Stop the server (SIGINT: PostgreSQL's fast shutdown, then SIGKILL after
         `timeout`); return its exit code."""
         return self._child.stop(signal.SIGINT, timeout) if self._child else None
-
-    def __enter__(self) -> EmbeddedPostgres:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,49 +48,22 @@ class Migration:
     sql: str
 
 
-MIGRATIONS = (
-    Migration(
-        1,
-        "galleries, subjects and their enrolled faces",
-        f"""
-        create extension if not exists vector;
-        create table gallery (
-            id bigint generated always as identity primary key,
-            principal text not null,
-            name text not null,
-            created_at timestamptz not null default now(),
-            forgotten_at timestamptz,
-            unique (principal, name)
-        );
-        create table subject (
-            id bigint generated always as identity primary key,
-            gallery_id bigint not null references gallery (id) on delete cascade,
-            name text not null,
-            created_at timestamptz not null default now(),
-            forgotten_at timestamptz,
-            unique (gallery_id, name)
-        );
-        create table face (
-            id bigint generated always as identity primary key,
-            subject_id bigint not null references subject (id) on delete cascade,
-            principal text not null,
-            request_id text not null,
-            image_index integer not null,
-            embedding vector({EMBEDDING_SIZE}),
-            image_sha256 bytea not null,
-            box_x integer not null,
-            box_y integer not null,
-            box_w integer not null,
-            box_h integer not null,
-            accepted_at timestamptz not null,
-            enrolled_at timestamptz not null default now(),
-            forgotten_at timestamptz,
-            unique (principal, request_id, image_index)
-        );
-        create index face_of_subject on face (subject_id) where embedding is not null;
-        """,
-    ),
-)
+# The schema's versions, applied in order: `NNNN_name.sql`, whose first line (a comment)
+# says what it does. A version, once released, is never edited: a change is a new file.
+MIGRATIONS_FOLDER = Path(__file__).parent / "gallery_migrations"
+
+
+def migrations() -> tuple[Migration, ...]:
+    """Every migration of the schema, oldest first."""
+    found = []
+    for path in sorted(MIGRATIONS_FOLDER.glob("*.sql")):
+        sql = path.read_text()
+        what = sql.splitlines()[0].removeprefix("--").strip()
+        found.append(Migration(int(path.name.split("_", 1)[0]), what, sql))
+    return tuple(found)
+
+
+MIGRATIONS = migrations()
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from grpc_server.gallery_requests import (
     store_refusal,
     verification_record,
 )
-from grpc_server.pipeline import Pipeline, time_left
+from grpc_server.pipeline import Pipeline, PipelineServicer, time_left
 from grpc_server.principals import GALLERY_READ, GALLERY_WRITE, READ, SUBMIT
 
 SERVICE = analyze_service_pb2.DESCRIPTOR.services_by_name["GalleryService"]
@@ -48,12 +48,14 @@ NO_STORE = GalleryStoreError(
 )
 
 
-class GalleryServicer(analyze_service_pb2_grpc.GalleryServiceServicer):
+class GalleryServicer(PipelineServicer, analyze_service_pb2_grpc.GalleryServiceServicer):
+    service_name = SERVICE_NAME
+
     def __init__(
         self, limits: RequestLimits, pipeline: Pipeline, store: GalleryStore | None
     ) -> None:
+        super().__init__(pipeline)
         self._limits = limits
-        self._pipeline = pipeline
         self._store = store
 
     async def Enroll(
@@ -203,11 +205,6 @@ class GalleryServicer(analyze_service_pb2_grpc.GalleryServiceServicer):
             return analyze_service_pb2.ForgetReply(faces_erased=erased)
         except RequestRejectedError as rejected:
             await refuse(context, rejected)
-
-    async def _authorize(
-        self, context: aio.ServicerContext, method: str, *scopes: str
-    ) -> CallAuthorization:
-        return await self._pipeline.authorize(context, f"/{SERVICE_NAME}/{method}", *scopes)
 
     async def _stored(self, call: Callable[[GalleryStore], T]) -> T:
         """A store call, off the event loop; its errors as the call's typed refusal."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import nullcontext
+from typing import ClassVar
 
 import grpc
 from grpc import aio
@@ -59,11 +60,13 @@ class Pipeline:
         self._broker_budget = broker_budget
 
     async def authorize(
-        self, context: aio.ServicerContext, method: str, *scopes: str
+        self, context: aio.ServicerContext, service: str, method: str, *scopes: str
     ) -> CallAuthorization:
-        """The call's authorization (`method` is its full name), once its principal holds
+        """The authorization of a call of `service`'s `method`, once its principal holds
         every one of `scopes`; otherwise the call ends UNAUTHENTICATED or PERMISSION_DENIED."""
-        authorization = CallAuthorization(context, self._authenticator, method, self._logger)
+        authorization = CallAuthorization(
+            context, self._authenticator, f"/{service}/{method}", self._logger
+        )
         await authorization.require(*scopes)
         return authorization
 
@@ -146,3 +149,18 @@ class Pipeline:
                 f"{error}; request {request_id}: {outcome}.",
                 request_id,
             ) from None
+
+
+class PipelineServicer:
+    """What the servicers share: the pipeline, and each call's authorization by method
+    name within their service (`service_name`)."""
+
+    service_name: ClassVar[str]
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    async def _authorize(
+        self, context: aio.ServicerContext, method: str, *scopes: str
+    ) -> CallAuthorization:
+        return await self._pipeline.authorize(context, self.service_name, method, *scopes)

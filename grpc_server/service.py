@@ -22,7 +22,7 @@ from grpc_server.auth import CallAuthorization
 from grpc_server.errors import RequestRejectedError, refuse
 from grpc_server.frame_sequences import StreamSequences
 from grpc_server.gallery_requests import check_identify
-from grpc_server.pipeline import Pipeline, time_left
+from grpc_server.pipeline import Pipeline, PipelineServicer, time_left
 from grpc_server.principals import READ, SUBMIT, WATCH_ALL, Principal
 from grpc_server.validation import (
     check_not_frame,
@@ -42,7 +42,9 @@ SERVICE_NAME = SERVICE.full_name
 StreamItem = asyncio.Task[analyze_service_pb2.SubmitReply] | RequestRejectedError | None
 
 
-class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
+class AnalyzeServicer(PipelineServicer, analyze_service_pb2_grpc.AnalyzeServiceServicer):
+    service_name = SERVICE_NAME
+
     def __init__(
         self,
         limits: RequestLimits,
@@ -50,8 +52,8 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
         logger: logging.Logger,
         stream_gap_timeout: float,
     ) -> None:
+        super().__init__(pipeline)
         self._limits = limits
-        self._pipeline = pipeline
         self._listener = pipeline.listener
         self._admission = pipeline.admission
         self._logger = logger
@@ -192,11 +194,6 @@ class AnalyzeServicer(analyze_service_pb2_grpc.AnalyzeServiceServicer):
                     yield await self._pipeline.next_result(waiter, authorization, None)
         except RequestRejectedError as rejected:
             await refuse(context, rejected)
-
-    async def _authorize(
-        self, context: aio.ServicerContext, method: str, *scopes: str
-    ) -> CallAuthorization:
-        return await self._pipeline.authorize(context, f"/{SERVICE_NAME}/{method}", *scopes)
 
     async def _read_stream(
         self,

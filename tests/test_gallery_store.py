@@ -70,6 +70,11 @@ def test_migrations_apply_once_and_record_their_version(gallery_dsn):
         with pool.connection() as db:
             extension = db.execute("select extversion from pg_extension where extname = 'vector'")
             assert extension.fetchone() is not None
+            dimensions = db.execute(
+                "select atttypmod from pg_attribute where attrelid = 'face'::regclass and "
+                "attname = 'embedding'"
+            ).fetchone()
+            assert dimensions == (EMBEDDING_SIZE,)
 
 
 def test_the_store_keeps_no_face_image(gallery_store, gallery_dsn):
