@@ -56,6 +56,7 @@ BYTEWAX_VARIABLES = {"BYTEWAX_DATAFLOW_API_ENABLED", "BYTEWAX_DATAFLOW_API_PORT"
 def test_the_file_parses_and_has_every_part():
     assert set(SERVICES) == {
         "kafka",
+        "postgres",
         "topics",
         "weights",
         "recovery-init",
@@ -67,6 +68,16 @@ def test_the_file_parses_and_has_every_part():
     }
     assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
     assert SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    # The galleries: PostgreSQL with pgvector, its data in a volume, no port on the host,
+    # and every facestream process pointed at it once it is healthy.
+    postgres = SERVICES["postgres"]
+    assert postgres["image"].startswith("pgvector/pgvector:")
+    assert "gallery-data:/var/lib/postgresql/data" in postgres["volumes"]
+    assert "ports" not in postgres
+    for name in ("grpc-server", "dataflow-0", "dataflow-1"):
+        dsn = SERVICES[name]["environment"]["FACESTREAM_GALLERY_DSN"]
+        assert dsn.startswith("postgresql://") and "@postgres:5432/" in dsn
+        assert SERVICES[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
 def check_facestream_argv(argv: list[str]) -> None:
@@ -316,7 +327,7 @@ def test_the_lock_files_pin_what_pyproject_asks_for_and_the_image_stays_lean():
     production, development = pins("production.lock"), pins("dev.lock")
 
     def pinned(requirements: list[str]) -> dict[str, str]:
-        found = (re.match(r"^([A-Za-z0-9_.-]+)==([^;\s]+)", r) for r in requirements)
+        found = (re.match(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^;\s]+)", r) for r in requirements)
         return {m.group(1).lower(): m.group(2) for m in found if m}
 
     runtime = pinned(project["dependencies"])
