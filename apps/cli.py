@@ -319,6 +319,7 @@ def run_video_command(settings: ClientProcessSettings, args: argparse.Namespace)
         window=args.window,
         timeout=args.timeout,
         embeddings=not args.no_embeddings,
+        gallery=args.gallery or "",
     )
     return run_video(settings, options)
 
@@ -609,6 +610,9 @@ def _add_video(commands: Subcommands) -> None:
         type=float,
         default=300.0,
         help="give up after this many seconds without a result (default 300)",
+    )
+    video.add_argument(
+        "--gallery", help="identify each face (each track) against this gallery of yours"
     )
 
 

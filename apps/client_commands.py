@@ -21,6 +21,7 @@ from tqdm import tqdm
 from apps.image_sources import IMAGE_SUFFIXES, NamedImage, image_files
 from apps.report import annotate_image
 from apps.result_table import error_row, format_table, frame_json, result_json, result_rows
+from apps.result_text import identity_text
 from apps.video import FrameResult, stream_video
 from apps.video_source import (
     VideoSourceError,
@@ -29,7 +30,7 @@ from apps.video_source import (
     video_fourcc,
 )
 from di.settings import ClientProcessSettings, Settings
-from facestream.client import AnalyzeClient, error_reason, request
+from facestream.client import AnalyzeClient, error_reason, identify_in, request
 from facestream.models import SYNTHETIC_WARNING
 from facestream.requests import InvalidRequestError, check_stream_id
 from facestream.v1 import analyze_service_pb2, records_pb2
@@ -248,6 +249,7 @@ class VideoOptions:
     window: int
     timeout: float
     embeddings: bool = True  # False: JSON lines leave the faces' embeddings out
+    gallery: str = ""  # identify each face against this gallery of the caller's
 
 
 class AnnotatedVideo:
@@ -302,6 +304,10 @@ def run_video(settings: ClientProcessSettings, options: VideoOptions) -> int:
                 if answer.result is not None
                 else [error_row(name, answer.error)]
             )
+            if options.gallery:
+                faces = answer.result.faces if answer.result is not None else ()
+                identities = [identity_text(face) for face in faces] or ["-"]
+                rows = [(*row, identity) for row, identity in zip(rows, identities, strict=True)]
             for row in rows:
                 print("  ".join(row), flush=True)
         if out is not None:
@@ -329,6 +335,7 @@ def run_video(settings: ClientProcessSettings, options: VideoOptions) -> int:
                 show,
                 window=options.window,
                 timeout=options.timeout,
+                identify=identify_in(options.gallery) if options.gallery else None,
             )
     except grpc.RpcError as error:
         print(f"error: {describe_rpc_error(error)}", file=sys.stderr)

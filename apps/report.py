@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from google.protobuf.json_format import MessageToDict
 
-from apps.result_text import region_text
+from apps.result_text import identified_as, region_text
 from facestream.kafka_records import status_name
 from facestream.models import SYNTHETIC_WARNING
 from facestream.v1 import records_pb2
@@ -103,8 +103,11 @@ def summarize(entries: Sequence[ReportEntry], seconds: float) -> Summary:
 
 
 def face_label(face: records_pb2.Face) -> str:
-    """A short label for a face: age, then the dominant gender, emotion and race."""
-    parts = [f"{face.age:.0f}"] if face.HasField("age") else []
+    """A short label for a face: its track, whom it was identified as (a verified
+    match), its age, then the dominant gender, emotion and race."""
+    parts = [face.track_id] if face.track_id else []
+    parts += [identified_as(face)] if identified_as(face) else []
+    parts += [f"{face.age:.0f}"] if face.HasField("age") else []
     parts += [d.dominant for d in (face.gender, face.emotion, face.race) if d.dominant]
     return " ".join(parts) or "face"
 

@@ -22,3 +22,9 @@ def identity_text(face: records_pb2.Face) -> str:
         f"{match.subject} {match.distance:.3f}{' ✓' if match.verified else ''}"
         for match in identity.matches
     )
+
+
+def identified_as(face: records_pb2.Face) -> str:
+    """The subject a face was identified as (its nearest match, when verified), or ""."""
+    matches = face.identity.matches
+    return matches[0].subject if matches and matches[0].verified else ""

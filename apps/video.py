@@ -203,16 +203,17 @@ def stream_video(
     *,
     window: int = DEFAULT_WINDOW,
     timeout: float = 300.0,
+    identify: records_pb2.Identify | None = None,
 ) -> StreamSummary:
-    """Send `source`'s sampled frames as stream `stream_id` and call `on_result` for each
-    (from another thread, one at a time, in sequence order) as results come. Returns once
-    every frame sent is answered, or `timeout` seconds passed without any answer.
-    grpc.RpcError when a call fails."""
+    """Send `source`'s sampled frames as stream `stream_id` (each face identified with
+    `identify`) and call `on_result` for each (from another thread, one at a time, in
+    sequence order) as results come. Returns once every frame sent is answered, or
+    `timeout` seconds passed without any answer. grpc.RpcError when a call fails."""
     state = _StreamState(window, on_result)
     queue = FrameQueue(LIVE_BUFFER if source.live else window, drop_oldest=source.live)
     # The watch first, so that no result goes by unseen (the server keeps recent ones too).
     results = client.watch_stream(stream_id)
-    replies = client.submit_stream(_frame_requests(queue, state, stream_id))
+    replies = client.submit_stream(_frame_requests(queue, state, stream_id, identify))
     failures: list[grpc.RpcError] = []
     watcher = threading.Thread(
         target=_watch, args=(results, replies, state, failures), name="watch-stream", daemon=True
@@ -283,7 +284,10 @@ def _watch(
 
 
 def _frame_requests(
-    queue: FrameQueue, state: _StreamState, stream_id: str
+    queue: FrameQueue,
+    state: _StreamState,
+    stream_id: str,
+    identify: records_pb2.Identify | None = None,
 ) -> Iterator[analyze_service_pb2.SubmitRequest]:
     """SubmitStream's requests: each frame once the next one is read (so the last one is
     known), and only while the window has room."""
@@ -297,7 +301,8 @@ def _frame_requests(
         frame = replace(held, sequence=sequence)
         sequence += 1
         state.sending(frame)
-        yield request(frame.jpeg, frame=frame.stream_frame(stream_id, last=following is None))
+        place = frame.stream_frame(stream_id, last=following is None)
+        yield request(frame.jpeg, frame=place, identify=identify)
         if following is None or not _room(state):
             return
         # Back in line while the window was full: a live source may have dropped it since.

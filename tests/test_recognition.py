@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from apps.demo_video import compose_demo_video
 from facestream.client import AnalyzeClient, error_reason, identify_in
 from facestream.gallery_store import GalleryStore, connection_pool
 from tests.commands import cli_env, run_facestream
@@ -190,3 +191,34 @@ def test_the_recognition_commands(recognition, public_photos):
     unknown = run_facestream("gallery", "list", "nope", env=env)
     assert unknown.returncode == 1
     assert "NOT_FOUND gallery.unknown" in unknown.stderr
+
+
+def test_a_video_is_identified_track_by_track(recognition, public_photos, tmp_path):
+    clients, _store, address = recognition
+    clients["team-b"].enroll("video", "Eileen", [photo(public_photos, SINGLE_FACE[0])])
+    video = compose_demo_video(tmp_path / "short.avi", seconds=2)
+    env = cli_env(FACESTREAM_GRPC_ADDRESS=address, FACESTREAM_CLIENT_TOKEN=TOKENS["team-b"])
+    done = run_facestream(
+        "video",
+        str(video.path),
+        "--gallery",
+        "video",
+        "--json",
+        "--no-embeddings",
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    frames = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(frames) == video.frame_count
+    faces = [face for frame in frames for face in frame.get("faces", [])]
+    assert faces and all(face["trackId"] for face in faces)
+    # With synthetic weights every face is near the one subject: each is identified as it,
+    # the carried faces with their track's identity.
+    assert {face["identity"]["matches"][0]["subject"] for face in faces} == {"Eileen"}
+    assert any(face.get("carried") for face in faces)
+    summaries = [track for frame in frames for track in frame.get("ended_tracks", [])]
+    assert summaries and {track["subject"] for track in summaries} == {"Eileen"}
+    table = run_facestream("video", str(video.path), "--gallery", "video", env=env, timeout=300)
+    assert table.returncode == 0, table.stderr
+    assert "Eileen 0." in table.stdout

@@ -70,6 +70,15 @@ def test_face_label_has_age_and_dominant_labels():
     assert face_label(records_pb2.Face()) == "face"
 
 
+def test_face_label_names_the_track_and_a_verified_subject_only():
+    (face,) = a_result([(0, 0, 1, 1)]).faces
+    face.track_id = "t2"
+    face.identity.matches.add(subject="Ada", distance=0.2, verified=True)
+    assert face_label(face) == "t2 Ada 31 Woman happy"
+    face.identity.matches[0].verified = False  # someone the gallery does not know
+    assert face_label(face) == "t2 31 Woman happy"
+
+
 def test_summary_counts_faces_and_takes_latency_percentiles():
     entries = [
         ReportEntry(f"{n}.png", b"", a_result([(0, 0, 1, 1)] * n), seconds=float(n))
