@@ -149,11 +149,13 @@ def analyze_images(
     concurrency: int,
     request_ids: Sequence[str] = (),
     actions: Sequence[str] = (),
+    identify: records_pb2.Identify | None = None,
 ) -> list[Analysis]:
     """Call `Analyze` for each image, `concurrency` at a time, with a progress bar on
     stderr; one Analysis per image, in order. `images` are loaders, so a file that cannot
     be read fails only its own entry. `request_ids`, when given, name the requests;
-    `actions`, when given, are asked of every image."""
+    `actions`, when given, are asked of every image; with `identify`, its faces are
+    identified."""
 
     def analyze(index: int) -> Analysis:
         started = time.monotonic()
@@ -162,7 +164,9 @@ def analyze_images(
             image = images[index]()
             name = image.name
             request_id = request_ids[index] if request_ids else ""
-            result = client.analyze(image.data, actions, request_id=request_id, timeout=timeout)
+            result = client.analyze(
+                image.data, actions, request_id=request_id, timeout=timeout, identify=identify
+            )
         except OSError as error:
             return Analysis(name, None, f"unreadable: {error}", time.monotonic() - started)
         except grpc.RpcError as error:

@@ -2,10 +2,13 @@
 
 It starts the embedded broker (unless FACESTREAM_KAFKA_BOOTSTRAP names a Kafka), the
 dataflow (`python -m bytewax.run dataflow -w 2`) and the gRPC server as child processes,
-waits until they answer, sends the images through the gRPC client, then a short video
-composed from the public photos as a stream (`facestream video`'s way), prints a table and
-a summary, writes a report folder (the video as an animated WebP with boxes and labels per
-frame, above the stills), and stops every child on the way out, Ctrl-C included.
+waits until they answer, enrols the astronaut of the public photos into a gallery (the
+galleries' embedded PostgreSQL comes with `facestream up`'s system), sends the images
+through the gRPC client with each face identified against it, then a short video composed
+from the public photos as a stream (`facestream video`'s way), prints a table and a
+summary, writes a report folder (the video as an animated WebP with boxes, tracks, names
+and labels per frame, above the stills), and stops every child on the way out, Ctrl-C
+included.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from apps.client_commands import analyze_images
+import grpc
+
+from apps.client_commands import analyze_images, describe_rpc_error
 from apps.demo_video import compose_demo_video, write_animation
 from apps.image_sources import IMAGE_SUFFIXES, NamedImage, demo_images, folder_images
 from apps.local_system import LocalSystemError, ready_system, say, stop_on_signals
@@ -30,12 +35,14 @@ from apps.report import (
     summarize,
     write_report,
 )
-from apps.result_table import error_row, format_table, result_rows
+from apps.result_table import COLUMNS, error_row, format_table, result_rows
+from apps.result_text import identity_text
 from apps.video import FrameResult, stream_video
 from apps.video_source import open_video_source
 from di import Settings, child_environment
-from facestream.client import AnalyzeClient
+from facestream.client import AnalyzeClient, identify_in
 from facestream.models import (
+    EMBEDDING,
     SYNTHETIC_WARNING,
     WeightsDownloadError,
     WeightState,
@@ -44,6 +51,7 @@ from facestream.models import (
     synthetic_deepface_home,
     weights_dir_of,
 )
+from facestream.v1 import records_pb2
 
 
 class DemoError(RuntimeError):
@@ -145,18 +153,30 @@ def run(settings: Settings, options: DemoOptions) -> int:
     images = _load_images(options)
     home, synthetic = choose_weights(settings, options.download)
     run_id = f"demo-{uuid.uuid4().hex[:8]}"
-    with ready_system(settings, home, run_id) as (system, client):
+    attributes = settings.models.actions
+    # Recognition needs the embedding model; the images are asked for their attributes
+    # only, so that the results stay as readable as without it.
+    env = {"FACESTREAM_ACTIONS": ",".join(dict.fromkeys((*attributes, EMBEDDING)))}
+    asked = [a for a in attributes if a != EMBEDDING]
+    with ready_system(settings, home, run_id, env) as (system, client):
+        identify = system.supervise(
+            lambda: enrol_demo_subject(client, images), options.timeout + 30, "the enrolment"
+        )
         ids = [f"{run_id}-{index}" for index in range(len(images))]
         started = time.monotonic()
         loaders = [_loader(image) for image in images]
         analyses = system.supervise(
-            lambda: analyze_images(client, loaders, options.timeout, options.concurrency, ids),
+            lambda: analyze_images(
+                client, loaders, options.timeout, options.concurrency, ids, asked, identify
+            ),
             options.timeout * len(images) + 30,
             "the results",
         )
         seconds = time.monotonic() - started
         video = system.supervise(
-            lambda: stream_demo_video(client, options.report, f"{run_id}-video", options.timeout),
+            lambda: stream_demo_video(
+                client, options.report, f"{run_id}-video", options.timeout, identify
+            ),
             options.timeout * 2 + 60,
             "the video's results",
         )
@@ -182,17 +202,58 @@ VIDEO_FPS = 5.0
 VIDEO_ANIMATION = "video.webp"
 
 
+# The subject the demo enrols: the astronaut of scikit-image's photo (Eileen Collins, NASA,
+# public domain), under a fixed request id, so that a second demo enrols nothing twice.
+DEMO_GALLERY = "demo"
+DEMO_SUBJECT = "Eileen Collins"
+DEMO_SUBJECT_PHOTO = "astronaut.png"
+DEMO_ENROLMENT_ID = "demo-eileen-collins"
+
+
+def enrol_demo_subject(
+    client: AnalyzeClient, images: Sequence[NamedImage]
+) -> records_pb2.Identify | None:
+    """Enrol the demo's subject from its photo among `images` into the demo gallery; the
+    identify option that finds it, or None (and the reason said) when recognition cannot
+    run here (the photo is not among the images, or the store or the model is missing)."""
+    photo = next((image for image in images if image.name == DEMO_SUBJECT_PHOTO), None)
+    if photo is None:
+        say(f"recognition: off ({DEMO_SUBJECT_PHOTO} is not among the images)")
+        return None
+    try:
+        reply = client.enroll(
+            DEMO_GALLERY, DEMO_SUBJECT, [photo.data], request_id=DEMO_ENROLMENT_ID
+        )
+    except grpc.RpcError as error:
+        say(f"recognition: off ({describe_rpc_error(error)})")
+        return None
+    (enrolled,) = reply.images
+    state = "already enrolled" if enrolled.already else "enrolled"
+    say(
+        f"recognition: {DEMO_SUBJECT} {state} from {photo.name} into gallery {DEMO_GALLERY} "
+        f"(face {enrolled.face_id}); every face below is identified against it"
+    )
+    return identify_in(DEMO_GALLERY)
+
+
 def stream_demo_video(
-    client: AnalyzeClient, folder: Path, stream_id: str, timeout: float
+    client: AnalyzeClient,
+    folder: Path,
+    stream_id: str,
+    timeout: float,
+    identify: records_pb2.Identify | None = None,
 ) -> VideoSection:
-    """Compose the demo video into `folder`, send it as stream `stream_id`, and write its
-    annotated frames there as an animated WebP; the report's section for it."""
+    """Compose the demo video into `folder`, send it as stream `stream_id` (each track
+    identified with `identify`), and write its annotated frames there as an animated WebP;
+    the report's section for it."""
     folder.mkdir(parents=True, exist_ok=True)
     composed = compose_demo_video(folder / "video.mp4", VIDEO_SECONDS, VIDEO_FPS)
     say(f"video: {composed.frame_count} frames composed from the public photos, sent as a stream")
     answers: list[FrameResult] = []
     with open_video_source(str(composed.path), VIDEO_FPS) as source:
-        summary = stream_video(client, source, stream_id, answers.append, timeout=timeout)
+        summary = stream_video(
+            client, source, stream_id, answers.append, timeout=timeout, identify=identify
+        )
     write_animation(
         [annotate_image(a.frame.image, a.result) for a in answers],
         folder / VIDEO_ANIMATION,
@@ -210,12 +271,16 @@ def _print_results(entries: list[ReportEntry], synthetic: bool) -> None:
     rows: list[tuple[str, ...]] = []
     for entry in entries:
         if entry.result is None:
-            rows.append(error_row(entry.name, entry.error))
-        else:
-            rows.extend(result_rows(entry.name, entry.result))
+            rows.append((*error_row(entry.name, entry.error), "-"))
+            continue
+        identities = [identity_text(face) for face in entry.result.faces] or ["-"]
+        rows.extend(
+            (*row, identity)
+            for row, identity in zip(result_rows(entry.name, entry.result), identities, strict=True)
+        )
     say("")
     say(f"Results ({SYNTHETIC_WARNING})" if synthetic else "Results")
-    say(format_table(rows))
+    say(format_table(rows, (*COLUMNS, "identity")))
 
 
 def main(settings: Settings, options: DemoOptions) -> int:

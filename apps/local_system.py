@@ -316,14 +316,15 @@ def check_client_credentials(settings: Settings) -> None:
 
 @contextmanager
 def ready_system(
-    settings: Settings, deepface_home: Path, run_id: str
+    settings: Settings, deepface_home: Path, run_id: str, env: Mapping[str, str] | None = None
 ) -> Iterator[tuple[LocalSystem, AnalyzeClient]]:
-    """The local system started, SERVING and warm (its address and metrics endpoints
-    said), and a client of it with the configured client credentials (FACESTREAM_CLIENT_TOKEN,
-    FACESTREAM_TLS_CA); everything stopped on the way out."""
+    """The local system started (`env` given to its children), SERVING and warm (its
+    address and metrics endpoints said), and a client of it with the configured client
+    credentials (FACESTREAM_CLIENT_TOKEN, FACESTREAM_TLS_CA); everything stopped on the way
+    out."""
     check_client_credentials(settings)
     with (
-        LocalSystem(settings, deepface_home).running() as system,
+        LocalSystem(settings, deepface_home, env=env).running() as system,
         client_for(settings, system.address) as client,
     ):
         wait_serving(system, client)

@@ -40,7 +40,7 @@ from bench.machine import describe_machine
 from di import child_environment, load_settings
 from facestream.models import synthetic_deepface_home
 
-CHILD_LINE = re.compile(r"^(broker|dataflow|grpc-server): .*\(pid (\d+)", re.MULTILINE)
+CHILD_LINE = re.compile(r"^(broker|galleries|dataflow|grpc-server): .*\(pid (\d+)", re.MULTILINE)
 MB = 1024 * 1024
 # A process levels off when, over the second half of the run, it grows by less than this
 # much per 10 minutes.

@@ -24,7 +24,7 @@ from apps.report import BOX_COLOR
 from facestream.models import SYNTHETIC_WARNING
 from tests.commands import PROJECT_ROOT, cli_env, facestream_command
 
-CHILD_LINE = re.compile(r"^(broker|dataflow|grpc-server): .*\(pid (\d+)", re.MULTILINE)
+CHILD_LINE = re.compile(r"^(broker|galleries|dataflow|grpc-server): .*\(pid (\d+)", re.MULTILINE)
 
 
 class DemoRun(ChildProcess):
@@ -72,10 +72,12 @@ def demo_run(
 
 
 def demo_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
-    """Free loopback ports, and a DEEPFACE_HOME without real weights (as on this machine)."""
+    """Free loopback ports, a galleries' folder of the test's own, and a DEEPFACE_HOME
+    without real weights (as on this machine)."""
     return cli_env(
         FACESTREAM_EMBEDDED_BROKER_PORT=str(free_port()),
         FACESTREAM_GRPC_ADDRESS=f"127.0.0.1:{free_port()}",
+        FACESTREAM_GALLERY_DIR=str(tmp_path / "galleries"),
         DEEPFACE_HOME=str(tmp_path / "no-weights-here"),
         **overrides,
     )
@@ -106,8 +108,8 @@ def test_demo_runs_the_whole_system_and_writes_a_marked_report(synthetic_home, t
     for child, port in metrics.items():
         assert f"{child}: metrics on http://127.0.0.1:{port}/metrics" in out, out
 
-    # Three children were started, and none outlives the demo.
-    assert set(pids) == {"broker", "dataflow", "grpc-server"}, out
+    # Four children were started, and none outlives the demo.
+    assert set(pids) == {"broker", "galleries", "dataflow", "grpc-server"}, out
     assert not [name for name, pid in pids.items() if process_alive(pid)]
     assert "python -m bytewax.run dataflow -w 2" in out
     for name in pids:
@@ -125,6 +127,10 @@ def test_demo_runs_the_whole_system_and_writes_a_marked_report(synthetic_home, t
     rows = {name: [line.split() for line in out.splitlines() if line.startswith(name)]
             for name in names}  # fmt: skip
     assert [row[1] for row in rows["astronaut.png"]] == ["OK"]
+    # Recognition: the astronaut enrolled from her photo, and found in it (distance 0).
+    assert "recognition: Eileen Collins enrolled from astronaut.png into gallery demo" in out
+    (astronaut_line,) = [line for line in out.splitlines() if line.startswith("astronaut.png")]
+    assert astronaut_line.endswith("Eileen Collins 0.000 ✓"), astronaut_line
     assert [row[1:3] for row in rows["group.jpg"]] == [["OK", "1"], ["OK", "2"]]
     for name in ("coffee.png", "rocket.jpg", "chelsea.png"):
         assert [row[1] for row in rows[name]] == ["NO_FACE"], rows[name]

@@ -55,7 +55,7 @@ def test_up_serves_images_and_video_until_sigterm(synthetic_home, tmp_path):
         assert sent.returncode == 0, sent.stderr
         assert "10 frame(s) sent, 10 answered" in sent.stderr
         pids = run.child_pids()
-        assert set(pids) == {"broker", "dataflow", "grpc-server"}
+        assert set(pids) == {"broker", "galleries", "dataflow", "grpc-server"}
         run.process.send_signal(signal.SIGTERM)  # Ctrl-C takes the same way out
         code = run.wait(120)
     assert code == 0, run.stdout + run.stderr
