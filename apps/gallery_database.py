@@ -77,7 +77,9 @@ def _traversable(path: Path) -> None:
 
 class EmbeddedPostgres:
     """A PostgreSQL server process on a Unix socket in `folder/socket`, its data in
-    `folder/data`. Call start() and stop(); stop() ends the process by its pid."""
+    `folder/data`. Call start() and stop(); stop() ends the process by its pid. Start it
+    from a thread that outlives it: like every child here, it ends with the thread that
+    started it (apps/processes.py)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder.expanduser()

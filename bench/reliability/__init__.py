@@ -13,6 +13,7 @@ and the three VGG models would only make each scenario several times longer.
 - `scenario.py`: what every scenario is made of (sizes, targets, images, the system);
 - one module a scenario, its docstring saying what it breaks and what it checks:
   `dataflow_kills`, `server_kills`, `broker_outage`, `overload`, `fuzz`, `soak`,
-  `poison_quarantine`, `tracking_kills`, `embedded_broker_full`;
+  `poison_quarantine`, `tracking_kills`, `embedded_broker_full`, `gallery_outage`,
+  `enrolment_kills` (these two with the embedding model, `scenario.RECOGNITION_ENV`);
 - `runner.py`: runs them and reports (`python -m bench.reliability`, see there).
 """

@@ -26,7 +26,9 @@ from bench.reliability import (
     broker_outage,
     dataflow_kills,
     embedded_broker_full,
+    enrolment_kills,
     fuzz,
+    gallery_outage,
     overload,
     poison_quarantine,
     server_kills,
@@ -56,6 +58,8 @@ SCENARIOS: dict[str, Callable[[Path, Size], Scenario]] = {
     "poison_quarantine": poison_quarantine.run,
     "tracking_kills": tracking_kills.run,
     "embedded_broker_full": embedded_broker_full.run,
+    "gallery_outage": gallery_outage.run,
+    "enrolment_kills": enrolment_kills.run,
 }
 
 

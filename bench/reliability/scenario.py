@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from apps.gallery_database import EmbeddedPostgres
 from bench.system_under_test import SystemUnderTest
 from facestream.v1 import records_pb2
 
@@ -46,6 +47,8 @@ class Size:
     poison_neighbours: int
     tracked_frames: int  # frames of the composed video in the tracking kill scenario
     broker_budget_mib: int  # the embedded broker's budget in the broker-full scenario
+    gallery_requests: int  # identified requests in the gallery outage scenario
+    enrolments: int  # enrolment records in the enrolment kills scenario
     patience: float  # seconds to wait for results once the load is over: then they are missing
 
 
@@ -62,6 +65,8 @@ FULL = Size(
     poison_neighbours=20,
     tracked_frames=50,
     broker_budget_mib=16,
+    gallery_requests=200,
+    enrolments=120,
     patience=600,
 )
 SHORT = Size(
@@ -77,6 +82,8 @@ SHORT = Size(
     poison_neighbours=4,
     tracked_frames=30,
     broker_budget_mib=2,
+    gallery_requests=40,
+    enrolments=24,
     patience=90,
 )
 
@@ -169,6 +176,23 @@ def running_system(
         yield SystemUnderTest(
             stack, home, Path(workdir), {**SCENARIO_ENV, **(env or {})}, **options
         )
+
+
+# Recognition's scenarios need the embedding model, and identify faces against a gallery in
+# an embedded PostgreSQL of their own.
+RECOGNITION_ENV = {"FACESTREAM_ACTIONS": "emotion,embedding"}
+
+
+@contextmanager
+def gallery_database() -> Iterator[EmbeddedPostgres]:
+    """An embedded PostgreSQL in a fresh folder, stopped by pid on the way out."""
+    with tempfile.TemporaryDirectory(prefix="facestream-galleries-") as folder:
+        database = EmbeddedPostgres(Path(folder) / "postgres")
+        database.start()
+        try:
+            yield database
+        finally:
+            database.stop()
 
 
 def init_recovery(folder: Path, partitions: int) -> Path:
