@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pgvector.psycopg import register_vector
 
 from facestream.embeddings import EMBEDDING_SIZE
 from facestream.errors import CodedError
@@ -137,12 +140,13 @@ def check_subject_name(name: str) -> str:
     return name
 
 
-def vector_text(embedding: np.ndarray) -> str:
-    """An embedding as pgvector's text form; a ValueError unless it has 4096 finite values."""
+def checked_embedding(embedding: np.ndarray) -> np.ndarray:
+    """An embedding as the store takes it (float32); a ValueError unless it has 4096 finite
+    values."""
     values = np.asarray(embedding, dtype=np.float32).ravel()
     if values.size != EMBEDDING_SIZE or not np.isfinite(values).all():
         raise ValueError(f"an embedding is {EMBEDDING_SIZE} finite values")
-    return "[" + ",".join(repr(float(v)) for v in values) + "]"
+    return values
 
 
 def connection_pool(dsn: str, max_size: int, timeout: float = 5.0) -> Any:
@@ -170,6 +174,9 @@ class GalleryStore:
     def __init__(self, pool: Any) -> None:
         self._pool = pool  # psycopg_pool.ConnectionPool
         self._migrated = False
+        self._registered: weakref.WeakSet[Any] = weakref.WeakSet()  # vector types known
+        self._copies: dict[tuple[str, str], FacesOfGallery] = {}
+        self._copies_lock = threading.Lock()
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
@@ -199,6 +206,10 @@ class GalleryStore:
                 with connection.transaction():
                     self._migrate(connection)
                 self._migrated = True
+            if connection not in self._registered:
+                # pgvector's types as numpy arrays, sent and read in binary.
+                register_vector(connection)
+                self._registered.add(connection)
             with connection.transaction():
                 yield connection
 
@@ -251,7 +262,8 @@ class GalleryStore:
         the front accepted the request)."""
         check_gallery_name(gallery)
         check_subject_name(subject)
-        vectors = [vector_text(face.embedding) for face in faces]
+        for face in faces:
+            checked_embedding(face.embedding)  # refused before anything is written
         with self._transaction() as db:
             # The upserts lock the gallery's and the subject's rows: a forget of either
             # waits for this enrolment, or this enrolment sees it.
@@ -268,20 +280,24 @@ class GalleryStore:
             forgotten = [t for t in (gallery_forgotten, subject_forgotten) if t is not None]
             if forgotten and accepted_at <= max(forgotten):
                 return Enrolled((), 0, len(faces))
+            version = _next_version(db, gallery_id)
             written: list[int] = []
             already = refused = 0
-            for face, vector in zip(faces, vectors, strict=True):
+            for face in faces:
                 row = db.execute(
-                    "insert into face (subject_id, principal, request_id, image_index, embedding,"
-                    " image_sha256, box_x, box_y, box_w, box_h, accepted_at) values (%s, %s,"
-                    " %s, %s, %s::vector, %s, %s, %s, %s, %s, %s) on conflict (principal,"
-                    " request_id, image_index) do nothing returning id",
+                    "insert into face (subject_id, gallery_id, changed_version, principal,"
+                    " request_id, image_index, embedding, image_sha256, box_x, box_y, box_w,"
+                    " box_h, accepted_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                    " %s, %s) on conflict (principal, request_id, image_index) do nothing"
+                    " returning id",
                     (
                         subject_id,
+                        gallery_id,
+                        version,
                         principal,
                         request_id,
                         face.image_index,
-                        vector,
+                        checked_embedding(face.embedding),
                         face.image_sha256,
                         face.box.x,
                         face.box.y,
@@ -304,46 +320,43 @@ class GalleryStore:
             return Enrolled(tuple(written), already, refused)
 
     def _gallery_id(self, db: Any, principal: str, gallery: str) -> int:
-        check_gallery_name(gallery)
-        row = db.execute(
-            "select id from gallery where principal = %s and name = %s", (principal, gallery)
-        ).fetchone()
-        if row is None:
-            raise GalleryStoreError("gallery.unknown", f"no gallery {gallery!r}")
-        return int(row[0])
+        return self._gallery_row(db, principal, gallery)[0]
 
     def identify(
         self, principal: str, gallery: str, embeddings: Sequence[np.ndarray], top_k: int = 1
     ) -> list[list[Match]]:
         """For each embedding, the `top_k` nearest subjects of the gallery, nearest first,
         each with the distance of its nearest face. `gallery.unknown` for a gallery the
-        principal has not, `gallery.empty` for one without faces."""
-        queries = [vector_text(e) for e in embeddings]
-        with self._transaction() as db:
-            gallery_id = self._gallery_id(db, principal, gallery)
-            has_faces = db.execute(
-                "select exists (select 1 from face join subject on subject.id = face.subject_id"
-                " where subject.gallery_id = %s and face.embedding is not null)",
-                (gallery_id,),
-            ).fetchone()[0]
-            if not has_faces:
-                raise GalleryStoreError("gallery.empty", f"gallery {gallery!r} has no faces")
-            return [self._nearest(db, gallery_id, query, top_k) for query in queries]
+        principal has not, `gallery.empty` for one without faces.
 
-    @staticmethod
-    def _nearest(db: Any, gallery_id: int, query: str, top_k: int) -> list[Match]:
-        rows = db.execute(
-            "select distinct on (subject.name) subject.name, face.id,"
-            " face.embedding <=> %s::vector as distance from face join subject on subject.id ="
-            " face.subject_id where subject.gallery_id = %s and face.embedding is not null"
-            " order by subject.name, distance",
-            (query, gallery_id),
-        ).fetchall()
-        best = sorted(
-            (Match(name, float(distance), int(face)) for name, face, distance in rows),
-            key=lambda m: (m.distance, m.subject),
-        )
-        return best[:top_k]
+        The gallery's faces are matched in this process's copy of them, brought up to the
+        gallery's version first (one indexed query for what changed): an answer never
+        matches a face forgotten before it was asked for."""
+        queries = np.stack([checked_embedding(e) for e in embeddings])
+        with self._transaction() as db:
+            gallery_id, version = self._gallery_row(db, principal, gallery)
+            key = (principal, gallery)
+            with self._copies_lock:
+                known = self._copies.get(key)
+            if known is None or known.gallery_id != gallery_id:
+                known = FacesOfGallery.empty(gallery_id)
+            if known.version != version:
+                known = known.updated(_changed_faces(db, gallery_id, known.version), version)
+                with self._copies_lock:
+                    self._copies[key] = known
+        if not known.size:
+            raise GalleryStoreError("gallery.empty", f"gallery {gallery!r} has no faces")
+        return known.nearest(queries, top_k)
+
+    def _gallery_row(self, db: Any, principal: str, gallery: str) -> tuple[int, int]:
+        check_gallery_name(gallery)
+        row = db.execute(
+            "select id, version from gallery where principal = %s and name = %s",
+            (principal, gallery),
+        ).fetchone()
+        if row is None:
+            raise GalleryStoreError("gallery.unknown", f"no gallery {gallery!r}")
+        return int(row[0]), int(row[1])
 
     def nearest_of_subject(
         self, principal: str, gallery: str, subject: str, embeddings: Sequence[np.ndarray]
@@ -351,13 +364,13 @@ class GalleryStore:
         """For each embedding, the subject's nearest enrolled face and its distance
         (`subject.unknown` when the gallery has no such subject with faces)."""
         check_subject_name(subject)
-        queries = [vector_text(e) for e in embeddings]
+        queries = [checked_embedding(e) for e in embeddings]
         with self._transaction() as db:
             gallery_id = self._gallery_id(db, principal, gallery)
             nearest = []
             for query in queries:
                 row = db.execute(
-                    "select face.id, face.embedding <=> %s::vector as distance from face join"
+                    "select face.id, face.embedding <=> %s as distance from face join"
                     " subject on subject.id = face.subject_id where subject.gallery_id = %s and"
                     " subject.name = %s and face.embedding is not null order by distance limit 1",
                     (query, gallery_id, subject),
@@ -382,7 +395,7 @@ class GalleryStore:
             ).fetchone()
             if row is None:
                 raise GalleryStoreError("subject.unknown", f"no subject {subject!r} in {gallery!r}")
-            return _erase(db, "subject_id = %s", (row[0],), at)
+            return _erase(db, gallery_id, "subject_id = %s", (row[0],), at)
 
     def forget_gallery(self, principal: str, gallery: str, at: datetime) -> int:
         """Erase every embedding of a gallery; an enrolment into it accepted before `at`
@@ -393,19 +406,20 @@ class GalleryStore:
                 "update gallery set forgotten_at = greatest(forgotten_at, %s) where id = %s",
                 (at, gallery_id),
             )
-            return _erase(
-                db,
-                "subject_id in (select id from subject where gallery_id = %s)",
-                (gallery_id,),
-                at,
-            )
+            return _erase(db, gallery_id, "gallery_id = %s", (gallery_id,), at)
 
     def forget_face(self, principal: str, face_id: int, at: datetime) -> None:
         """Erase one enrolled face's embedding (`face.unknown` when the principal has no
         such face)."""
         with self._transaction() as db:
-            if not _erase(db, "principal = %s and id = %s", (principal, face_id), at):
+            row = db.execute(
+                "select gallery_id from face where principal = %s and id = %s and embedding is"
+                " not null",
+                (principal, face_id),
+            ).fetchone()
+            if row is None:
                 raise GalleryStoreError("face.unknown", f"no enrolled face {face_id}")
+            _erase(db, int(row[0]), "id = %s", (face_id,), at)
 
     def galleries(self, principal: str) -> list[GalleryCount]:
         """The principal's galleries that hold faces, with their subject and face counts."""
@@ -432,14 +446,105 @@ class GalleryStore:
         return [SubjectCount(name, int(faces)) for name, faces in rows]
 
 
-def _erase(db: Any, where: str, arguments: tuple[Any, ...], at: datetime) -> int:
-    """Erase the embeddings of the faces `where` selects; how many there were."""
+def _next_version(db: Any, gallery_id: int) -> int:
+    """Raise a gallery's version (its row is locked until the transaction ends); the new one."""
+    row = db.execute(
+        "update gallery set version = version + 1 where id = %s returning version", (gallery_id,)
+    ).fetchone()
+    return int(row[0])
+
+
+def _erase(db: Any, gallery_id: int, where: str, arguments: tuple[Any, ...], at: datetime) -> int:
+    """Erase the embeddings of the gallery's faces `where` selects, as a new version of the
+    gallery; how many there were."""
+    version = _next_version(db, gallery_id)
     erased = db.execute(
-        f"update face set embedding = null, forgotten_at = %s where {where}"
-        " and embedding is not null",
-        (at, *arguments),
+        "update face set embedding = null, forgotten_at = %s, changed_version = %s where"
+        f" gallery_id = %s and {where} and embedding is not null",
+        (at, version, gallery_id, *arguments),
     )
     return int(erased.rowcount)
+
+
+def _changed_faces(db: Any, gallery_id: int, since: int) -> list[tuple[int, str, Any]]:
+    """The gallery's faces written or forgotten after version `since`: (id, subject, its
+    embedding or None), read in binary."""
+    with db.cursor(binary=True) as cursor:
+        return cursor.execute(
+            "select face.id, subject.name, face.embedding from face join subject on subject.id ="
+            " face.subject_id where face.gallery_id = %s and face.changed_version > %s",
+            (gallery_id, since),
+        ).fetchall()
+
+
+@dataclass(frozen=True)
+class FacesOfGallery:
+    """A process's copy of one gallery's faces at one version: their ids, subjects and
+    embeddings (16 KiB a face). Immutable: an update makes a new copy, so that a match in
+    progress never sees half of one."""
+
+    gallery_id: int
+    version: int
+    face_ids: np.ndarray  # int64, (n,)
+    subjects: np.ndarray  # object (str), (n,)
+    embeddings: np.ndarray  # float32, (n, 4096), each of unit norm
+
+    @classmethod
+    def empty(cls, gallery_id: int) -> FacesOfGallery:
+        return cls(
+            gallery_id,
+            -1,
+            np.zeros(0, np.int64),
+            np.zeros(0, object),
+            np.zeros((0, EMBEDDING_SIZE), np.float32),
+        )
+
+    @property
+    def size(self) -> int:
+        return len(self.face_ids)
+
+    def updated(self, changes: Sequence[tuple[int, str, Any]], version: int) -> FacesOfGallery:
+        """This copy with `changes` applied (a face with an embedding written, one without
+        removed), at `version`."""
+        changed = [int(face_id) for face_id, _subject, _embedding in changes]
+        keep = ~np.isin(self.face_ids, changed)
+        added = [(int(f), s, e) for f, s, e in changes if e is not None]
+        rows = np.stack([unit(e.to_numpy()) for _f, _s, e in added]) if added else None
+        return FacesOfGallery(
+            self.gallery_id,
+            version,
+            np.concatenate([self.face_ids[keep], np.array([f for f, _s, _e in added], np.int64)]),
+            np.concatenate([self.subjects[keep], np.array([s for _f, s, _e in added], object)]),
+            self.embeddings[keep] if rows is None else np.vstack([self.embeddings[keep], rows]),
+        )
+
+    def nearest(self, queries: np.ndarray, top_k: int) -> list[list[Match]]:
+        """Each query's `top_k` nearest subjects (their nearest face each), by cosine
+        distance, nearest first (of equal distances, by name)."""
+        distances = 1.0 - (unit_rows(queries) @ self.embeddings.T).astype(np.float64)
+        answers = []
+        for row in distances:
+            best: dict[str, Match] = {}
+            for index in np.argsort(row, kind="stable"):
+                subject = self.subjects[index]
+                if subject not in best:
+                    best[subject] = Match(subject, float(row[index]), int(self.face_ids[index]))
+                    if len(best) == top_k:
+                        break
+            answers.append(sorted(best.values(), key=lambda m: (m.distance, m.subject)))
+        return answers
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    """A vector scaled to unit L2 norm, in float32."""
+    values = np.asarray(vector, dtype=np.float32)
+    return values / np.linalg.norm(values)
+
+
+def unit_rows(rows: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit L2 norm, in float32."""
+    values = np.asarray(rows, dtype=np.float32)
+    return values / np.linalg.norm(values, axis=1, keepdims=True)
 
 
 def _first_line(error: BaseException) -> str:

@@ -275,3 +275,28 @@ def db_server_user(database: EmbeddedPostgres) -> str:
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
     uid = int(next(line for line in status if line.startswith("Uid:")).split()[1])
     return pwd.getpwuid(uid).pw_name
+
+
+def test_a_process_copy_of_a_gallery_follows_what_other_processes_write(gallery_dsn):
+    # The dataflow matches in its own copy of a gallery; the gRPC server forgets. Each
+    # answer follows every change committed before it was asked for.
+    rng = np.random.default_rng(10)
+    alice, bob = vgg_like(rng), vgg_like(rng)
+    with (
+        connection_pool(gallery_dsn, max_size=2) as matching_pool,
+        connection_pool(gallery_dsn, max_size=2) as writing_pool,
+    ):
+        matching, writing = GalleryStore(matching_pool), GalleryStore(writing_pool)
+        writing.enrol("team-a", "staff", "alice", "r-1", NOW, faces(alice))
+        [[first]] = matching.identify("team-a", "staff", [bob])
+        assert first.subject == "alice"
+        writing.enrol("team-a", "staff", "bob", "r-2", NOW, faces(bob))
+        [[second]] = matching.identify("team-a", "staff", [bob])
+        assert (second.subject, second.distance) == ("bob", pytest.approx(0, abs=1e-6))
+        writing.forget_subject("team-a", "staff", "bob", NOW + timedelta(seconds=1))
+        [[third]] = matching.identify("team-a", "staff", [bob])
+        assert third == first
+        writing.forget_gallery("team-a", "staff", NOW + timedelta(seconds=2))
+        with pytest.raises(GalleryStoreError) as empty:
+            matching.identify("team-a", "staff", [bob])
+        assert empty.value.code == "gallery.empty"
