@@ -404,6 +404,14 @@ def measure_embedding(inputs: Inputs) -> dict[str, Any]:
     return embedding_cost(inputs.images, MODES["exact"], inputs.args.repeat)
 
 
+def measure_recognition(inputs: Inputs) -> dict[str, Any]:
+    """Identification against 10,000 enrolled faces, its share of a face's analysis, and
+    the peers' search and find on the same vectors (bench/recognition.py)."""
+    from bench.recognition import recognition_cost
+
+    return recognition_cost(inputs.images, MODES["exact"], inputs.args.repeat)
+
+
 def measure_di(inputs: Inputs) -> dict[str, Any]:
     """Per message: the operator's partial (singletons bound when the flow is built) vs a
     direct call, and what resolving from the container per message would cost instead."""

@@ -213,6 +213,26 @@ def embedding_rows(report: Report) -> list[str]:
     ]
 
 
+def recognition_rows(report: Report) -> list[str]:
+    """Identification against the gallery, and the peers on the same vectors, per face
+    (bench/recognition.py)."""
+    r = report["recognition"]
+    s, peers = r["s_per_face"], r["peers"]
+    gallery = f"{r['gallery_faces']:,} faces ({r['identities']:,} identities)"
+    return [
+        f"| enrolment of precomputed embeddings, {gallery} | {r['enrol_faces_per_s']:.0f} "
+        f"faces/s; the gallery's copy loaded in {r['copy_load_s']:.2f} s |",
+        f"| per face: analysis (every action) / identification, batches of "
+        f"{report['batch_size']} / one face alone, {gallery} | {1000 * s['analysis']:.1f} / "
+        f"{1000 * s['identify']:.2f} / {1000 * s['alone']:.2f} ms |",
+        f"| per query face, {gallery}: DeepFace.search (sqlite, exact) / DeepFace.find, "
+        f"less their represent ({1000 * peers['s_per_call']['represent']:.0f} ms) | "
+        f"{1000 * peers['search_s_per_face']:.0f} / {1000 * peers['find_s_per_face']:.0f} ms |",
+        f"| bytes per enrolled face: facestream's store (table and indexes) / DeepFace's sqlite "
+        f"| {r['store_bytes_per_face']:,.0f} / {peers['sqlite_bytes_per_face']:,.0f} |",
+    ]
+
+
 def ingest_rows(report: Report) -> list[str]:
     ingest = report["ingest"]
     return [
@@ -257,6 +277,7 @@ SECTION_ROWS: dict[str, Callable[[Report], list[str]]] = {
     "video": video_rows,
     "video_stages": video_stage_rows,
     "embedding": embedding_rows,
+    "recognition": recognition_rows,
     "engines": engine_rows,
     "ingest": ingest_rows,
     "di": di_rows,

@@ -110,6 +110,14 @@ RATIOS: dict[str, Callable[[Report], float]] = {
     ),
     "embedding_extra": lambda r: r["embedding"]["embedding_extra"],
     "embedding_vs_peer": lambda r: r["embedding"]["vs_peer"],
+    "identify_extra": lambda r: r["recognition"]["identify_extra"],
+    "identify_vs_deepface_search": lambda r: r["recognition"]["identify_vs_deepface_search"],
+    "identify_vs_deepface_find": lambda r: r["recognition"]["identify_vs_deepface_find"],
+    "enrol_faces_per_s": lambda r: r["recognition"]["enrol_faces_per_s"],
+    "store_vs_deepface_bytes_per_face": lambda r: (
+        r["recognition"]["peers"]["sqlite_bytes_per_face"]
+        / r["recognition"]["store_bytes_per_face"]
+    ),
     "w2_vs_w1": _shape_ratio("w2"),
     "p2_vs_w1": _shape_ratio("p2"),
     "w4_vs_w1": _shape_ratio("w4"),
@@ -270,6 +278,36 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "embedding + attributes vs the peer's represent + analyze", "embedding_vs_peer", "embedding"
+    ),
+    Target(
+        "identification at 10,000 faces: share of a face's analysis",
+        "identify_extra",
+        "recognition",
+        0.05,
+        at_most=True,
+        shown=_share,
+    ),
+    Target(
+        "identification at 10,000 faces vs DeepFace.search (sqlite, exact), per face",
+        "identify_vs_deepface_search",
+        "recognition",
+        20.0,
+    ),
+    Target(
+        "identification at 10,000 faces vs DeepFace.find, per face",
+        "identify_vs_deepface_find",
+        "recognition",
+    ),
+    Target(
+        "enrolment into the gallery store, faces/s",
+        "enrol_faces_per_s",
+        "recognition",
+        shown=lambda v: f"{v:.0f}",
+    ),
+    Target(
+        "bytes per enrolled face: DeepFace's sqlite vs facestream's store",
+        "store_vs_deepface_bytes_per_face",
+        "recognition",
     ),
     Target("-w 2 vs -w 1", "w2_vs_w1", "shapes", 0.95),
     Target("2 processes x -w 1 vs -w 1", "p2_vs_w1", "shapes", 0.95),
