@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 
 from di import Settings, child_environment
@@ -45,8 +44,7 @@ def embedding_cost(
     actions are this function's."""
     from deepface import DeepFace
 
-    from bench.pipeline_parts import in_process_steps
-    from facestream.faces import model_input
+    from bench.pipeline_parts import detected_faces, in_process_steps
 
     settings = Settings.from_env(child_environment(**mode, FACESTREAM_ACTIONS=",".join(ACTIONS)))
     analyzer, _logger, _limits = in_process_steps(settings)
@@ -56,12 +54,11 @@ def embedding_cost(
         child_environment(**mode, FACESTREAM_ACTIONS=",".join(ATTRIBUTE_ACTIONS))
     )
     without, _logger, _limits = in_process_steps(attributes_only)
-    decoded = [cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) for data in pictures]
+    detected = detected_faces(analyzer, settings, pictures)
+    decoded, faces, inputs = detected.pictures, detected.faces, detected.inputs
     detector = settings.models.detector_backend
     side = settings.analysis.detection_max_side
     batch = settings.analysis.batch_size
-    faces = [face for picture in decoded for face in analyzer.find_faces(picture, detector, side)]
-    inputs = np.stack([model_input(face.crop) for face in faces])
 
     def analyze(actions: Sequence[str]) -> Callable[[], None]:
         analyzing = analyzer if "embedding" in actions else without

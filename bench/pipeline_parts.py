@@ -16,6 +16,7 @@ import logging
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from dataflow.items import FaceJob, ImageJob
 from dataflow.steps import analyze_faces, extract_faces, parse_request
 from di import Settings, build_container, load_settings
 from facestream.analyzer import FaceAnalyzer, deepface_model
+from facestream.faces import Face
 from facestream.images import decode_image
 from facestream.kafka_records import image_submitted
 from facestream.requests import RequestLimits
@@ -50,6 +52,28 @@ def in_process_steps(settings: Settings) -> tuple[FaceAnalyzer, logging.Logger, 
     """What the dataflow's steps get when the flow is built, for running them in process."""
     container = build_container(settings)
     return container[FaceAnalyzer], container[logging.Logger], container[RequestLimits]
+
+
+@dataclass(frozen=True)
+class DetectedFaces:
+    """Pictures decoded, their faces as the dataflow finds them, and the faces' model inputs."""
+
+    pictures: list[np.ndarray]
+    faces: list[Face]
+    inputs: np.ndarray  # (faces, 224, 224, 3)
+
+
+def detected_faces(
+    analyzer: FaceAnalyzer, settings: Settings, pictures: Sequence[bytes]
+) -> DetectedFaces:
+    """The pictures' faces, found with the settings' detector and detection size."""
+    from facestream.faces import model_input
+
+    decoded = [cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) for data in pictures]
+    detector = settings.models.detector_backend
+    side = settings.analysis.detection_max_side
+    faces = [face for picture in decoded for face in analyzer.find_faces(picture, detector, side)]
+    return DetectedFaces(decoded, faces, np.stack([model_input(face.crop) for face in faces]))
 
 
 def submissions(images: Sequence[bytes]) -> list[ImageJob]:

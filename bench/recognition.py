@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from apps.gallery_database import EmbeddedPostgres
@@ -69,18 +68,14 @@ def recognition_cost(
 ) -> dict[str, Any]:
     """The figures above, for `pictures` (the query faces come from them) and a gallery of
     `faces` enrolled faces (0: 10,000)."""
-    from bench.pipeline_parts import in_process_steps
-    from facestream.faces import model_input
+    from bench.pipeline_parts import detected_faces, in_process_steps
 
     size = faces or IDENTITIES * FACES_PER_IDENTITY
     settings = Settings.from_env(child_environment(**mode, FACESTREAM_ACTIONS=",".join(ACTIONS)))
     analyzer, _logger, _limits = in_process_steps(settings)
-    decoded = [cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) for data in pictures]
-    detector = settings.models.detector_backend
-    side = settings.analysis.detection_max_side
+    detected = detected_faces(analyzer, settings, pictures)
+    inputs = detected.inputs
     batch = settings.analysis.batch_size
-    found = [face for picture in decoded for face in analyzer.find_faces(picture, detector, side)]
-    inputs = np.stack([model_input(face.crop) for face in found])
     queries = np.stack([a.embedding for a in analyzer.describe(inputs, ("embedding",))])
     gallery = vgg_like_gallery(size // FACES_PER_IDENTITY, FACES_PER_IDENTITY)
     with tempfile.TemporaryDirectory(prefix="facestream-bench-galleries-") as folder:
@@ -113,7 +108,7 @@ def recognition_cost(
                     timed["alone"].append(_seconds(identify_alone) / len(queries))
         finally:
             database.stop()
-        peers = peer_costs(decoded[0], gallery, Path(folder), repeat)
+        peers = peer_costs(detected.pictures[0], gallery, Path(folder), repeat)
     median = {name: statistics.median(values) for name, values in timed.items()}
     return {
         "gallery_faces": size,
