@@ -160,7 +160,9 @@ def run(settings: Settings, options: DemoOptions) -> int:
     asked = [a for a in attributes if a != EMBEDDING]
     with ready_system(settings, home, run_id, env) as (system, client):
         identify = system.supervise(
-            lambda: enrol_demo_subject(client, images), options.timeout + 30, "the enrolment"
+            lambda: enrol_demo_subject(client, images, synthetic),
+            options.timeout + 30,
+            "the enrolment",
         )
         ids = [f"{run_id}-{index}" for index in range(len(images))]
         started = time.monotonic()
@@ -211,7 +213,7 @@ DEMO_ENROLMENT_ID = "demo-eileen-collins"
 
 
 def enrol_demo_subject(
-    client: AnalyzeClient, images: Sequence[NamedImage]
+    client: AnalyzeClient, images: Sequence[NamedImage], synthetic: bool
 ) -> records_pb2.Identify | None:
     """Enrol the demo's subject from its photo among `images` into the demo gallery; the
     identify option that finds it, or None (and the reason said) when recognition cannot
@@ -233,6 +235,11 @@ def enrol_demo_subject(
         f"recognition: {DEMO_SUBJECT} {state} from {photo.name} into gallery {DEMO_GALLERY} "
         f"(face {enrolled.face_id}); every face below is identified against it"
     )
+    if synthetic:
+        say(
+            "recognition: with SYNTHETIC weights different faces are close, so every face "
+            "matches her: the names below show the mechanics, not who anyone is"
+        )
     return identify_in(DEMO_GALLERY)
 
 

@@ -129,6 +129,7 @@ def test_demo_runs_the_whole_system_and_writes_a_marked_report(synthetic_home, t
     assert [row[1] for row in rows["astronaut.png"]] == ["OK"]
     # Recognition: the astronaut enrolled from her photo, and found in it (distance 0).
     assert "recognition: Eileen Collins enrolled from astronaut.png into gallery demo" in out
+    assert "recognition: with SYNTHETIC weights different faces are close" in out
     (astronaut_line,) = [line for line in out.splitlines() if line.startswith("astronaut.png")]
     assert astronaut_line.endswith("Eileen Collins 0.000 ✓"), astronaut_line
     assert [row[1:3] for row in rows["group.jpg"]] == [["OK", "1"], ["OK", "2"]]
