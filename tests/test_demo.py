@@ -194,7 +194,7 @@ def test_ctrl_c_stops_the_demo_and_every_child(synthetic_home, tmp_path):
     assert code == 130, run.stdout + run.stderr
     assert "interrupted: every child process was stopped" in run.stdout
     assert "images: 1 from" in run.stdout
-    assert set(pids) == {"broker", "dataflow", "grpc-server"}
+    assert set(pids) == {"broker", "galleries", "dataflow", "grpc-server"}
     assert not [name for name, pid in pids.items() if process_alive(pid)]
 
 
