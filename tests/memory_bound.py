@@ -77,13 +77,24 @@ def pytest_configure(config: pytest.Config) -> None:
     _sampler = MemorySampler()
 
 
+# Each test's figures when its setup began, before any of its fixtures: a module's fixture
+# (a dataflow it starts, say) counts against the first test that asks for it.
+BEFORE = pytest.StashKey[tuple[float, float]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    assert _sampler is not None
+    _sampler.test = item.nodeid
+    item.stash[BEFORE] = (own_peak_mb(), _sampler.peak_mb)
+
+
 @pytest.fixture(autouse=True)
 def within_memory_bound(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail the test during which the pytest process, or it with its children, first
-    passes its bound."""
+    """Fail the test during which (its fixtures' setup included) the pytest process, or it
+    with its children, first passes its bound."""
     assert _sampler is not None
-    _sampler.test = request.node.nodeid
-    own_before, total_before = own_peak_mb(), _sampler.peak_mb
+    own_before, total_before = request.node.stash[BEFORE]
     yield
     total_now = max(_sampler.peak_mb, _sampler.total_mb())
     own_now = own_peak_mb()

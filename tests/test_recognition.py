@@ -18,6 +18,7 @@ import pytest
 from apps.demo_video import compose_demo_video
 from facestream.client import AnalyzeClient, error_reason, identify_in
 from facestream.gallery_store import GalleryStore, connection_pool
+from facestream.models import ACTIONS
 from tests.commands import cli_env, run_facestream
 from tests.credentials import TOKENS, credentials_file
 from tests.grpc_helpers import ready_pipeline
@@ -47,7 +48,9 @@ def recognition(embedded_broker, gallery_database, synthetic_home, tmp_path_fact
     )
     topics = Topics(embedded_broker.bootstrap)
     settings = {
-        "FACESTREAM_ACTIONS": "age,embedding",
+        # Every action: the engine cache holds their conversion (tests/model_process.py), so
+        # the dataflow's start does not pay a conversion's peak beside the suite.
+        "FACESTREAM_ACTIONS": ",".join(ACTIONS),
         "FACESTREAM_GALLERY_DSN": dsn,
         "FACESTREAM_AUTH_FILE": str(auth),
     }
