@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from dataflow.items import AnalyzedFace
 from facestream.embeddings import embedding_of
 from facestream.gallery_store import (
+    NO_STORE,
     VGG_FACE_COSINE_THRESHOLD,
     Box,
     FaceToEnrol,
@@ -26,11 +27,6 @@ from facestream.gallery_store import (
     Match,
 )
 from facestream.v1 import records_pb2
-
-NO_STORE = GalleryStoreError(
-    "gallery.unavailable",
-    "no gallery store is configured here (FACESTREAM_GALLERY_DSN, or `facestream up`)",
-)
 
 
 def recognise_faces(

@@ -44,6 +44,13 @@ class GalleryStoreError(CodedError):
     """A gallery request facestream refuses or cannot serve; `code` says which."""
 
 
+# What a process without a gallery store answers to recognition.
+NO_STORE = GalleryStoreError(
+    "gallery.unavailable",
+    "no gallery store is configured here (FACESTREAM_GALLERY_DSN, or `facestream up`)",
+)
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int

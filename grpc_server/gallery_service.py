@@ -15,6 +15,7 @@ from grpc import aio
 
 from facestream.embeddings import embedding_of
 from facestream.gallery_store import (
+    NO_STORE,
     VGG_FACE_COSINE_THRESHOLD,
     GalleryStore,
     GalleryStoreError,
@@ -41,11 +42,6 @@ from grpc_server.principals import GALLERY_READ, GALLERY_WRITE, READ, SUBMIT
 SERVICE = analyze_service_pb2.DESCRIPTOR.services_by_name["GalleryService"]
 SERVICE_NAME = SERVICE.full_name
 T = TypeVar("T")
-
-NO_STORE = GalleryStoreError(
-    "gallery.unavailable",
-    "no gallery store is configured here (FACESTREAM_GALLERY_DSN, or `facestream up`)",
-)
 
 
 class GalleryServicer(PipelineServicer, analyze_service_pb2_grpc.GalleryServiceServicer):
