@@ -412,6 +412,14 @@ def measure_recognition(inputs: Inputs) -> dict[str, Any]:
     return recognition_cost(inputs.images, MODES["exact"], inputs.args.repeat)
 
 
+def measure_recognition_scale(inputs: Inputs) -> dict[str, Any]:
+    """Galleries of 10,000 and 100,000 faces through the store's index, against DeepFace's
+    exact and approximate search and find (bench/recognition_scale.py)."""
+    from bench.recognition_scale import scale_figures
+
+    return scale_figures(inputs.images, MODES["exact"], repeat=inputs.args.repeat)
+
+
 def measure_di(inputs: Inputs) -> dict[str, Any]:
     """Per message: the operator's partial (singletons bound when the flow is built) vs a
     direct call, and what resolving from the container per message would cost instead."""

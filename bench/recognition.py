@@ -1,6 +1,6 @@
 """What identification costs, in this process, side by side in one run, with a gallery of
-10,000 enrolled faces (2,000 identities of 5 faces each, embeddings shaped like VGG-Face's:
-non-negative, many zeros, one unit vector per identity and its faces around it):
+10,000 enrolled faces (2,000 synthetic people of 5 faces each, embeddings shaped like
+VGG-Face's: facestream/synthetic_embeddings.py):
 
 - facestream: enrolment of precomputed embeddings into the gallery store (the embedded
   PostgreSQL), then per face the analysis (every action, batches of FACESTREAM_BATCH_SIZE)
@@ -10,7 +10,8 @@ non-negative, many zeros, one unit vector per identity and its faces around it):
 - the peers on the same vectors: `DeepFace.search` (its sqlite backend, exact search: each
   row as DeepFace writes it, with its 602,112-byte face crop) and `DeepFace.find` (its npz
   datastore of the same 10,000 embeddings), per query face, less the `DeepFace.represent`
-  of the query each of them runs first (timed on the same picture, in turn);
+  of the query each of them runs first (timed on the same picture, in turn); bench/
+  recognition_scale.py adds DeepFace's approximate search and larger galleries;
 - what each stores per face.
 
 Usage: python -m bench.recognition [--repeat N] [--faces N] (prints JSON); `make bench`
@@ -35,9 +36,9 @@ import numpy as np
 
 from apps.gallery_database import EmbeddedPostgres
 from di import Settings, child_environment
-from facestream.embeddings import EMBEDDING_SIZE
-from facestream.gallery_store import Box, FaceToEnrol, GalleryStore, connection_pool
+from facestream.gallery_store import Box, FaceToEnrol, GallerySearch, GalleryStore, connection_pool
 from facestream.models import ACTIONS
+from facestream.synthetic_embeddings import SyntheticPeople
 
 IDENTITIES = 2_000
 FACES_PER_IDENTITY = 5
@@ -46,18 +47,7 @@ PRINCIPAL, GALLERY = "bench", "bench"
 PAIRS_PER_REPEAT = 5
 
 
-def vgg_like_gallery(identities: int, per_identity: int, seed: int = 7) -> np.ndarray:
-    """(identities * per_identity, 4096) float32 unit rows: non-negative with many zeros,
-    each identity's faces around its own direction."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(identities, EMBEDDING_SIZE)).astype(np.float32)
-    rows = np.repeat(centres, per_identity, axis=0)
-    rows += 0.6 * rng.normal(size=rows.shape).astype(np.float32)
-    rows = np.maximum(rows, 0)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
-
-
-def _seconds(run: Callable[[], object]) -> float:
+def seconds(run: Callable[[], object]) -> float:
     started = time.perf_counter()
     run()
     return time.perf_counter() - started
@@ -77,15 +67,16 @@ def recognition_cost(
     inputs = detected.inputs
     batch = settings.analysis.batch_size
     queries = np.stack([a.embedding for a in analyzer.describe(inputs, ("embedding",))])
-    gallery = vgg_like_gallery(size // FACES_PER_IDENTITY, FACES_PER_IDENTITY)
+    gallery = SyntheticPeople().faces(0, size // FACES_PER_IDENTITY, FACES_PER_IDENTITY)
     with tempfile.TemporaryDirectory(prefix="facestream-bench-galleries-") as folder:
         database = EmbeddedPostgres(Path(folder) / "postgres")
         database.start()
         try:
             with connection_pool(database.dsn, max_size=2) as pool:
-                store = GalleryStore(pool)
-                enrol_seconds = _seconds(lambda: enrol(store, gallery))
-                copy_seconds = _seconds(lambda: store.identify(PRINCIPAL, GALLERY, queries[:1]))
+                # The dataflow's way for a gallery of this size (GallerySearch's defaults).
+                store = GalleryStore(pool, GallerySearch())
+                enrol_seconds = seconds(lambda: enrol(store, gallery, FACES_PER_IDENTITY))
+                copy_seconds = seconds(lambda: store.identify(PRINCIPAL, GALLERY, queries[:1]))
                 stored_bytes = store_bytes(pool)
 
                 def analyse() -> None:
@@ -103,9 +94,9 @@ def recognition_cost(
                 analyse()  # warm: traced graphs
                 timed: dict[str, list[float]] = {"analysis": [], "identify": [], "alone": []}
                 for _ in range(PAIRS_PER_REPEAT * repeat):
-                    timed["analysis"].append(_seconds(analyse) / len(inputs))
-                    timed["identify"].append(_seconds(identify) / len(queries))
-                    timed["alone"].append(_seconds(identify_alone) / len(queries))
+                    timed["analysis"].append(seconds(analyse) / len(inputs))
+                    timed["identify"].append(seconds(identify) / len(queries))
+                    timed["alone"].append(seconds(identify_alone) / len(queries))
         finally:
             database.stop()
         peers = peer_costs(detected.pictures[0], gallery, Path(folder), repeat)
@@ -125,16 +116,26 @@ def recognition_cost(
     }
 
 
-def enrol(store: GalleryStore, gallery: np.ndarray) -> None:
-    """Every face of the gallery, one enrolment per identity (its faces together)."""
+def enrol(
+    store: GalleryStore,
+    rows: np.ndarray,
+    per_person: int,
+    first: int = 0,
+    principal: str = PRINCIPAL,
+) -> list[int]:
+    """Enrol `rows` (`per_person` faces a person, person by person, the first being person
+    `first`), one request per person with its faces together; the faces' ids, in order."""
     accepted = datetime.now(UTC)
-    for identity in range(len(gallery) // FACES_PER_IDENTITY):
-        rows = gallery[identity * FACES_PER_IDENTITY : (identity + 1) * FACES_PER_IDENTITY]
+    ids: list[int] = []
+    for offset in range(len(rows) // per_person):
+        person = first + offset
         faces = [
             FaceToEnrol(index, row, hashlib.sha256(row.tobytes()).digest(), Box(0, 0, 224, 224))
-            for index, row in enumerate(rows)
+            for index, row in enumerate(rows[offset * per_person : (offset + 1) * per_person])
         ]
-        store.enrol(PRINCIPAL, GALLERY, f"id-{identity}", f"enrol-{identity}", accepted, faces)
+        done = store.enrol(principal, GALLERY, f"id-{person}", f"enrol-{person}", accepted, faces)
+        ids += done.face_ids
+    return ids
 
 
 def store_bytes(pool: Any) -> int:
@@ -144,10 +145,12 @@ def store_bytes(pool: Any) -> int:
 
 
 def peer_costs(
-    picture: np.ndarray, gallery: np.ndarray, folder: Path, repeat: int
+    picture: np.ndarray, gallery: np.ndarray, folder: Path, repeat: int, ann: bool = False
 ) -> dict[str, Any]:
     """Per query face: DeepFace.search (sqlite, exact) and DeepFace.find (npz) over the
-    gallery's embeddings, each less the DeepFace.represent of the query it runs first."""
+    gallery's embeddings, each less the DeepFace.represent of the query it runs first;
+    with `ann`, DeepFace.search's approximate search too (after DeepFace.build_index on the
+    same database, whose time is given)."""
     from deepface import DeepFace
 
     database = folder / "deepface.sqlite"
@@ -159,13 +162,13 @@ def peer_costs(
     def represent() -> None:
         DeepFace.represent(picture, **common)
 
-    def search() -> None:
+    def search(method: str = "exact") -> None:
         DeepFace.search(
             img=picture,
             **common,
             database_type="sqlite",
             connection_details=str(database),
-            search_method="exact",
+            search_method=method,
             similarity_search=True,
             k=1,
         )
@@ -175,19 +178,31 @@ def peer_costs(
             img_path=picture, db_path=str(images), **common, refresh_database=False, silent=True
         )
 
-    for warm in (represent, search, find):
+    runs: dict[str, Callable[[], None]] = {"represent": represent, "search": search, "find": find}
+    figures: dict[str, Any] = {}
+    if ann:
+        figures["build_index_s"] = seconds(
+            lambda: DeepFace.build_index(
+                **common, database_type="sqlite", connection_details=str(database)
+            )
+        )
+        runs["ann"] = lambda: search("ann")
+    for warm in runs.values():
         warm()
-    timed: dict[str, list[float]] = {"represent": [], "search": [], "find": []}
+    timed: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):
-        for name, run in (("represent", represent), ("search", search), ("find", find)):
-            timed[name].append(_seconds(run))
+        for name, run in runs.items():
+            timed[name].append(seconds(run))
     median = {name: statistics.median(values) for name, values in timed.items()}
-    return {
-        "s_per_call": median,
-        "search_s_per_face": max(1e-9, median["search"] - median["represent"]),
-        "find_s_per_face": max(1e-9, median["find"] - median["represent"]),
-        "sqlite_bytes_per_face": database.stat().st_size / len(gallery),
-    }
+    figures.update(
+        {
+            "s_per_call": median,
+            "sqlite_bytes_per_face": database.stat().st_size / len(gallery),
+        }
+    )
+    for name in runs.keys() - {"represent"}:
+        figures[f"{name}_s_per_face"] = max(1e-9, median[name] - median["represent"])
+    return figures
 
 
 def write_deepface_sqlite(path: Path, gallery: np.ndarray) -> None:

@@ -19,6 +19,8 @@ error and the rest still run (bench/sections.py). They measure:
   5 fps camera; video_stages: seconds per frame in detection and analysis, in process;
 - shapes: facestream's shapes (exact): `-w 1`, `-w 2`, 2 processes x `-w 1`, `-w 4`, peak
   RSS, and the exact ceiling (the dataflow's steps in one process) in the same rotation;
+- recognition: identification against 10,000 faces; recognition_scale: 10,000 and 100,000
+  faces through the store's index, against DeepFace's search (exact and ann) and find;
 - stages, ceiling, engines, embedding, pipeline_parts, overlap: in-process measures, each in
   a child process of its own; ingest: `python -m bench.submit_throughput`; di: an operator's
   cost to reach its singletons.
@@ -49,6 +51,7 @@ from bench.measures import (
     measure_overlap,
     measure_pipeline_parts,
     measure_recognition,
+    measure_recognition_scale,
     measure_shapes,
     measure_stages,
     measure_video,
@@ -82,6 +85,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("engines", measure_engines, VGG_ATTRIBUTES),
     Section("embedding", measure_embedding, ACTIONS),
     Section("recognition", measure_recognition, ACTIONS),
+    Section("recognition_scale", measure_recognition_scale, ACTIONS),
     Section("ingest", measure_ingest),
     Section("di", measure_di),
     Section("pipeline_parts", measure_pipeline_parts, ATTRIBUTE_ACTIONS),

@@ -233,6 +233,61 @@ def recognition_rows(report: Report) -> list[str]:
     ]
 
 
+def recognition_scale_rows(report: Report) -> list[str]:
+    """Large galleries (codes, then exact ranking), and the peers where they run
+    (bench/recognition_scale.py)."""
+    r = report["recognition_scale"]
+    rows = [
+        f"| enrolment into the store, {r['enrolled']:,} faces | "
+        f"{r['enrol_faces_per_s']:.0f} faces/s |"
+    ]
+    for size, at in sorted(r["sizes"].items(), key=lambda item: int(item[0])):
+        alone, busy = at["alone"], at["under_load"]
+        exact = (
+            f"; exact in the copy p50 {at['exact_copy']['p50_ms']:.1f} ms"
+            if "exact_copy" in at
+            else ""
+        )
+        rows.append(
+            f"| {int(size):,} faces: query p50 / p99 alone, under analysis load; recall@1, "
+            f"top-5 | {alone['p50_ms']:.1f} / {alone['p99_ms']:.1f} ms, "
+            f"{busy['p50_ms']:.1f} / {busy['p99_ms']:.1f} ms; {at['recall_at_1']:.3f}, "
+            f"{at['top5_overlap']:.3f}{exact} |"
+        )
+        rows.append(
+            f"| {int(size):,} faces: bytes per face in the store / in a process's copy; the "
+            f"copy's first load | {at['bytes_per_face']:,.0f} / {at['copy_bytes_per_face']:,.0f}"
+            f" B; {at['copy_load_s']:.2f} s |"
+        )
+    hnsw = r["pgvector_hnsw"]
+    rows.append(
+        f"| pgvector HNSW on binary codes ({hnsw['options']}), largest gallery: build, bytes "
+        f"per face, enrolment while maintained | {hnsw['build_s']:.0f} s, "
+        f"{hnsw['index_bytes'] / r['enrolled']:,.0f} B, {hnsw['enrol_faces_per_s']:.0f} faces/s |"
+    )
+    for search in hnsw["searches"]:
+        rows.append(
+            f"| pgvector HNSW, {search['candidates']} candidates ranked, ef_search "
+            f"{search['ef_search']}: p50 / p99; recall@1 | {search['p50_ms']:.1f} / "
+            f"{search['p99_ms']:.1f} ms; {search['recall_at_1']:.3f} |"
+        )
+    for size, peer in r["peers"].items():
+        rows.append(
+            f"| {int(size):,} faces, DeepFace per query less represent: search exact / ann "
+            f"(build_index {peer['build_index_s']:.1f} s) / find | "
+            f"{1000 * peer['search_s_per_face']:.0f} / {1000 * peer['ann_s_per_face']:.0f} / "
+            f"{1000 * peer['find_s_per_face']:.0f} ms |"
+        )
+    million = r["million_on_paper"]
+    rows.append(
+        f"| 1,000,000 faces on paper: query p50 / p99, store bytes, copy bytes, enrolment | "
+        f"{million['query_p50_ms']:.0f} / {million['query_p99_ms']:.0f} ms, "
+        f"{million['bytes'] / 1e9:.1f} GB, {million['copy_bytes'] / 1e6:.0f} MB, "
+        f"{million['enrol_s'] / 60:.0f} min |"
+    )
+    return rows
+
+
 def ingest_rows(report: Report) -> list[str]:
     ingest = report["ingest"]
     return [
@@ -278,6 +333,7 @@ SECTION_ROWS: dict[str, Callable[[Report], list[str]]] = {
     "video_stages": video_stage_rows,
     "embedding": embedding_rows,
     "recognition": recognition_rows,
+    "recognition_scale": recognition_scale_rows,
     "engines": engine_rows,
     "ingest": ingest_rows,
     "di": di_rows,

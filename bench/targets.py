@@ -8,7 +8,7 @@ the table, the check and the report of a failed section agree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +118,13 @@ RATIOS: dict[str, Callable[[Report], float]] = {
         r["recognition"]["peers"]["sqlite_bytes_per_face"]
         / r["recognition"]["store_bytes_per_face"]
     ),
+    "scale_p99_ms_at_100k": lambda r: _at_100k(r)["alone"]["p99_ms"],
+    "scale_recall_at_100k": lambda r: _at_100k(r)["recall_at_1"],
+    "identify_at_100k_vs_deepface_ann": lambda r: r["recognition_scale"][
+        "identify_at_largest_vs_deepface_ann"
+    ],
+    "enrol_100k_s": lambda r: 100_000 / r["recognition_scale"]["enrol_faces_per_s"],
+    "disk_per_face_vs_deepface": lambda r: r["recognition_scale"]["disk_vs_deepface"],
     "w2_vs_w1": _shape_ratio("w2"),
     "p2_vs_w1": _shape_ratio("p2"),
     "w4_vs_w1": _shape_ratio("w4"),
@@ -146,6 +153,10 @@ def ratios(report: Report) -> dict[str, float]:
 
 def _times(value: float) -> str:
     return f"{value:.2f}x"
+
+
+def _at_100k(report: Mapping[str, Any]) -> Mapping[str, Any]:
+    return report["recognition_scale"]["sizes"]["100000"]
 
 
 def _percent(value: float) -> str:
@@ -308,6 +319,41 @@ TARGETS: tuple[Target, ...] = (
         "bytes per enrolled face: DeepFace's sqlite vs facestream's store",
         "store_vs_deepface_bytes_per_face",
         "recognition",
+    ),
+    Target(
+        "identification at 100,000 faces (codes, then exact ranking), query p99 alone, ms",
+        "scale_p99_ms_at_100k",
+        "recognition_scale",
+        20.0,
+        at_most=True,
+        shown=lambda v: f"{v:.1f}",
+    ),
+    Target(
+        "identification at 100,000 faces: recall@1 against exact search",
+        "scale_recall_at_100k",
+        "recognition_scale",
+        0.99,
+        shown=lambda v: f"{v:.3f}",
+    ),
+    Target(
+        "identification at 100,000 faces vs DeepFace.search ann at 10,000 (its largest here)",
+        "identify_at_100k_vs_deepface_ann",
+        "recognition_scale",
+        10.0,
+    ),
+    Target(
+        "enrolment of 100,000 precomputed embeddings, seconds",
+        "enrol_100k_s",
+        "recognition_scale",
+        300.0,
+        at_most=True,
+        shown=lambda v: f"{v:.0f}",
+    ),
+    Target(
+        "disk per enrolled face: DeepFace's sqlite vs facestream's store at 100,000",
+        "disk_per_face_vs_deepface",
+        "recognition_scale",
+        25.0,
     ),
     Target("-w 2 vs -w 1", "w2_vs_w1", "shapes", 0.95),
     Target("2 processes x -w 1 vs -w 1", "p2_vs_w1", "shapes", 0.95),

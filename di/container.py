@@ -167,5 +167,6 @@ def gallery_store_of(galleries: GallerySettings) -> GalleryStore | None:
     if not galleries.dsn:
         return None
     return GalleryStore(
-        connection_pool(galleries.dsn, galleries.gallery_pool_size, galleries.gallery_timeout)
+        connection_pool(galleries.dsn, galleries.gallery_pool_size, galleries.gallery_timeout),
+        galleries.search,
     )

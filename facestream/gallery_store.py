@@ -13,6 +13,13 @@ done), and a subject or a gallery remembers when it was last forgotten, so that 
 enrolment accepted before that moment (late in Kafka, or replayed) writes nothing.
 
 Distances are cosine distances, 1 - cos(a, b), as DeepFace computes them for VGG-Face.
+
+Identification matches a gallery in one of two ways, by its size, each in a copy the
+process keeps of it: a gallery of at most `GallerySearch.exact_limit` faces by the exact
+distance to each of its embeddings (16 KiB a face); a larger one by the Hamming distance
+between binary codes (the embeddings' signs, 512 bytes a face), whose nearest candidates
+are then ranked by their exact distance in PostgreSQL. docs/recognition.md ("At scale") has
+the measurements behind the choice, pgvector's own indexes among them.
 """
 
 from __future__ import annotations
@@ -21,12 +28,13 @@ import hashlib
 import re
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
 from pgvector.psycopg import register_vector
@@ -40,6 +48,9 @@ _GALLERY_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _SUBJECT_NAME_MAX = 128
 
 
+Copy = TypeVar("Copy", bound="GalleryCopy")
+
+
 class GalleryStoreError(CodedError):
     """A gallery request facestream refuses or cannot serve; `code` says which."""
 
@@ -49,6 +60,27 @@ NO_STORE = GalleryStoreError(
     "gallery.unavailable",
     "no gallery store is configured here (FACESTREAM_GALLERY_DSN, or `facestream up`)",
 )
+
+
+@dataclass(frozen=True)
+class GallerySearch:
+    """How identification searches a gallery."""
+
+    exact_limit: int = 5_000  # up to this many faces: exact; above: codes, then exact
+    candidates: int = 100  # the faces nearest by their codes that are ranked exactly
+    copy_memory: int = 1 << 30  # bytes all of a process's copies may take together
+
+
+# The exact distances of a large gallery's candidates (found by their codes); a face
+# forgotten since the copy was read is not among them. They are read by their ids alone,
+# so that PostgreSQL reads them by primary key whatever its statistics say of the
+# gallery's size (stale after a large enrolment, they could make it read every face of the
+# gallery instead); their gallery is checked on the rows read, their subjects are the
+# copy's.
+CANDIDATE_DISTANCES = """
+select id, embedding <=> %(query)s, gallery_id from face
+where id = any(%(ids)s) and embedding is not null
+"""
 
 
 @dataclass(frozen=True)
@@ -178,11 +210,13 @@ class GalleryStore:
     principal it acts for: a principal sees and matches only its own galleries. A store
     that cannot be reached raises GalleryStoreError `gallery.unavailable`."""
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, search: GallerySearch | None = None) -> None:
         self._pool = pool  # psycopg_pool.ConnectionPool
+        self._search = search or GallerySearch()
         self._migrated = False
         self._registered: weakref.WeakSet[Any] = weakref.WeakSet()  # vector types known
-        self._copies: dict[tuple[str, str], FacesOfGallery] = {}
+        # The copies of the galleries matched here, least recently used first.
+        self._copies: OrderedDict[tuple[str, str], FacesOfGallery] = OrderedDict()
         self._copies_lock = threading.Lock()
 
     @contextmanager
@@ -290,6 +324,7 @@ class GalleryStore:
             version = _next_version(db, gallery_id)
             written: list[int] = []
             already = refused = 0
+            added = 0
             for face in faces:
                 row = db.execute(
                     "insert into face (subject_id, gallery_id, changed_version, principal,"
@@ -313,7 +348,9 @@ class GalleryStore:
                         accepted_at,
                     ),
                 ).fetchone()
-                if row is None:  # written by an earlier delivery, and maybe forgotten since
+                if row is not None:
+                    added += 1
+                else:  # written by an earlier delivery, and maybe forgotten since
                     row = db.execute(
                         "select id from face where principal = %s and request_id = %s and"
                         " image_index = %s and embedding is not null",
@@ -324,6 +361,7 @@ class GalleryStore:
                         continue
                     already += 1
                 written.append(int(row[0]))
+            _count_faces(db, gallery_id, added)
             return Enrolled(tuple(written), already, refused)
 
     def _gallery_id(self, db: Any, principal: str, gallery: str) -> int:
@@ -336,34 +374,78 @@ class GalleryStore:
         each with the distance of its nearest face. `gallery.unknown` for a gallery the
         principal has not, `gallery.empty` for one without faces.
 
-        The gallery's faces are matched in this process's copy of them, brought up to the
-        gallery's version first (one indexed query for what changed): an answer never
-        matches a face forgotten before it was asked for."""
+        The gallery is matched in this process's copy of it, brought up to the gallery's
+        version first (one indexed query for what changed): an answer never matches a face
+        forgotten before it was asked for. A gallery of at most `exact_limit` faces is
+        matched exactly; a larger one by its faces' codes, the nearest `candidates` of
+        them ranked by their exact distance."""
         queries = np.stack([checked_embedding(e) for e in embeddings])
         with self._transaction() as db:
-            gallery_id, version = self._gallery_row(db, principal, gallery)
+            gallery_id, version, faces = self._gallery_row(db, principal, gallery)
+            if not faces:
+                raise GalleryStoreError("gallery.empty", f"gallery {gallery!r} has no faces")
             key = (principal, gallery)
-            with self._copies_lock:
-                known = self._copies.get(key)
-            if known is None or known.gallery_id != gallery_id:
-                known = FacesOfGallery.empty(gallery_id)
-            if known.version != version:
-                known = known.updated(_changed_faces(db, gallery_id, known.version), version)
-                with self._copies_lock:
-                    self._copies[key] = known
-        if not known.size:
-            raise GalleryStoreError("gallery.empty", f"gallery {gallery!r} has no faces")
-        return known.nearest(queries, top_k)
+            if faces <= self._search.exact_limit:
+                exact = self._copy(db, key, FacesOfGallery, gallery_id, version)
+            else:
+                codes = self._copy(db, key, CodesOfGallery, gallery_id, version)
+                found = codes.candidates(queries, self._search.candidates)
+                return [
+                    _nearest_subjects(_ranked(db, gallery_id, query, codes, rows), top_k)
+                    for query, rows in zip(queries, found, strict=True)
+                ]
+        return exact.nearest(queries, top_k)
 
-    def _gallery_row(self, db: Any, principal: str, gallery: str) -> tuple[int, int]:
+    def _copy(
+        self, db: Any, key: tuple[str, str], kind: type[Copy], gallery_id: int, version: int
+    ) -> Copy:
+        """This process's copy of a gallery at `version`; the copies that no longer fit in
+        `copy_memory` dropped, least recently used first (never the one returned)."""
+        with self._copies_lock:
+            known = self._copies.get(key)
+        if not isinstance(known, kind) or known.gallery_id != gallery_id:
+            known = kind.empty(gallery_id)
+        if known.version != version:
+            known = known.updated(_changed_faces(db, gallery_id, known.version, kind), version)
+        with self._copies_lock:
+            self._copies[key] = known
+            self._copies.move_to_end(key)
+            held = sum(copy.nbytes for copy in self._copies.values())
+            while held > self._search.copy_memory and len(self._copies) > 1:
+                _key, dropped = self._copies.popitem(last=False)
+                held -= dropped.nbytes
+        return known
+
+    def copy_bytes(self) -> int:
+        """The memory this process's copies of galleries take now."""
+        with self._copies_lock:
+            return sum(copy.nbytes for copy in self._copies.values())
+
+    def explain_identify(self, principal: str, gallery: str, embedding: np.ndarray) -> str:
+        """How identify() would match `embedding` in the gallery now: a line saying it is
+        matched exactly in this process's copy, or PostgreSQL's plan for ranking the
+        candidates its codes found."""
+        query = checked_embedding(embedding)
+        with self._transaction() as db:
+            gallery_id, version, faces = self._gallery_row(db, principal, gallery)
+            if faces <= self._search.exact_limit:
+                return f"exact: {faces} faces in this process's copy of the gallery"
+            codes = self._copy(db, (principal, gallery), CodesOfGallery, gallery_id, version)
+            rows = codes.candidates(query[None, :], self._search.candidates)[0]
+            arguments = {"query": query, "ids": codes.face_ids[rows].tolist()}
+            plan = db.execute("explain " + CANDIDATE_DISTANCES, arguments).fetchall()
+        return "\n".join(line for (line,) in plan)
+
+    def _gallery_row(self, db: Any, principal: str, gallery: str) -> tuple[int, int, int]:
+        """The gallery's id, version and count of faces."""
         check_gallery_name(gallery)
         row = db.execute(
-            "select id, version from gallery where principal = %s and name = %s",
+            "select id, version, faces from gallery where principal = %s and name = %s",
             (principal, gallery),
         ).fetchone()
         if row is None:
             raise GalleryStoreError("gallery.unknown", f"no gallery {gallery!r}")
-        return int(row[0]), int(row[1])
+        return int(row[0]), int(row[1]), int(row[2])
 
     def nearest_of_subject(
         self, principal: str, gallery: str, subject: str, embeddings: Sequence[np.ndarray]
@@ -461,6 +543,12 @@ def _next_version(db: Any, gallery_id: int) -> int:
     return int(row[0])
 
 
+def _count_faces(db: Any, gallery_id: int, change: int) -> None:
+    """Add `change` (negative: remove) to the gallery's count of faces."""
+    if change:
+        db.execute("update gallery set faces = faces + %s where id = %s", (change, gallery_id))
+
+
 def _erase(db: Any, gallery_id: int, where: str, arguments: tuple[Any, ...], at: datetime) -> int:
     """Erase the embeddings of the gallery's faces `where` selects, as a new version of the
     gallery; how many there were."""
@@ -470,76 +558,165 @@ def _erase(db: Any, gallery_id: int, where: str, arguments: tuple[Any, ...], at:
         f" gallery_id = %s and {where} and embedding is not null",
         (at, version, gallery_id, *arguments),
     )
+    _count_faces(db, gallery_id, -erased.rowcount)
     return int(erased.rowcount)
 
 
-def _changed_faces(db: Any, gallery_id: int, since: int) -> list[tuple[int, str, Any]]:
-    """The gallery's faces written or forgotten after version `since`: (id, subject, its
-    embedding or None), read in binary."""
+def _changed_faces(
+    db: Any, gallery_id: int, since: int, kind: type[GalleryCopy]
+) -> list[tuple[int, str, Any]]:
+    """The gallery's faces written or forgotten after version `since`: (id, subject, the
+    column the copy keeps, or None), read in binary."""
     with db.cursor(binary=True) as cursor:
         return cursor.execute(
-            "select face.id, subject.name, face.embedding from face join subject on subject.id ="
-            " face.subject_id where face.gallery_id = %s and face.changed_version > %s",
+            f"select face.id, subject.name, face.{kind.column} from face join subject on"
+            " subject.id = face.subject_id where face.gallery_id = %s and"
+            " face.changed_version > %s",
             (gallery_id, since),
         ).fetchall()
 
 
+def _ranked(
+    db: Any, gallery_id: int, query: np.ndarray, codes: CodesOfGallery, rows: np.ndarray
+) -> list[tuple[int, str, float]]:
+    """The candidates (the copy's `rows`) by their exact distance to `query`: (face id,
+    subject, distance), nearest first, of equal distances by subject."""
+    subjects = dict(zip(codes.face_ids[rows].tolist(), codes.subjects[rows], strict=True))
+    found = db.execute(CANDIDATE_DISTANCES, {"query": query, "ids": list(subjects)}).fetchall()
+    ranked = [(face, subjects[face], distance) for face, distance, of in found if of == gallery_id]
+    return sorted(ranked, key=lambda row: (row[2], row[1]))
+
+
 @dataclass(frozen=True)
-class FacesOfGallery:
-    """A process's copy of one gallery's faces at one version: their ids, subjects and
-    embeddings (16 KiB a face). Immutable: an update makes a new copy, so that a match in
-    progress never sees half of one."""
+class GalleryCopy:
+    """A process's copy of one gallery's faces at one version: their ids, subjects and one
+    row each (what the kind of copy matches by). Immutable: an update makes a new copy, so
+    that a match in progress never sees half of one."""
+
+    column: ClassVar[str]  # the face table's column a row is made from
+    width: ClassVar[int]
+    dtype: ClassVar[type[np.generic]]
+    face_axis: ClassVar[int] = 0  # 0: rows holds a row per face; 1: a column per face
 
     gallery_id: int
     version: int
     face_ids: np.ndarray  # int64, (n,)
     subjects: np.ndarray  # object (str), (n,)
-    embeddings: np.ndarray  # float32, (n, 4096), each of unit norm
+    rows: np.ndarray  # dtype, (n, width), or (width, n) when face_axis is 1
 
     @classmethod
-    def empty(cls, gallery_id: int) -> FacesOfGallery:
+    def empty(cls, gallery_id: int) -> Self:
+        shape = (0, cls.width) if cls.face_axis == 0 else (cls.width, 0)
         return cls(
-            gallery_id,
-            -1,
-            np.zeros(0, np.int64),
-            np.zeros(0, object),
-            np.zeros((0, EMBEDDING_SIZE), np.float32),
+            gallery_id, -1, np.zeros(0, np.int64), np.zeros(0, object), np.zeros(shape, cls.dtype)
         )
+
+    @staticmethod
+    def row_of(value: Any) -> np.ndarray:
+        """A face's row from its column's value, as read."""
+        raise NotImplementedError
 
     @property
     def size(self) -> int:
         return len(self.face_ids)
 
-    def updated(self, changes: Sequence[tuple[int, str, Any]], version: int) -> FacesOfGallery:
-        """This copy with `changes` applied (a face with an embedding written, one without
+    @property
+    def nbytes(self) -> int:
+        """The memory of its arrays (the subjects' names not counted)."""
+        return self.rows.nbytes + self.face_ids.nbytes + self.subjects.nbytes
+
+    def updated(self, changes: Sequence[tuple[int, str, Any]], version: int) -> Self:
+        """This copy with `changes` applied (a face with a value written, one without
         removed), at `version`."""
-        changed = [int(face_id) for face_id, _subject, _embedding in changes]
+        changed = [int(face_id) for face_id, _subject, _value in changes]
         keep = ~np.isin(self.face_ids, changed)
-        added = [(int(f), s, e) for f, s, e in changes if e is not None]
-        rows = np.stack([unit(e.to_numpy()) for _f, _s, e in added]) if added else None
-        return FacesOfGallery(
+        added = [(int(f), s, v) for f, s, v in changes if v is not None]
+        rows = np.compress(keep, self.rows, axis=self.face_axis)
+        if added:
+            new = np.stack([self.row_of(v) for _f, _s, v in added], axis=self.face_axis)
+            rows = np.concatenate([rows, new], axis=self.face_axis)
+        return type(self)(
             self.gallery_id,
             version,
-            np.concatenate([self.face_ids[keep], np.array([f for f, _s, _e in added], np.int64)]),
-            np.concatenate([self.subjects[keep], np.array([s for _f, s, _e in added], object)]),
-            self.embeddings[keep] if rows is None else np.vstack([self.embeddings[keep], rows]),
+            np.concatenate([self.face_ids[keep], np.array([f for f, _s, _v in added], np.int64)]),
+            np.concatenate([self.subjects[keep], np.array([s for _f, s, _v in added], object)]),
+            rows,
         )
+
+
+@dataclass(frozen=True)
+class FacesOfGallery(GalleryCopy):
+    """The copy of a small gallery: its embeddings, each of unit norm (16 KiB a face)."""
+
+    column = "embedding"
+    width = EMBEDDING_SIZE
+    dtype = np.float32
+
+    @staticmethod
+    def row_of(value: Any) -> np.ndarray:
+        return unit(value.to_numpy())
 
     def nearest(self, queries: np.ndarray, top_k: int) -> list[list[Match]]:
         """Each query's `top_k` nearest subjects (their nearest face each), by cosine
         distance, nearest first (of equal distances, by name)."""
-        distances = 1.0 - (unit_rows(queries) @ self.embeddings.T).astype(np.float64)
-        answers = []
-        for row in distances:
-            best: dict[str, Match] = {}
-            for index in np.argsort(row, kind="stable"):
-                subject = self.subjects[index]
-                if subject not in best:
-                    best[subject] = Match(subject, float(row[index]), int(self.face_ids[index]))
-                    if len(best) == top_k:
-                        break
-            answers.append(sorted(best.values(), key=lambda m: (m.distance, m.subject)))
-        return answers
+        distances = 1.0 - (unit_rows(queries) @ self.rows.T).astype(np.float64)
+        return [
+            _nearest_subjects(
+                (
+                    (int(self.face_ids[index]), self.subjects[index], float(row[index]))
+                    for index in np.argsort(row, kind="stable")
+                ),
+                top_k,
+            )
+            for row in distances
+        ]
+
+
+@dataclass(frozen=True)
+class CodesOfGallery(GalleryCopy):
+    """The copy of a large gallery: each face's binary code, the signs of its embedding
+    (pgvector's binary_quantize: a bit per value, 1 when above 0), 512 bytes a face. The
+    codes are held word by word (a row of the faces' first words, then of their second...)
+    so that a search runs along long rows: twice as fast as code by code."""
+
+    column = "bits"
+    width = EMBEDDING_SIZE // 64
+    dtype = np.uint64
+    face_axis = 1
+
+    @staticmethod
+    def row_of(value: Any) -> np.ndarray:
+        # Read in binary, a bit string is its length (int32), then its bytes.
+        return np.frombuffer(value, np.uint8, offset=4).view(np.uint64)
+
+    def candidates(self, queries: np.ndarray, count: int) -> list[np.ndarray]:
+        """For each query (an embedding), the `count` faces whose codes are nearest to its
+        code: their places in this copy, in no order."""
+        codes = np.packbits(queries > 0, axis=1).view(np.uint64)
+        if count >= self.size:
+            return [np.arange(self.size) for _ in codes]
+        word = np.empty(self.size, np.uint64)
+        bits = np.empty(self.size, np.uint8)
+        found = []
+        for code in codes:
+            distances = np.zeros(self.size, np.uint16)
+            for faces_word, query_word in zip(self.rows, code, strict=True):
+                np.bitwise_xor(faces_word, query_word, out=word)
+                distances += np.bitwise_count(word, out=bits)
+            found.append(np.argpartition(distances, count)[:count])
+        return found
+
+
+def _nearest_subjects(faces: Iterable[tuple[int, str, float]], top_k: int) -> list[Match]:
+    """The first `top_k` subjects among `faces` (face id, subject, distance; nearest
+    first), each with its nearest face; nearest first, of equal distances by name."""
+    best: dict[str, Match] = {}
+    for face_id, subject, distance in faces:
+        if subject not in best:
+            best[subject] = Match(subject, float(distance), int(face_id))
+            if len(best) == top_k:
+                break
+    return sorted(best.values(), key=lambda m: (m.distance, m.subject))
 
 
 def unit(vector: np.ndarray) -> np.ndarray:

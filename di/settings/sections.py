@@ -13,6 +13,7 @@ from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from di.settings import values as v
 from di.settings.section import Section, setting
 from facestream.engines import ENGINES, PRECISIONS, EngineError, check_precision
+from facestream.gallery_store import GallerySearch
 from facestream.kafka_config import SASL_MECHANISMS, SECURITY_PROTOCOLS, KafkaSecurity, TopicSpec
 from facestream.models import ACTIONS, ATTRIBUTE_ACTIONS, DETECTOR_BACKENDS, weights_dir_of
 from facestream.tracking import TrackingPolicy
@@ -348,10 +349,35 @@ class GallerySettings(Section):
         "How long the dataflow retries an enrolment's write while the gallery store is "
         "unreachable, before the enrolment fails with gallery.unavailable.",
     )
+    gallery_exact_limit: Annotated[int, Field(ge=0, le=1_000_000)] = setting(
+        str(GallerySearch.exact_limit),
+        "A gallery of at most this many faces is identified exactly, in each dataflow "
+        "process's copy of its embeddings (16 KiB a face); a larger one by its faces' binary "
+        "codes (512 bytes a face), the nearest ranked exactly in the store "
+        "(docs/recognition.md, At scale). 0: every gallery by its codes.",
+    )
+    gallery_candidates: Annotated[int, Field(ge=1, le=10_000)] = setting(
+        str(GallerySearch.candidates),
+        "How many faces nearest by their codes a large gallery's search ranks by their exact "
+        "distance: more finds the exact answer more often, and takes longer.",
+    )
+    gallery_copy_memory: Annotated[int, v.BYTES, Field(ge=1 * v.MIB, le=1024 * 1024 * v.MIB)] = (
+        setting(
+            f"{GallerySearch.copy_memory // (1024 * v.MIB)}GiB",
+            "Memory the copies of galleries may take together in each dataflow process; past "
+            "it the least recently used copy is dropped (and read again when next needed).",
+        )
+    )
 
     @property
     def dsn(self) -> str:
         return self.gallery_dsn.get_secret_value()
+
+    @property
+    def search(self) -> GallerySearch:
+        return GallerySearch(
+            self.gallery_exact_limit, self.gallery_candidates, self.gallery_copy_memory
+        )
 
 
 class TrackingSettings(Section):
