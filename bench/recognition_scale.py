@@ -229,8 +229,8 @@ def scale_figures(
         database.start()
         try:
             with connection_pool(database.dsn, max_size=2) as pool:
-                indexed = GalleryStore(pool, GallerySearch(exact_limit=0))
-                indexed.migrate()
+                by_codes = GalleryStore(pool, GallerySearch(exact_limit=0))
+                by_codes.migrate()
                 for size in sizes:
                     step = 1_000  # people a block
                     while enrolled < size:
@@ -238,17 +238,17 @@ def scale_figures(
                         first = enrolled // PER_PERSON
                         rows = people.faces(first, people_now, PER_PERSON)
                         started = time.perf_counter()
-                        ids = enrol(indexed, rows, PER_PERSON, first=first)
+                        ids = enrol(by_codes, rows, PER_PERSON, first=first)
                         enrol_seconds += time.perf_counter() - started
                         truth.add(rows, ids)
                         enrolled += len(rows)
                     figures["sizes"][str(size)] = at_size(
-                        pool, indexed, queries, truth, size, mode, repeat
+                        pool, by_codes, queries, truth, size, mode, repeat
                     )
                 figures["enrol_faces_per_s"] = enrolled / enrol_seconds
                 figures["enrolled"] = enrolled
-                figures["pgvector_hnsw"] = pgvector_hnsw(pool, indexed, people, queries, truth)
-                figures["filtering"] = filtering(indexed, people, queries, truth)
+                figures["pgvector_hnsw"] = pgvector_hnsw(pool, by_codes, people, queries, truth)
+                figures["filtering"] = filtering(by_codes, people, queries, truth)
                 figures["deepface_pgvector_error"] = deepface_pgvector_error(database.dsn, picture)
         finally:
             database.stop()
@@ -265,7 +265,7 @@ def scale_figures(
 
 def at_size(
     pool: Any,
-    indexed: GalleryStore,
+    by_codes: GalleryStore,
     queries: np.ndarray,
     truth: ExactTop,
     size: int,
@@ -280,10 +280,10 @@ def at_size(
     fresh = GalleryStore(pool, GallerySearch(exact_limit=0))
     figures["copy_load_s"] = seconds(lambda: fresh.identify(PRINCIPAL, GALLERY, queries[:1]))
     figures["copy_bytes_per_face"] = fresh.copy_bytes() / size
-    timed_queries(indexed, queries[:20])  # warm: the copy up to date, pages in memory
+    timed_queries(by_codes, queries[:20])  # warm: the copy up to date, pages in memory
     times: list[float] = []
     for _ in range(repeat):
-        run_times, answers = timed_queries(indexed, queries)
+        run_times, answers = timed_queries(by_codes, queries)
         times += run_times
     figures["alone"] = query_figures(times)
     figures["recall_at_1"] = recall_at_1(answers, truth)
@@ -299,7 +299,7 @@ def at_size(
     try:
         busy_times: list[float] = []
         for _ in range(repeat):
-            busy_times += timed_queries(indexed, queries)[0]
+            busy_times += timed_queries(by_codes, queries)[0]
     finally:
         load.stop()
     figures["under_load"] = query_figures(busy_times)
@@ -412,7 +412,7 @@ def pgvector_hnsw(
 
 
 def filtering(
-    indexed: GalleryStore, people: SyntheticPeople, queries: np.ndarray, truth: ExactTop
+    by_codes: GalleryStore, people: SyntheticPeople, queries: np.ndarray, truth: ExactTop
 ) -> dict[str, Any]:
     """Another principal enrols, into a gallery of the same name, five faces for each
     query: the query itself (distance 0, the first answer if the filter let it through)
@@ -424,9 +424,9 @@ def filtering(
     planted = np.concatenate(
         [queries[:, None, :], strangers.reshape(len(queries), PER_PERSON - 1, -1)], axis=1
     ).reshape(-1, EMBEDDING_SIZE)
-    theirs = enrol(indexed, planted, PER_PERSON, principal=OTHER_PRINCIPAL)
-    times, answers = timed_queries(indexed, queries)
-    small_times, small_answers = timed_queries(indexed, queries, principal=OTHER_PRINCIPAL)
+    theirs = enrol(by_codes, planted, PER_PERSON, principal=OTHER_PRINCIPAL)
+    times, answers = timed_queries(by_codes, queries)
+    small_times, small_answers = timed_queries(by_codes, queries, principal=OTHER_PRINCIPAL)
     itself = theirs[::PER_PERSON]  # each person's first face: the planted query
     return {
         "other_principal_faces": len(planted),

@@ -59,12 +59,12 @@ def enrol_people(
 def test_codes_then_exact_ranking_find_what_exact_search_finds(pool, people):
     enrol_people(GalleryStore(pool), "alice", "staff", people.faces(0, PEOPLE, PER_PERSON))
     exact = GalleryStore(pool, GallerySearch(exact_limit=PEOPLE * PER_PERSON))
-    indexed = GalleryStore(pool, GallerySearch(exact_limit=0))
+    by_codes = GalleryStore(pool, GallerySearch(exact_limit=0))
     # Other pictures of enrolled people, and strangers.
     queries = np.vstack([people.faces(0, 100, 1, draw=1), people.faces(PEOPLE, 20, 1)])
 
     truth = exact.identify("alice", "staff", list(queries), top_k=5)
-    found = indexed.identify("alice", "staff", list(queries), top_k=5)
+    found = by_codes.identify("alice", "staff", list(queries), top_k=5)
 
     same_first = [t[0].face_id == f[0].face_id for t, f in zip(truth, found, strict=True)]
     assert np.mean(same_first) >= 0.99, f"recall@1 {np.mean(same_first):.3f}"
