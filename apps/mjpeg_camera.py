@@ -7,7 +7,7 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
@@ -65,3 +65,31 @@ def mjpeg_stream(
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the demo's composed video as a camera until stopped (SIGTERM or Ctrl-C): its
+    frames in a loop, at --fps, --size pixels; the URL is printed on the first line."""
+    import argparse
+    import signal
+
+    from apps.demo_video import demo_frames
+
+    parser = argparse.ArgumentParser(prog="python -m apps.mjpeg_camera", description=main.__doc__)
+    parser.add_argument("--fps", type=float, default=5.0)
+    parser.add_argument("--size", default="640x480", help="WIDTHxHEIGHT")
+    parser.add_argument("--seconds", type=float, default=10.0, help="the loop's length")
+    args = parser.parse_args(argv)
+    width, height = (int(side) for side in args.size.split("x"))
+    loop = round(args.seconds * args.fps)
+    pictures = [frame for frame, _boxes in demo_frames(loop, (width, height))]
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with mjpeg_stream(pictures, args.fps) as url:
+        print(url, flush=True)
+        with suppress(KeyboardInterrupt):
+            stop.wait()
+
+
+if __name__ == "__main__":
+    main()

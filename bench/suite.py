@@ -19,6 +19,10 @@ error and the rest still run (bench/sections.py). They measure:
   5 fps camera; video_stages: seconds per frame in detection and analysis, in process;
 - shapes: facestream's shapes (exact): `-w 1`, `-w 2`, 2 processes x `-w 1`, `-w 4`, peak
   RSS, and the exact ceiling (the dataflow's steps in one process) in the same rotation;
+- cameras: live 5 fps MJPEG cameras, each with its own client process, into one `-w 1`
+  system, fast and exact mode with tracking, 1, 2, 3, 4, 6, ... cameras until a step is not
+  held (p99 capture to result under 1 s, at most 1% of frames dropped); each mode's memory
+  at its first start and in steady state;
 - recognition: identification against 10,000 faces; recognition_scale: 10,000 and 100,000
   faces through the store's index, against DeepFace's search (exact and ann) and find;
 - stages, ceiling, engines, embedding, pipeline_parts, overlap: in-process measures, each in
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import RESULTS
+from bench.cameras import measure_cameras
 from bench.machine import cpu_flags, describe_machine
 from bench.measures import (
     measure_ceiling,
@@ -80,6 +85,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("video", measure_video, ATTRIBUTE_ACTIONS, systems=True),
     Section("video_stages", measure_video_stages, ATTRIBUTE_ACTIONS),
     Section("shapes", measure_shapes, ATTRIBUTE_ACTIONS),
+    Section("cameras", measure_cameras, ATTRIBUTE_ACTIONS),
     Section("stages", measure_stages, ATTRIBUTE_ACTIONS),
     Section("ceiling", measure_ceiling, ATTRIBUTE_ACTIONS),
     Section("engines", measure_engines, VGG_ATTRIBUTES),

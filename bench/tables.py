@@ -132,6 +132,53 @@ def video_stage_rows(report: Report) -> list[str]:
     ]
 
 
+def camera_rows(report: Report) -> list[str]:
+    """Per mode: each step's cameras (held or not, frames/s, worst p99 and drops, the
+    processes' shares of the cores), where a frame's time goes at the highest held step,
+    and the dataflow's memory; then the peer's figure (bench/cameras.py)."""
+    cameras = report["cameras"]
+    rows = []
+    for mode, figures in cameras["modes"].items():
+        for step in figures["steps"]:
+            shares = ", ".join(
+                f"{group} {100 * share:.0f}%" for group, share in step["cpu_share"].items()
+            )
+            rows.append(
+                f"| {mode}: {step['cameras']} camera(s) at {cameras['fps']:g} fps, "
+                f"{cameras['step_seconds']:.0f} s: frames/s, worst p99, worst dropped; "
+                f"cores used | {'held' if step['held'] else 'NOT held'}: "
+                f"{step['frames_answered_per_s']:.1f}, {step['p99_s']:.2f} s, "
+                f"{100 * step['dropped_share']:.1f}%; {shares} |"
+            )
+        at = figures["at_held"]
+        if at:
+            stages = ", ".join(
+                f"{stage} {1000 * seconds:.0f}"
+                for stage, seconds in at["dataflow_stage_s_per_frame"].items()
+                if seconds is not None
+            )
+            cpu = ", ".join(
+                f"{group} {1000 * seconds:.0f}"
+                for group, seconds in at["cpu_s_per_frame"].items()
+                if seconds is not None
+            )
+            rows.append(
+                f"| {mode}, {at['cameras']} camera(s): ms per frame in the dataflow's stages; "
+                f"CPU ms per frame by process | {stages}; {cpu} |"
+            )
+        rows.append(
+            f"| {mode}: dataflow memory at its first start / steady (peak) | "
+            f"{figures['first_start_peak_rss_mb']:,.0f} / {figures['steady_peak_rss_mb']:,.0f} "
+            f"MB ({figures['first_start_s']:.0f} s to its first answer) |"
+        )
+    peer = cameras["peer"]
+    rows.append(
+        f"| strongest peer ({peer['peer']}, {peer['from']}): sampled frames/s, cameras | "
+        f"{peer['frames_per_s']:.2f}, {peer['cameras']:.2f} |"
+    )
+    return rows
+
+
 def shape_rows(report: Report) -> list[str]:
     """The dataflow shapes' lines of the measures table, and the ceiling in their rotation."""
     shapes = report["shapes"]
@@ -327,6 +374,7 @@ SECTION_ROWS: dict[str, Callable[[Report], list[str]]] = {
     "ceiling": ceiling_rows,
     "headline": headline_rows,
     "shapes": shape_rows,
+    "cameras": camera_rows,
     "stages": stage_rows,
     "crops": crop_rows,
     "video": video_rows,

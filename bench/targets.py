@@ -137,6 +137,14 @@ RATIOS: dict[str, Callable[[Report], float]] = {
     "carried_labels_equal": lambda r: r["video"]["carried_agreement"]["dominant_labels_equal"],
     "live_p99_s": lambda r: r["video"]["live_fast"]["p99_s"],
     "overlap_vs_turns": lambda r: r["overlap"]["overlap_vs_turns"],
+    "cameras_fast": lambda r: r["cameras"]["modes"]["fast"]["held"],
+    "cameras_exact": lambda r: r["cameras"]["modes"]["exact"]["held"],
+    "cameras_fast_vs_strongest_peer": lambda r: (
+        r["cameras"]["modes"]["fast"]["held"] / r["cameras"]["peer"]["cameras"]
+    ),
+    "fast_first_start_rss_mb": lambda r: r["cameras"]["modes"]["fast"]["first_start_peak_rss_mb"],
+    "fast_steady_rss_mb": lambda r: r["cameras"]["modes"]["fast"]["steady_peak_rss_mb"],
+    "exact_steady_rss_mb": lambda r: r["cameras"]["modes"]["exact"]["steady_peak_rss_mb"],
 }
 
 
@@ -169,6 +177,14 @@ def _share(value: float) -> str:
 
 def _seconds(value: float) -> str:
     return f"{value:.2f} s"
+
+
+def _megabytes(value: float) -> str:
+    return f"{value:,.0f} MB"
+
+
+def _cameras(value: float) -> str:
+    return f"{value:.0f}"
 
 
 def _yes_no(value: float) -> str:
@@ -386,6 +402,50 @@ TARGETS: tuple[Target, ...] = (
         at_most=True,
         strict=True,
         shown=_seconds,
+    ),
+    Target(
+        "live 5 fps cameras held by one -w 1 system, fast mode with tracking",
+        "cameras_fast",
+        "cameras",
+        4.0,
+        shown=_cameras,
+    ),
+    Target(
+        "live 5 fps cameras held by one -w 1 system, exact mode with tracking",
+        "cameras_exact",
+        "cameras",
+        2.0,
+        shown=_cameras,
+    ),
+    Target(
+        "cameras held, fast mode, vs the strongest peer's (its sampled frames/s / 5)",
+        "cameras_fast_vs_strongest_peer",
+        "cameras",
+        25.0,
+    ),
+    Target(
+        "fast mode's dataflow at its first start (converting, quantizing), peak memory",
+        "fast_first_start_rss_mb",
+        "cameras",
+        4096.0,
+        at_most=True,
+        shown=_megabytes,
+    ),
+    Target(
+        "fast mode's dataflow in steady state, peak memory",
+        "fast_steady_rss_mb",
+        "cameras",
+        2560.0,
+        at_most=True,
+        shown=_megabytes,
+    ),
+    Target(
+        "exact mode's dataflow in steady state, peak memory",
+        "exact_steady_rss_mb",
+        "cameras",
+        3072.0,
+        at_most=True,
+        shown=_megabytes,
     ),
 )
 

@@ -60,7 +60,7 @@ def request_source(settings: DataflowProcessSettings) -> RequestSource:
         brokers=[kafka.bootstrap_servers],
         topics=[kafka.topic_requests],
         add_config={
-            **fetch_config(settings.kafka_max_message_bytes),
+            **fetch_config(settings.kafka_max_message_bytes, kafka.fetch_wait_ms),
             **kafka.security.client_config,
         },
         # Images per poll and partition: enough to fill a model batch, few enough that a

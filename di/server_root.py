@@ -52,6 +52,7 @@ def server_container(settings: ServerProcessSettings) -> Container:
             c[ServerSettings].ack_timeout,
             c[logging.Logger],
             kafka.security,
+            kafka.fetch_wait_ms,
         )
     )
     container[Authenticator] = Singleton(
@@ -66,6 +67,7 @@ def server_container(settings: ServerProcessSettings) -> Container:
             record_bytes,
             c[logging.Logger],
             kafka.security,
+            kafka.fetch_wait_ms,
         )
     )
     if kafka.uses_embedded_broker:

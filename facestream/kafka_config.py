@@ -81,10 +81,12 @@ def producer_config(
     }
 
 
-def fetch_config(max_message_bytes: int) -> dict[str, Any]:
-    """Consumer fetch limits that admit one maximum-size record."""
+def fetch_config(max_message_bytes: int, fetch_wait_ms: int = 500) -> dict[str, Any]:
+    """Consumer fetch limits that admit one maximum-size record, and how long a fetch may
+    wait at the broker for records (KafkaSettings.fetch_wait_ms)."""
     fetch_bytes = max(max_message_bytes, 50 * 1024 * 1024)
     return {
+        "fetch.wait.max.ms": fetch_wait_ms,
         "fetch.max.bytes": fetch_bytes,
         "max.partition.fetch.bytes": max_message_bytes,
         # librdkafka requires this to exceed fetch.max.bytes by its 512-byte protocol overhead.
@@ -93,7 +95,11 @@ def fetch_config(max_message_bytes: int) -> dict[str, Any]:
 
 
 def consumer_config(
-    bootstrap: str, max_message_bytes: int, group_id: str, security: KafkaSecurity = PLAINTEXT
+    bootstrap: str,
+    max_message_bytes: int,
+    group_id: str,
+    security: KafkaSecurity = PLAINTEXT,
+    fetch_wait_ms: int = 500,
 ) -> dict[str, Any]:
     """Consumer able to fetch one maximum-size record; offsets are not committed to Kafka."""
     return {
@@ -102,5 +108,5 @@ def consumer_config(
         "group.id": group_id,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
-        **fetch_config(max_message_bytes),
+        **fetch_config(max_message_bytes, fetch_wait_ms),
     }

@@ -114,6 +114,7 @@ class ResultsListener:
         max_message_bytes: int,
         logger: logging.Logger,
         security: KafkaSecurity = PLAINTEXT,
+        fetch_wait_ms: int = 500,
     ) -> None:
         self.topic = topic
         self._logger = logger
@@ -121,7 +122,11 @@ class ResultsListener:
         self._consumer = Consumer(
             {
                 **consumer_config(
-                    bootstrap, max_message_bytes, "facestream-results-listener", security
+                    bootstrap,
+                    max_message_bytes,
+                    "facestream-results-listener",
+                    security,
+                    fetch_wait_ms,
                 ),
                 "logger": logger,
                 # librdkafka's statistics, every second, give the lag behind the topic's end.

@@ -257,6 +257,18 @@ def test_kafka_security_reaches_the_client_configs_and_hides_the_password(tmp_pa
     assert Settings.from_env({}).kafka.security.client_config == {"security.protocol": "PLAINTEXT"}
 
 
+def test_consumers_of_the_embedded_broker_wait_briefly_for_records_and_kafka_keeps_its_default():
+    from di.dataflow_root import request_source
+    from di.settings import DataflowProcessSettings
+
+    embedded = Settings.from_env({}).kafka
+    named = Settings.from_env({"FACESTREAM_KAFKA_BOOTSTRAP": "kafka-1:9092"}).kafka
+    assert (embedded.fetch_wait_ms, named.fetch_wait_ms) == (20, 500)
+    # The dataflow's request consumer is given it.
+    process = DataflowProcessSettings.from_env({})
+    assert request_source(process).add_config["fetch.wait.max.ms"] == 20
+
+
 def test_sasl_needs_its_credentials_and_never_prints_the_password():
     with pytest.raises(SettingsError, match="needs FACESTREAM_KAFKA_SASL_MECHANISM") as caught:
         Settings.from_env(

@@ -1,0 +1,277 @@
+"""The cameras row of `make bench`: how many live 5 fps cameras one facestream system holds.
+
+Each step starts N cameras, each its own process serving the demo's composed video in a
+loop as HTTP MJPEG (640x480, `python -m apps.mjpeg_camera`), and N clients, each its own
+process streaming one camera to the system as `facestream video URL` does
+(`python -m bench.camera_client`), for STEP_SECONDS; N = 1, 2, 3, 4, 6, 8, ... until a
+step is not held. A camera is held when its capture-to-result p99 is under HELD_P99_S and
+at most HELD_DROPPED of its frames were dropped (the client drops the oldest waiting frame
+when the system falls behind); a step is held when each of its cameras is.
+
+Each step also gives every process's share of the cores, and the dataflow's seconds per
+frame in its stages (from its own metrics: decode, detect, analyze), so that the highest
+held step says where a frame's time goes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from apps.launch import PROJECT_ROOT
+from apps.local_system import LocalSystem
+from apps.processes import ChildProcess, memory_mb, wait_until
+from bench.load import saturate
+from bench.measures import ALONE_PEER
+from bench.sections import Inputs, say
+from bench.systems import (
+    cpu_seconds,
+    facestream_system,
+    first_start,
+    peer_servers,
+    peer_services,
+)
+from bench.video import VIDEO_FPS, sampled_frames
+from di import Settings, child_environment
+
+STEP_SECONDS = 60.0
+HELD_P99_S = 1.0
+HELD_DROPPED = 0.01
+# A step's clients answer what they sent after STEP_SECONDS; past this, the step failed.
+STEP_TIMEOUT = STEP_SECONDS + 180.0
+STAGES = ("decode", "detect", "analyze")
+# Fast mode first: the figure video users size by.
+CAMERA_MODES = ("fast", "exact")
+_STAGE_SUM = re.compile(
+    r'^facestream_dataflow_stage_duration_seconds_sum\{stage="(\w+)"\} (\S+)$', re.MULTILINE
+)
+
+
+def camera_counts() -> Iterator[int]:
+    """The cameras of each step: 1, 2, 3, 4, 6, 8, 10, 12, ..."""
+    yield from (1, 2, 3, 4)
+    count = 6
+    while True:
+        yield count
+        count += 2
+
+
+def camera_figures(report: dict[str, Any]) -> dict[str, Any]:
+    """One camera's figures from its client's report (bench.camera_client): frames answered
+    per second, dropped share, p50/p99 capture to result, and whether it was held."""
+    latencies = report["latencies"]
+    captured = report["sent"] + report["dropped"]
+    dropped = report["dropped"] / captured if captured else 1.0
+    p50 = float(np.percentile(latencies, 50)) if latencies else float("inf")
+    p99 = float(np.percentile(latencies, 99)) if latencies else float("inf")
+    lost = report["answered"] != report["sent"] or report["failed"] or report["broken"]
+    return {
+        "frames_answered_per_s": report["answered"] / report["seconds"],
+        "sent": report["sent"],
+        "answered": report["answered"],
+        "dropped_share": dropped,
+        "p50_s": p50,
+        "p99_s": p99,
+        "held": bool(p99 < HELD_P99_S and dropped <= HELD_DROPPED and not lost),
+    }
+
+
+def held_count(steps: Sequence[dict[str, Any]]) -> int:
+    """The most cameras held: the last step before the first one not held (0 if none)."""
+    held = 0
+    for step in steps:
+        if not step["held"]:
+            break
+        held = step["cameras"]
+    return held
+
+
+def stage_sums(metrics_url: str) -> dict[str, float]:
+    """The dataflow's seconds so far in each stage, from its metrics."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as answer:
+        text = answer.read().decode()
+    return {stage: float(value) for stage, value in _STAGE_SUM.findall(text)}
+
+
+def system_pids(system: LocalSystem) -> dict[str, list[int]]:
+    """The system's processes by part: dataflow(s), gRPC server, broker."""
+    pids: dict[str, list[int]] = {"dataflow": [], "grpc_server": [], "broker": []}
+    for child in system.children:
+        part = "dataflow" if child.name.startswith("dataflow") else "grpc_server"
+        pids[part].append(child.pid)
+    if system.broker is not None and system.broker.pid is not None:
+        pids["broker"].append(system.broker.pid)
+    return pids
+
+
+def camera_step(system: LocalSystem, cameras: int, seconds: float = STEP_SECONDS) -> dict[str, Any]:
+    """Measure one step: `cameras` cameras and their clients against `system`."""
+    env = child_environment()
+    python = [sys.executable, "-m"]
+    with ExitStack() as stack:
+        servers = []
+        for index in range(cameras):
+            camera = ChildProcess(
+                f"camera-{index}",
+                [*python, "apps.mjpeg_camera", "--fps", str(VIDEO_FPS)],
+                env,
+                PROJECT_ROOT,
+                separate_errors=True,
+            )
+            stack.callback(camera.stop)
+            servers.append(camera)
+        urls = [camera.wait_for_output(r"^(http://\S+)$", 60).group(1) for camera in servers]
+        pids = system_pids(system)
+        pids["cameras"] = [camera.pid for camera in servers]
+        metrics = system.metrics_urls["dataflow"]
+        cpu_before = {pid: cpu_seconds(pid) for group in pids.values() for pid in group}
+        stages_before = stage_sums(metrics)
+        begun = time.monotonic()
+        clients = []
+        for index, url in enumerate(urls):
+            client = ChildProcess(
+                f"camera-client-{index}",
+                [*python, "bench.camera_client", system.address, url, str(seconds)],
+                env,
+                PROJECT_ROOT,
+                separate_errors=True,
+            )
+            stack.callback(client.stop, signal.SIGKILL)
+            clients.append(client)
+        wait_until(
+            lambda: all(client.output().strip() or not client.running() for client in clients),
+            STEP_TIMEOUT,
+            f"{cameras} camera client(s) to finish",
+        )
+        wall = time.monotonic() - begun
+        cpu_after = {pid: cpu_seconds(pid) for group in pids.values() for pid in group}
+        stages_after = stage_sums(metrics)
+        reports = []
+        for client in clients:
+            lines = client.output().strip().splitlines()
+            if not lines:
+                raise RuntimeError(f"{client.name} gave no report:\n{client.errors()[-3000:]}")
+            reports.append(json.loads(lines[-1]))
+    figures = [camera_figures(report) for report in reports]
+    cores = len(os.sched_getaffinity(0))
+    used = {pid: cpu_after[pid] - cpu_before[pid] for pid in cpu_before}
+    pids["clients"] = [-index - 1 for index in range(cameras)]  # each reports its own CPU
+    used.update({-index - 1: report["cpu_s"] for index, report in enumerate(reports)})
+    answered = sum(f["answered"] for f in figures)
+    return {
+        "cameras": cameras,
+        "held": all(f["held"] for f in figures),
+        "per_camera": figures,
+        "frames_answered_per_s": sum(f["frames_answered_per_s"] for f in figures),
+        "p99_s": max(f["p99_s"] for f in figures),
+        "dropped_share": max(f["dropped_share"] for f in figures),
+        "cpu_share": {
+            group: sum(used[pid] for pid in group_pids) / (wall * cores)
+            for group, group_pids in pids.items()
+        },
+        "cpu_s_per_frame": {
+            group: sum(used[pid] for pid in group_pids) / answered if answered else None
+            for group, group_pids in pids.items()
+        },
+        "dataflow_stage_s_per_frame": {
+            stage: (stages_after.get(stage, 0.0) - stages_before.get(stage, 0.0)) / answered
+            if answered
+            else None
+            for stage in STAGES
+        },
+    }
+
+
+# No machine of ours holds this many; the steps stop here even if it did.
+MAX_CAMERAS = 32
+
+
+def mode_steps(settings: Settings, mode: str) -> dict[str, Any]:
+    """One `-w 1` system in `mode` (tracking on): steps of more cameras until one is not
+    held; its dataflow's memory after them (it started from the engine cache)."""
+    home = settings.models.deepface_home
+    steps: list[dict[str, Any]] = []
+    with facestream_system(settings, home, [["-w", "1"]], mode) as (system, _service):
+        for cameras in camera_counts():
+            if cameras > MAX_CAMERAS:
+                break
+            say(f"bench: cameras, {mode} mode, {cameras} camera(s) for {STEP_SECONDS:.0f} s")
+            step = system.supervise(
+                partial(camera_step, system, cameras), STEP_TIMEOUT + 120, "a cameras step"
+            )
+            steps.append(step)
+            say(
+                f"bench: {cameras} camera(s): {'held' if step['held'] else 'NOT held'}, "
+                f"{step['frames_answered_per_s']:.1f} frames/s, p99 {step['p99_s']:.2f} s, "
+                f"dropped {100 * step['dropped_share']:.1f}%"
+            )
+            if not step["held"]:
+                break
+        dataflow = next(c for c in system.children if c.name.startswith("dataflow"))
+        memory = {
+            "steady_rss_mb": memory_mb(dataflow.pid),
+            "steady_peak_rss_mb": memory_mb(dataflow.pid, "VmHWM"),
+        }
+    held = held_count(steps)
+    at_held = next((step for step in steps if step["cameras"] == held), None)
+    return {"held": held, "steps": steps, "at_held": at_held, **memory}
+
+
+def peer_frames_per_s(inputs: Inputs) -> dict[str, Any]:
+    """The strongest peer's sampled frames/s on the composed video: the video row's when it
+    ran, else one pass of ALONE_PEER measured here."""
+    video = inputs.report.get("video")
+    if video:
+        strongest = video["strongest_peer"]
+        return {
+            "peer": strongest,
+            "frames_per_s": video["passes"][strongest]["frames_per_s"],
+            "from": "the video row",
+        }
+    settings, args = inputs.settings, inputs.args
+    with tempfile.TemporaryDirectory(prefix="facestream-bench-cameras-") as workdir:
+        _video, frames = sampled_frames(Path(workdir))
+        say(f"bench: cameras, {ALONE_PEER} on {len(frames)} sampled frames")
+        with peer_servers(
+            settings.models.deepface_home, 2, args.peer_workers, inputs.images[0]
+        ) as peers:
+            run = saturate(peer_services(peers)[ALONE_PEER], frames, 1, args.concurrency)
+    return {"peer": ALONE_PEER, "frames_per_s": run.images / run.seconds, "from": "measured here"}
+
+
+def measure_cameras(inputs: Inputs) -> dict[str, Any]:
+    """Cameras held by fast and exact mode (tracking on), each mode's first start on an
+    empty engine cache (its memory converting and quantizing), and the peer's figure."""
+    settings = inputs.settings
+    home = settings.models.deepface_home
+    modes: dict[str, Any] = {}
+    for mode in CAMERA_MODES:
+        say(f"bench: cameras, {mode} mode's first start, on an empty engine cache")
+        started = first_start(settings, home, mode)
+        modes[mode] = {
+            "first_start_peak_rss_mb": max(started["peak_rss_mb"]),
+            "first_start_s": started["seconds_to_first_answer"],
+            **mode_steps(settings, mode),
+        }
+    peer = peer_frames_per_s(inputs)
+    return {
+        "fps": VIDEO_FPS,
+        "step_seconds": STEP_SECONDS,
+        "held_when": {"p99_below_s": HELD_P99_S, "dropped_at_most": HELD_DROPPED},
+        "machine_cores": len(os.sched_getaffinity(0)),
+        "modes": modes,
+        "peer": {**peer, "cameras": peer["frames_per_s"] / VIDEO_FPS},
+    }
