@@ -52,7 +52,6 @@ def server_container(settings: ServerProcessSettings) -> Container:
             c[ServerSettings].ack_timeout,
             c[logging.Logger],
             kafka.security,
-            kafka.fetch_wait_ms,
         )
     )
     container[Authenticator] = Singleton(
