@@ -11,6 +11,13 @@ when the system falls behind); a step is held when each of its cameras is.
 Each step also gives every process's share of the cores, and the dataflow's seconds per
 frame in its stages (from its own metrics: decode, detect, analyze), so that the highest
 held step says where a frame's time goes.
+
+The tracker's detection (the whole frame every FACESTREAM_TRACKING_WHOLE_FRAME_EVERY of
+stream time, else around the tracks) is checked in each mode against a system that
+searches every frame whole, on two videos: the demo's, and a hold-out-style one made of
+four of its scenes in a 2x2 grid at half size (faces of 38 to 52 pixels, four times the
+faces coming into view): the share of the whole-frame faces it found, and of those the
+share whose dominant labels are equal.
 """
 
 from __future__ import annotations
@@ -29,11 +36,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
+from apps.demo_video import compose_demo_video, demo_frames
 from apps.launch import PROJECT_ROOT
 from apps.local_system import LocalSystem
 from apps.processes import ChildProcess, memory_mb, wait_until
+from apps.video_source import open_video_writer
 from bench.load import saturate
 from bench.measures import ALONE_PEER
 from bench.sections import Inputs, say
@@ -44,8 +54,16 @@ from bench.systems import (
     peer_servers,
     peer_services,
 )
-from bench.video import VIDEO_FPS, sampled_frames
+from bench.video import (
+    VIDEO_FPS,
+    VIDEO_SECONDS,
+    detection_agreement,
+    sampled_frames,
+    stream_pass,
+)
 from di import Settings, child_environment
+from facestream.client import AnalyzeClient
+from facestream.v1 import records_pb2
 
 STEP_SECONDS = 60.0
 HELD_P99_S = 1.0
@@ -197,14 +215,64 @@ def camera_step(system: LocalSystem, cameras: int, seconds: float = STEP_SECONDS
 
 # No machine of ours holds this many; the steps stop here even if it did.
 MAX_CAMERAS = 32
+# A system that searches every frame whole: the reference of the tracker's detection.
+WHOLE_FRAMES = {"FACESTREAM_TRACKING_WHOLE_FRAME_EVERY": "0"}
+# The grid video's scenes start this far apart in the demo's scene (of GRID_SCENE frames).
+GRID_OFFSET = 16
+GRID_SCENE = 100
 
 
-def mode_steps(settings: Settings, mode: str) -> dict[str, Any]:
-    """One `-w 1` system in `mode` (tracking on): steps of more cameras until one is not
-    held; its dataflow's memory after them (it started from the engine cache)."""
+def grid_frames(count: int, size: tuple[int, int] = (640, 480)) -> list[np.ndarray]:
+    """`count` frames of four of the demo's scenes in a 2x2 grid, each at half size and
+    GRID_OFFSET frames further into the scene than the one before."""
+    width, height = size
+    scene = [frame for frame, _boxes in demo_frames(GRID_SCENE, size)]
+    half = (width // 2, height // 2)
+    frames = []
+    for index in range(count):
+        tiles = [
+            cv2.resize(scene[min(index + k * GRID_OFFSET, GRID_SCENE - 1)], half) for k in range(4)
+        ]
+        frames.append(np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])]))
+    return frames
+
+
+def lever_videos(workdir: Path) -> dict[str, Path]:
+    """The demo video and the hold-out-style grid video, written into `workdir`."""
+    demo = compose_demo_video(workdir / "demo.mp4", VIDEO_SECONDS, VIDEO_FPS).path
+    grid = workdir / "grid.mp4"
+    writer = open_video_writer(grid, VIDEO_FPS, (640, 480))
+    try:
+        for frame in grid_frames(round(VIDEO_SECONDS * VIDEO_FPS)):
+            writer.write(frame)
+    finally:
+        writer.release()
+    return {"demo": demo, "grid": grid}
+
+
+def video_results(
+    system: LocalSystem, videos: dict[str, Path]
+) -> dict[str, list[records_pb2.AnalysisResult]]:
+    """Each video streamed through `system` once; its frames' results."""
+    results: dict[str, list[records_pb2.AnalysisResult]] = {}
+    with AnalyzeClient(system.address) as client:
+        for name, path in videos.items():
+            results[name] = []
+            system.supervise(
+                partial(stream_pass, client, str(path), 8, results[name]), 600, "a video pass"
+            )
+    return results
+
+
+def mode_steps(settings: Settings, mode: str, videos: dict[str, Path]) -> dict[str, Any]:
+    """One `-w 1` system in `mode` (tracking on): the videos streamed, then steps of more
+    cameras until one is not held, and its dataflow's memory after them (it started from
+    the engine cache); then a system searching every frame whole streams the videos, to
+    compare the faces found and their labels."""
     home = settings.models.deepface_home
     steps: list[dict[str, Any]] = []
     with facestream_system(settings, home, [["-w", "1"]], mode) as (system, _service):
+        tracker_detects = video_results(system, videos)
         for cameras in camera_counts():
             if cameras > MAX_CAMERAS:
                 break
@@ -225,9 +293,19 @@ def mode_steps(settings: Settings, mode: str) -> dict[str, Any]:
             "steady_rss_mb": memory_mb(dataflow.pid),
             "steady_peak_rss_mb": memory_mb(dataflow.pid, "VmHWM"),
         }
+    with facestream_system(settings, home, [["-w", "1"]], mode, WHOLE_FRAMES) as (system, _):
+        whole = video_results(system, videos)
     held = held_count(steps)
     at_held = next((step for step in steps if step["cameras"] == held), None)
-    return {"held": held, "steps": steps, "at_held": at_held, **memory}
+    return {
+        "held": held,
+        "steps": steps,
+        "at_held": at_held,
+        **memory,
+        "tracker_detection": {
+            name: detection_agreement(whole[name], tracker_detects[name]) for name in videos
+        },
+    }
 
 
 def peer_frames_per_s(inputs: Inputs) -> dict[str, Any]:
@@ -258,14 +336,16 @@ def measure_cameras(inputs: Inputs) -> dict[str, Any]:
     settings = inputs.settings
     home = settings.models.deepface_home
     modes: dict[str, Any] = {}
-    for mode in CAMERA_MODES:
-        say(f"bench: cameras, {mode} mode's first start, on an empty engine cache")
-        started = first_start(settings, home, mode)
-        modes[mode] = {
-            "first_start_peak_rss_mb": max(started["peak_rss_mb"]),
-            "first_start_s": started["seconds_to_first_answer"],
-            **mode_steps(settings, mode),
-        }
+    with tempfile.TemporaryDirectory(prefix="facestream-bench-cameras-") as workdir:
+        videos = lever_videos(Path(workdir))
+        for mode in CAMERA_MODES:
+            say(f"bench: cameras, {mode} mode's first start, on an empty engine cache")
+            started = first_start(settings, home, mode)
+            modes[mode] = {
+                "first_start_peak_rss_mb": max(started["peak_rss_mb"]),
+                "first_start_s": started["seconds_to_first_answer"],
+                **mode_steps(settings, mode, videos),
+            }
     peer = peer_frames_per_s(inputs)
     return {
         "fps": VIDEO_FPS,

@@ -166,6 +166,13 @@ def camera_rows(report: Report) -> list[str]:
                 f"| {mode}, {at['cameras']} camera(s): ms per frame in the dataflow's stages; "
                 f"CPU ms per frame by process | {stages}; {cpu} |"
             )
+        for video, agreement in figures["tracker_detection"].items():
+            rows.append(
+                f"| {mode}, {video} video: the tracker's detection vs every frame searched "
+                f"whole: faces found, labels equal | {agreement['faces']} faces, "
+                f"{100 * agreement['found_share']:.1f}% found, "
+                f"{100 * agreement['labels_equal_share']:.1f}% equal |"
+            )
         rows.append(
             f"| {mode}: dataflow memory at its first start / steady (peak) | "
             f"{figures['first_start_peak_rss_mb']:,.0f} / {figures['steady_peak_rss_mb']:,.0f} "

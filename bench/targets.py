@@ -73,6 +73,15 @@ def _shape_ratio(name: str) -> Callable[[Report], float]:
     return ratio
 
 
+def _tracker_detection(report: Report, figure: str) -> float:
+    """The lowest `figure` of the tracker's detection over the modes and videos."""
+    return min(
+        video[figure]
+        for mode in report["cameras"]["modes"].values()
+        for video in mode["tracker_detection"].values()
+    )
+
+
 def _first_dataflow_rss(report: Report, name: str) -> float:
     return _layouts(report)[name]["peak_rss_mb"][0]
 
@@ -145,6 +154,8 @@ RATIOS: dict[str, Callable[[Report], float]] = {
     "fast_first_start_rss_mb": lambda r: r["cameras"]["modes"]["fast"]["first_start_peak_rss_mb"],
     "fast_steady_rss_mb": lambda r: r["cameras"]["modes"]["fast"]["steady_peak_rss_mb"],
     "exact_steady_rss_mb": lambda r: r["cameras"]["modes"]["exact"]["steady_peak_rss_mb"],
+    "tracker_detection_found": lambda r: _tracker_detection(r, "found_share"),
+    "tracker_detection_labels_equal": lambda r: _tracker_detection(r, "labels_equal_share"),
 }
 
 
@@ -422,6 +433,22 @@ TARGETS: tuple[Target, ...] = (
         "cameras_fast_vs_strongest_peer",
         "cameras",
         25.0,
+    ),
+    Target(
+        "tracker's detection vs every frame searched whole: faces found, lowest of modes "
+        "and videos",
+        "tracker_detection_found",
+        "cameras",
+        0.98,
+        shown=_share,
+    ),
+    Target(
+        "tracker's detection vs every frame searched whole: dominant labels equal on the "
+        "faces found, lowest",
+        "tracker_detection_labels_equal",
+        "cameras",
+        0.95,
+        shown=_share,
     ),
     Target(
         "fast mode's dataflow at its first start (converting, quantizing), peak memory",

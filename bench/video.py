@@ -106,18 +106,11 @@ def carried_agreement(
         for face in result.faces:
             if not face.carried:
                 continue
-            box = (face.region.x, face.region.y, face.region.w, face.region.h)
-            candidates = own.get(result.frame.sequence, [])
-            scored = [
-                (box_overlap(box, _box(other)), index) for index, other in enumerate(candidates)
-            ]
-            overlap, index = max(scored, default=(0.0, -1))
-            if overlap < SAME_FACE:
+            reference = same_face(face, own.get(result.frame.sequence, []))
+            if reference is None:
                 continue
-            reference = candidates[index]
             carried += 1
-            labels = [getattr(face, a).dominant == getattr(reference, a).dominant for a in LABELLED]
-            equal += all(labels)
+            equal += labels_equal(face, reference)
             for action in LABELLED:
                 mine, theirs = getattr(face, action).scores, getattr(reference, action).scores
                 for label, score in mine.items():
@@ -129,6 +122,42 @@ def carried_agreement(
         "max_probability_difference": max_probability,
         "max_age_difference": max_age,
     }
+
+
+def detection_agreement(
+    reference: Sequence[records_pb2.AnalysisResult], other: Sequence[records_pb2.AnalysisResult]
+) -> dict[str, Any]:
+    """Of the faces in the `reference` pass's results, the share the `other` pass found in
+    the same frame (same face: boxes overlapping SAME_FACE), and of those the share whose
+    dominant labels (gender, emotion, race) are equal."""
+    found = {result.frame.sequence: list(result.faces) for result in other}
+    faces = matched = equal = 0
+    for result in reference:
+        for face in result.faces:
+            faces += 1
+            twin = same_face(face, found.get(result.frame.sequence, []))
+            if twin is not None:
+                matched += 1
+                equal += labels_equal(face, twin)
+    return {
+        "faces": faces,
+        "found_share": matched / faces if faces else 0.0,
+        "labels_equal_share": equal / matched if matched else 0.0,
+    }
+
+
+def same_face(
+    face: records_pb2.Face, candidates: Sequence[records_pb2.Face]
+) -> records_pb2.Face | None:
+    """The candidate whose box overlaps `face`'s most, if at least SAME_FACE."""
+    scored = [(box_overlap(_box(face), _box(other)), i) for i, other in enumerate(candidates)]
+    overlap, index = max(scored, default=(0.0, -1))
+    return candidates[index] if overlap >= SAME_FACE else None
+
+
+def labels_equal(face: records_pb2.Face, other: records_pb2.Face) -> bool:
+    """The dominant labels of LABELLED are equal on both faces."""
+    return all(getattr(face, a).dominant == getattr(other, a).dominant for a in LABELLED)
 
 
 def analysed_share(results: Sequence[records_pb2.AnalysisResult]) -> float:

@@ -143,7 +143,9 @@ def analyse_requests(
         "gather_frames", tracked.plans, analysed.frame_faces, steps.gather_frames
     )
     results = op.merge("all_results", images, extracted.finished, tracked.late, frames.results)
-    dead_letters = op.merge("all_dead_letters", parsed.dead_letters, extracted.quarantined)
+    dead_letters = op.merge(
+        "all_dead_letters", parsed.dead_letters, extracted.quarantined, tracked.quarantined
+    )
     return records_out("records_out", results, frames.summaries, dead_letters, steps, metrics)
 
 
@@ -187,17 +189,20 @@ class Tracked:
     faces: Stream[FaceJob]  # the faces the tracker has analysed
     plans: Stream[FramePlan]  # each frame's plan: its faces, analysed or carried
     late: Stream[Result]  # frames that came after their place was given up, untracked
+    quarantined: Stream[DeadLetter]  # frames the tracker detected that crashed it too often
 
 
 @operator
 def track_faces(step_id: str, frames: Stream[FrameFaces], track: Track) -> Tracked:
-    """A stream's frames meet in one place, in order, whichever worker detected their faces:
-    each face continues a track (carried) or is analysed."""
+    """A stream's frames meet in one place, in order, whichever worker read them (and
+    detected their faces, unless the tracker does): each face continues a track (carried)
+    or is analysed."""
     by_stream = op.key_on("key_by_stream", frames, tracker_key)
     tracked = op.key_rm("unkey", op.stateful("track", by_stream, track))
     plans = op.branch("split_plans", tracked, is_plan)
     faces = op.branch("split_late_frames", plans.falses, is_face_job)
-    return Tracked(faces.trues, plans.trues, faces.falses)
+    late = op.branch("split_quarantined_frames", faces.falses, is_result)
+    return Tracked(faces.trues, plans.trues, late.trues, late.falses)
 
 
 @dataclass(frozen=True)
@@ -287,8 +292,8 @@ def is_frame(item: object) -> bool:
 
 
 def is_plan(item: object) -> bool:
-    """track_faces's outputs: a frame's plan (True), or a face to analyse or a late
-    frame's result."""
+    """track_faces's outputs: a frame's plan (True), or a face to analyse, a late frame's
+    result or a quarantined frame's dead letter."""
     return isinstance(item, FramePlan)
 
 

@@ -128,12 +128,15 @@ class OutgoingRecord:
 @dataclass(frozen=True)
 class FrameFaces:
     """One frame of a tracked stream after detection: its faces, in the detector's order,
-    or its finished result (no face, invalid, refused, poison)."""
+    or its finished result (no face, invalid, refused, poison). A frame whose detection
+    waits for the tracker (it looks where the stream's tracks are) holds its `job` instead,
+    no faces and no result yet."""
 
     principal: str
     frame: records_pb2.StreamFrame
     faces: tuple[FaceJob, ...]
     finished: records_pb2.AnalysisResult | None
+    job: ImageJob | None = None
 
     @property
     def stream(self) -> str:
@@ -196,6 +199,8 @@ class TrackerState:
     session: int
     plans: int = 0
     closed: bool = False  # the stream's last frame was followed: later frames are late
+    # The stream position (ms) of its last frame searched whole, when the tracker detects.
+    whole_frame_ms: int | None = None
     last_seen: float = 0.0  # wall clock of its latest frame, for the idle close
 
 

@@ -33,7 +33,7 @@ from dataflow.items import (
 )
 from facestream.analyzer import FaceAnalyzer
 from facestream.attempts import AttemptLog
-from facestream.faces import Face, model_input
+from facestream.faces import Face, Region, model_input
 from facestream.gallery_store import image_digest
 from facestream.images import InvalidImageError, decode_image
 from facestream.inference import Describe
@@ -176,11 +176,13 @@ def extract_faces(
     logger: logging.Logger,
     *,
     detection_max_side: int,
+    regions: Sequence[Region] | None = None,
 ) -> list[FaceJob] | list[records_pb2.AnalysisResult]:
     """Decode the image and find its faces (images larger than `detection_max_side` are
-    searched at that size, 0: never scaled): one FaceJob per face, or, when the image is
-    invalid, has no face or detection fails, its finished AnalysisResult. A frame the gRPC
-    front refused is answered with the front's refusal."""
+    searched at that size, 0: never scaled; only in `regions` when given, the tracker's
+    expected faces): one FaceJob per face, or, when the image is invalid, has no face or
+    detection fails, its finished AnalysisResult. A frame the gRPC front refused is
+    answered with the front's refusal."""
     if job.refusal is not None:
         return finished_image(
             job,
@@ -198,7 +200,7 @@ def extract_faces(
         return finished_image(job, status, problem, synthetic_weights=analyzer.synthetic_weights)
     decoded = time.time()
     try:
-        faces = analyzer.find_faces(image, detector, detection_max_side)
+        faces = analyzer.find_faces(image, detector, detection_max_side, regions)
     except Exception as error:  # a detector failure fails this image, not the worker
         problem = detect_failure(job, error, logger)
         return finished_image(

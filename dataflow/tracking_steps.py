@@ -6,6 +6,11 @@
                                                                  -> AnalysisResult per frame
                                                                  -> TrackSummary per track
 
+With FACESTREAM_TRACKING_WHOLE_FRAME_EVERY above 0, a frame's faces are found by
+track_faces itself, in its turn: the whole frame when that much stream time passed since
+the last whole-frame search (or no track is open), else only around the open tracks'
+expected boxes, each searched at the scale of its face (`search_regions`).
+
 track_faces and gather_frames are keyed by stream. track_faces puts a stream's frames in
 sequence order (waiting a bounded time for a missing one), follows their faces with
 `facestream.tracking` and decides, face by face, whether the models run or the face carries
@@ -40,15 +45,31 @@ from dataflow.items import (
     TrackerState,
 )
 from dataflow.steps import worker_name
+from facestream.faces import Region
 from facestream.kafka_records import Status, result_record, timestamp_now
 from facestream.sequence_order import Offered, SequenceOrder
-from facestream.tracking import FramePoint, StreamTracks, Track, TrackingPolicy, close, follow
+from facestream.tracking import (
+    FramePoint,
+    StreamTracks,
+    Track,
+    TrackingPolicy,
+    close,
+    expected_box,
+    follow,
+)
 from facestream.v1 import records_pb2
 
 Result = records_pb2.AnalysisResult
-Tracked = FaceJob | FramePlan | Result
+Tracked = FaceJob | FramePlan | Result | DeadLetter
 Extracted = FaceJob | Result | DeadLetter
 ACTIONS_WITH_SCORES = ("gender", "emotion", "race")
+# A region searched around a track's expected box: the box grown by this share of its size
+# on every side (room for a face that moved or turned more than its speed said) ...
+REGION_MARGIN = 0.5
+# ... and scaled so that the face is about this many pixels wide: OpenCV's cascade finds a
+# face from 24 pixels, and the region's cost grows with the square of its size (at 48 a
+# region costs ~4 ms of a core, a whole 640x480 frame ~100 ms).
+REGION_FACE_PX = 48
 
 
 @dataclass(frozen=True)
@@ -59,6 +80,16 @@ class StreamTracking:
     gap_timeout: float  # seconds of wall clock a missing frame is waited for
     max_buffered: int  # frames held per stream while one is missing
     idle_timeout: float  # seconds of wall clock without a frame before a stream closes
+
+
+@dataclass(frozen=True)
+class FrameDetection:
+    """How track_faces finds the faces of a frame that reaches it undetected: `detect(job,
+    regions)` (regions None: the whole frame), the whole frame every `whole_frame_every_ms`
+    of stream time."""
+
+    detect: Callable[[ImageJob, Sequence[Region] | None], list[Extracted]]
+    whole_frame_every_ms: int
 
 
 @dataclass
@@ -91,13 +122,52 @@ def frame_faces(
 
 
 def extract_stream_frame(
-    job: ImageJob, extract: Callable[[ImageJob], list[Extracted]]
+    job: ImageJob, extract: Callable[[ImageJob], list[Extracted]], tracker_detects: bool = False
 ) -> list[Extracted] | list[FrameFaces | DeadLetter]:
-    """`extract(job)`; a frame (tracking on) comes out as one FrameFaces for the tracker."""
+    """`extract(job)`; a frame (tracking on) comes out as one FrameFaces for the tracker,
+    undetected when the tracker detects (`tracker_detects`)."""
+    if job.frame is not None and tracker_detects:
+        return [FrameFaces(job.principal, job.frame, (), None, job)]
     extracted = extract(job)
     if job.frame is None:
         return extracted
     return frame_faces(job.frame, job.principal, extracted)
+
+
+def search_regions(
+    tracks: StreamTracks, position_ms: int, whole_frame_ms: int | None, every_ms: int
+) -> list[Region] | None:
+    """Where to look for the faces of the frame at `position_ms`: None for the whole frame
+    (no open track, the first frame, or `every_ms` of stream time since the last whole
+    frame), else one region per open track around its expected box (REGION_MARGIN), at the
+    scale that makes its face REGION_FACE_PX wide (never enlarged). A function of the
+    stream alone: a replay searches the same places."""
+    if not tracks.tracks or whole_frame_ms is None:
+        return None
+    if not 0 <= position_ms - whole_frame_ms < every_ms:
+        return None
+    regions = []
+    for track in tracks.tracks.values():
+        x, y, w, h = expected_box(track)
+        size = max(w, h, 1)
+        margin = round(REGION_MARGIN * size)
+        scale = min(1.0, REGION_FACE_PX / size)
+        regions.append(Region(x - margin, y - margin, w + 2 * margin, h + 2 * margin, scale))
+    return regions
+
+
+def detect_frame(
+    state: TrackerState, frame: FrameFaces, detection: FrameDetection
+) -> list[FrameFaces | DeadLetter]:
+    """Find the faces of an undetected frame, in its turn, where `search_regions` says."""
+    assert frame.job is not None
+    position = frame.frame.position_ms
+    regions = search_regions(
+        state.tracks, position, state.whole_frame_ms, detection.whole_frame_every_ms
+    )
+    if regions is None:
+        state.whole_frame_ms = position
+    return frame_faces(frame.frame, frame.principal, detection.detect(frame.job, regions))
 
 
 def new_tracker(first: FrameFaces, max_buffered: int) -> TrackerState:
@@ -112,29 +182,36 @@ def new_tracker(first: FrameFaces, max_buffered: int) -> TrackerState:
 
 
 def take_frame(
-    state: TrackerState, frame: FrameFaces, policy: TrackingPolicy, counts: TrackingCounts
+    state: TrackerState,
+    frame: FrameFaces,
+    policy: TrackingPolicy,
+    counts: TrackingCounts,
+    detection: FrameDetection | None = None,
 ) -> list[Tracked]:
     """Take a frame of the stream: hold it until its turn and follow every frame whose
     turn came; a frame whose turn passed is answered untracked. A full buffer gives up on
     the missing frame."""
     if state.closed:
-        return untracked(frame, counts)
+        return untracked(frame, counts, detection)
     out: list[Tracked] = []
     while (offered := state.order.offer(frame.sequence, frame)) is Offered.FULL:
         counts.skipped += state.order.skip_gap()
-        out += follow_ready(state, policy, counts)  # what waited on the gap: room again
+        out += follow_ready(state, policy, counts, detection)  # room again
     if offered is not Offered.HELD:  # late or repeated: answered, never dropped
-        return out + untracked(frame, counts)
-    return out + follow_ready(state, policy, counts)
+        return out + untracked(frame, counts, detection)
+    return out + follow_ready(state, policy, counts, detection)
 
 
 def follow_ready(
-    state: TrackerState, policy: TrackingPolicy, counts: TrackingCounts
+    state: TrackerState,
+    policy: TrackingPolicy,
+    counts: TrackingCounts,
+    detection: FrameDetection | None = None,
 ) -> list[Tracked]:
     """Follow the frames whose turn came, in order."""
     out: list[Tracked] = []
     for frame in state.order.pop_ready():
-        out += plan_frame(state, frame, policy, counts)
+        out += plan_frame(state, frame, policy, counts, detection)
     return out
 
 
@@ -144,6 +221,7 @@ def skip_missing(
     gap_timeout: float,
     policy: TrackingPolicy,
     counts: TrackingCounts,
+    detection: FrameDetection | None = None,
 ) -> list[Tracked]:
     """Give up on a missing frame once it was waited for `gap_timeout` seconds, and follow
     the frames held after it."""
@@ -151,13 +229,24 @@ def skip_missing(
     if not order.waiting_on_gap or now - order.note_gap(now) < gap_timeout:
         return []
     counts.skipped += order.skip_gap()
-    return follow_ready(state, policy, counts)
+    return follow_ready(state, policy, counts, detection)
 
 
 def plan_frame(
-    state: TrackerState, frame: FrameFaces, policy: TrackingPolicy, counts: TrackingCounts
+    state: TrackerState,
+    frame: FrameFaces,
+    policy: TrackingPolicy,
+    counts: TrackingCounts,
+    detection: FrameDetection | None = None,
 ) -> list[Tracked]:
-    """Follow one frame, in its turn: its plan, and a FaceJob per face the models run on."""
+    """Follow one frame, in its turn: its plan, and a FaceJob per face the models run on
+    (the frame's faces found first, when it came undetected)."""
+    letters: list[Tracked] = []
+    if frame.job is not None:
+        assert detection is not None, "an undetected frame needs the tracker's detection"
+        found, *letters = detect_frame(state, frame, detection)
+        assert isinstance(found, FrameFaces)
+        frame = found
     point = FramePoint(frame.frame.sequence, frame.frame.frame_index, frame.frame.position_ms)
     boxes = [(job.face.x, job.face.y, job.face.w, job.face.h) for job in frame.faces]
     decisions, ended = follow(state.tracks, point, boxes, frame.frame.last, policy)
@@ -189,26 +278,32 @@ def plan_frame(
     counts.analysed += sum(1 for d in decisions if d.analyse and d.track_id)
     counts.untracked += sum(1 for d in decisions if not d.track_id)
     counts.carried += sum(1 for d in decisions if not d.analyse)
-    return [plan, *jobs]
+    return [plan, *jobs, *letters]
 
 
 def follow_held(
-    state: TrackerState, policy: TrackingPolicy, counts: TrackingCounts
+    state: TrackerState,
+    policy: TrackingPolicy,
+    counts: TrackingCounts,
+    detection: FrameDetection | None = None,
 ) -> list[Tracked]:
     """Follow every frame held, giving up on the missing ones before them."""
     out: list[Tracked] = []
     while state.order.buffer:
         counts.skipped += state.order.skip_gap()
-        out += follow_ready(state, policy, counts)
+        out += follow_ready(state, policy, counts, detection)
     return out
 
 
 def close_stream(
-    state: TrackerState, policy: TrackingPolicy, counts: TrackingCounts
+    state: TrackerState,
+    policy: TrackingPolicy,
+    counts: TrackingCounts,
+    detection: FrameDetection | None = None,
 ) -> list[Tracked]:
     """The stream went idle: follow what is held (giving up on what is missing), then end
     its open tracks in a closing plan."""
-    out = follow_held(state, policy, counts)
+    out = follow_held(state, policy, counts, detection)
     ended = close(state.tracks)
     if ended:
         out.append(
@@ -229,9 +324,17 @@ def close_stream(
     return out
 
 
-def untracked(frame: FrameFaces, counts: TrackingCounts) -> list[Tracked]:
-    """A frame whose turn passed, answered as an image: every face analysed, untracked."""
+def untracked(
+    frame: FrameFaces, counts: TrackingCounts, detection: FrameDetection | None = None
+) -> list[Tracked]:
+    """A frame whose turn passed, answered as an image: every face analysed, untracked
+    (found in the whole frame, when it came undetected)."""
     counts.late += 1
+    if frame.job is not None:
+        assert detection is not None, "an undetected frame needs the tracker's detection"
+        extracted = detection.detect(frame.job, None)
+        counts.untracked += sum(isinstance(item, FaceJob) for item in extracted)
+        return list(extracted)
     if frame.finished is not None:
         return [frame.finished]
     counts.untracked += len(frame.faces)
@@ -251,9 +354,11 @@ class TrackFaces(StatefulLogic[FrameFaces, Tracked, TrackerState]):
         on_counts: Callable[[TrackingCounts], None] = lambda _counts: None,
         on_open: Callable[[int, int], None] = lambda _streams, _tracks: None,
         clock: Callable[[], float] = time.time,
+        detection: FrameDetection | None = None,
     ) -> None:
         self.state = state
         self.tracking = tracking
+        self.detection = detection
         self.on_counts = on_counts
         self.on_open = on_open
         self.clock = clock
@@ -265,20 +370,24 @@ class TrackFaces(StatefulLogic[FrameFaces, Tracked, TrackerState]):
             self.state = new_tracker(value, self.tracking.max_buffered)
             self.on_open(1, 0)
         self.state.last_seen = self.clock()
-        return self._counted(lambda state, counts: take_frame(state, value, self.policy, counts))
+        return self._counted(
+            lambda state, counts: take_frame(state, value, self.policy, counts, self.detection)
+        )
 
     def on_notify(self) -> tuple[Iterable[Tracked], bool]:
         if self.state is None:
             return [], StatefulLogic.DISCARD
         now = self.clock()
         if now - self.state.last_seen >= self.tracking.idle_timeout:
-            out, _ = self._counted(lambda state, counts: close_stream(state, self.policy, counts))
+            out, _ = self._counted(
+                lambda state, counts: close_stream(state, self.policy, counts, self.detection)
+            )
             self.on_open(-1, 0)
             self.state = None
             return out, StatefulLogic.DISCARD
         return self._counted(
             lambda state, counts: skip_missing(
-                state, now, self.tracking.gap_timeout, self.policy, counts
+                state, now, self.tracking.gap_timeout, self.policy, counts, self.detection
             )
         )
 
@@ -287,7 +396,9 @@ class TrackFaces(StatefulLogic[FrameFaces, Tracked, TrackerState]):
         if self.state is None:
             return [], StatefulLogic.DISCARD
 
-        return self._counted(lambda state, counts: follow_held(state, self.policy, counts))
+        return self._counted(
+            lambda state, counts: follow_held(state, self.policy, counts, self.detection)
+        )
 
     def notify_at(self) -> datetime | None:
         if self.state is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from bytewax.dataflow import Dataflow
@@ -19,6 +20,7 @@ from lagom import Container
 from prometheus_client import REGISTRY
 
 from dataflow.flow import FlowSteps, RequestSource, build_flow
+from dataflow.items import ImageJob
 from dataflow.metrics import DataflowMetrics, count_open, count_tracking
 from dataflow.recognition_steps import recognise_faces
 from dataflow.sink import AcknowledgedKafkaSink
@@ -33,6 +35,8 @@ from dataflow.steps import (
     result_record_out,
 )
 from dataflow.tracking_steps import (
+    Extracted,
+    FrameDetection,
     StreamTracking,
     TrackFaces,
     extract_stream_frame,
@@ -44,6 +48,7 @@ from di.environment import bytewax_worker_threads, load_settings
 from di.settings import DataflowProcessSettings, SettingsError
 from facestream.analyzer import FaceAnalyzer
 from facestream.attempts import AttemptLog
+from facestream.faces import Region
 from facestream.gallery_store import GalleryStore
 from facestream.inference import InferenceExecutor
 from facestream.kafka_config import fetch_config, producer_config
@@ -107,23 +112,31 @@ def bind_steps(
     executor = InferenceExecutor(
         analyzer.describe, settings.analysis.batch_size, metrics.batch_faces.observe
     )
-    extract = partial(
-        extract_faces,
-        analyzer=analyzer,
-        limits=limits,
-        logger=logger,
-        detection_max_side=settings.analysis.detection_max_side,
-    )
     crash_prefix = settings.dataflow.failpoint_crash_on
-    if crash_prefix:
-        extract = partial(crash_on_request, extract=extract, request_prefix=crash_prefix)
-    extract_counted = partial(
-        extract_faces_with_quarantine,
-        extract=extract,
-        attempts=attempts,
-        logger=logger,
-    )
+
+    def extract_in(regions: Sequence[Region] | None) -> Callable[[ImageJob], list[Extracted]]:
+        """Extraction (in `regions` only, when given), counted in the attempt log."""
+        extract = partial(
+            extract_faces,
+            analyzer=analyzer,
+            limits=limits,
+            logger=logger,
+            detection_max_side=settings.analysis.detection_max_side,
+            regions=regions,
+        )
+        if crash_prefix:
+            extract = partial(crash_on_request, extract=extract, request_prefix=crash_prefix)
+        return partial(
+            extract_faces_with_quarantine, extract=extract, attempts=attempts, logger=logger
+        )
+
+    def detect(job: ImageJob, regions: Sequence[Region] | None) -> list[Extracted]:
+        return extract_in(regions)(job)
+
+    extract_counted = extract_in(None)
     tracking = settings.tracking
+    whole_frame_every_ms = round(tracking.tracking_whole_frame_every * 1000)
+    detection = FrameDetection(detect, whole_frame_every_ms) if whole_frame_every_ms else None
     stream_tracking = StreamTracking(
         policy=tracking.policy,
         gap_timeout=tracking.tracking_gap_timeout,
@@ -134,13 +147,18 @@ def bind_steps(
         report_kafka_error=partial(report_kafka_error, logger=logger),
         # Tracking off: a frame is extracted and answered as any image.
         extract_faces=(
-            partial(extract_stream_frame, extract=extract_counted)
+            partial(
+                extract_stream_frame,
+                extract=extract_counted,
+                tracker_detects=detection is not None,
+            )
             if tracking.enabled
             else extract_counted
         ),
         track_faces=partial(
             TrackFaces,
             tracking=stream_tracking,
+            detection=detection,
             on_counts=partial(count_tracking, metrics=metrics),
             on_open=partial(count_open, metrics=metrics),
         ),

@@ -22,7 +22,7 @@ import numpy as np
 
 from facestream import deepface_internals
 from facestream.engines import Engine, Forward, ModelSource
-from facestream.faces import FACE_SIZE, Face, find_faces
+from facestream.faces import FACE_SIZE, Face, Region, find_faces
 from facestream.models import ACTION_MODELS, require_weights
 from facestream.shared_trunk import VGG_ACTIONS, SharedTrunk
 
@@ -173,19 +173,29 @@ class FaceAnalyzer:
         self.predict(blank)
 
     def find_faces(
-        self, image: np.ndarray, detector_backend: str, detection_max_side: int
+        self,
+        image: np.ndarray,
+        detector_backend: str,
+        detection_max_side: int,
+        regions: Sequence[Region] | None = None,
     ) -> list[Face]:
         """`faces.find_faces` on the detection thread, one image at a time (DeepFace's
         detectors are not thread-safe), never while the models run."""
         return self._detection.submit(
-            self._find_faces_now, image, detector_backend, detection_max_side
+            self._find_faces_now, image, detector_backend, detection_max_side, regions
         ).result()
 
     def _find_faces_now(
-        self, image: np.ndarray, detector_backend: str, detection_max_side: int
+        self,
+        image: np.ndarray,
+        detector_backend: str,
+        detection_max_side: int,
+        regions: Sequence[Region] | None,
     ) -> list[Face]:
         with self._cores:
-            return find_faces(image, detector_backend, detection_max_side, self.bordered_detection)
+            return find_faces(
+                image, detector_backend, detection_max_side, self.bordered_detection, regions
+            )
 
     def predict(
         self, faces: np.ndarray, actions: Sequence[str] | None = None

@@ -20,14 +20,18 @@ threads): callers serialise `find_faces`, see FaceAnalyzer.find_faces.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from facestream import deepface_internals
+from facestream.tracking import box_overlap
 
 FACE_SIZE = (224, 224)
+# Two detections of one face in overlapping regions overlap at least this much.
+SAME_FACE = 0.5
 
 
 @dataclass(frozen=True)
@@ -59,32 +63,82 @@ def _bordered(image: np.ndarray) -> tuple[np.ndarray, int, int]:
     return bordered, width_border, height_border
 
 
+@dataclass(frozen=True)
+class Region:
+    """Where to look for faces in an image: a box (it may reach past the image's edges)
+    and the scale it is searched at."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    scale: float = 1.0
+
+
+def _region_pixels(
+    image: np.ndarray, region: Region, bordered: bool
+) -> tuple[np.ndarray, int, int]:
+    """The region's pixels and where they start in the image. Bordered, the parts past the
+    image's edges are black, as on DeepFace's bordered copy; otherwise the region is cut at
+    the edges."""
+    height, width = image.shape[:2]
+    left, top = max(0, region.x), max(0, region.y)
+    right, bottom = min(width, region.x + region.w), min(height, region.y + region.h)
+    inside = image[top:bottom, left:right]
+    if not bordered or inside.size == 0:
+        return inside, left, top
+    padded = cv2.copyMakeBorder(
+        inside,
+        top - region.y if region.y < 0 else 0,
+        region.y + region.h - bottom if region.y + region.h > height else 0,
+        left - region.x if region.x < 0 else 0,
+        region.x + region.w - right if region.x + region.w > width else 0,
+        cv2.BORDER_CONSTANT,
+        value=[0, 0, 0],
+    )
+    return padded, min(left, region.x), min(top, region.y)
+
+
 def _detect_on_copy(image: np.ndarray, detector_backend: str, scale: float, bordered: bool) -> list:
     """Detect on a copy scaled by `scale` (bordered as DeepFace does, or not); crop and
     align from the full-resolution image."""
-    height, width = image.shape[:2]
-    small = (
-        cv2.resize(
-            image,
-            (max(1, round(width * scale)), max(1, round(height * scale))),
-            interpolation=cv2.INTER_AREA,
-        )
-        if scale != 1
-        else image
+    detected_on = _scaled(image, scale)
+    detected_on, border_x, border_y = _bordered(detected_on) if bordered else (detected_on, 0, 0)
+    return _aligned(
+        image, detector_backend, detected_on, scale, -border_x / scale, -border_y / scale
     )
-    detected_on, border_x, border_y = _bordered(small) if bordered else (small, 0, 0)
+
+
+def _scaled(image: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1:
+        return image
+    height, width = image.shape[:2]
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _aligned(
+    image: np.ndarray,
+    detector_backend: str,
+    detected_on: np.ndarray,
+    scale: float,
+    origin_x: float,
+    origin_y: float,
+) -> list:
+    """Detect in `detected_on` (a part of `image` starting at (origin_x, origin_y), scaled
+    by `scale`); each face cropped and aligned from `image` itself."""
     detector = deepface_internals.build_detector(detector_backend)
 
     def to_full(point: tuple[int, int] | None) -> tuple[int, int] | None:
         if point is None:
             return None
-        return (round((point[0] - border_x) / scale), round((point[1] - border_y) / scale))
+        return (round(point[0] / scale + origin_x), round(point[1] / scale + origin_y))
 
     faces = []
     for area in deepface_internals.detect_areas(detector, detected_on):
         full_area = deepface_internals.facial_area(
-            x=round((area.x - border_x) / scale),
-            y=round((area.y - border_y) / scale),
+            x=round(area.x / scale + origin_x),
+            y=round(area.y / scale + origin_y),
             w=round(area.w / scale),
             h=round(area.h / scale),
             left_eye=to_full(area.left_eye),
@@ -110,18 +164,49 @@ def _detect_on_copy(image: np.ndarray, detector_backend: str, scale: float, bord
     return faces
 
 
+def _detect_in_regions(
+    image: np.ndarray, detector_backend: str, regions: Sequence[Region], bordered: bool
+) -> list:
+    """Detect in each region at its scale; a face found in two overlapping regions is kept
+    once (the first region's)."""
+    faces: list = []
+    for region in regions:
+        pixels, left, top = _region_pixels(image, region, bordered)
+        if pixels.size == 0:
+            continue
+        found = _aligned(
+            image, detector_backend, _scaled(pixels, region.scale), region.scale, left, top
+        )
+        for face in found:
+            box = _box_of(face.facial_area)
+            if all(box_overlap(box, _box_of(kept.facial_area)) < SAME_FACE for kept in faces):
+                faces.append(face)
+    return faces
+
+
+def _box_of(area: object) -> tuple[int, int, int, int]:
+    return (int(area.x), int(area.y), int(area.w), int(area.h))  # type: ignore[attr-defined]
+
+
 def find_faces(
-    image: np.ndarray, detector_backend: str, detection_max_side: int, bordered: bool = True
+    image: np.ndarray,
+    detector_backend: str,
+    detection_max_side: int,
+    bordered: bool = True,
+    regions: Sequence[Region] | None = None,
 ) -> list[Face]:
     """Detect and align the faces of a BGR image the way `DeepFace.analyze` does.
 
     When the image's longer side exceeds `detection_max_side` (0: never), detection runs
     on a downscaled copy; `bordered=False` detects without DeepFace's full-image border
-    (fast mode). Faces are listed left to right (by x, then y, w, h). An image without
-    faces gives an empty list. Not thread-safe.
+    (fast mode). With `regions`, detection runs in those parts of the image only, each at
+    its scale (a tracker's expected faces). Faces are listed left to right (by x, then y,
+    w, h). An image without faces gives an empty list. Not thread-safe.
     """
     height, width = image.shape[:2]
-    if detector_backend == "skip":
+    if regions is not None and detector_backend != "skip":
+        detected = _detect_in_regions(image, detector_backend, regions, bordered)
+    elif detector_backend == "skip":
         whole = deepface_internals.facial_area(x=0, y=0, w=width, h=height)
         detected = [deepface_internals.detected_face(img=image, area=whole, confidence=0)]
     elif detection_max_side and max(height, width) > detection_max_side:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facestream.faces import Face, face_crops, find_faces, model_input
+from facestream.faces import Face, Region, face_crops, find_faces, model_input
 from facestream.images import decode_image
 from tests.photos import LARGE, SINGLE_FACE, TWO_FACES, WITH_FACES
 
@@ -131,3 +131,33 @@ def test_face_crops_are_the_extracted_faces_and_skip_takes_them_whole(analyzer, 
         [whole] = find_faces(decoded, "skip", 0)
         assert (whole.x, whole.y) == (0, 0)
         assert np.array_equal(whole.crop, face.crop)
+
+
+@pytest.mark.model_process
+@pytest.mark.models
+@pytest.mark.parametrize("bordered", [False, True])
+def test_a_search_around_known_faces_finds_them_at_a_small_scale(analyzer, monkeypatch, bordered):
+    from apps.demo_video import demo_frames
+
+    for picture, _boxes in list(demo_frames(10, (640, 480)))[::4]:
+        whole = find_faces(picture, "opencv", 0, bordered)
+        assert whole
+        regions = []
+        for face in whole:
+            size = max(face.w, face.h)
+            regions.append(
+                Region(face.x - size // 2, face.y - size // 2, 2 * size, 2 * size, 48 / size)
+            )
+        detector_inputs = record_detector_inputs(monkeypatch)
+        around = find_faces(picture, "opencv", 0, bordered, regions)
+        # The detector saw each region at 48 / size: about 96 pixels a side.
+        assert detector_inputs and all(max(shape[:2]) <= 100 for shape in detector_inputs)
+        assert len(around) == len(whole)
+        for face in around:
+            assert max(iou(face, other) for other in whole) >= 0.7
+            assert face.crop.shape[0] >= 0.8 * face.h  # cropped from the full picture
+    # A region wholly outside the picture finds nothing; one reaching past its edge is cut
+    # there (or, bordered, filled black as DeepFace's bordered copy is).
+    assert find_faces(picture, "opencv", 0, bordered, [Region(700, 500, 50, 50)]) == []
+    edge = find_faces(picture, "opencv", 0, bordered, [Region(-40, -40, 120, 120, 0.5)])
+    assert all(face.x >= 0 and face.y >= 0 for face in edge)

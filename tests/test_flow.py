@@ -43,7 +43,9 @@ class StandInModels:
     synthetic_weights = True
     actions = ("age", "gender", "embedding")
 
-    def find_faces(self, image: np.ndarray, _detector: str, _max_side: int) -> list[Face]:
+    def find_faces(
+        self, image: np.ndarray, _detector: str, _max_side: int, _regions: object = None
+    ) -> list[Face]:
         if image.std() == 0:
             return []
         height, width = image.shape[:2]

@@ -227,7 +227,7 @@ class BrokenDetector:
     actions = ("emotion",)
     synthetic_weights = True
 
-    def find_faces(self, image, detector_backend, detection_max_side):
+    def find_faces(self, image, detector_backend, detection_max_side, regions=None):
         raise RuntimeError("detector exploded")
 
 

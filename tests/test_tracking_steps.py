@@ -22,6 +22,9 @@ from dataflow.items import (
 )
 from dataflow.steps import quarantine
 from dataflow.tracking_steps import (
+    REGION_FACE_PX,
+    REGION_MARGIN,
+    FrameDetection,
     StreamTracking,
     TrackFaces,
     TrackingCounts,
@@ -29,13 +32,14 @@ from dataflow.tracking_steps import (
     frame_faces,
     gather_frames,
     new_tracker,
+    search_regions,
     take_frame,
     track_summary_key,
 )
 from di.settings import TrackingSettings
-from facestream.faces import Face
+from facestream.faces import Face, Region
 from facestream.kafka_records import Status, result_record
-from facestream.tracking import TrackingPolicy
+from facestream.tracking import FramePoint, StreamTracks, TrackingPolicy, follow
 from facestream.v1 import records_pb2
 
 POLICY = TrackingPolicy(
@@ -304,3 +308,78 @@ def test_tracking_is_off_at_zero_seconds_and_its_settings_make_the_policy():
         {"FACESTREAM_TRACKING_REANALYSE_AFTER": "1.5", "FACESTREAM_TRACKING_MAX_MOVE": "0.5"}
     )
     assert on.enabled and on.policy.reanalyse_after_ms == 1500 and on.policy.max_move == 0.5
+
+
+def test_a_frame_is_searched_whole_without_tracks_and_every_period_else_around_each_track():
+    tracks = StreamTracks()
+    assert search_regions(tracks, 0, None, 600) is None  # no track open: the whole frame
+    big, small = (100, 100, 96, 96), (400, 300, 30, 30)
+    follow(tracks, FramePoint(0, 0, 0), [big, small], False, POLICY)
+    assert search_regions(tracks, 200, None, 600) is None  # never searched whole yet
+    assert search_regions(tracks, 600, 0, 600) is None  # the period is over
+    assert search_regions(tracks, 200, 400, 600) is None  # before the last whole frame
+    regions = search_regions(tracks, 200, 0, 600)
+    margin = round(REGION_MARGIN * 96)
+    # Each track's box grown on every side, its face scaled to REGION_FACE_PX, a small one
+    # never enlarged.
+    assert regions == [
+        Region(100 - margin, 100 - margin, 96 + 2 * margin, 96 + 2 * margin, REGION_FACE_PX / 96),
+        Region(400 - 15, 300 - 15, 60, 60, 1.0),
+    ]
+    # A moving face is looked for where its speed takes it.
+    follow(tracks, FramePoint(1, 1, 200), [(120, 100, 96, 96), small], False, POLICY)
+    assert search_regions(tracks, 400, 0, 600)[0].x == 140 - margin
+
+
+def job_of(item: FrameFaces) -> ImageJob:
+    """The ImageJob a frame came as (its faces' request), for the tracker to detect."""
+    return ImageJob(
+        request_id=f"cam-{item.sequence}", source="t/0/0", image=b"jpeg", actions=("age",),
+        detector_backend="opencv", submitted_at=None, received_at=0.0, record=b"",
+        principal="alice", frame=item.frame,
+    )  # fmt: skip
+
+
+def test_the_tracker_detects_an_undetected_frame_in_its_turn_where_its_tracks_are():
+    asked: list[tuple[int, list[Region] | None]] = []
+
+    def detect(job: ImageJob, regions):
+        asked.append((job.frame.sequence, regions))
+        return list(frame(job.frame.sequence, [FACE_A]).faces)
+
+    detection = FrameDetection(detect, whole_frame_every_ms=600)
+    logic = TrackFaces(None, TRACKING, clock=lambda: 0.0, detection=detection)
+    undetected = {
+        n: extract_stream_frame(job_of(frame(n, [])), extract=None, tracker_detects=True)[0]
+        for n in range(5)
+    }
+    assert undetected[1].job is not None and undetected[1].faces == ()
+    out = []
+    for sequence in (0, 2, 1, 3, 4):  # frame 2 comes early and waits for frame 1
+        more, _ = logic.on_item(undetected[sequence])
+        out += more
+    # Detected in sequence order: 0 whole (no track yet), 1 and 2 around t1, 3 whole (600
+    # ms of stream time since frame 0), 4 around t1 again.
+    assert [sequence for sequence, _ in asked] == [0, 1, 2, 3, 4]
+    assert [regions is None for _, regions in asked] == [True, False, False, True, False]
+    plans, jobs = plans_and_jobs(out)
+    assert [p.frame.sequence for p in plans] == [0, 1, 2, 3, 4]
+    assert [f.decision.track_id for p in plans for f in p.faces] == ["t1"] * 5
+    assert [j.image.frame.sequence for j in jobs] == [0]  # analysed once, then carried
+    # A frame whose turn passed is searched whole and answered untracked.
+    late, _ = logic.on_item(undetected[2])
+    assert asked[-1] == (2, None) and [type(item) for item in late] == [FaceJob]
+
+
+def test_a_poison_frame_detected_by_the_tracker_gives_its_finished_frame_and_dead_letter():
+    item = frame(0, [])
+    poisoned = quarantine(job_of(item), 3, 3, logging.getLogger("test"))
+    detection = FrameDetection(lambda _job, _regions: poisoned, whole_frame_every_ms=600)
+    logic = TrackFaces(None, TRACKING, clock=lambda: 0.0, detection=detection)
+    undetected = extract_stream_frame(job_of(item), extract=None, tracker_detects=True)[0]
+    out, _ = logic.on_item(undetected)
+    (plan,) = plans_and_jobs(out)[0]
+    assert plan.finished.error.code == "request.poison"
+    assert [letter.code for letter in out if not isinstance(letter, FramePlan)] == [
+        "request.poison"
+    ]

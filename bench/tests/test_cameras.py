@@ -56,7 +56,9 @@ def test_the_count_held_is_the_last_step_before_the_first_not_held():
     assert held_count(steps(True, False, True)) == 1
 
 
-def made_up_row(fast_held: int, exact_held: int, peer_frames_per_s: float) -> dict:
+def made_up_row(
+    fast_held: int, exact_held: int, peer_frames_per_s: float, found: float = 0.99
+) -> dict:
     def mode(held: int, first: float, steady: float) -> dict:
         step = {
             "cameras": held,
@@ -76,6 +78,10 @@ def made_up_row(fast_held: int, exact_held: int, peer_frames_per_s: float) -> di
             "first_start_s": 60.0,
             "steady_rss_mb": steady - 100,
             "steady_peak_rss_mb": steady,
+            "tracker_detection": {
+                "demo": {"faces": 86, "found_share": 1.0, "labels_equal_share": 1.0},
+                "grid": {"faces": 300, "found_share": found, "labels_equal_share": 0.97},
+            },
         }
 
     return {
@@ -101,7 +107,11 @@ def test_the_ratios_and_targets_read_the_row():
     assert found["cameras_fast_vs_strongest_peer"] == pytest.approx(4 / 0.16)
     assert found["fast_first_start_rss_mb"] == 3900.0
     assert found["exact_steady_rss_mb"] == 2900.0
+    assert found["tracker_detection_found"] == 0.99  # the lowest of modes and videos
+    assert found["tracker_detection_labels_equal"] == 0.97
     assert unmet(found, RAN) == []
+    missed = ratios({"cameras": made_up_row(4, 2, 0.8, found=0.97), "sections": RAN})
+    assert [label for label in unmet(missed, RAN) if "faces found" in label]
 
     short = {"cameras": made_up_row(3, 1, 0.8), "sections": RAN}
     missed = unmet(ratios(short), RAN)
@@ -118,3 +128,4 @@ def test_the_table_shows_each_step_the_stages_and_the_memory():
     assert "detect 50" in text and "dataflow 120" in text
     assert "3,900 / 1,600 MB" in text
     assert "0.80, 0.16" in text
+    assert "fast, grid video" in text and "99.0% found, 97.0% equal" in text

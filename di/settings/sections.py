@@ -406,6 +406,15 @@ class TrackingSettings(Section):
         "its track's last analysis. 0: no tracking, every face of every frame is analysed.",
         accepts="seconds of stream time, a number from 0 to 86400; 0 turns tracking off",
     )
+    tracking_whole_frame_every: Annotated[float, Field(ge=0, le=86400), v.SECONDS] = setting(
+        "0.6",
+        "With tracking, a frame is searched for faces whole once this much stream time has "
+        "passed since the last frame searched whole (and whenever no track is open); the "
+        "frames between are searched only around the open tracks' expected faces, each at "
+        "the scale of its face, so a face that comes into view is found within this time. "
+        "0: every frame is searched whole.",
+        accepts="seconds of stream time, a number from 0 to 86400; 0 searches every frame whole",
+    )
     tracking_min_overlap: Annotated[float, Field(ge=0.01, le=1)] = setting(
         "0.3",
         "Least overlap (intersection over union of the boxes) for a face to continue a "
