@@ -265,6 +265,17 @@ def detected_face(img: np.ndarray, area: Any, confidence: float) -> Any:
     return DetectedFace(img=img, facial_area=area, confidence=confidence)
 
 
+def find_eyes(
+    detector: Any, face: np.ndarray
+) -> tuple[tuple[int, int] | None, tuple[int, int] | None] | None:
+    """The eyes (left, right) `detector` finds in a face's crop, as its own detection does
+    after finding the face; None when the detector finds eyes no other way than with the
+    face (its landmarks come from the same model)."""
+    if not hasattr(detector, "find_eyes"):
+        return None
+    return detector.find_eyes(img=face)
+
+
 def detect_areas(detector: Any, img: np.ndarray) -> list[Any]:
     """The FacialAreaRegions `detector` (of build_detector) finds in `img`, as they are:
     no border, no alignment, no crop."""

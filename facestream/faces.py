@@ -136,13 +136,22 @@ def _aligned(
 
     faces = []
     for area in deepface_internals.detect_areas(detector, detected_on):
+        box = (
+            round(area.x / scale + origin_x),
+            round(area.y / scale + origin_y),
+            round(area.w / scale),
+            round(area.h / scale),
+        )
+        eyes = (to_full(area.left_eye), to_full(area.right_eye))
+        if scale != 1:
+            # Eyes found on the scaled face are a few pixels off, and the alignment turns
+            # the face by them: found again at full resolution, the crop is the one a
+            # full-size detection makes.
+            eyes = _eyes_at_full_size(image, detector, box) or eyes
         full_area = deepface_internals.facial_area(
-            x=round(area.x / scale + origin_x),
-            y=round(area.y / scale + origin_y),
-            w=round(area.w / scale),
-            h=round(area.h / scale),
-            left_eye=to_full(area.left_eye),
-            right_eye=to_full(area.right_eye),
+            *box,
+            left_eye=eyes[0],
+            right_eye=eyes[1],
             confidence=area.confidence,
             nose=to_full(area.nose),
             mouth_left=to_full(area.mouth_left),
@@ -162,6 +171,23 @@ def _aligned(
             )
         )
     return faces
+
+
+def _eyes_at_full_size(
+    image: np.ndarray, detector: object, box: tuple[int, int, int, int]
+) -> tuple[tuple[int, int] | None, tuple[int, int] | None] | None:
+    """The eyes the detector finds in the face at `box` of the full-resolution image, in
+    the image's pixels, as its own detection places them; None for a detector without a
+    separate eye search."""
+    x, y, w, h = box
+    left, top = max(0, x), max(0, y)
+    found = deepface_internals.find_eyes(detector, image[top : y + h, left : x + w])
+    if found is None:
+        return None
+    return (
+        None if found[0] is None else (int(left + found[0][0]), int(top + found[0][1])),
+        None if found[1] is None else (int(left + found[1][0]), int(top + found[1][1])),
+    )
 
 
 def _detect_in_regions(
