@@ -3,10 +3,11 @@
 Each step starts N cameras, each its own process serving the demo's composed video in a
 loop as HTTP MJPEG (640x480, `python -m apps.mjpeg_camera`), and N clients, each its own
 process streaming one camera to the system as `facestream video URL` does
-(`python -m bench.camera_client`), for STEP_SECONDS; N = 1, 2, 3, 4, 6, 8, ... until a
-step is not held. A camera is held when its capture-to-result p99 is under HELD_P99_S and
-at most HELD_DROPPED of its frames were dropped (the client drops the oldest waiting frame
-when the system falls behind); a step is held when each of its cameras is.
+(`python -m bench.camera_client`), for STEP_SECONDS, into one system (CAMERA_DATAFLOW);
+N = 1, 2, 3, 4, 6, 8, ... until a step is not held. A camera is held when its
+capture-to-result p99 is under HELD_P99_S and at most HELD_DROPPED of its frames were
+dropped (the client drops the oldest waiting frame when the system falls behind); a step
+is held when each of its cameras is.
 
 Each step also gives every process's share of the cores, and the dataflow's seconds per
 frame in its stages (from its own metrics: decode, detect, analyze), so that the highest
@@ -73,6 +74,10 @@ STEP_TIMEOUT = STEP_SECONDS + 180.0
 STAGES = ("decode", "detect", "analyze")
 # Fast mode first: the figure video users size by.
 CAMERA_MODES = ("fast", "exact")
+# The system's shape: one dataflow process of two worker threads, `facestream up`'s. On 2
+# cores it answered a fifth more frames than `-w 1` near saturation: a thread's Kafka,
+# decoding and tracking overlap the other's detection and models.
+CAMERA_DATAFLOW = [["-w", "2"]]
 _STAGE_SUM = re.compile(
     r'^facestream_dataflow_stage_duration_seconds_sum\{stage="(\w+)"\} (\S+)$', re.MULTILINE
 )
@@ -265,13 +270,13 @@ def video_results(
 
 
 def mode_steps(settings: Settings, mode: str, videos: dict[str, Path]) -> dict[str, Any]:
-    """One `-w 1` system in `mode` (tracking on): the videos streamed, then steps of more
+    """One system in `mode` (CAMERA_DATAFLOW, tracking on): the videos streamed, then steps of more
     cameras until one is not held, and its dataflow's memory after them (it started from
     the engine cache); then a system searching every frame whole streams the videos, to
     compare the faces found and their labels."""
     home = settings.models.deepface_home
     steps: list[dict[str, Any]] = []
-    with facestream_system(settings, home, [["-w", "1"]], mode) as (system, _service):
+    with facestream_system(settings, home, CAMERA_DATAFLOW, mode) as (system, _service):
         tracker_detects = video_results(system, videos)
         for cameras in camera_counts():
             if cameras > MAX_CAMERAS:
@@ -293,7 +298,7 @@ def mode_steps(settings: Settings, mode: str, videos: dict[str, Path]) -> dict[s
             "steady_rss_mb": memory_mb(dataflow.pid),
             "steady_peak_rss_mb": memory_mb(dataflow.pid, "VmHWM"),
         }
-    with facestream_system(settings, home, [["-w", "1"]], mode, WHOLE_FRAMES) as (system, _):
+    with facestream_system(settings, home, CAMERA_DATAFLOW, mode, WHOLE_FRAMES) as (system, _):
         whole = video_results(system, videos)
     held = held_count(steps)
     at_held = next((step for step in steps if step["cameras"] == held), None)

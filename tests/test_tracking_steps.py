@@ -319,12 +319,12 @@ def test_a_frame_is_searched_whole_without_tracks_and_every_period_else_around_e
     assert search_regions(tracks, 600, 0, 600) is None  # the period is over
     assert search_regions(tracks, 200, 400, 600) is None  # before the last whole frame
     regions = search_regions(tracks, 200, 0, 600)
-    margin = round(REGION_MARGIN * 96)
+    margin, small_margin = round(REGION_MARGIN * 96), round(REGION_MARGIN * 30)
     # Each track's box grown on every side, its face scaled to REGION_FACE_PX, a small one
     # never enlarged.
     assert regions == [
         Region(100 - margin, 100 - margin, 96 + 2 * margin, 96 + 2 * margin, REGION_FACE_PX / 96),
-        Region(400 - 15, 300 - 15, 60, 60, 1.0),
+        Region(400 - small_margin, 300 - small_margin, *[30 + 2 * small_margin] * 2, 1.0),
     ]
     # A moving face is looked for where its speed takes it.
     follow(tracks, FramePoint(1, 1, 200), [(120, 100, 96, 96), small], False, POLICY)
