@@ -74,10 +74,11 @@ STEP_TIMEOUT = STEP_SECONDS + 180.0
 STAGES = ("decode", "detect", "analyze")
 # Fast mode first: the figure video users size by.
 CAMERA_MODES = ("fast", "exact")
-# The system's shape: one dataflow process of two worker threads, `facestream up`'s. On 2
-# cores it answered a fifth more frames than `-w 1` near saturation: a thread's Kafka,
-# decoding and tracking overlap the other's detection and models.
-CAMERA_DATAFLOW = [["-w", "2"]]
+# The system's shape: one dataflow process of one worker thread. On 2 cores `-w 2` (two
+# threads' Kafka, decoding and tracking beside the other's detection and models, which take
+# turns) did no better: fast mode's 4 cameras at p99 1.19 s (`-w 1`: 1.07 s), exact mode's 2
+# answered 8.9 frames/s with 15% dropped (`-w 1`: 10.0, none dropped).
+CAMERA_DATAFLOW = [["-w", "1"]]
 _STAGE_SUM = re.compile(
     r'^facestream_dataflow_stage_duration_seconds_sum\{stage="(\w+)"\} (\S+)$', re.MULTILINE
 )

@@ -19,7 +19,7 @@ error and the rest still run (bench/sections.py). They measure:
   5 fps camera; video_stages: seconds per frame in detection and analysis, in process;
 - shapes: facestream's shapes (exact): `-w 1`, `-w 2`, 2 processes x `-w 1`, `-w 4`, peak
   RSS, and the exact ceiling (the dataflow's steps in one process) in the same rotation;
-- cameras: live 5 fps MJPEG cameras, each with its own client process, into one `-w 2`
+- cameras: live 5 fps MJPEG cameras, each with its own client process, into one `-w 1`
   system, fast and exact mode with tracking, 1, 2, 3, 4, 6, ... cameras until a step is not
   held (p99 capture to result under 1 s, at most 1% of frames dropped); each mode's memory
   at its first start and in steady state;

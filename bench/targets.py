@@ -415,14 +415,14 @@ TARGETS: tuple[Target, ...] = (
         shown=_seconds,
     ),
     Target(
-        "live 5 fps cameras held by one -w 2 system, fast mode with tracking",
+        "live 5 fps cameras held by one -w 1 system, fast mode with tracking",
         "cameras_fast",
         "cameras",
         4.0,
         shown=_cameras,
     ),
     Target(
-        "live 5 fps cameras held by one -w 2 system, exact mode with tracking",
+        "live 5 fps cameras held by one -w 1 system, exact mode with tracking",
         "cameras_exact",
         "cameras",
         2.0,
