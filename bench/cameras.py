@@ -76,8 +76,8 @@ STAGES = ("decode", "detect", "analyze")
 CAMERA_MODES = ("fast", "exact")
 # The system's shape: one dataflow process of one worker thread. On 2 cores `-w 2` (two
 # threads' Kafka, decoding and tracking beside the other's detection and models, which take
-# turns) did no better: fast mode's 4 cameras at p99 1.19 s (`-w 1`: 1.07 s), exact mode's 2
-# answered 8.9 frames/s with 15% dropped (`-w 1`: 10.0, none dropped).
+# turns) did no better: fast mode's 4 cameras at p99 1.19 s, within `-w 1`'s 1.07-2.83 s
+# over runs; exact mode's 2 answered 8.9 frames/s with 15% dropped (`-w 1`: 10.0, none).
 CAMERA_DATAFLOW = [["-w", "1"]]
 _STAGE_SUM = re.compile(
     r'^facestream_dataflow_stage_duration_seconds_sum\{stage="(\w+)"\} (\S+)$', re.MULTILINE
