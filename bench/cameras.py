@@ -191,9 +191,11 @@ def camera_step(system: LocalSystem, cameras: int, seconds: float = STEP_SECONDS
             reports.append(json.loads(lines[-1]))
     figures = [camera_figures(report) for report in reports]
     cores = len(os.sched_getaffinity(0))
-    used = {pid: cpu_after[pid] - cpu_before[pid] for pid in cpu_before}
-    pids["clients"] = [-index - 1 for index in range(cameras)]  # each reports its own CPU
-    used.update({-index - 1: report["cpu_s"] for index, report in enumerate(reports)})
+    used = {
+        group: sum(cpu_after[pid] - cpu_before[pid] for pid in group_pids)
+        for group, group_pids in pids.items()
+    }
+    used["clients"] = sum(report["cpu_s"] for report in reports)  # each reports its own CPU
     answered = sum(f["answered"] for f in figures)
     return {
         "cameras": cameras,
@@ -202,13 +204,9 @@ def camera_step(system: LocalSystem, cameras: int, seconds: float = STEP_SECONDS
         "frames_answered_per_s": sum(f["frames_answered_per_s"] for f in figures),
         "p99_s": max(f["p99_s"] for f in figures),
         "dropped_share": max(f["dropped_share"] for f in figures),
-        "cpu_share": {
-            group: sum(used[pid] for pid in group_pids) / (wall * cores)
-            for group, group_pids in pids.items()
-        },
+        "cpu_share": {group: cpu_s / (wall * cores) for group, cpu_s in used.items()},
         "cpu_s_per_frame": {
-            group: sum(used[pid] for pid in group_pids) / answered if answered else None
-            for group, group_pids in pids.items()
+            group: cpu_s / answered if answered else None for group, cpu_s in used.items()
         },
         "dataflow_stage_s_per_frame": {
             stage: (stages_after.get(stage, 0.0) - stages_before.get(stage, 0.0)) / answered

@@ -89,14 +89,14 @@ def _region_pixels(
         return inside, left, top
     padded = cv2.copyMakeBorder(
         inside,
-        top - region.y if region.y < 0 else 0,
-        region.y + region.h - bottom if region.y + region.h > height else 0,
-        left - region.x if region.x < 0 else 0,
-        region.x + region.w - right if region.x + region.w > width else 0,
+        top - region.y,
+        region.y + region.h - bottom,
+        left - region.x,
+        region.x + region.w - right,
         cv2.BORDER_CONSTANT,
         value=[0, 0, 0],
     )
-    return padded, min(left, region.x), min(top, region.y)
+    return padded, region.x, region.y
 
 
 def _detect_on_copy(image: np.ndarray, detector_backend: str, scale: float, bordered: bool) -> list:

@@ -410,7 +410,7 @@ class GalleryStore:
         with self._copies_lock:
             self._copies[key] = known
             self._copies.move_to_end(key)
-            held = sum(copy.nbytes for copy in self._copies.values())
+            held = self._held_bytes()
             while held > self._search.copy_memory and len(self._copies) > 1:
                 _key, dropped = self._copies.popitem(last=False)
                 held -= dropped.nbytes
@@ -419,7 +419,11 @@ class GalleryStore:
     def copy_bytes(self) -> int:
         """The memory this process's copies of galleries take now."""
         with self._copies_lock:
-            return sum(copy.nbytes for copy in self._copies.values())
+            return self._held_bytes()
+
+    def _held_bytes(self) -> int:
+        """The copies' bytes; the caller holds `_copies_lock`."""
+        return sum(copy.nbytes for copy in self._copies.values())
 
     def explain_identify(self, principal: str, gallery: str, embedding: np.ndarray) -> str:
         """How identify() would match `embedding` in the gallery now: a line saying it is

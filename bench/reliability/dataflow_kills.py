@@ -1,7 +1,8 @@
 """Dataflow kills: a process of the dataflow dies mid-stream, again and again.
 
 Breaks: SIGKILLs a process of a 2-process dataflow cluster (`-w 1` each) mid-stream,
-`size.kills` times, restarting the cluster from its recovery snapshots each time.
+`size.kills` times, restarting the cluster from its recovery snapshots each time; the
+requests are submitted in parts, the next part after each kill.
 Checks: every acknowledged request still gets a result.
 """
 
@@ -27,20 +28,20 @@ def run(home: Path, size: kit.Size) -> kit.Scenario:
             (f"kill-{i}", images.face if i % 2 else images.no_face)
             for i in range(size.kill_requests)
         ]
-        acked = submit_all(server, requests)
         started = time.monotonic()
         system.start_dataflow(processes=2, workers=1, recovery=recovery)
-        step = max(1, len(acked) // (size.kills + 2))
-        kills, exit_codes = 0, []
-        for kill in range(size.kills):
-            seen = system.read_results(
-                lambda got, n=(kill + 1) * step: len(got) >= n, size.patience
-            )
-            if acked <= seen.keys():
-                break  # the stream ended before this kill
-            exit_codes.append(system.kill_dataflow(index=kill % 2))
-            kills += 1
-            system.start_dataflow(processes=2, workers=1, recovery=recovery)
+        acked: set[str] = set()
+
+        def send(part: Sequence[tuple[str, bytes]]) -> set[str]:
+            sent = submit_all(server, part)
+            acked.update(sent)
+            return sent
+
+        exit_codes = kit.kill_between_parts(
+            system, requests, size.kills, send, size.patience,
+            processes=2, workers=1, recovery=recovery,
+        )  # fmt: skip
+        kills = len(exit_codes)
         results = system.results(acked, size.patience)
         counts = kit.count_results(results, acked)
         scenario.figures = {

@@ -2,8 +2,8 @@
 
 Breaks: puts `size.enrolments` enrolment records on the requests topic (one subject each,
 as the gRPC front publishes them) and SIGKILLs the dataflow (`-w 2`, recovery on)
-mid-stream, `size.kills` times, restarting it from its snapshots each time; records after
-a snapshot are delivered again.
+mid-stream, `size.kills` times (the records put in parts, the next after each kill),
+restarting it from its snapshots each time; records after a snapshot are delivered again.
 Checks: every enrolment has a result saying its face is in the store, and the store holds
 each enrolment's face exactly once (0 lost, 0 duplicated), whatever was delivered twice.
 """
@@ -11,6 +11,7 @@ each enrolment's face exactly once (0 lost, 0 duplicated), whatever was delivere
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.reliability import scenario as kit
@@ -31,23 +32,20 @@ def run(home: Path, size: kit.Size) -> kit.Scenario:
             recovery = kit.init_recovery(system.workdir / "recovery", 2)
             records = [enrolment(index, images.face) for index in range(size.enrolments)]
             ids = {record.request_id for record in records}
-            system.produce(
-                system.settings.kafka.topic_requests,
-                [(submission_key(r), r.SerializeToString()) for r in records],
-            )
             started = time.monotonic()
             system.start_dataflow(workers=2, recovery=recovery)
-            step = max(1, len(records) // (size.kills + 2))
-            kills, exit_codes = 0, []
-            for kill in range(size.kills):
-                seen = system.read_results(
-                    lambda got, n=(kill + 1) * step: len(got.keys() & ids) >= n, size.patience
+
+            def send(part: Sequence[records_pb2.ImageSubmitted]) -> set[str]:
+                system.produce(
+                    system.settings.kafka.topic_requests,
+                    [(submission_key(r), r.SerializeToString()) for r in part],
                 )
-                if ids <= seen.keys():
-                    break  # every enrolment answered before this kill
-                exit_codes.append(system.kill_dataflow())
-                kills += 1
-                system.start_dataflow(workers=2, recovery=recovery)
+                return {record.request_id for record in part}
+
+            exit_codes = kit.kill_between_parts(
+                system, records, size.kills, send, size.patience, workers=2, recovery=recovery
+            )
+            kills = len(exit_codes)
             results = system.results(ids, size.patience)
             counts = kit.count_results(results, ids)
             answered = {rid: copies for rid, copies in results.items() if rid in ids}

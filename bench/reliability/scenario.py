@@ -7,11 +7,11 @@ results that reached the other end.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -29,6 +29,9 @@ TYPED_RESULT_STATUSES = {
     records_pb2.ANALYSIS_STATUS_INVALID_IMAGE,
     records_pb2.ANALYSIS_STATUS_FAILED,
 }
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,35 @@ def gallery_database() -> Iterator[EmbeddedPostgres]:
             yield database
         finally:
             database.stop()
+
+
+def kill_between_parts(
+    system: SystemUnderTest,
+    items: Sequence[T],
+    kills: int,
+    send: Callable[[Sequence[T]], set[str]],
+    patience: float,
+    **dataflow: Any,
+) -> list[list[int]]:
+    """Send `items` in `kills + 1` parts to a running dataflow; after each part but the last,
+    wait until half of its requests (the ids `send` returns) are answered, SIGKILL the
+    dataflow and start it again with `dataflow`'s arguments. The exit codes, kill by kill.
+
+    Sending the next part only after a kill makes every kill land mid-stream, however fast
+    the dataflow answers; the other half of a part may still be in flight.
+    """
+    size = -(-len(items) // (kills + 1))
+    exit_codes = []
+    for kill in range(kills + 1):
+        sent = send(items[kill * size : (kill + 1) * size])
+        if kill == kills:
+            break
+        system.read_results(
+            lambda got, sent=sent: 2 * len(sent & got.keys()) >= len(sent), patience
+        )
+        exit_codes.append(system.kill_dataflow(index=kill % dataflow.get("processes", 1)))
+        system.start_dataflow(**dataflow)
+    return exit_codes
 
 
 def init_recovery(folder: Path, partitions: int) -> Path:
