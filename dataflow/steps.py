@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 import numpy as np
@@ -180,7 +181,8 @@ def extract_faces(
 ) -> list[FaceJob] | list[records_pb2.AnalysisResult]:
     """Decode the image and find its faces (images larger than `detection_max_side` are
     searched at that size, 0: never scaled; only in `regions` when given, the tracker's
-    expected faces): one FaceJob per face, or, when the image is invalid, has no face or
+    expected faces, and then only located: `crop_located_faces` crops the ones the tracker
+    analyses): one FaceJob per face, or, when the image is invalid, has no face or
     detection fails, its finished AnalysisResult. A frame the gRPC front refused is
     answered with the front's refusal."""
     if job.refusal is not None:
@@ -200,7 +202,11 @@ def extract_faces(
         return finished_image(job, status, problem, synthetic_weights=analyzer.synthetic_weights)
     decoded = time.time()
     try:
-        faces = analyzer.find_faces(image, detector, detection_max_side, regions)
+        faces = (
+            analyzer.find_faces(image, detector, detection_max_side)
+            if regions is None
+            else analyzer.locate_faces(image, detector, regions)
+        )
     except Exception as error:  # a detector failure fails this image, not the worker
         problem = detect_failure(job, error, logger)
         return finished_image(
@@ -236,6 +242,31 @@ def extract_faces(
     return faces_to_analyze(
         job, faces, actions, keep_embedding, decode=decoded - begin, detect=detected - decoded
     )
+
+
+def crop_located_faces(
+    job: ImageJob,
+    faces: Sequence[FaceJob],
+    analyzer: FaceAnalyzer,
+    limits: RequestLimits,
+    logger: logging.Logger,
+) -> list[FaceJob]:
+    """The faces of `job` that `extract_faces` only located, aligned and cropped now that
+    the tracker chose them for the models (the image decoded again; the faces it carries
+    are never cropped). Should cropping fail, the faces keep their empty crops and
+    `analyze_faces` fails them alone."""
+    if all(face.face.located is None for face in faces):
+        return list(faces)
+    try:
+        _asked, detector = resolve_options(job.actions, job.detector_backend, limits)
+        image = decode_image(job.image, limits.max_image_bytes, limits.max_pixels)
+        cropped = analyzer.crop_faces(image, detector, [face.face for face in faces])
+    except Exception:  # a failed crop fails these faces, not the worker
+        logger.exception(
+            "cropping the faces of request %s failed", job.request_id, extra={"stage": "detect"}
+        )
+        return list(faces)
+    return [replace(face, face=crop) for face, crop in zip(faces, cropped, strict=True)]
 
 
 def recognition_actions(
@@ -368,6 +399,9 @@ def faces_to_analyze(
     ]
 
 
+NOT_CROPPED_PROBLEM = ("detect.failed", "face detection failed: the face could not be cropped")
+
+
 def analyze_faces(
     faces: Sequence[FaceJob], describe: Describe, batch_size: int, logger: logging.Logger
 ) -> list[AnalyzedFace]:
@@ -376,12 +410,16 @@ def analyze_faces(
     faces at a time.
 
     Faces that ask for the same actions share a batch. When a batch fails, its faces carry
-    the error and the others go on.
+    the error and the others go on; a face without a crop (see `crop_located_faces`) fails
+    alone.
     """
     by_actions: dict[tuple[str, ...], list[FaceJob]] = {}
-    for job in faces:
-        by_actions.setdefault(job.actions, []).append(job)
     analyzed = []
+    for job in faces:
+        if job.face.crop.size == 0:
+            analyzed.append(AnalyzedFace(job.image, job.index, None, NOT_CROPPED_PROBLEM, 0.0))
+        else:
+            by_actions.setdefault(job.actions, []).append(job)
     for actions, jobs in by_actions.items():
         for start in range(0, len(jobs), batch_size):
             chunk = jobs[start : start + batch_size]

@@ -88,10 +88,12 @@ class StreamTracking:
 class FrameDetection:
     """How track_faces finds the faces of a frame that reaches it undetected: `detect(job,
     regions)` (regions None: the whole frame), the whole frame every `whole_frame_every_ms`
-    of stream time."""
+    of stream time. Faces found in regions are only located; `crop(job, faces)` aligns and
+    crops the ones the tracker analyses."""
 
     detect: Callable[[ImageJob, Sequence[Region] | None], list[Extracted]]
     whole_frame_every_ms: int
+    crop: Callable[[ImageJob, Sequence[FaceJob]], list[FaceJob]]
 
 
 @dataclass
@@ -244,7 +246,8 @@ def plan_frame(
     """Follow one frame, in its turn: its plan, and a FaceJob per face the models run on
     (the frame's faces found first, when it came undetected)."""
     letters: list[Tracked] = []
-    if frame.job is not None:
+    undetected = frame.job
+    if undetected is not None:
         assert detection is not None, "an undetected frame needs the tracker's detection"
         found, *letters = detect_frame(state, frame, detection)
         assert isinstance(found, FrameFaces)
@@ -277,6 +280,8 @@ def plan_frame(
         for job, decision in zip(frame.faces, decisions, strict=True)
         if decision.analyse and progress is not None
     ]
+    if undetected is not None and detection is not None and jobs:
+        jobs = detection.crop(undetected, jobs)
     counts.analysed += sum(1 for d in decisions if d.analyse and d.track_id)
     counts.untracked += sum(1 for d in decisions if not d.track_id)
     counts.carried += sum(1 for d in decisions if not d.analyse)

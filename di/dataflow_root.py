@@ -27,6 +27,7 @@ from dataflow.sink import AcknowledgedKafkaSink
 from dataflow.steps import (
     analyze_faces,
     crash_on_request,
+    crop_located_faces,
     dead_letter_out,
     extract_faces,
     extract_faces_with_quarantine,
@@ -136,7 +137,8 @@ def bind_steps(
     extract_counted = extract_in(None)
     tracking = settings.tracking
     whole_frame_every_ms = round(tracking.tracking_whole_frame_every * 1000)
-    detection = FrameDetection(detect, whole_frame_every_ms) if whole_frame_every_ms else None
+    crop = partial(crop_located_faces, analyzer=analyzer, limits=limits, logger=logger)
+    detection = FrameDetection(detect, whole_frame_every_ms, crop) if whole_frame_every_ms else None
     stream_tracking = StreamTracking(
         policy=tracking.policy,
         gap_timeout=tracking.tracking_gap_timeout,

@@ -22,7 +22,7 @@ import numpy as np
 
 from facestream import deepface_internals
 from facestream.engines import Engine, Forward, ModelSource
-from facestream.faces import FACE_SIZE, Face, Region, find_faces
+from facestream.faces import FACE_SIZE, Face, Region, crop_faces, find_faces, locate_faces
 from facestream.models import ACTION_MODELS, require_weights
 from facestream.shared_trunk import VGG_ACTIONS, SharedTrunk
 
@@ -108,7 +108,7 @@ class FaceAnalyzer:
         self.synthetic_weights = require_weights(weights_dir, self.actions, detector_backend)
         files = {action: weights_dir / ACTION_MODELS[action].weight_file for action in actions}
         # DeepFace's model objects built in this process (all of them on TensorFlow; on
-        # OpenVINO with cached conversions, only the small emotion model).
+        # OpenVINO with cached conversions, none).
         self.models: dict[str, Any] = {}
         vgg = tuple(action for action in VGG_ACTIONS if action in self.actions)
         shared = SourceOfSharedTrunk(
@@ -131,8 +131,6 @@ class FaceAnalyzer:
             if self.shared_actions
             else None
         )
-        if "emotion" in self.actions:
-            self._deepface_models(["emotion"])  # its preprocessing is the model object's
         self._forward: dict[str, Forward] = {
             action: engine.load(
                 ModelSource(
@@ -181,21 +179,33 @@ class FaceAnalyzer:
     ) -> list[Face]:
         """`faces.find_faces` on the detection thread, one image at a time (DeepFace's
         detectors are not thread-safe), never while the models run."""
-        return self._detection.submit(
-            self._find_faces_now, image, detector_backend, detection_max_side, regions
-        ).result()
+        return self._detect(
+            find_faces,
+            image,
+            detector_backend,
+            detection_max_side,
+            self.bordered_detection,
+            regions,
+        )
 
-    def _find_faces_now(
-        self,
-        image: np.ndarray,
-        detector_backend: str,
-        detection_max_side: int,
-        regions: Sequence[Region] | None,
+    def locate_faces(
+        self, image: np.ndarray, detector_backend: str, regions: Sequence[Region]
     ) -> list[Face]:
+        """`faces.locate_faces` (found in `regions`, not yet cropped), as `find_faces` runs."""
+        return self._detect(locate_faces, image, detector_backend, regions, self.bordered_detection)
+
+    def crop_faces(
+        self, image: np.ndarray, detector_backend: str, faces: Sequence[Face]
+    ) -> list[Face]:
+        """`faces.crop_faces` (the located faces aligned and cropped), as `find_faces` runs."""
+        return self._detect(crop_faces, image, detector_backend, faces)
+
+    def _detect(self, work: Callable[..., list[Face]], *args: Any) -> list[Face]:
+        return self._detection.submit(self._with_the_cores, work, *args).result()
+
+    def _with_the_cores(self, work: Callable[..., list[Face]], *args: Any) -> list[Face]:
         with self._cores:
-            return find_faces(
-                image, detector_backend, detection_max_side, self.bordered_detection, regions
-            )
+            return work(*args)
 
     def predict(
         self, faces: np.ndarray, actions: Sequence[str] | None = None
@@ -237,8 +247,7 @@ class FaceAnalyzer:
     def _model_inputs(self, action: str, faces: np.ndarray) -> np.ndarray:
         if action == "emotion":
             # DeepFace's emotion model reads 48x48 grey faces: its own preprocessing.
-            emotion = self.models[action]
-            grey = [deepface_internals.emotion_grey_face(emotion, face) for face in faces]
+            grey = [deepface_internals.emotion_grey_face(face) for face in faces]
             return np.expand_dims(np.array(grey), -1)
         return faces
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 # Read from deepface 0.0.103, the version pinned in pyproject.toml. Before moving the pin,
@@ -328,11 +329,11 @@ def resize_image(img: np.ndarray, target_size: tuple[int, int]) -> np.ndarray:
     return preprocessing.resize_image(img=img, target_size=target_size)
 
 
-def emotion_grey_face(emotion_model: Any, face: np.ndarray) -> np.ndarray:
+def emotion_grey_face(face: np.ndarray) -> np.ndarray:
     """The (48, 48) grey face DeepFace's emotion model reads, from a (224, 224, 3) BGR
-    model input; `emotion_model` is the model object of build_model("Emotion")."""
-    # A private method: the emotion model's preprocessing lives nowhere else.
-    return emotion_model._preprocess_image(img=face)
+    model input: its `_preprocess_image`, written out so that a process whose emotion model
+    is converted never imports TensorFlow for it (a test holds the two equal)."""
+    return cv2.resize(cv2.cvtColor(face, cv2.COLOR_BGR2GRAY), (48, 48))
 
 
 # --- Attribute outputs --------------------------------------------------------------

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
+from facestream.mapped_pages import releasing_mapped_pages
+
 if TYPE_CHECKING:
     from facestream.calibration import CalibrationSet
 
@@ -240,8 +242,15 @@ class OpenVINOEngine:
             # A process given a share of the cores: pinned, every process's threads would
             # take the same first cores (docs/operations.md).
             config |= {"INFERENCE_NUM_THREADS": self.threads, "ENABLE_CPU_PINNING": False}
-        model = self.quantized(source) if self.precision == "int8" else self.convert(source)
-        compiled = ov.Core().compile_model(model, "CPU", config)
+        int8 = self.precision == "int8"
+        model = self.quantized(source) if int8 else self.convert(source)
+        weights = self._cached(source.role, source.weight_files, int8).with_suffix(".bin")
+        # The plugin repacks the mapped weights at the first inference, then computes from
+        # its own copy: the mapped pages are let go meanwhile (facestream/mapped_pages.py).
+        with releasing_mapped_pages(weights):
+            compiled = ov.Core().compile_model(model, "CPU", config)
+            del model
+            _run_once(compiled)
 
         def forward(batch: np.ndarray) -> list[np.ndarray]:
             # One infer request per call: a request is not safe to share between the
@@ -250,6 +259,17 @@ class OpenVINOEngine:
             return _output_list(list(outputs.values()), len(batch))
 
         return forward
+
+
+def _run_once(compiled: Any) -> None:
+    """One inference of a compiled model on zeros, one row (a dynamic batch taken as 1)."""
+    inputs = [
+        np.zeros(
+            [1 if dim.is_dynamic else dim.get_length() for dim in port.get_partial_shape()]
+        ).astype(np.float32)
+        for port in compiled.inputs
+    ]
+    compiled.create_infer_request().infer(inputs)
 
 
 def quantize(model: Any, samples: np.ndarray) -> Any:

@@ -11,6 +11,10 @@ pixels), so that alignment cannot rotate a face near the edge out of the picture
 surroundings locally (DeepFace's extract_face), so nothing is cut, but the detector sees
 different pixels and its boxes may differ by a few pixels (docs/performance.md).
 
+`locate_faces` finds faces in regions of an image (a tracker's expected faces) without
+aligning them; `crop_faces` aligns and crops the ones a caller needs, as `find_faces` would
+have.
+
 `model_input` turns a crop into the (224, 224, 3) float32 array `DeepFace.analyze` feeds
 its models: divide by 255 once, then DeepFace's own letterbox resize.
 
@@ -21,7 +25,7 @@ threads): callers serialise `find_faces`, see FaceAnalyzer.find_faces.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -35,9 +39,19 @@ SAME_FACE = 0.5
 
 
 @dataclass(frozen=True)
+class Located:
+    """Where the detector found a face, in the image's pixels (DeepFace's FacialAreaRegion),
+    and whether its eyes are to be found again at full resolution before it is aligned."""
+
+    area: object
+    refine_eyes: bool
+
+
+@dataclass(frozen=True)
 class Face:
     """One detected face: its box in the original image, the detector's confidence, and
-    the aligned BGR uint8 crop."""
+    the aligned BGR uint8 crop; a face only located (`locate_faces`) has an empty crop
+    until `crop_faces` aligns it."""
 
     x: int
     y: int
@@ -45,6 +59,10 @@ class Face:
     h: int
     confidence: float
     crop: np.ndarray
+    located: Located | None = None
+
+
+NOT_CROPPED = np.empty((0, 0, 3), np.uint8)
 
 
 def _bordered(image: np.ndarray) -> tuple[np.ndarray, int, int]:
@@ -104,9 +122,8 @@ def _detect_on_copy(image: np.ndarray, detector_backend: str, scale: float, bord
     align from the full-resolution image."""
     detected_on = _scaled(image, scale)
     detected_on, border_x, border_y = _bordered(detected_on) if bordered else (detected_on, 0, 0)
-    return _aligned(
-        image, detector_backend, detected_on, scale, -border_x / scale, -border_y / scale
-    )
+    found = _located(detector_backend, detected_on, scale, -border_x / scale, -border_y / scale)
+    return [_crop(image, detector_backend, located) for located in found]
 
 
 def _scaled(image: np.ndarray, scale: float) -> np.ndarray:
@@ -117,16 +134,11 @@ def _scaled(image: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def _aligned(
-    image: np.ndarray,
-    detector_backend: str,
-    detected_on: np.ndarray,
-    scale: float,
-    origin_x: float,
-    origin_y: float,
-) -> list:
-    """Detect in `detected_on` (a part of `image` starting at (origin_x, origin_y), scaled
-    by `scale`); each face cropped and aligned from `image` itself."""
+def _located(
+    detector_backend: str, detected_on: np.ndarray, scale: float, origin_x: float, origin_y: float
+) -> list[Located]:
+    """The faces the detector finds in `detected_on` (a part of an image starting at
+    (origin_x, origin_y), scaled by `scale`), in the image's pixels."""
     detector = deepface_internals.build_detector(detector_backend)
 
     def to_full(point: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -134,43 +146,48 @@ def _aligned(
             return None
         return (round(point[0] / scale + origin_x), round(point[1] / scale + origin_y))
 
-    faces = []
-    for area in deepface_internals.detect_areas(detector, detected_on):
-        box = (
-            round(area.x / scale + origin_x),
-            round(area.y / scale + origin_y),
-            round(area.w / scale),
-            round(area.h / scale),
-        )
-        eyes = (to_full(area.left_eye), to_full(area.right_eye))
-        if scale != 1:
-            # Eyes found on the scaled face are a few pixels off, and the alignment turns
+    return [
+        Located(
+            deepface_internals.facial_area(
+                round(area.x / scale + origin_x),
+                round(area.y / scale + origin_y),
+                round(area.w / scale),
+                round(area.h / scale),
+                left_eye=to_full(area.left_eye),
+                right_eye=to_full(area.right_eye),
+                confidence=area.confidence,
+                nose=to_full(area.nose),
+                mouth_left=to_full(area.mouth_left),
+                mouth_right=to_full(area.mouth_right),
+            ),
+            # Eyes found on a scaled face are a few pixels off, and the alignment turns
             # the face by them: found again at full resolution, the crop is the one a
             # full-size detection makes.
-            eyes = _eyes_at_full_size(image, detector, box) or eyes
-        full_area = deepface_internals.facial_area(
-            *box,
-            left_eye=eyes[0],
-            right_eye=eyes[1],
-            confidence=area.confidence,
-            nose=to_full(area.nose),
-            mouth_left=to_full(area.mouth_left),
-            mouth_right=to_full(area.mouth_right),
+            refine_eyes=scale != 1,
         )
-        # No border on the full image: extract_face pads the face's surroundings itself,
-        # and a bordered copy of a 14 Mpx image would cost ~170 MB.
-        faces.append(
-            deepface_internals.extract_face(
-                area=full_area,
-                img=image,
-                align=True,
-                expand_percentage=0,
-                width_border=0,
-                height_border=0,
-                detector_backend=detector_backend,
-            )
-        )
-    return faces
+        for area in deepface_internals.detect_areas(detector, detected_on)
+    ]
+
+
+def _crop(image: np.ndarray, detector_backend: str, located: Located) -> object:
+    """A located face aligned and cropped from `image`: DeepFace's DetectedFace."""
+    area = located.area
+    if located.refine_eyes:
+        detector = deepface_internals.build_detector(detector_backend)
+        eyes = _eyes_at_full_size(image, detector, _box_of(area))
+        if eyes is not None:
+            area = replace(area, left_eye=eyes[0], right_eye=eyes[1])  # type: ignore[type-var]
+    # No border on the full image: extract_face pads the face's surroundings itself,
+    # and a bordered copy of a 14 Mpx image would cost ~170 MB.
+    return deepface_internals.extract_face(
+        area=area,
+        img=image,
+        align=True,
+        expand_percentage=0,
+        width_border=0,
+        height_border=0,
+        detector_backend=detector_backend,
+    )
 
 
 def _eyes_at_full_size(
@@ -190,28 +207,50 @@ def _eyes_at_full_size(
     )
 
 
-def _detect_in_regions(
+def _located_in_regions(
     image: np.ndarray, detector_backend: str, regions: Sequence[Region], bordered: bool
-) -> list:
+) -> list[Located]:
     """Detect in each region at its scale; a face found in two overlapping regions is kept
     once (the first region's)."""
-    faces: list = []
+    faces: list[Located] = []
     for region in regions:
         pixels, left, top = _region_pixels(image, region, bordered)
         if pixels.size == 0:
             continue
-        found = _aligned(
-            image, detector_backend, _scaled(pixels, region.scale), region.scale, left, top
-        )
-        for face in found:
-            box = _box_of(face.facial_area)
-            if all(box_overlap(box, _box_of(kept.facial_area)) < SAME_FACE for kept in faces):
+        scaled = _scaled(pixels, region.scale)
+        for face in _located(detector_backend, scaled, region.scale, left, top):
+            box = _box_of(face.area)
+            if all(box_overlap(box, _box_of(kept.area)) < SAME_FACE for kept in faces):
                 faces.append(face)
     return faces
 
 
 def _box_of(area: object) -> tuple[int, int, int, int]:
     return (int(area.x), int(area.y), int(area.w), int(area.h))  # type: ignore[attr-defined]
+
+
+def _face(
+    area: object, crop: np.ndarray, width: int, height: int, located: Located | None = None
+) -> Face:
+    """A Face of a detector's area in a `width` x `height` image, with the same clipping
+    and rounding as DeepFace's extract_faces."""
+    x, y, w, h = _box_of(area)
+    x, y = max(0, x), max(0, y)
+    return Face(
+        x=x,
+        y=y,
+        w=min(width - x - 1, w),
+        h=min(height - y - 1, h),
+        confidence=round(float(area.confidence or 0), 2),  # type: ignore[attr-defined]
+        crop=crop,
+        located=located,
+    )
+
+
+def _in_reading_order(faces: list[Face]) -> list[Face]:
+    # OpenCV's cascade detector runs in parallel and returns the same faces in a varying
+    # order (3 calls in 60 on the crowd photo); sorting makes one image give one result.
+    return sorted(faces, key=lambda face: (face.x, face.y, face.w, face.h))
 
 
 def find_faces(
@@ -231,8 +270,10 @@ def find_faces(
     """
     height, width = image.shape[:2]
     if regions is not None and detector_backend != "skip":
-        detected = _detect_in_regions(image, detector_backend, regions, bordered)
-    elif detector_backend == "skip":
+        return crop_faces(
+            image, detector_backend, locate_faces(image, detector_backend, regions, bordered)
+        )
+    if detector_backend == "skip":
         whole = deepface_internals.facial_area(x=0, y=0, w=width, h=height)
         detected = [deepface_internals.detected_face(img=image, area=whole, confidence=0)]
     elif detection_max_side and max(height, width) > detection_max_side:
@@ -245,26 +286,49 @@ def find_faces(
         detected = deepface_internals.detect_faces(
             detector_backend=detector_backend, img=image, align=True, expand_percentage=0
         )
-    faces = []
-    for face in detected:
-        if face.img.shape[0] == 0 or face.img.shape[1] == 0:
-            continue
-        # The same clipping and rounding as DeepFace's extract_faces.
-        area = face.facial_area
-        x, y = max(0, int(area.x)), max(0, int(area.y))
-        faces.append(
-            Face(
-                x=x,
-                y=y,
-                w=min(width - x - 1, int(area.w)),
-                h=min(height - y - 1, int(area.h)),
-                confidence=round(float(area.confidence or 0), 2),
-                crop=face.img,
-            )
-        )
-    # OpenCV's cascade detector runs in parallel and returns the same faces in a varying
-    # order (3 calls in 60 on the crowd photo); sorting makes one image give one result.
-    return sorted(faces, key=lambda face: (face.x, face.y, face.w, face.h))
+    return _in_reading_order(
+        [
+            _face(face.facial_area, face.img, width, height)
+            for face in detected
+            if face.img.shape[0] > 0 and face.img.shape[1] > 0
+        ]
+    )
+
+
+def locate_faces(
+    image: np.ndarray, detector_backend: str, regions: Sequence[Region], bordered: bool = True
+) -> list[Face]:
+    """The faces `find_faces(..., regions=regions)` finds, with its boxes and in its order,
+    not yet aligned: each with an empty crop and where it was found, so that `crop_faces`
+    crops only the ones needed (a tracker analyses few of the faces it follows). With
+    detector `skip`, the whole image, cropped. Not thread-safe."""
+    if detector_backend == "skip":
+        return find_faces(image, detector_backend, 0, bordered)
+    height, width = image.shape[:2]
+    return _in_reading_order(
+        [
+            _face(located.area, NOT_CROPPED, width, height, located)
+            for located in _located_in_regions(image, detector_backend, regions, bordered)
+            if _inside(_box_of(located.area), width, height)
+        ]
+    )
+
+
+def _inside(box: tuple[int, int, int, int], width: int, height: int) -> bool:
+    """Whether some of the box is inside the image (else DeepFace's crop of it is empty)."""
+    x, y, w, h = box
+    return x < width and y < height and x + w > 0 and y + h > 0
+
+
+def crop_faces(image: np.ndarray, detector_backend: str, faces: Sequence[Face]) -> list[Face]:
+    """Each face of `locate_faces` aligned and cropped from `image`, as `find_faces` does;
+    faces already cropped stay as they are. Not thread-safe."""
+    return [
+        face
+        if face.located is None
+        else replace(face, crop=_crop(image, detector_backend, face.located).img, located=None)
+        for face in faces
+    ]
 
 
 def face_crops(image: np.ndarray, detector_backend: str) -> list[bytes]:

@@ -147,6 +147,21 @@ def test_build_architecture_neither_fetches_nor_loads_weights_and_restores_deepf
     assert weight_utils.load_model_weights is load, "weight loading not restored"
 
 
+def test_the_emotion_grey_face_is_deepfaces_own_preprocessing():
+    # facestream writes DeepFace's emotion preprocessing out (no model object, no
+    # TensorFlow in a process whose emotion model is converted); it must stay DeepFace's.
+    emotion_class = deepface_internals.model_class("Emotion")
+    rng = np.random.default_rng(7)
+    for face in (
+        rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+        rng.random((224, 224, 3)).astype(np.float32),  # a model input: divided by 255
+    ):
+        ours = deepface_internals.emotion_grey_face(face)
+        theirs = emotion_class._preprocess_image(None, img=face)
+        assert ours.shape == (48, 48) and ours.dtype == theirs.dtype
+        assert np.array_equal(ours, theirs), moved(f"{emotion_class.__name__}._preprocess_image")
+
+
 @pytest.mark.model_process
 def test_vgg_faces_architecture_is_the_whole_network_its_weight_file_holds():
     # vgg_face_weights.h5 is loaded into VGGFace.base_model() (fc8, 2622 classes, included);

@@ -6,11 +6,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facestream.faces import Face, Region, face_crops, find_faces, model_input
+from facestream.faces import (
+    Face,
+    Region,
+    crop_faces,
+    face_crops,
+    find_faces,
+    locate_faces,
+    model_input,
+)
 from facestream.images import decode_image
 from tests.photos import LARGE, SINGLE_FACE, TWO_FACES, WITH_FACES
 
 MIB = 1024 * 1024
+
+
+def box(face: Face) -> tuple[int, int, int, int]:
+    return (face.x, face.y, face.w, face.h)
 
 
 def iou(a: Face, b: Face) -> float:
@@ -156,6 +168,13 @@ def test_a_search_around_known_faces_finds_them_at_a_small_scale(analyzer, monke
         for face in around:
             assert max(iou(face, other) for other in whole) >= 0.7
             assert face.crop.shape[0] >= 0.8 * face.h  # cropped from the full picture
+        # Located only, the same faces without crops; cropped later, the same crops.
+        located = locate_faces(picture, "opencv", regions, bordered)
+        assert [box(face) for face in located] == [box(face) for face in around]
+        assert all(face.crop.size == 0 and face.located for face in located)
+        cropped = crop_faces(picture, "opencv", located)
+        for late, found in zip(cropped, around, strict=True):
+            assert late.located is None and np.array_equal(late.crop, found.crop)
     # A region wholly outside the picture finds nothing; one reaching past its edge is cut
     # there (or, bordered, filled black as DeepFace's bordered copy is).
     assert find_faces(picture, "opencv", 0, bordered, [Region(700, 500, 50, 50)]) == []

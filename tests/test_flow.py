@@ -6,6 +6,7 @@ the real flow with the real models runs in tests/test_dataflow_e2e.py)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import bytewax.operators as op
@@ -25,7 +26,7 @@ from di.dataflow_root import bind_steps
 from di.settings import DataflowProcessSettings
 from facestream.analyzer import FaceAttributes
 from facestream.attempts import AttemptLog
-from facestream.faces import Face
+from facestream.faces import NOT_CROPPED, Face, Located
 from facestream.gallery_store import GalleryStore
 from facestream.kafka_records import image_submitted
 from facestream.requests import RequestLimits
@@ -43,14 +44,30 @@ class StandInModels:
     synthetic_weights = True
     actions = ("age", "gender", "embedding")
 
-    def find_faces(
-        self, image: np.ndarray, _detector: str, _max_side: int, _regions: object = None
-    ) -> list[Face]:
+    def find_faces(self, image: np.ndarray, _detector: str, _max_side: int) -> list[Face]:
         if image.std() == 0:
             return []
         height, width = image.shape[:2]
         crop = image[: height // 2, : width // 2]
         return [Face(x=0, y=0, w=width // 2, h=height // 2, confidence=0.9, crop=crop)]
+
+    def locate_faces(self, image: np.ndarray, detector: str, _regions: object) -> list[Face]:
+        """find_faces' faces, not yet cropped."""
+        located = Located(area=None, refine_eyes=False)
+        return [
+            replace(face, crop=NOT_CROPPED, located=located)
+            for face in self.find_faces(image, detector, 0)
+        ]
+
+    def crop_faces(self, image: np.ndarray, _detector: str, faces: list[Face]) -> list[Face]:
+        return [
+            replace(
+                face, crop=image[face.y : face.y + face.h, face.x : face.x + face.w], located=None
+            )
+            if face.located
+            else face
+            for face in faces
+        ]
 
     def describe(self, inputs: np.ndarray, actions: tuple[str, ...]) -> list[FaceAttributes]:
         gender = {"Woman": 90.0, "Man": 10.0}

@@ -10,14 +10,17 @@ import signal
 from dataclasses import replace
 from functools import partial
 
+import cv2
 import numpy as np
 import pytest
 from bytewax.connectors.kafka import KafkaSourceMessage
 
 from dataflow.items import AnalyzedFace, DeadLetter, FaceJob, ImageJob, ImageProgress
 from dataflow.steps import (
+    NOT_CROPPED_PROBLEM,
     analyze_faces,
     crash_on_request,
+    crop_located_faces,
     dead_letter_out,
     extract_faces,
     extract_faces_with_quarantine,
@@ -27,7 +30,7 @@ from dataflow.steps import (
     result_record_out,
 )
 from facestream.attempts import AttemptLog
-from facestream.faces import Face
+from facestream.faces import NOT_CROPPED, Face, Region, find_faces
 from facestream.kafka_records import Status, image_submitted
 from facestream.models import ATTRIBUTE_ACTIONS
 from facestream.requests import RequestLimits
@@ -183,6 +186,29 @@ def test_extract_faces_gives_one_job_per_face(analyzer, public_photos):
     pickle.loads(pickle.dumps(faces[0]))  # crosses workers
 
 
+@pytest.mark.model_process
+@pytest.mark.models
+def test_faces_found_in_regions_are_located_and_only_those_given_are_cropped(
+    analyzer, public_photos
+):
+    image = job((public_photos / TWO_FACES).read_bytes())
+    whole = extract_faces(image, analyzer, LIMITS, LOG, detection_max_side=SIDE)
+    regions = [
+        Region(f.face.x - f.face.w // 2, f.face.y - f.face.h // 2, 2 * f.face.w, 2 * f.face.h)
+        for f in whole
+    ]
+    located = extract_faces(image, analyzer, LIMITS, LOG, detection_max_side=SIDE, regions=regions)
+    assert len(located) == len(whole) == 2
+    assert all(f.face.crop.size == 0 and f.face.located for f in located)
+    pickle.loads(pickle.dumps(located[0]))  # crosses workers
+    [cropped] = crop_located_faces(image, located[1:], analyzer, LIMITS, LOG)
+    picture = cv2.imdecode(np.frombuffer(image.image, np.uint8), cv2.IMREAD_COLOR)
+    [_, found] = find_faces(picture, "opencv", 0, analyzer.bordered_detection, regions)
+    assert cropped.index == 1 and cropped.face.located is None
+    assert np.array_equal(cropped.face.crop, found.crop)
+    assert located[0].face.crop.size == 0  # the face not given stays uncropped
+
+
 @pytest.mark.models
 @pytest.mark.parametrize(
     ("image", "status", "code"),
@@ -227,7 +253,7 @@ class BrokenDetector:
     actions = ("emotion",)
     synthetic_weights = True
 
-    def find_faces(self, image, detector_backend, detection_max_side, regions=None):
+    def find_faces(self, image, detector_backend, detection_max_side):
         raise RuntimeError("detector exploded")
 
 
@@ -442,6 +468,18 @@ def test_a_failing_batch_fails_only_its_faces(analyzer):
     errors = {a.image.request_id: a.error for a in analyzed}
     assert errors["r-1"] is None
     assert errors["r-2"][0] == "analyze.failed" and "model exploded" in errors["r-2"][1]
+
+
+@pytest.mark.model_process
+@pytest.mark.models
+def test_a_face_without_a_crop_fails_alone(analyzer):
+    counting = CountingAnalyzer(analyzer)
+    jobs = face_jobs(3)
+    jobs[1] = replace(jobs[1], face=replace(jobs[1].face, crop=NOT_CROPPED))
+    analyzed = analyze_faces(jobs, counting.describe, batch_size=4, logger=LOG)
+    errors = {a.index: a.error for a in analyzed}
+    assert errors == {0: None, 1: NOT_CROPPED_PROBLEM, 2: None}
+    assert counting.calls == [(2, ("age", "gender", "emotion", "race"))]
 
 
 # gather_results

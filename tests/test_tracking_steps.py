@@ -347,7 +347,14 @@ def test_the_tracker_detects_an_undetected_frame_in_its_turn_where_its_tracks_ar
         asked.append((job.frame.sequence, regions))
         return list(frame(job.frame.sequence, [FACE_A]).faces)
 
-    detection = FrameDetection(detect, whole_frame_every_ms=600)
+    cropped: list[int] = []
+    aligned = np.ones((2, 2, 3))
+
+    def crop(job: ImageJob, faces):
+        cropped.append(job.frame.sequence)
+        return [replace(face, face=replace(face.face, crop=aligned)) for face in faces]
+
+    detection = FrameDetection(detect, whole_frame_every_ms=600, crop=crop)
     logic = TrackFaces(None, TRACKING, clock=lambda: 0.0, detection=detection)
     undetected = {
         n: extract_stream_frame(job_of(frame(n, [])), extract=None, tracker_detects=True)[0]
@@ -366,6 +373,8 @@ def test_the_tracker_detects_an_undetected_frame_in_its_turn_where_its_tracks_ar
     assert [p.frame.sequence for p in plans] == [0, 1, 2, 3, 4]
     assert [f.decision.track_id for p in plans for f in p.faces] == ["t1"] * 5
     assert [j.image.frame.sequence for j in jobs] == [0]  # analysed once, then carried
+    # Only the face analysed is cropped, from its own frame; the carried ones never are.
+    assert cropped == [0] and jobs[0].face.crop is aligned
     # A frame whose turn passed is searched whole and answered untracked.
     late, _ = logic.on_item(undetected[2])
     assert asked[-1] == (2, None) and [type(item) for item in late] == [FaceJob]
@@ -374,7 +383,9 @@ def test_the_tracker_detects_an_undetected_frame_in_its_turn_where_its_tracks_ar
 def test_a_poison_frame_detected_by_the_tracker_gives_its_finished_frame_and_dead_letter():
     item = frame(0, [])
     poisoned = quarantine(job_of(item), 3, 3, logging.getLogger("test"))
-    detection = FrameDetection(lambda _job, _regions: poisoned, whole_frame_every_ms=600)
+    detection = FrameDetection(
+        lambda _job, _regions: poisoned, whole_frame_every_ms=600, crop=lambda _job, faces: faces
+    )
     logic = TrackFaces(None, TRACKING, clock=lambda: 0.0, detection=detection)
     undetected = extract_stream_frame(job_of(item), extract=None, tracker_detects=True)[0]
     out, _ = logic.on_item(undetected)
