@@ -18,11 +18,11 @@ BOUNDARY = b"frame"
 
 @contextmanager
 def mjpeg_stream(
-    frames: Sequence[np.ndarray], fps: float, count: int | None = None
+    frames: Sequence[np.ndarray], fps: float, count: int | None = None, first: int = 0
 ) -> Iterator[str]:
     """An HTTP MJPEG stream (multipart/x-mixed-replace) of `count` frames cycling through
-    `frames` at `fps` (None: without end), after which the server closes the connection
-    (the stream breaks); its URL. The server stops on the way out."""
+    `frames` from frame `first` at `fps` (None: without end), after which the server closes
+    the connection (the stream breaks); its URL. The server stops on the way out."""
     encoded = [cv2.imencode(".jpg", frame)[1].tobytes() for frame in frames]
 
     class Camera(BaseHTTPRequestHandler):
@@ -38,7 +38,7 @@ def mjpeg_stream(
                 delay = started + index / fps - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                data = encoded[index % len(encoded)]
+                data = encoded[(first + index) % len(encoded)]
                 part = (
                     b"--"
                     + BOUNDARY
@@ -79,13 +79,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fps", type=float, default=5.0)
     parser.add_argument("--size", default="640x480", help="WIDTHxHEIGHT")
     parser.add_argument("--seconds", type=float, default=10.0, help="the loop's length")
+    parser.add_argument(
+        "--start", type=float, default=0.0, help="seconds into the loop where it begins"
+    )
     args = parser.parse_args(argv)
     width, height = (int(side) for side in args.size.split("x"))
     loop = round(args.seconds * args.fps)
     pictures = [frame for frame, _boxes in demo_frames(loop, (width, height))]
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with mjpeg_stream(pictures, args.fps) as url:
+    with mjpeg_stream(pictures, args.fps, first=round(args.start * args.fps)) as url:
         print(url, flush=True)
         with suppress(KeyboardInterrupt):
             stop.wait()

@@ -141,6 +141,10 @@ def system_pids(system: LocalSystem) -> dict[str, list[int]]:
     return pids
 
 
+# The composed video each camera serves in a loop, seconds.
+CAMERA_LOOP_S = 10.0
+
+
 def camera_step(system: LocalSystem, cameras: int, seconds: float = STEP_SECONDS) -> dict[str, Any]:
     """Measure one step: `cameras` cameras and their clients against `system`."""
     env = child_environment()
@@ -148,9 +152,13 @@ def camera_step(system: LocalSystem, cameras: int, seconds: float = STEP_SECONDS
     with ExitStack() as stack:
         servers = []
         for index in range(cameras):
+            # Cameras are not in step: each begins the loop at its own place, as independent
+            # feeds do (in step, every camera's people would come and go at once).
+            start = index * CAMERA_LOOP_S / cameras
+            loop = ["--fps", str(VIDEO_FPS), "--seconds", str(CAMERA_LOOP_S)]
             camera = ChildProcess(
                 f"camera-{index}",
-                [*python, "apps.mjpeg_camera", "--fps", str(VIDEO_FPS)],
+                [*python, "apps.mjpeg_camera", *loop, "--start", f"{start:.1f}"],
                 env,
                 PROJECT_ROOT,
                 separate_errors=True,
