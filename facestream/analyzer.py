@@ -175,17 +175,11 @@ class FaceAnalyzer:
         image: np.ndarray,
         detector_backend: str,
         detection_max_side: int,
-        regions: Sequence[Region] | None = None,
     ) -> list[Face]:
         """`faces.find_faces` on the detection thread, one image at a time (DeepFace's
         detectors are not thread-safe), never while the models run."""
         return self._detect(
-            find_faces,
-            image,
-            detector_backend,
-            detection_max_side,
-            self.bordered_detection,
-            regions,
+            find_faces, image, detector_backend, detection_max_side, self.bordered_detection
         )
 
     def locate_faces(
