@@ -177,13 +177,15 @@ def extract_faces(
     logger: logging.Logger,
     *,
     detection_max_side: int,
+    locate: bool = False,
     regions: Sequence[Region] | None = None,
 ) -> list[FaceJob] | list[records_pb2.AnalysisResult]:
     """Decode the image and find its faces (images larger than `detection_max_side` are
-    searched at that size, 0: never scaled; only in `regions` when given, the tracker's
-    expected faces, and then only located: `crop_located_faces` crops the ones the tracker
-    analyses): one FaceJob per face, or, when the image is invalid, has no face or
-    detection fails, its finished AnalysisResult. A frame the gRPC front refused is
+    searched at that size, 0: never scaled): one FaceJob per face, or, when the image is
+    invalid, has no face or detection fails, its finished AnalysisResult. With `locate`
+    (the tracker's search) faces are only located, in `regions` (the tracker's expected
+    faces) or, when None, in the whole frame as fast mode searches it: `crop_located_faces`
+    crops the ones the tracker analyses. A frame the gRPC front refused is
     answered with the front's refusal."""
     if job.refusal is not None:
         return finished_image(
@@ -203,9 +205,9 @@ def extract_faces(
     decoded = time.time()
     try:
         faces = (
-            analyzer.find_faces(image, detector, detection_max_side)
-            if regions is None
-            else analyzer.locate_faces(image, detector, regions)
+            analyzer.locate_faces(image, detector, regions, detection_max_side)
+            if locate
+            else analyzer.find_faces(image, detector, detection_max_side)
         )
     except Exception as error:  # a detector failure fails this image, not the worker
         problem = detect_failure(job, error, logger)

@@ -115,14 +115,18 @@ def bind_steps(
     )
     crash_prefix = settings.dataflow.failpoint_crash_on
 
-    def extract_in(regions: Sequence[Region] | None) -> Callable[[ImageJob], list[Extracted]]:
-        """Extraction (in `regions` only, when given), counted in the attempt log."""
+    def extract_in(
+        regions: Sequence[Region] | None, locate: bool
+    ) -> Callable[[ImageJob], list[Extracted]]:
+        """Extraction (faces only located, in `regions` or the whole frame, for the
+        tracker: `locate`), counted in the attempt log."""
         extract = partial(
             extract_faces,
             analyzer=analyzer,
             limits=limits,
             logger=logger,
             detection_max_side=settings.analysis.detection_max_side,
+            locate=locate,
             regions=regions,
         )
         if crash_prefix:
@@ -132,9 +136,9 @@ def bind_steps(
         )
 
     def detect(job: ImageJob, regions: Sequence[Region] | None) -> list[Extracted]:
-        return extract_in(regions)(job)
+        return extract_in(regions, locate=True)(job)
 
-    extract_counted = extract_in(None)
+    extract_counted = extract_in(None, locate=False)
     tracking = settings.tracking
     whole_frame_every_ms = round(tracking.tracking_whole_frame_every * 1000)
     crop = partial(crop_located_faces, analyzer=analyzer, limits=limits, logger=logger)

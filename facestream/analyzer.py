@@ -183,10 +183,22 @@ class FaceAnalyzer:
         )
 
     def locate_faces(
-        self, image: np.ndarray, detector_backend: str, regions: Sequence[Region]
+        self,
+        image: np.ndarray,
+        detector_backend: str,
+        regions: Sequence[Region] | None,
+        detection_max_side: int = 0,
     ) -> list[Face]:
-        """`faces.locate_faces` (found in `regions`, not yet cropped), as `find_faces` runs."""
-        return self._detect(locate_faces, image, detector_backend, regions, self.bordered_detection)
+        """`faces.locate_faces` (found in `regions`, or None: the whole image; not yet
+        cropped), as `find_faces` runs."""
+        return self._detect(
+            locate_faces,
+            image,
+            detector_backend,
+            regions,
+            self.bordered_detection,
+            detection_max_side,
+        )
 
     def crop_faces(
         self, image: np.ndarray, detector_backend: str, faces: Sequence[Face]

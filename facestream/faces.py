@@ -11,9 +11,9 @@ pixels), so that alignment cannot rotate a face near the edge out of the picture
 surroundings locally (DeepFace's extract_face), so nothing is cut, but the detector sees
 different pixels and its boxes may differ by a few pixels (docs/performance.md).
 
-`locate_faces` finds faces in regions of an image (a tracker's expected faces) without
-aligning them; `crop_faces` aligns and crops the ones a caller needs, as `find_faces` would
-have.
+`locate_faces` finds faces in regions of an image (a tracker's expected faces), or in the
+whole image without DeepFace's border (fast mode), without aligning them; `crop_faces`
+aligns and crops the ones a caller needs, as `find_faces` would have.
 
 `model_input` turns a crop into the (224, 224, 3) float32 array `DeepFace.analyze` feeds
 its models: divide by 255 once, then DeepFace's own letterbox resize.
@@ -296,19 +296,33 @@ def find_faces(
 
 
 def locate_faces(
-    image: np.ndarray, detector_backend: str, regions: Sequence[Region], bordered: bool = True
+    image: np.ndarray,
+    detector_backend: str,
+    regions: Sequence[Region] | None,
+    bordered: bool = True,
+    detection_max_side: int = 0,
 ) -> list[Face]:
     """The faces `find_faces(..., regions=regions)` finds, with its boxes and in its order,
     not yet aligned: each with an empty crop and where it was found, so that `crop_faces`
-    crops only the ones needed (a tracker analyses few of the faces it follows). With
-    detector `skip`, the whole image, cropped. Not thread-safe."""
-    if detector_backend == "skip":
-        return find_faces(image, detector_backend, 0, bordered)
+    crops only the ones needed (a tracker analyses few of the faces it follows).
+
+    `regions` None searches the whole image as `find_faces` does (downscaled to
+    `detection_max_side`, 0: never). Its faces come cropped where DeepFace's own detection
+    finds them (`bordered`: it aligns them on its bordered copy) and with detector `skip`.
+    Not thread-safe."""
+    if detector_backend == "skip" or (regions is None and bordered):
+        return find_faces(image, detector_backend, detection_max_side, bordered)
     height, width = image.shape[:2]
+    if regions is None:
+        side = max(height, width)
+        scale = detection_max_side / side if detection_max_side and side > detection_max_side else 1
+        found = _located(detector_backend, _scaled(image, scale), scale, 0, 0)
+    else:
+        found = _located_in_regions(image, detector_backend, regions, bordered)
     return _in_reading_order(
         [
             _face(located.area, NOT_CROPPED, width, height, located)
-            for located in _located_in_regions(image, detector_backend, regions, bordered)
+            for located in found
             if _inside(_box_of(located.area), width, height)
         ]
     )

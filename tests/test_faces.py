@@ -180,3 +180,25 @@ def test_a_search_around_known_faces_finds_them_at_a_small_scale(analyzer, monke
     assert find_faces(picture, "opencv", 0, bordered, [Region(700, 500, 50, 50)]) == []
     edge = find_faces(picture, "opencv", 0, bordered, [Region(-40, -40, 120, 120, 0.5)])
     assert all(face.x >= 0 and face.y >= 0 for face in edge)
+
+
+@pytest.mark.model_process
+@pytest.mark.models
+@pytest.mark.parametrize("max_side", [0, 1024])
+@pytest.mark.parametrize("bordered", [False, True])
+def test_the_whole_image_located_gives_find_faces_faces_and_crops(
+    public_photos, monkeypatch, max_side, bordered
+):
+    image = load(public_photos, LARGE)
+    found = find_faces(image, "opencv", max_side, bordered)
+    detector_inputs = record_detector_inputs(monkeypatch)
+    located = locate_faces(image, "opencv", None, bordered, detection_max_side=max_side)
+    side = max_side or max(image.shape[:2])
+    # Without the border, on the image itself: a quarter of the pixels.
+    assert max(detector_inputs[0][:2]) == (2 * side if bordered else side)
+    assert len(found) > 0
+    assert [(*box(f), f.confidence) for f in located] == [(*box(f), f.confidence) for f in found]
+    # Fast mode's faces are only located; DeepFace's own detection aligns on its bordered copy.
+    assert all((face.crop.size == 0) != bordered for face in located)
+    cropped = crop_faces(image, "opencv", located)
+    assert all(np.array_equal(a.crop, b.crop) for a, b in zip(cropped, found, strict=True))

@@ -51,7 +51,9 @@ class StandInModels:
         crop = image[: height // 2, : width // 2]
         return [Face(x=0, y=0, w=width // 2, h=height // 2, confidence=0.9, crop=crop)]
 
-    def locate_faces(self, image: np.ndarray, detector: str, _regions: object) -> list[Face]:
+    def locate_faces(
+        self, image: np.ndarray, detector: str, _regions: object, _max_side: int = 0
+    ) -> list[Face]:
         """find_faces' faces, not yet cropped."""
         located = Located(area=None, refine_eyes=False)
         return [

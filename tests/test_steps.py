@@ -197,7 +197,9 @@ def test_faces_found_in_regions_are_located_and_only_those_given_are_cropped(
         Region(f.face.x - f.face.w // 2, f.face.y - f.face.h // 2, 2 * f.face.w, 2 * f.face.h)
         for f in whole
     ]
-    located = extract_faces(image, analyzer, LIMITS, LOG, detection_max_side=SIDE, regions=regions)
+    located = extract_faces(
+        image, analyzer, LIMITS, LOG, detection_max_side=SIDE, locate=True, regions=regions
+    )
     assert len(located) == len(whole) == 2
     assert all(f.face.crop.size == 0 and f.face.located for f in located)
     pickle.loads(pickle.dumps(located[0]))  # crosses workers
@@ -207,6 +209,16 @@ def test_faces_found_in_regions_are_located_and_only_those_given_are_cropped(
     assert cropped.index == 1 and cropped.face.located is None
     assert np.array_equal(cropped.face.crop, found.crop)
     assert located[0].face.crop.size == 0  # the face not given stays uncropped
+    # In the whole frame (the tracker's whole-frame search): find_faces' faces, only located
+    # in fast mode.
+    in_whole = extract_faces(image, analyzer, LIMITS, LOG, detection_max_side=SIDE, locate=True)
+    assert all((f.face.crop.size == 0) == (not analyzer.bordered_detection) for f in in_whole)
+    expected = find_faces(picture, "opencv", SIDE, analyzer.bordered_detection)
+    cropped_whole = analyzer.crop_faces(picture, "opencv", [f.face for f in in_whole])
+    assert len(cropped_whole) == len(expected) == 2
+    for late, found in zip(cropped_whole, expected, strict=True):
+        assert (late.x, late.y, late.w, late.h) == (found.x, found.y, found.w, found.h)
+        assert np.array_equal(late.crop, found.crop)
 
 
 @pytest.mark.models
