@@ -23,7 +23,7 @@ import numpy as np
 
 from apps.launch import PROJECT_ROOT, QUIET, cluster_args
 from apps.mjpeg_camera import mjpeg_stream
-from apps.processes import WorkerProcess, memory_mb
+from apps.processes import memory_mb
 from bench import RESULTS
 from bench.load import LoadRun, median_run, offer, saturate
 from bench.machine import peak_gflops
@@ -63,6 +63,7 @@ from facestream.faces import face_crops
 from facestream.models import ACTION_MODELS
 from facestream.shared_trunk import VGG_ATTRIBUTES, SharedTrunk
 from facestream.v1 import records_pb2
+from facestream.worker_process import WorkerProcess
 
 SHAPE_LABELS = {"w1": "-w 1", "w2": "-w 2", "p2": "2 processes x -w 1", "w4": "-w 4"}
 # VGG-16's convolutional trunk at 224x224: 15.5 G multiply-adds per face.

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apps.processes import WorkerProcess
 from di import Settings
 from facestream.models import (
     ACTION_MODELS,
@@ -33,6 +32,7 @@ from facestream.models import (
     check_weights,
     synthesize_weights,
 )
+from facestream.worker_process import WorkerProcess
 
 
 class SectionSkippedError(RuntimeError):

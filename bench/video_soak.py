@@ -33,12 +33,13 @@ from apps.broker import free_port
 from apps.demo_video import demo_frames
 from apps.launch import PROJECT_ROOT
 from apps.mjpeg_camera import mjpeg_stream
-from apps.processes import ChildProcess, process_alive, wait_until
+from apps.processes import ChildProcess, wait_until
 from apps.up import broker_use
 from bench import RESULTS
 from bench.machine import describe_machine
 from di import child_environment, load_settings
 from facestream.models import synthetic_deepface_home
+from facestream.worker_process import process_alive
 
 CHILD_LINE = re.compile(r"^(broker|galleries|dataflow|grpc-server): .*\(pid (\d+)", re.MULTILINE)
 MB = 1024 * 1024

@@ -38,6 +38,27 @@ def deepface_model(action: str) -> Any:
     return deepface_internals.build_model(ACTION_MODELS[action].model_name)
 
 
+def keras_model(action: str) -> Any:
+    """The Keras model of DeepFace's model for `action` (deepface_model)."""
+    return deepface_model(action).model
+
+
+def model_inputs(action: str, faces: np.ndarray) -> np.ndarray:
+    """The inputs of `action`'s model for a batch of (n, 224, 224, 3) faces."""
+    if action == "emotion":
+        # DeepFace's emotion model reads 48x48 grey faces: its own preprocessing.
+        grey = [deepface_internals.emotion_grey_face(face) for face in faces]
+        return np.expand_dims(np.array(grey), -1)
+    return faces
+
+
+def keras_source(action: str, weight_file: Path) -> ModelSource:
+    """`action`'s model as an engine's source that can cross to a child process."""
+    return ModelSource(
+        action, (weight_file,), partial(keras_model, action), partial(model_inputs, action)
+    )
+
+
 def shared_trunk_role(actions: Sequence[str]) -> str:
     """The engines' name for the shared trunk of `actions` (part of its cache key)."""
     return "shared-" + "-".join(actions)
@@ -114,6 +135,15 @@ class FaceAnalyzer:
         shared = SourceOfSharedTrunk(
             vgg, tuple(files[action] for action in vgg), self._deepface_models, engine.dense_heads
         )
+        engine.convert_ahead(
+            shared.role,
+            [keras_source(action, files[action]) for action in vgg] if len(vgg) > 1 else [],
+            [
+                keras_source(action, files[action])
+                for action in self.actions
+                if action not in vgg or len(vgg) == 1
+            ],
+        )
         if len(vgg) > 1 and engine.has_cached(shared.role, shared.weight_files):
             # Converted before from these very files, whose trunks were equal then. (When
             # one trunk differs, the conversion is cached under the sharing group's role, and
@@ -137,7 +167,7 @@ class FaceAnalyzer:
                     action,
                     (files[action],),
                     lambda action=action: self._deepface_models([action])[action].model,
-                    partial(self._model_inputs, action),
+                    partial(model_inputs, action),
                 )
             )
             for action in self.actions
@@ -247,15 +277,8 @@ class FaceAnalyzer:
             probabilities = dict(zip(self.shared_actions, self._shared_forward(faces), strict=True))
         for action in actions:
             if action not in probabilities:
-                probabilities[action] = self._forward[action](self._model_inputs(action, faces))[0]
+                probabilities[action] = self._forward[action](model_inputs(action, faces))[0]
         return probabilities
-
-    def _model_inputs(self, action: str, faces: np.ndarray) -> np.ndarray:
-        if action == "emotion":
-            # DeepFace's emotion model reads 48x48 grey faces: its own preprocessing.
-            grey = [deepface_internals.emotion_grey_face(face) for face in faces]
-            return np.expand_dims(np.array(grey), -1)
-        return faces
 
     def describe(self, faces: np.ndarray, actions: Sequence[str]) -> list[FaceAttributes]:
         """Attributes of each face, computed as `DeepFace.analyze` computes them (and the

@@ -7,12 +7,15 @@ only; which engine runs is bound at the composition root (di/container.py) from
 FACESTREAM_ENGINE and FACESTREAM_PRECISION.
 
 - `TensorFlowEngine`: the Keras model itself, called the way DeepFace calls it.
-- `OpenVINOEngine`: the Keras model converted in process by `openvino.convert_model` (no
-  other weight files), fp32 or bf16. Conversions take seconds and are cached on disk, keyed
-  by the weight files' hashes, the model's role and the versions that shape a conversion;
-  with the conversion cached, the Keras model is not even built (half the memory). int8 is
-  the fp32 conversion quantized by NNCF's post-training quantization, calibrated on a set of
-  face crops (facestream/calibration.py), and cached too, keyed by the set's digest as well.
+- `OpenVINOEngine`: the Keras model converted by `openvino.convert_model` (no other weight
+  files), fp32 or bf16. Conversions take seconds and are cached on disk, keyed by the weight
+  files' hashes, the model's role and the versions that shape a conversion; with the
+  conversion cached, the Keras model is not even built. int8 is the fp32 conversion
+  quantized by NNCF's post-training quantization, calibrated on a set of face crops
+  (facestream/calibration.py), and cached too, keyed by the set's digest as well. An
+  analyzer has its models converted ahead (`convert_ahead`) in child processes, one model
+  at a time (the shared trunk part by part: trunk_parts.py), so that its own process never
+  holds a Keras model or TensorFlow.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import numpy as np
 
 from facestream.mapped_pages import releasing_mapped_pages
+from facestream.worker_process import WorkerProcess
 
 if TYPE_CHECKING:
     from facestream.calibration import CalibrationSet
@@ -85,6 +89,15 @@ class Engine(Protocol):
         """True when this model can be loaded without building it as a Keras model."""
         ...
 
+    def convert_ahead(
+        self, shared_role: str, shared: Sequence[ModelSource], alone: Sequence[ModelSource]
+    ) -> None:
+        """Convert, before they are loaded, the models the cache lacks: the heads of
+        `shared` on the first one's trunk (as `shared_role`, when their trunks are equal)
+        and each of `alone`, each in a child process of its own. Their sources must cross
+        to a child by pickle (module-level functions and plain data)."""
+        ...
+
 
 def _output_list(outputs: Any, rows: int) -> list[np.ndarray]:
     if not isinstance(outputs, list | tuple):
@@ -105,6 +118,11 @@ class TensorFlowEngine:
 
     def has_cached(self, role: str, weight_files: Sequence[Path]) -> bool:
         return False
+
+    def convert_ahead(
+        self, shared_role: str, shared: Sequence[ModelSource], alone: Sequence[ModelSource]
+    ) -> None:
+        """Nothing to convert: TensorFlow runs the Keras models themselves."""
 
     def load(self, source: ModelSource) -> Forward:
         model = source.build()
@@ -190,6 +208,28 @@ class OpenVINOEngine:
     def has_cached(self, role: str, weight_files: Sequence[Path]) -> bool:
         return self._cached(role, weight_files, self.precision == "int8").is_file()
 
+    def convert_ahead(
+        self, shared_role: str, shared: Sequence[ModelSource], alone: Sequence[ModelSource]
+    ) -> None:
+        """Each conversion the cache lacks, in child processes: TensorFlow keeps what it
+        allocated until its process ends, and converting in this one left GBs here for
+        as long as it ran (docs/operations.md, memory)."""
+        from facestream import trunk_parts
+
+        files = tuple(path for source in shared for path in source.weight_files)
+        if len(shared) > 1 and not self.has_cached(shared_role, files):
+            trunk_parts.convert_shared_trunk(self, shared_role, shared)
+        for source in alone:
+            if not self.has_cached(source.role, source.weight_files):
+                with WorkerProcess(f"converting {source.role}") as child:
+                    child.call(_prepare, self, source)
+
+    def save_cached(
+        self, model: Any, role: str, weight_files: Sequence[Path], quantized: bool
+    ) -> None:
+        """Keep `model` in the cache as the conversion (`quantized`: int8's) of `role`."""
+        self._save(model, self._cached(role, weight_files, quantized))
+
     def _save(self, model: Any, path: Path) -> None:
         import openvino as ov
 
@@ -233,6 +273,11 @@ class OpenVINOEngine:
         del converted, model
         return ov.Core().read_model(path)
 
+    def prepare(self, source: ModelSource) -> Any:
+        """The model at this engine's precision as OpenVINO reads it, converted (and
+        quantized) first when the cache lacks it."""
+        return self.quantized(source) if self.precision == "int8" else self.convert(source)
+
     def load(self, source: ModelSource) -> Forward:
         import openvino as ov
 
@@ -243,7 +288,7 @@ class OpenVINOEngine:
             # take the same first cores (docs/operations.md).
             config |= {"INFERENCE_NUM_THREADS": self.threads, "ENABLE_CPU_PINNING": False}
         int8 = self.precision == "int8"
-        model = self.quantized(source) if int8 else self.convert(source)
+        model = self.prepare(source)
         weights = self._cached(source.role, source.weight_files, int8).with_suffix(".bin")
         # The plugin repacks the mapped weights at the first inference, then computes from
         # its own copy: the mapped pages are let go meanwhile (facestream/mapped_pages.py).
@@ -259,6 +304,11 @@ class OpenVINOEngine:
             return _output_list(list(outputs.values()), len(batch))
 
         return forward
+
+
+def _prepare(engine: OpenVINOEngine, source: ModelSource) -> None:
+    """`engine.prepare(source)` in a child process: the conversion into the cache."""
+    engine.prepare(source)
 
 
 def _run_once(compiled: Any) -> None:

@@ -13,6 +13,7 @@ the work. A model whose trunk differs from the others' (a fine-tuned file) runs 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,23 +33,31 @@ def split_trunk(model: Any) -> tuple[list[Any], list[Any]]:
     return model.layers[: pools[-1] + 1], model.layers[pools[-1] + 1 :]
 
 
+def trunk_digest(model: Any) -> str:
+    """A digest of a VGG-style Keras model's trunk, its layers' kinds and weights: two
+    trunks with equal digests hold the same layers with equal weights."""
+    digest = hashlib.sha256()
+    for layer in split_trunk(model)[0]:
+        digest.update(type(layer).__name__.encode())
+        for weights in layer.get_weights():
+            digest.update(f"{weights.dtype}{weights.shape}".encode())
+            digest.update(np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()
+
+
 def same_trunk(models: Sequence[Any]) -> bool:
     """True when these Keras models' trunks have the same layers with equal weights."""
-    trunks = [split_trunk(model)[0] for model in models]
-    first = trunks[0]
-    for trunk in trunks[1:]:
-        if len(trunk) != len(first):
-            return False
-        for mine, theirs in zip(first, trunk, strict=True):
-            if type(mine) is not type(theirs):
-                return False
-            ours, others = mine.get_weights(), theirs.get_weights()
-            # array_equal is False for different shapes too.
-            if len(ours) != len(others) or not all(
-                np.array_equal(a, b) for a, b in zip(ours, others, strict=True)
-            ):
-                return False
-    return True
+    return len({trunk_digest(model) for model in models}) == 1
+
+
+def sharing_group(digests: Mapping[str, str]) -> tuple[str, ...]:
+    """The largest group of models (by name, in the mapping's order) whose trunks have equal
+    digests, on a tie the first; () when no two do."""
+    groups: dict[str, list[str]] = {}
+    for name, digest in digests.items():
+        groups.setdefault(digest, []).append(name)
+    largest = max(groups.values(), key=len, default=[])
+    return tuple(largest) if len(largest) > 1 else ()
 
 
 def _covers_its_input(layer: Any, spatial: tuple[int, int]) -> bool:
@@ -98,6 +107,30 @@ def apply_head(head: Sequence[Any], features: Any, dense: bool) -> Any:
     return output
 
 
+def trunk_model(model: Any) -> Any:
+    """The trunk of a VGG-style Keras model as a Keras model of its own, the model's layers."""
+    from tensorflow.keras.models import Model
+
+    trunk, _ = split_trunk(model)
+    return Model(model.inputs, trunk[-1].output, name="trunk")
+
+
+def head_model(
+    model: Any, index: int, action: str, features_shape: Sequence[int], dense: bool
+) -> Any:
+    """The head of a VGG-style Keras model as a Keras model of its own, from the trunk's
+    features (`features_shape`, without the batch) to the model's output (apply_head)."""
+    from tensorflow.keras.layers import Input
+    from tensorflow.keras.models import Model
+
+    _, head = split_trunk(model)
+    head_input = Input(shape=tuple(features_shape), name=f"{action}_features")
+    # Its layers keep their names ("predictions" in three of the heads) without clashing
+    # in a combined model. OpenVINO's converter orders a model's outputs by name, so the
+    # names begin with the output's place.
+    return Model(head_input, apply_head(head, head_input, dense), name=f"head{index}_{action}")
+
+
 class SharedTrunk:
     """One Keras model: the trunk of `models[first]`, then each model's head on its output
     (one output per action, in `actions` order). An engine runs it (engines.py).
@@ -109,23 +142,16 @@ class SharedTrunk:
     def __init__(self, models: Mapping[str, Any], dense_heads: bool = False) -> None:
         # DeepFace switches TensorFlow to legacy Keras on import; its models are tf-keras.
         from deepface import DeepFace  # noqa: F401
-        from tensorflow.keras.layers import Input
         from tensorflow.keras.models import Model
 
         self.actions = tuple(models)
         first = models[self.actions[0]]
         trunk, _ = split_trunk(first)
         features = trunk[-1].output
-        heads = []
-        for index, (action, model) in enumerate(models.items()):
-            _, head = split_trunk(model)
-            head_input = Input(shape=features.shape[1:], name=f"{action}_features")
-            output = apply_head(head, head_input, dense_heads)
-            # Each head is a nested model: its layers keep their names ("predictions" in
-            # three of them) without clashing in the combined model. OpenVINO's converter
-            # orders a model's outputs by name, so the names begin with the output's place.
-            name = f"head{index}_{action}"
-            heads.append(Model(head_input, output, name=name)(features))
+        heads = [
+            head_model(model, index, action, features.shape[1:], dense_heads)(features)
+            for index, (action, model) in enumerate(models.items())
+        ]
         self.model = Model(first.inputs, heads, name="shared_vgg_face_trunk")
 
     @classmethod
@@ -133,16 +159,10 @@ class SharedTrunk:
         """A SharedTrunk over the largest group of VGG models among `models` (Keras models
         by action) whose trunks hold equal weights, or None when no two do. The models left
         out run on their own."""
-        groups: list[list[str]] = []
-        for action in (action for action in VGG_ACTIONS if action in models):
-            for group in groups:
-                if same_trunk([models[group[0]], models[action]]):
-                    group.append(action)
-                    break
-            else:
-                groups.append([action])
-        # The largest group; on a tie the first, so that the attribute models share.
-        largest = max(groups, key=len, default=[])
-        if len(largest) < 2:
+        # In VGG_ACTIONS order: on a tie, the attribute models share.
+        group = sharing_group(
+            {action: trunk_digest(models[action]) for action in VGG_ACTIONS if action in models}
+        )
+        if not group:
             return None
-        return cls({action: models[action] for action in largest}, dense_heads)
+        return cls({action: models[action] for action in group}, dense_heads)

@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from apps.processes import WorkerProcess, memory_mb
+from apps.processes import memory_mb
 from facestream.models import ACTIONS, DEFAULT_SEED, ensure_synthetic_weights, weights_dir_of
+from facestream.worker_process import WorkerProcess
 
 # Analyzers alive in a worker at once: each holds 1-3 GB, and more while it is built. A test
 # comparing two holds handles: the one not in use is built again when next used.

@@ -13,9 +13,10 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from apps.processes import ChildProcess, process_alive, wait_until
+from apps.processes import ChildProcess, wait_until
 from facestream.kafka_admin import ensure_topics
 from facestream.kafka_config import TopicSpec, consumer_config, producer_config
+from facestream.worker_process import process_alive
 from tests.commands import PROJECT_ROOT as ROOT
 from tests.commands import cli_env, facestream_command, run_facestream
 from tests.pipeline import RECORD_LIMIT

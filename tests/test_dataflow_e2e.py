@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from apps.launch import DataflowProcess, cluster_args
-from apps.processes import WorkerProcess
 from facestream.engines import ENGINES
 from facestream.faces import face_crops
 from facestream.models import ATTRIBUTE_ACTIONS
 from facestream.thread_priority import BOOKKEEPING_NICENESS
 from facestream.v1 import records_pb2
+from facestream.worker_process import WorkerProcess
 from tests.photos import SINGLE_FACE, TRUNCATED, TWO_FACES, WITH_FACES, WITHOUT_FACE
 from tests.pipeline import (
     Topics,

@@ -19,9 +19,10 @@ import pytest
 
 from apps.broker import free_port
 from apps.image_sources import PUBLIC_PHOTOS, demo_images
-from apps.processes import ChildProcess, process_alive, wait_until
+from apps.processes import ChildProcess, wait_until
 from apps.report import BOX_COLOR
 from facestream.models import SYNTHETIC_WARNING
+from facestream.worker_process import process_alive
 from tests.commands import PROJECT_ROOT, cli_env, facestream_command
 
 CHILD_LINE = re.compile(r"^(broker|galleries|dataflow|grpc-server): .*\(pid (\d+)", re.MULTILINE)

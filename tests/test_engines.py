@@ -4,13 +4,16 @@ deviation from exact results on photos."""
 
 from __future__ import annotations
 
-import gc
+import os
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from apps.image_sources import SHARED_FACES, demo_images
+from apps.processes import memory_mb
 from di import Settings, SettingsError, build_container
 from facestream import engines
 from facestream.agreement import Agreement, agreement, analyse, iou
@@ -26,6 +29,7 @@ from facestream.engines import (
     make_engine,
     resolve_precision,
 )
+from facestream.worker_process import WorkerProcess
 from tests.test_mapped_pages import resident_bytes
 from tests.test_shared_trunk import tiny_vgg
 
@@ -153,26 +157,43 @@ def test_int8_without_a_calibration_set_is_refused(tmp_path):
         Settings.from_env({"FACESTREAM_ENGINE": "tensorflow", "FACESTREAM_PRECISION": "int8"})
 
 
-@pytest.mark.model_process
-@pytest.mark.models
-def test_a_warm_openvino_cache_loads_no_vgg_keras_model(synthetic_home, tmp_path):
+ACTIONS = ("age", "gender", "emotion", "race")
+
+
+def first_start(
+    weights_dir: Path, cache: Path, faces: np.ndarray
+) -> tuple[bool, float, tuple[str, ...], dict[str, np.ndarray]]:
+    """In a process of its own: an analyzer on an empty engine cache; whether TensorFlow was
+    imported, the process's peak memory (MB), the actions sharing the trunk and the
+    analyzer's outputs for `faces`."""
     from facestream.analyzer import FaceAnalyzer
 
-    def analyzer(engine):
-        return FaceAnalyzer(
-            ("age", "gender", "emotion", "race"),
-            "opencv",
-            synthetic_home / ".deepface" / "weights",
-            engine,
-        )
+    analyzer = FaceAnalyzer(ACTIONS, "opencv", weights_dir, OpenVINOEngine(cache))
+    return (
+        "tensorflow" in sys.modules,
+        memory_mb(os.getpid(), "VmHWM"),
+        analyzer.shared_actions,
+        analyzer.predict(faces),
+    )
 
+
+@pytest.mark.model_process
+@pytest.mark.models
+def test_a_first_start_converts_in_children_and_a_warm_cache_loads_no_keras_model(
+    synthetic_home, tmp_path
+):
+    from facestream.analyzer import FaceAnalyzer
+
+    weights = synthetic_home / ".deepface" / "weights"
     faces = np.random.default_rng(4).random((2, 224, 224, 3), dtype=np.float32)
-    cold = analyzer(OpenVINOEngine(tmp_path))
-    assert set(cold.models) == {"age", "gender", "emotion", "race"}  # built to convert
-    expected = cold.predict(faces)
-    del cold  # one compiled copy of the weights at a time (GBs), whatever cycles hold it
-    gc.collect()
-    warm = analyzer(OpenVINOEngine(tmp_path))
+    with WorkerProcess("first start") as process:
+        imported, peak_mb, shared, expected = process.call(first_start, weights, tmp_path, faces)
+    # The models were built and converted in child processes, one at a time (trunk_parts.py).
+    assert shared == ("age", "gender", "race")
+    assert not imported
+    # The compiled fp32 trunk and heads are ~2 GB; converting in this process peaked at 6.
+    assert peak_mb < 3000
+    warm = FaceAnalyzer(ACTIONS, "opencv", weights, OpenVINOEngine(tmp_path))
     assert warm.shared_actions == ("age", "gender", "race")
     assert warm.models == {}  # no Keras model at all: emotion's preprocessing is written out
     # One copy of the shared trunk's weights, the plugin's own: the pages of its mapped file
@@ -183,7 +204,8 @@ def test_a_warm_openvino_cache_loads_no_vgg_keras_model(synthetic_home, tmp_path
     for action, rows in warm.predict(faces).items():
         np.testing.assert_array_equal(rows, expected[action])
     del warm
-    assert set(analyzer(TensorFlowEngine()).models) == {"age", "gender", "emotion", "race"}
+    tensorflow = FaceAnalyzer(ACTIONS, "opencv", weights, TensorFlowEngine())
+    assert set(tensorflow.models) == set(ACTIONS)
 
 
 def test_bf16_is_refused_on_a_cpu_without_it(tmp_path, monkeypatch):

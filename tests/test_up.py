@@ -13,9 +13,10 @@ import pytest
 from apps.broker import free_port
 from apps.demo_video import compose_demo_video
 from apps.image_sources import demo_images
-from apps.processes import process_alive, wait_until
+from apps.processes import wait_until
 from facestream.client import AnalyzeClient
 from facestream.v1 import records_pb2
+from facestream.worker_process import process_alive
 from tests.commands import PROJECT_ROOT, run_facestream
 from tests.test_demo import demo_env, demo_run
 

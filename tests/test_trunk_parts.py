@@ -1,0 +1,94 @@
+"""The shared trunk converted for OpenVINO part by part, each step in a child process: the
+same numbers as the joined Keras model, nothing joined on unequal trunks, int8 the same as
+the joined model quantized in one piece. (An analyzer's first start on DeepFace's models:
+tests/test_engines.py.)"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+
+from facestream.engines import ModelSource, OpenVINOEngine, TensorFlowEngine, quantize
+from facestream.shared_trunk import SharedTrunk
+from tests.test_engines import calibration_set, tiny_inputs
+from tests.test_shared_trunk import tiny_vgg
+
+HEADS = 3
+
+
+def not_built():
+    raise AssertionError("built again although the conversion is cached")
+
+
+def tiny_sources(tmp_path: Path, trunk_seeds: tuple[int, ...]) -> list[ModelSource]:
+    """Tiny VGG models (one per seed, heads of their own), each with a file standing for its
+    weights; sources that cross to a child process."""
+    sources = []
+    for index, seed in enumerate(trunk_seeds):
+        weights = tmp_path / f"tiny-{index}-{seed}.h5"
+        weights.write_bytes(f"weights {index} {seed}".encode())
+        build = partial(tiny_vgg, 2 + index, trunk_seed=seed, head_seed=10 + index)
+        sources.append(ModelSource(f"tiny{index}", (weights,), build, tiny_inputs))
+    return sources
+
+
+def files_of(sources: list[ModelSource]) -> tuple[Path, ...]:
+    return tuple(path for source in sources for path in source.weight_files)
+
+
+def test_the_trunk_converted_in_parts_gives_the_joined_keras_models_numbers(tmp_path):
+    sources = tiny_sources(tmp_path, (0,) * HEADS)
+    engine = OpenVINOEngine(tmp_path / "cache")
+    engine.convert_ahead("shared-tiny", sources, [])
+    assert engine.has_cached("shared-tiny", files_of(sources))
+    forward = engine.load(ModelSource("shared-tiny", files_of(sources), not_built))
+    batch = np.random.default_rng(0).random((4, 8, 8, 3), dtype=np.float32)
+    ours = forward(batch)
+    joined = SharedTrunk(
+        {source.role: source.build() for source in sources}, engine.dense_heads
+    ).model
+    theirs = TensorFlowEngine().load(ModelSource("joined", (), lambda: joined))(batch)
+    assert [rows.shape for rows in ours] == [(4, 2 + index) for index in range(HEADS)]
+    for mine, keras in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(mine, keras, rtol=0, atol=1e-6)
+    # Only the joined model is left in the cache: the parts were staged and removed.
+    assert [entry.name.startswith("shared-tiny") for entry in (tmp_path / "cache").iterdir()] == [
+        True
+    ]
+
+
+def test_heads_on_unequal_trunks_are_not_joined(tmp_path):
+    sources = tiny_sources(tmp_path, (0, 1))
+    engine = OpenVINOEngine(tmp_path / "cache")
+    engine.convert_ahead("shared-tiny", sources, [])
+    assert not engine.has_cached("shared-tiny", files_of(sources))
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_int8_parts_are_quantized_as_the_joined_model_is(tmp_path):
+    sources = tiny_sources(tmp_path, (0,) * HEADS)
+    calibration = calibration_set(tmp_path / "calibration", seed=0)
+    int8 = OpenVINOEngine(tmp_path / "cache", "int8", calibration=calibration)
+    int8.convert_ahead("shared-tiny", sources, [sources[0]])
+    assert int8.has_cached("shared-tiny", files_of(sources))
+    assert int8.has_cached("tiny0", sources[0].weight_files)  # a model alone, converted too
+    fp32 = OpenVINOEngine(tmp_path / "cache")
+    assert fp32.has_cached("shared-tiny", files_of(sources))  # the fp32 conversion is kept
+    [quantized] = (tmp_path / "cache").glob("shared-tiny-*-int8-*/model.xml")
+    ops = ov.Core().read_model(quantized).get_ops()
+    assert sum(op.get_type_name() == "FakeQuantize" for op in ops) >= 1 + HEADS
+    # NNCF's statistics of each part are those it gathers on the joined model: the same
+    # int8 model as quantizing the joined one in one piece.
+    joined = SharedTrunk({source.role: source.build() for source in sources}, True).model
+    whole = quantize(
+        ov.convert_model(joined, input=[ov.PartialShape([-1, 8, 8, 3])]),
+        tiny_inputs(calibration.model_inputs()),
+    )
+    batch = np.random.default_rng(1).random((4, 8, 8, 3), dtype=np.float32)
+    expected = ov.Core().compile_model(whole, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(batch)
+    ours = int8.load(ModelSource("shared-tiny", files_of(sources), not_built))(batch)
+    for index, rows in enumerate(ours):
+        np.testing.assert_allclose(rows, expected[index].reshape(rows.shape), rtol=0, atol=1e-6)
