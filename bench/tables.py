@@ -174,7 +174,8 @@ def camera_rows(report: Report) -> list[str]:
                 f"{100 * agreement['labels_equal_share']:.1f}% equal |"
             )
         rows.append(
-            f"| {mode}: dataflow memory at its first start / steady (peak) | "
+            f"| {mode}: dataflow memory at its first start (with its conversion children) / steady "
+            "(peak) | "
             f"{figures['first_start_peak_rss_mb']:,.0f} / {figures['steady_peak_rss_mb']:,.0f} "
             f"MB ({figures['first_start_s']:.0f} s to its first answer) |"
         )

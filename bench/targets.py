@@ -451,7 +451,8 @@ TARGETS: tuple[Target, ...] = (
         shown=_share,
     ),
     Target(
-        "fast mode's dataflow at its first start (converting, quantizing), peak memory",
+        "fast mode's dataflow at its first start (converting, quantizing, in child "
+        "processes counted with it), peak memory",
         "fast_first_start_rss_mb",
         "cameras",
         4096.0,
