@@ -213,7 +213,7 @@ class OpenVINOEngine:
     ) -> None:
         """Each conversion the cache lacks, in child processes: TensorFlow keeps what it
         allocated until its process ends, and converting in this one left GBs here for
-        as long as it ran (docs/operations.md, memory)."""
+        as long as it ran (docs/performance.md, cameras per machine)."""
         from facestream import trunk_parts
 
         files = tuple(path for source in shared for path in source.weight_files)

@@ -41,8 +41,13 @@ def _head(index: int) -> str:
 def convert_shared_trunk(engine: OpenVINOEngine, role: str, sources: Sequence[ModelSource]) -> bool:
     """Convert the heads of `sources` on the first one's trunk, as `role`, into `engine`'s
     cache (fp32, and int8 when the engine computes in it), a child process per step. False,
-    and nothing cached, when their trunks are not all equal (then the analyzer finds the
-    models that share in process, as before any conversion)."""
+    and no model cached, when their trunks are not all equal (then the analyzer finds the
+    models that share in process); that is kept in the cache too, so that later starts
+    do not build the models again to learn it."""
+    files = tuple(path for source in sources for path in source.weight_files)
+    differ = engine.cache_dir / f".{engine.cache_key(role, files)}-trunks-differ"
+    if differ.exists():
+        return False
     engine.cache_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".parts-", dir=engine.cache_dir))
     try:
@@ -53,6 +58,7 @@ def convert_shared_trunk(engine: OpenVINOEngine, role: str, sources: Sequence[Mo
                     convert_part, source, index, staging, engine.dense_heads
                 )
         if len(sharing_group(digests)) != len(sources):
+            differ.touch()
             return False
         int8 = engine.precision == "int8"
         if int8:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
+from facestream import trunk_parts
 from facestream.engines import ModelSource, OpenVINOEngine, TensorFlowEngine, quantize
 from facestream.shared_trunk import SharedTrunk
 from tests.test_engines import calibration_set, tiny_inputs
@@ -60,12 +61,19 @@ def test_the_trunk_converted_in_parts_gives_the_joined_keras_models_numbers(tmp_
     ]
 
 
-def test_heads_on_unequal_trunks_are_not_joined(tmp_path):
+def test_heads_on_unequal_trunks_are_not_joined_and_not_built_again(tmp_path, monkeypatch):
     sources = tiny_sources(tmp_path, (0, 1))
     engine = OpenVINOEngine(tmp_path / "cache")
     engine.convert_ahead("shared-tiny", sources, [])
     assert not engine.has_cached("shared-tiny", files_of(sources))
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")] == []
+
+    def no_child(name):
+        raise AssertionError(f"{name}: the models were built again to compare their trunks")
+
+    monkeypatch.setattr(trunk_parts, "WorkerProcess", no_child)
+    engine.convert_ahead("shared-tiny", sources, [])
+    assert not engine.has_cached("shared-tiny", files_of(sources))
 
 
 def test_int8_parts_are_quantized_as_the_joined_model_is(tmp_path):

@@ -198,6 +198,12 @@ def gallery_database() -> Iterator[EmbeddedPostgres]:
             database.stop()
 
 
+def part_size(items: int, kills: int) -> int:
+    """How many of `items` each part of `kill_between_parts` holds (the last may hold
+    fewer)."""
+    return -(-items // (kills + 1))
+
+
 def kill_between_parts(
     system: SystemUnderTest,
     items: Sequence[T],
@@ -213,7 +219,7 @@ def kill_between_parts(
     Sending the next part only after a kill makes every kill land mid-stream, however fast
     the dataflow answers; the other half of a part may still be in flight.
     """
-    size = -(-len(items) // (kills + 1))
+    size = part_size(len(items), kills)
     exit_codes = []
     for kill in range(kills + 1):
         sent = send(items[kill * size : (kill + 1) * size])

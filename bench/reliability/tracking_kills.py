@@ -24,6 +24,8 @@ from bench.system_under_test import SystemUnderTest
 from facestream.kafka_records import image_submitted, submission_key
 from facestream.v1 import records_pb2
 
+KILLS = 1  # mid-stream, once half of the frames sent before it are answered
+
 # A frame's faces as tracking sees them: left to right, (track, carried, source frame).
 FaceTracks = tuple[tuple[str, bool, int], ...]
 
@@ -45,7 +47,7 @@ def run(home: Path, size: kit.Size) -> kit.Scenario:
             return {f"killed-{n}" for n in part}
 
         exit_codes = kit.kill_between_parts(
-            system, range(len(frames)), 1, send, size.patience, workers=2, recovery=recovery
+            system, range(len(frames)), KILLS, send, size.patience, workers=2, recovery=recovery
         )
         killed = system.results(killed_ids, size.patience)
         calm_tracks = {rid.split("-")[-1]: face_tracks(calm[rid][0]) for rid in calm}
@@ -58,7 +60,7 @@ def run(home: Path, size: kit.Size) -> kit.Scenario:
         tracks = sorted({t for faces in calm_tracks.values() for t, _c, _s in faces})
         scenario.figures = {
             "frames": len(frames),
-            "sent_before_kill": -(-len(frames) // 2),
+            "sent_before_kill": kit.part_size(len(frames), KILLS),
             "answered_in_all": len(killed_ids & killed.keys()),
             "duplicates": kit.count_results(killed, killed_ids)["duplicates"],
             "tracks": tracks,
