@@ -20,11 +20,8 @@ FACESTREAM_ENGINE and FACESTREAM_PRECISION.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
-import io
-import logging
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -35,6 +32,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import numpy as np
 
 from facestream.mapped_pages import releasing_mapped_pages
+from facestream.model_source import ModelSource
+from facestream.quantization import quantize
 from facestream.worker_process import WorkerProcess
 
 if TYPE_CHECKING:
@@ -54,22 +53,6 @@ class EngineError(RuntimeError):
 # Bumped when facestream changes how it composes a model it converts (shared_trunk.py):
 # conversions cached by an older layout are not read. 2: heads as matrix products.
 CONVERSION_LAYOUT = 2
-
-
-def _same_inputs(faces: np.ndarray) -> np.ndarray:
-    return faces
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """A model to run: `role` names what it is ("emotion", "shared-age-gender-race"), made
-    from `weight_files`; `build` makes it as a Keras model (seconds, GBs), only when needed;
-    `inputs_of` turns a batch of (n, 224, 224, 3) faces into its inputs (for calibration)."""
-
-    role: str
-    weight_files: tuple[Path, ...]
-    build: Callable[[], Any]
-    inputs_of: Callable[[np.ndarray], np.ndarray] = _same_inputs
 
 
 class Engine(Protocol):
@@ -320,28 +303,6 @@ def _run_once(compiled: Any) -> None:
         for port in compiled.inputs
     ]
     compiled.create_infer_request().infer(inputs)
-
-
-def quantize(model: Any, samples: np.ndarray) -> Any:
-    """NNCF's post-training quantization of an OpenVINO model to int8, its ranges fitted on
-    `samples` (a batch of the model's inputs), the first layer kept from overflowing on CPUs
-    without VNNI."""
-    # The composition root has told NNCF not to send usage data (di.environment).
-    import nncf
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
-
-    nncf.set_log_level(logging.ERROR)
-    dataset = nncf.Dataset(list(samples), lambda sample: sample[None].astype(np.float32))
-    with contextlib.redirect_stdout(io.StringIO()):  # its progress bars
-        return nncf.quantize(
-            model,
-            dataset,
-            preset=nncf.QuantizationPreset.PERFORMANCE,
-            subset_size=len(samples),
-            advanced_parameters=AdvancedQuantizationParameters(
-                overflow_fix=OverflowFix.FIRST_LAYER
-            ),
-        )
 
 
 def resolve_precision(requested: str, engine: str, mode: str) -> str:

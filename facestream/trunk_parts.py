@@ -11,7 +11,7 @@ memory returns when it ends, and holds one model's weights at most:
 2. in int8, one child quantizes the trunk on the calibration faces, then each head on the
    trunk's features of those faces, the statistics NNCF gathers on the joined model;
 3. one child joins the trunk and the heads into one model, the shared trunk's conversion,
-   in the engine's cache, where `OpenVINOEngine.load` finds it.
+   in the engine's cache, where `OpenVINOEngine.load` (engines.py) finds it.
 """
 
 from __future__ import annotations
@@ -20,15 +20,34 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from facestream.model_source import ModelSource
+from facestream.quantization import quantize
 from facestream.shared_trunk import head_model, sharing_group, trunk_digest, trunk_model
 from facestream.worker_process import WorkerProcess
 
 if TYPE_CHECKING:
-    from facestream.engines import ModelSource, OpenVINOEngine
+    from facestream.calibration import CalibrationSet
+
+
+class ConversionCache(Protocol):
+    """What the conversion needs of its engine (engines.OpenVINOEngine): where its cache is,
+    how it names and keeps a conversion there, and what it computes in."""
+
+    cache_dir: Path
+    precision: str
+    calibration: CalibrationSet | None
+    dense_heads: bool
+
+    def cache_key(self, role: str, weight_files: Sequence[Path]) -> str: ...
+
+    def save_cached(
+        self, model: Any, role: str, weight_files: Sequence[Path], quantized: bool
+    ) -> None: ...
+
 
 TRUNK = "trunk"
 FEATURES = "features.npy"
@@ -38,7 +57,9 @@ def _head(index: int) -> str:
     return f"head{index}"
 
 
-def convert_shared_trunk(engine: OpenVINOEngine, role: str, sources: Sequence[ModelSource]) -> bool:
+def convert_shared_trunk(
+    engine: ConversionCache, role: str, sources: Sequence[ModelSource]
+) -> bool:
     """Convert the heads of `sources` on the first one's trunk, as `role`, into `engine`'s
     cache (fp32, and int8 when the engine computes in it), a child process per step. False,
     and no model cached, when their trunks are not all equal (then the analyzer finds the
@@ -85,12 +106,10 @@ def convert_part(source: ModelSource, index: int, staging: Path, dense: bool) ->
     return trunk_digest(model)
 
 
-def quantize_parts(engine: OpenVINOEngine, first: ModelSource, heads: int, staging: Path) -> None:
+def quantize_parts(engine: ConversionCache, first: ModelSource, heads: int, staging: Path) -> None:
     """In a child: the trunk quantized on the calibration faces, each head on the fp32
     trunk's features of those faces, into `staging`."""
     import openvino as ov
-
-    from facestream.engines import quantize
 
     assert engine.calibration is not None  # OpenVINOEngine refuses int8 without one
     faces = first.inputs_of(engine.calibration.model_inputs())
@@ -106,7 +125,7 @@ def quantize_parts(engine: OpenVINOEngine, first: ModelSource, heads: int, stagi
 
 
 def join_parts(
-    engine: OpenVINOEngine,
+    engine: ConversionCache,
     role: str,
     sources: Sequence[ModelSource],
     staging: Path,
