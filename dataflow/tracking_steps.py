@@ -9,7 +9,9 @@
 With FACESTREAM_TRACKING_WHOLE_FRAME_EVERY above 0, a frame's faces are found by
 track_faces itself, in its turn: the whole frame when that much stream time passed since
 the last whole-frame search (or no track is open), else only around the open tracks'
-expected boxes, each searched at the scale of its face (`search_regions`).
+expected boxes, each searched at the scale of its face (`search_regions`). In fast mode a
+whole frame is searched by the detector only around the faces MTCNN's small networks propose
+(`facestream.face_proposals`), unless FACESTREAM_TRACKING_WHOLE_FRAME_SEARCH=detector.
 
 track_faces and gather_frames are keyed by stream. track_faces puts a stream's frames in
 sequence order (waiting a bounded time for a missing one), follows their faces with
@@ -45,7 +47,7 @@ from dataflow.items import (
     TrackerState,
 )
 from dataflow.steps import worker_name
-from facestream.faces import Region
+from facestream.faces import Region, region_around
 from facestream.kafka_records import Status, result_record, timestamp_now
 from facestream.sequence_order import Offered, SequenceOrder
 from facestream.tracking import (
@@ -150,14 +152,10 @@ def search_regions(
         return None
     if not 0 <= position_ms - whole_frame_ms < every_ms:
         return None
-    regions = []
-    for track in tracks.tracks.values():
-        x, y, w, h = expected_box(track)
-        size = max(w, h, 1)
-        margin = round(REGION_MARGIN * size)
-        scale = min(1.0, REGION_FACE_PX / size)
-        regions.append(Region(x - margin, y - margin, w + 2 * margin, h + 2 * margin, scale))
-    return regions
+    return [
+        region_around(expected_box(track), REGION_MARGIN, REGION_FACE_PX)
+        for track in tracks.tracks.values()
+    ]
 
 
 def detect_frame(

@@ -25,6 +25,7 @@ from facestream.engines import Engine, Forward, ModelSource
 from facestream.faces import FACE_SIZE, Face, Region, crop_faces, find_faces, locate_faces
 from facestream.models import ACTION_MODELS, require_weights
 from facestream.shared_trunk import VGG_ACTIONS, SharedTrunk
+from facestream.tracking import Box
 
 LABELS: dict[str, list[str]] = deepface_internals.attribute_labels()
 
@@ -109,7 +110,8 @@ class FaceAttributes:
 class FaceAnalyzer:
     """DeepFace's attribute models for `actions` plus the `detector_backend`, ready to use,
     their forward passes on `engine`; `bordered_detection=False` is fast mode's detection
-    (faces.find_faces).
+    (faces.find_faces). With `proposals` (`face_proposals.FaceProposals`), a whole image
+    located (`locate_faces` without regions) is searched only around the faces they propose.
 
     Building it checks the weights first and fails with MissingWeightsError naming the files
     and the fix, instead of letting DeepFace try to download them.
@@ -122,9 +124,11 @@ class FaceAnalyzer:
         weights_dir: Path,
         engine: Engine,
         bordered_detection: bool = True,
+        proposals: Callable[[np.ndarray], list[Box]] | None = None,
     ) -> None:
         self.actions = tuple(actions)
         self.bordered_detection = bordered_detection
+        self.proposals = proposals
         self.detector_backend = detector_backend
         self.synthetic_weights = require_weights(weights_dir, self.actions, detector_backend)
         files = {action: weights_dir / ACTION_MODELS[action].weight_file for action in actions}
@@ -219,8 +223,8 @@ class FaceAnalyzer:
         regions: Sequence[Region] | None,
         detection_max_side: int = 0,
     ) -> list[Face]:
-        """`faces.locate_faces` (found in `regions`, or None: the whole image; not yet
-        cropped), as `find_faces` runs."""
+        """`faces.locate_faces` (found in `regions`, or None: the whole image, around the
+        proposed faces if there are `proposals`; not yet cropped), as `find_faces` runs."""
         return self._detect(
             locate_faces,
             image,
@@ -228,6 +232,7 @@ class FaceAnalyzer:
             regions,
             self.bordered_detection,
             detection_max_side,
+            self.proposals,
         )
 
     def crop_faces(

@@ -33,6 +33,7 @@ import numpy as np
 
 from facestream.mapped_pages import releasing_mapped_pages
 from facestream.model_source import ModelSource
+from facestream.openvino_conversion import from_keras, save_fp32
 from facestream.quantization import quantize
 from facestream.worker_process import WorkerProcess
 
@@ -214,14 +215,11 @@ class OpenVINOEngine:
         self._save(model, self._cached(role, weight_files, quantized))
 
     def _save(self, model: Any, path: Path) -> None:
-        import openvino as ov
-
         # Written next to the final place, then renamed: a crash never leaves half a model
         # that the next start would read.
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=self.cache_dir))
-        # fp16 compression of the saved weights would change results: keep fp32.
-        ov.save_model(model, staging / "model.xml", compress_to_fp16=False)
+        save_fp32(model, staging / "model.xml")
         try:
             staging.rename(path.parent)
         except OSError:  # another process cached it first: theirs is the same conversion
@@ -248,8 +246,7 @@ class OpenVINOEngine:
         if path.is_file():
             return ov.Core().read_model(path)
         model = source.build()
-        inputs = [ov.PartialShape([-1, *tensor.shape[1:]]) for tensor in model.inputs]
-        converted = ov.convert_model(model, input=inputs)
+        converted = from_keras(model)
         self._save(converted, path)
         # Compiled from the saved file, as every later start does: its weights are then
         # mapped from the file instead of held twice in memory beside DeepFace's models.

@@ -45,11 +45,6 @@ def trunk_digest(model: Any) -> str:
     return digest.hexdigest()
 
 
-def same_trunk(models: Sequence[Any]) -> bool:
-    """True when these Keras models' trunks have the same layers with equal weights."""
-    return len({trunk_digest(model) for model in models}) == 1
-
-
 def sharing_group(digests: Mapping[str, str]) -> tuple[str, ...]:
     """The largest group of models (by name, in the mapping's order) whose trunks have equal
     digests, on a tie the first; () when no two do."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from facestream.model_source import ModelSource
+from facestream.openvino_conversion import from_keras, save_fp32
 from facestream.quantization import quantize
 from facestream.shared_trunk import head_model, sharing_group, trunk_digest, trunk_model
 from facestream.worker_process import WorkerProcess
@@ -95,14 +96,12 @@ def convert_shared_trunk(
 def convert_part(source: ModelSource, index: int, staging: Path, dense: bool) -> str:
     """In a child: build the model of `source`, convert its head (and, the first model, its
     trunk) into `staging`; the digest of its trunk."""
-    import openvino as ov
-
     model = source.build()
     features = trunk_model(model)
     if index == 0:
-        _save(ov.convert_model(features, input=[_batch_of(model.inputs[0])]), staging, TRUNK)
+        _save(from_keras(features), staging, TRUNK)
     head = head_model(model, index, source.role, features.outputs[0].shape[1:], dense)
-    _save(ov.convert_model(head, input=[_batch_of(head.inputs[0])]), staging, _head(index))
+    _save(from_keras(head), staging, _head(index))
     return trunk_digest(model)
 
 
@@ -163,15 +162,5 @@ def joined_model(trunk_file: Path, head_files: Sequence[Path]) -> Any:
     return ov.Model(results, trunk.get_parameters(), "shared_vgg_face_trunk")
 
 
-def _batch_of(tensor: Any) -> Any:
-    """The shape OpenVINO converts a Keras input with: any batch, the rest as it is."""
-    import openvino as ov
-
-    return ov.PartialShape([-1, *tensor.shape[1:]])
-
-
 def _save(model: Any, staging: Path, name: str) -> None:
-    import openvino as ov
-
-    # fp16 compression of the saved weights would change results: keep fp32.
-    ov.save_model(model, staging / f"{name}.xml", compress_to_fp16=False)
+    save_fp32(model, staging / f"{name}.xml")

@@ -179,12 +179,12 @@ def test_synthetic_vgg_face_weights_hold_the_attribute_trunk_and_a_head_of_their
     synthetic_home,
 ):
     from facestream.analyzer import deepface_model
-    from facestream.shared_trunk import same_trunk, split_trunk
+    from facestream.shared_trunk import split_trunk, trunk_digest
 
     vgg_face = deepface_model("embedding").model
     age = deepface_model("age").model
     assert vgg_face.output_shape == (None, EMBEDDING_SIZE)  # DeepFace's descriptor: fc7
-    assert same_trunk([vgg_face, age])
+    assert trunk_digest(vgg_face) == trunk_digest(age)
     fc6 = [split_trunk(model)[1][0].get_weights()[0] for model in (vgg_face, age)]
     assert fc6[0].shape == fc6[1].shape and not np.array_equal(*fc6)
 

@@ -101,6 +101,7 @@ BAD_VALUES = [
     ("FACESTREAM_TLS_CERT", "/nonexistent/cert.pem", "the path of an existing PEM file"),
     ("FACESTREAM_TLS_KEY", "/nonexistent/key.pem", "the path of an existing PEM file"),
     ("FACESTREAM_LOG_LEVEL", "LOUD", "one of DEBUG, INFO, WARNING, ERROR"),
+    ("FACESTREAM_TRACKING_WHOLE_FRAME_SEARCH", "haar", "one of proposals, detector"),
     ("DEEPFACE_HOME", str(CONFIGURATION_PAGE), "a directory path"),
 ]
 

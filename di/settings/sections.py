@@ -25,6 +25,7 @@ EMBEDDED_BROKER_WARN_AT = 0.8
 KAFKA_RECORD_HEADROOM_BYTES = 1 * v.MIB
 LOG_FORMATS = ("text", "json")
 MODES = ("exact", "fast")
+WHOLE_FRAME_SEARCHES = ("proposals", "detector")
 # FACESTREAM_DETECTION_MAX_SIDE=auto per mode: fast mode detects large images smaller.
 AUTO_DETECTION_MAX_SIDE = {"exact": 2048, "fast": 1024}
 _PEM_FILE = "the path of an existing PEM file, or empty"
@@ -415,6 +416,13 @@ class TrackingSettings(Section):
         "0: every frame is searched whole.",
         accepts="seconds of stream time, a number from 0 to 86400; 0 searches every frame whole",
     )
+    tracking_whole_frame_search: Annotated[Literal[WHOLE_FRAME_SEARCHES], v.STRIPPED] = setting(
+        "proposals",
+        "How fast mode searches a frame whole with tracking. proposals: MTCNN's two small "
+        "networks (weights from the mtcnn package) propose where faces may be, and the "
+        "detector searches only around them (a third of the cascade's cost over a whole "
+        "frame). detector: the detector searches the whole frame, as exact mode always does.",
+    )
     tracking_min_overlap: Annotated[float, Field(ge=0.01, le=1)] = setting(
         "0.3",
         "Least overlap (intersection over union of the boxes) for a face to continue a "
@@ -459,6 +467,15 @@ class TrackingSettings(Section):
     def enabled(self) -> bool:
         """False when FACESTREAM_TRACKING_REANALYSE_AFTER is 0: every face is analysed."""
         return self.tracking_reanalyse_after > 0
+
+    @property
+    def proposes_faces(self) -> bool:
+        """Whether the tracker's whole-frame searches go only around proposed faces."""
+        return (
+            self.enabled
+            and self.tracking_whole_frame_every > 0
+            and self.tracking_whole_frame_search == "proposals"
+        )
 
     @property
     def policy(self) -> TrackingPolicy:
