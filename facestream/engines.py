@@ -202,7 +202,7 @@ class OpenVINOEngine:
 
         files = tuple(path for source in shared for path in source.weight_files)
         if len(shared) > 1 and not self.has_cached(shared_role, files):
-            trunk_parts.convert_shared_trunk(self, shared_role, shared)
+            trunk_parts.convert_shared_trunk(self, shared_role, shared, files)
         for source in alone:
             if not self.has_cached(source.role, source.weight_files):
                 with WorkerProcess(f"converting {source.role}") as child:

@@ -59,14 +59,13 @@ def _head(index: int) -> str:
 
 
 def convert_shared_trunk(
-    engine: ConversionCache, role: str, sources: Sequence[ModelSource]
+    engine: ConversionCache, role: str, sources: Sequence[ModelSource], files: Sequence[Path]
 ) -> bool:
-    """Convert the heads of `sources` on the first one's trunk, as `role`, into `engine`'s
-    cache (fp32, and int8 when the engine computes in it), a child process per step. False,
-    and no model cached, when their trunks are not all equal (then the analyzer finds the
-    models that share in process); that is kept in the cache too, so that later starts
-    do not build the models again to learn it."""
-    files = tuple(path for source in sources for path in source.weight_files)
+    """Convert the heads of `sources` on the first one's trunk, as `role` of their weight
+    `files`, into `engine`'s cache (fp32, and int8 when the engine computes in it), a child
+    process per step. False, and no model cached, when their trunks are not all equal (then
+    the analyzer finds the models that share in process); that is kept in the cache too, so
+    that later starts do not build the models again to learn it."""
     differ = engine.cache_dir / f".{engine.cache_key(role, files)}-trunks-differ"
     if differ.exists():
         return False
@@ -87,7 +86,7 @@ def convert_shared_trunk(
             with WorkerProcess(f"quantizing {role}") as child:
                 child.call(quantize_parts, engine, sources[0], len(sources), staging)
         with WorkerProcess(f"joining {role}") as child:
-            child.call(join_parts, engine, role, sources, staging, int8)
+            child.call(join_parts, engine, role, files, len(sources), staging, int8)
         return True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -126,19 +125,19 @@ def quantize_parts(engine: ConversionCache, first: ModelSource, heads: int, stag
 def join_parts(
     engine: ConversionCache,
     role: str,
-    sources: Sequence[ModelSource],
+    files: Sequence[Path],
+    heads: int,
     staging: Path,
     int8: bool,
 ) -> None:
-    """In a child: the trunk and the heads in `staging` joined into one model (one output
-    per head, in order), cached as `role`'s fp32 conversion and, with `int8`, as its int8
-    one too."""
-    files = tuple(path for source in sources for path in source.weight_files)
+    """In a child: the trunk and the `heads` heads in `staging` joined into one model (one
+    output per head, in order), cached as `role`'s fp32 conversion of `files` and, with
+    `int8`, as its int8 one too."""
     for quantized in (False, True) if int8 else (False,):
         suffix = "-int8" if quantized else ""
         joined = joined_model(
             staging / f"{TRUNK}{suffix}.xml",
-            [staging / f"{_head(index)}{suffix}.xml" for index in range(len(sources))],
+            [staging / f"{_head(index)}{suffix}.xml" for index in range(heads)],
         )
         engine.save_cached(joined, role, files, quantized)
 
