@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,7 @@ import numpy as np
 
 from facestream.mapped_pages import releasing_mapped_pages
 from facestream.model_source import ModelSource
-from facestream.openvino_conversion import from_keras, save_fp32
+from facestream.openvino_conversion import cache_entry, from_keras, save_fp32
 from facestream.quantization import quantize
 from facestream.worker_process import WorkerProcess
 
@@ -211,19 +209,15 @@ class OpenVINOEngine:
     def save_cached(
         self, model: Any, role: str, weight_files: Sequence[Path], quantized: bool
     ) -> None:
-        """Keep `model` in the cache as the conversion (`quantized`: int8's) of `role`."""
-        self._save(model, self._cached(role, weight_files, quantized))
+        """Keep `model` in the cache as the conversion (`quantized`: int8's) of `role`,
+        unless the cache holds it already."""
+        path = self._cached(role, weight_files, quantized)
+        if not path.is_file():
+            self._save(model, path)
 
     def _save(self, model: Any, path: Path) -> None:
-        # Written next to the final place, then renamed: a crash never leaves half a model
-        # that the next start would read.
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=self.cache_dir))
-        save_fp32(model, staging / "model.xml")
-        try:
-            staging.rename(path.parent)
-        except OSError:  # another process cached it first: theirs is the same conversion
-            shutil.rmtree(staging, ignore_errors=True)
+        with cache_entry(path.parent) as staging:
+            save_fp32(model, staging / path.name)
 
     def quantized(self, source: ModelSource) -> Any:
         """The model quantized to int8 on the calibration set, from the cache when done."""

@@ -7,7 +7,10 @@ memory returns when it ends, and holds one model's weights at most:
 
 1. per model, a child builds it with DeepFace's own code, converts its head (the layers
    after the trunk, as `shared_trunk.head_model` makes them) and, for the first model, its
-   trunk, and returns its trunk's digest: the heads are joined only on equal trunks;
+   trunk, and keeps them with its trunk's digest in the engine's cache as that model's
+   part: the heads are joined only on equal trunks. A part already cached is not built
+   again, so int8 after fp32, or another set of actions on the same trunk, converts only
+   the models it has not seen;
 2. in int8, one child quantizes the trunk on the calibration faces, then each head on the
    trunk's features of those faces, the statistics NNCF gathers on the joined model;
 3. one child joins the trunk and the heads into one model, the shared trunk's conversion,
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from facestream.model_source import ModelSource
-from facestream.openvino_conversion import from_keras, save_fp32
+from facestream.openvino_conversion import cache_entry, from_keras, save_fp32
 from facestream.quantization import quantize
 from facestream.shared_trunk import head_model, sharing_group, trunk_digest, trunk_model
 from facestream.worker_process import WorkerProcess
@@ -51,11 +54,21 @@ class ConversionCache(Protocol):
 
 
 TRUNK = "trunk"
-FEATURES = "features.npy"
+HEAD = "head"
+DIGEST = "trunk-digest"
+# The parts' folder in the engine's cache: a model's part is read by every role that joins
+# that model's head at that place.
+PARTS = "parts"
 
 
 def _head(index: int) -> str:
-    return f"head{index}"
+    return f"{HEAD}{index}"
+
+
+def part_dir(engine: ConversionCache, index: int, source: ModelSource) -> Path:
+    """Where the part of `source` as the `index`th head is cached (with the trunk, the first)."""
+    key = engine.cache_key(f"{index}-{source.role}", source.weight_files)
+    return engine.cache_dir / PARTS / key
 
 
 def convert_shared_trunk(
@@ -69,77 +82,84 @@ def convert_shared_trunk(
     differ = engine.cache_dir / f".{engine.cache_key(role, files)}-trunks-differ"
     if differ.exists():
         return False
-    engine.cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".parts-", dir=engine.cache_dir))
-    try:
-        digests = {}
-        for index, source in enumerate(sources):
+    parts = [part_dir(engine, index, source) for index, source in enumerate(sources)]
+    digests = {}
+    for index, (source, part) in enumerate(zip(sources, parts, strict=True)):
+        if not part.is_dir():
             with WorkerProcess(f"converting {source.role} for {role}") as child:
-                digests[source.role] = child.call(
-                    convert_part, source, index, staging, engine.dense_heads
-                )
-        if len(sharing_group(digests)) != len(sources):
-            differ.touch()
-            return False
-        int8 = engine.precision == "int8"
-        if int8:
+                child.call(convert_part, source, index, part, engine.dense_heads)
+        digests[source.role] = (part / DIGEST).read_text()
+    if len(sharing_group(digests)) != len(sources):
+        differ.touch()
+        for part in parts:  # never joined in this order: not worth their disk
+            shutil.rmtree(part, ignore_errors=True)
+        return False
+    int8 = engine.precision == "int8"
+    staging = Path(tempfile.mkdtemp(prefix=".int8-parts-", dir=engine.cache_dir)) if int8 else None
+    try:
+        if staging is not None:
             with WorkerProcess(f"quantizing {role}") as child:
-                child.call(quantize_parts, engine, sources[0], len(sources), staging)
+                child.call(quantize_parts, engine, sources[0], parts, staging)
         with WorkerProcess(f"joining {role}") as child:
-            child.call(join_parts, engine, role, files, len(sources), staging, int8)
+            child.call(join_parts, engine, role, files, parts, staging)
         return True
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
-def convert_part(source: ModelSource, index: int, staging: Path, dense: bool) -> str:
+def convert_part(source: ModelSource, index: int, part: Path, dense: bool) -> None:
     """In a child: build the model of `source`, convert its head (and, the first model, its
-    trunk) into `staging`; the digest of its trunk."""
+    trunk) into the cache entry `part`, with the digest of its trunk."""
     model = source.build()
     features = trunk_model(model)
-    if index == 0:
-        _save(from_keras(features), staging, TRUNK)
     head = head_model(model, index, source.role, features.outputs[0].shape[1:], dense)
-    _save(from_keras(head), staging, _head(index))
-    return trunk_digest(model)
+    with cache_entry(part) as staging:
+        if index == 0:
+            _save(from_keras(features), staging / TRUNK)
+        _save(from_keras(head), staging / HEAD)
+        (staging / DIGEST).write_text(trunk_digest(model))
 
 
-def quantize_parts(engine: ConversionCache, first: ModelSource, heads: int, staging: Path) -> None:
-    """In a child: the trunk quantized on the calibration faces, each head on the fp32
-    trunk's features of those faces, into `staging`."""
+def quantize_parts(
+    engine: ConversionCache, first: ModelSource, parts: Sequence[Path], staging: Path
+) -> None:
+    """In a child: the trunk (in the first of `parts`) quantized on the calibration faces,
+    each head on the fp32 trunk's features of those faces, into `staging`."""
     import openvino as ov
 
     assert engine.calibration is not None  # OpenVINOEngine refuses int8 without one
     faces = first.inputs_of(engine.calibration.model_inputs())
     core = ov.Core()
-    trunk = core.read_model(staging / f"{TRUNK}.xml")
+    trunk = core.read_model(parts[0] / f"{TRUNK}.xml")
     compiled = core.compile_model(trunk, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     features = np.concatenate([compiled([face[None]])[0] for face in faces])
     del compiled
-    _save(quantize(trunk, faces), staging, f"{TRUNK}-int8")
-    for index in range(heads):
-        head = core.read_model(staging / f"{_head(index)}.xml")
-        _save(quantize(head, features), staging, f"{_head(index)}-int8")
+    _save(quantize(trunk, faces), staging / TRUNK)
+    for index, part in enumerate(parts):
+        head = core.read_model(part / f"{HEAD}.xml")
+        _save(quantize(head, features), staging / _head(index))
 
 
 def join_parts(
     engine: ConversionCache,
     role: str,
     files: Sequence[Path],
-    heads: int,
-    staging: Path,
-    int8: bool,
+    parts: Sequence[Path],
+    int8: Path | None,
 ) -> None:
-    """In a child: the trunk and the `heads` heads in `staging` joined into one model (one
-    output per head, in order), cached as `role`'s fp32 conversion of `files` and, with
-    `int8`, as its int8 one too."""
-    for quantized in (False, True) if int8 else (False,):
-        suffix = "-int8" if quantized else ""
-        joined = joined_model(
-            staging / f"{TRUNK}{suffix}.xml",
-            [staging / f"{_head(index)}{suffix}.xml" for index in range(heads)],
-        )
-        engine.save_cached(joined, role, files, quantized)
+    """In a child: the trunk and the heads of `parts` joined into one model (one output per
+    head, in order), cached as `role`'s fp32 conversion of `files` and, when the int8 parts
+    are in the folder `int8`, as its int8 one too."""
+    engine.save_cached(
+        joined_model(parts[0] / f"{TRUNK}.xml", [part / f"{HEAD}.xml" for part in parts]),
+        role,
+        files,
+        quantized=False,
+    )
+    if int8 is not None:
+        heads = [int8 / f"{_head(index)}.xml" for index in range(len(parts))]
+        engine.save_cached(joined_model(int8 / f"{TRUNK}.xml", heads), role, files, quantized=True)
 
 
 def joined_model(trunk_file: Path, head_files: Sequence[Path]) -> Any:
@@ -161,5 +181,5 @@ def joined_model(trunk_file: Path, head_files: Sequence[Path]) -> Any:
     return ov.Model(results, trunk.get_parameters(), "shared_vgg_face_trunk")
 
 
-def _save(model: Any, staging: Path, name: str) -> None:
-    save_fp32(model, staging / f"{name}.xml")
+def _save(model: Any, path: Path) -> None:
+    save_fp32(model, path.with_suffix(".xml"))

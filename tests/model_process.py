@@ -7,7 +7,8 @@ with its fixture values, which cross by pickle. Three fixtures exist only in the
 `analyzer` and `analyzer_for` (analyzers built there, one alive at a time) and
 `monkeypatch` (a fresh one, undone after the test); in the pytest process their values are
 stand-ins that refuse to be used. A test that needs models only for an oracle (DeepFace's
-own answers, say) calls `model_worker.call(function, ...)` instead.
+own answers, say) calls it in a `WorkerProcess` of its own, in a module fixture when the
+module's tests share its answers.
 """
 
 from __future__ import annotations

@@ -81,11 +81,48 @@ def assert_same_as_deepface(result, reference, name):
                 assert abs(ours.scores[label] - percent) <= 1e-3, (name, action, label)
 
 
+@pytest.fixture(scope="module")
+def face_crops_of_public_photos(public_photos) -> dict[str, bytes]:
+    """Face crops (JPEG) of two public photos, by request id: what a client with its own
+    detector sends with detector skip."""
+    return {
+        f"crop-{index}": crop
+        for index, crop in enumerate(
+            crop
+            for name in (SINGLE_FACE[0], TWO_FACES)
+            for crop in face_crops(cv2.imread(str(public_photos / name)), "opencv")
+        )
+    }
+
+
+@pytest.fixture(scope="module")
+def deepface_answers(test_photos, face_crops_of_public_photos) -> dict[object, object]:
+    """DeepFace.analyze's answer (reference_analysis) to every test photo (by path) and face
+    crop (by request id, detector skip), found once for every engine's run: DeepFace's
+    models in a process that exits with them (tests/model_process.py)."""
+    with WorkerProcess("deepface-reference") as deepface:
+        answers: dict[object, object] = {
+            path: deepface.call(reference_analysis, path)
+            for path in test_photos
+            if path.parent.name != "bad"
+        }
+        for request_id, crop in face_crops_of_public_photos.items():
+            image = cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR)
+            answers[request_id] = deepface.call(reference_analysis, image, "skip")
+    return answers
+
+
 @pytest.mark.models
 @pytest.mark.timeout(1200)  # above the 900 s it waits for results
 @pytest.mark.parametrize("engine", ENGINES)
 def test_four_workers_give_deepface_analyze_results_for_every_image(
-    embedded_broker, synthetic_home, test_photos, public_photos, engine, capsys
+    embedded_broker,
+    synthetic_home,
+    test_photos,
+    face_crops_of_public_photos,
+    deepface_answers,
+    engine,
+    capsys,
 ):
     images = test_photos
     ids = {path: f"image-{index}" for index, path in enumerate(images)}
@@ -95,14 +132,7 @@ def test_four_workers_give_deepface_analyze_results_for_every_image(
     garbage = [(b"junk-1", b"\xff\xfe not protobuf"), (b"junk-2", None)]
     records[3:3] = garbage
     # Face crops sent with detector skip, as a client with its own detector sends them.
-    crops = {
-        f"crop-{index}": crop
-        for index, crop in enumerate(
-            crop
-            for name in (SINGLE_FACE[0], TWO_FACES)
-            for crop in face_crops(cv2.imread(str(public_photos / name)), "opencv")
-        )
-    }
+    crops = face_crops_of_public_photos
     records += [
         (rid.encode(), submission(rid, crop, detector_backend="skip"))
         for rid, crop in crops.items()
@@ -136,30 +166,26 @@ def test_four_workers_give_deepface_analyze_results_for_every_image(
     )
     assert all(dict(m.headers())["facestream-error"] for m in dead)
 
-    # DeepFace's models in a process that exits with them (tests/model_process.py).
-    with WorkerProcess("deepface-reference") as deepface:
-        faces_compared = 0
-        for path, request_id in ids.items():
-            [result] = results[request_id]
-            assert result.synthetic_weights
-            assert result.worker, path.name
-            if path.parent.name == "bad":
-                assert result.status == INVALID, path.name
-                assert result.error.code.startswith("image."), result.error
-                assert result.error.message
-                continue
-            reference = deepface.call(reference_analysis, path)
-            if reference is None:
-                assert result.status == NO_FACE, path.name
-                assert not result.faces
-            else:
-                assert_same_as_deepface(result, reference, path.name)
-                faces_compared += len(reference)
-        for request_id, crop in crops.items():
-            [result] = results[request_id]
-            image = cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR)
-            reference = deepface.call(reference_analysis, image, "skip")
-            assert_same_as_deepface(result, reference, request_id)
+    faces_compared = 0
+    for path, request_id in ids.items():
+        [result] = results[request_id]
+        assert result.synthetic_weights
+        assert result.worker, path.name
+        if path.parent.name == "bad":
+            assert result.status == INVALID, path.name
+            assert result.error.code.startswith("image."), result.error
+            assert result.error.message
+            continue
+        reference = deepface_answers[path]
+        if reference is None:
+            assert result.status == NO_FACE, path.name
+            assert not result.faces
+        else:
+            assert_same_as_deepface(result, reference, path.name)
+            faces_compared += len(reference)
+    for request_id in crops:
+        [result] = results[request_id]
+        assert_same_as_deepface(result, deepface_answers[request_id], request_id)
     assert len(crops) >= 3
     with capsys.disabled():
         print(

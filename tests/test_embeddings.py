@@ -35,6 +35,7 @@ from facestream.models import (
 )
 from facestream.requests import RequestLimits
 from facestream.v1 import records_pb2
+from facestream.worker_process import WorkerProcess
 from tests.test_steps import LOG, job
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,19 +137,29 @@ def faces_by_box(faces, box):
     return {box(face): face for face in faces}
 
 
+@pytest.fixture(scope="module")
+def deepface_represents(test_photos) -> dict[Path, list[dict]]:
+    """DeepFace.represent's faces on every valid test photo, found once for every engine's
+    run, in a process that exits with DeepFace's models (tests/model_process.py)."""
+    with WorkerProcess("deepface-reference") as deepface:
+        return {
+            path: deepface.call(represent, path)
+            for path in test_photos
+            if path.parent.name != "bad"  # invalid images: refused alike, test_dataflow_e2e.py
+        }
+
+
 @pytest.mark.model_process
 @pytest.mark.models
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("engine", ENGINES)
 def test_each_faces_embedding_is_deepface_represents_on_every_photo(
-    analyzer_for, test_photos, engine
+    analyzer_for, deepface_represents, engine
 ):
     analyzer = analyzer_for(engine, actions=ACTIONS)
     assert analyzer.shared_actions == ("age", "gender", "race", "embedding")
     compared = 0
-    for path in test_photos:
-        if path.parent.name == "bad":
-            continue  # invalid images: refused alike, test_dataflow_e2e.py
+    for path, represented in deepface_represents.items():
         data = path.read_bytes()
         # Detection at full size, as DeepFace.represent runs it (as the e2e test does).
         found = extract_faces(job(data, ACTIONS), analyzer, LIMITS, LOG, detection_max_side=0)
@@ -159,7 +170,7 @@ def test_each_faces_embedding_is_deepface_represents_on_every_photo(
             [face.record for face in analyzed], lambda f: (f.region.x, f.region.y, f.region.w)
         )
         theirs = faces_by_box(
-            represent(path), lambda r: tuple(r["facial_area"][k] for k in ("x", "y", "w"))
+            represented, lambda r: tuple(r["facial_area"][k] for k in ("x", "y", "w"))
         )
         assert set(ours) == set(theirs), path.name
         for box, face in ours.items():

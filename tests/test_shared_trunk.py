@@ -161,7 +161,8 @@ def assert_deepfaces_numbers(engine, ours, theirs, atol=1e-5):
 
 @pytest.mark.model_process
 @pytest.mark.models
-@pytest.mark.parametrize("engine", ENGINES)
+# Module-scoped: the tests run engine by engine, each engine's analyzer built once.
+@pytest.mark.parametrize("engine", ENGINES, scope="module")
 def test_the_analyzer_runs_one_trunk_with_deepfaces_own_numbers(analyzer_for, engine):
     analyzer = analyzer_for(engine)
     assert analyzer.shared_actions == ("age", "gender", "race")
@@ -178,7 +179,8 @@ def test_the_analyzer_runs_one_trunk_with_deepfaces_own_numbers(analyzer_for, en
 
 @pytest.mark.model_process
 @pytest.mark.models
-@pytest.mark.parametrize("engine", ENGINES)
+# Module-scoped: the tests run engine by engine, each engine's analyzer built once.
+@pytest.mark.parametrize("engine", ENGINES, scope="module")
 def test_one_action_alone_gives_its_own_models_numbers(analyzer_for, engine):
     analyzer = analyzer_for(engine)
     faces = np.random.default_rng(3).random((2, 224, 224, 3), dtype=np.float32)
