@@ -294,9 +294,9 @@ def find_faces(
     if detector_backend == "skip":
         whole = deepface_internals.facial_area(x=0, y=0, w=width, h=height)
         detected = [deepface_internals.detected_face(img=image, area=whole, confidence=0)]
-    elif detection_max_side and max(height, width) > detection_max_side:
+    elif _detection_scale(image, detection_max_side) < 1:
         detected = _detect_on_copy(
-            image, detector_backend, detection_max_side / max(height, width), bordered
+            image, detector_backend, _detection_scale(image, detection_max_side), bordered
         )
     elif not bordered:
         detected = _detect_on_copy(image, detector_backend, 1.0, bordered=False)
@@ -325,21 +325,18 @@ def locate_faces(
     not yet aligned: each with an empty crop and where it was found, so that `crop_faces`
     crops only the ones needed (a tracker analyses few of the faces it follows).
 
-    `regions` None searches the whole image: with `proposals` (`face_proposals`), only
-    around the boxes they give for the image; else as `find_faces` does (downscaled to
-    `detection_max_side`, 0: never). Its faces come cropped where DeepFace's own detection
-    finds them (`bordered`: it aligns them on its bordered copy) and with detector `skip`.
-    Not thread-safe."""
+    `regions` None searches the whole image, as `find_faces` does, downscaled to
+    `detection_max_side` (0: never); with `proposals` (`face_proposals`), only around the
+    boxes they give for it (proposed on the downscaled image too). Its faces come cropped
+    where DeepFace's own detection finds them (`bordered`: it aligns them on its bordered
+    copy) and with detector `skip`. Not thread-safe."""
     if regions is None and proposals is not None and detector_backend != "skip":
-        regions = [
-            region_around(box, PROPOSAL_MARGIN, PROPOSAL_FACE_PX) for box in proposals(image)
-        ]
+        regions = _proposed_regions(image, proposals, _detection_scale(image, detection_max_side))
     if detector_backend == "skip" or (regions is None and bordered):
         return find_faces(image, detector_backend, detection_max_side, bordered)
     height, width = image.shape[:2]
     if regions is None:
-        side = max(height, width)
-        scale = detection_max_side / side if detection_max_side and side > detection_max_side else 1
+        scale = _detection_scale(image, detection_max_side)
         found = _located(detector_backend, _scaled(image, scale), scale, 0, 0)
     else:
         found = _located_in_regions(image, detector_backend, regions, bordered)
@@ -350,6 +347,29 @@ def locate_faces(
             if _inside(_box_of(located.area), width, height)
         ]
     )
+
+
+def _detection_scale(image: np.ndarray, detection_max_side: int) -> float:
+    """The scale a whole image is searched at: 1, or less to bring its longer side to
+    `detection_max_side` (0: never)."""
+    side = max(image.shape[:2])
+    return detection_max_side / side if detection_max_side and side > detection_max_side else 1.0
+
+
+def _proposed_regions(
+    image: np.ndarray, proposals: Callable[[np.ndarray], list[Box]], scale: float
+) -> list[Region]:
+    """The regions around the faces `proposals` finds in the image at `scale`, in the
+    image's own pixels."""
+    boxes = proposals(_scaled(image, scale) if scale < 1 else image)
+    return [
+        region_around(
+            (round(x / scale), round(y / scale), round(w / scale), round(h / scale)),
+            PROPOSAL_MARGIN,
+            PROPOSAL_FACE_PX,
+        )
+        for x, y, w, h in boxes
+    ]
 
 
 def _inside(box: tuple[int, int, int, int], width: int, height: int) -> bool:

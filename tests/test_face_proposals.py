@@ -22,10 +22,12 @@ from tests.photos import TWO_FACES, WITH_FACES
 from tests.test_faces import box, load
 
 
-def demo_pictures(count: int) -> list[np.ndarray]:
+@pytest.fixture(scope="module")
+def demo_pictures() -> list[np.ndarray]:
+    """Every third of the demo video's first 30 frames (640x480)."""
     from apps.demo_video import demo_frames
 
-    return [picture for picture, _boxes in demo_frames(count, (640, 480))][::3]
+    return [picture for picture, _boxes in demo_frames(30, (640, 480))][::3]
 
 
 def compiled(model):
@@ -61,9 +63,9 @@ def test_the_networks_give_the_mtcnn_packages_keras_numbers():
             np.testing.assert_allclose(ours, theirs, atol=1e-4)
 
 
-def test_every_face_the_cascade_finds_is_proposed(public_photos):
+def test_every_face_the_cascade_finds_is_proposed(public_photos, demo_pictures):
     proposals = FaceProposals()
-    pictures = [load(public_photos, name) for name in (WITH_FACES, TWO_FACES)] + demo_pictures(30)
+    pictures = [load(public_photos, name) for name in (WITH_FACES, TWO_FACES)] + demo_pictures
     found = 0
     for picture in pictures:
         proposed = proposals(picture)
@@ -81,10 +83,10 @@ def test_every_face_the_cascade_finds_is_proposed(public_photos):
 
 @pytest.mark.parametrize("bordered", [False, True])
 def test_the_whole_image_searched_around_proposals_finds_the_cascades_faces(
-    public_photos, bordered
+    public_photos, demo_pictures, bordered
 ):
     proposals = FaceProposals()
-    pictures = [load(public_photos, TWO_FACES), *demo_pictures(30)]
+    pictures = [load(public_photos, TWO_FACES), *demo_pictures]
     for picture in pictures:
         whole = find_faces(picture, "opencv", 0, bordered)
         located = locate_faces(picture, "opencv", None, bordered, proposals=proposals)
@@ -94,6 +96,26 @@ def test_the_whole_image_searched_around_proposals_finds_the_cascades_faces(
         # Only located, in the proposals' regions, even where DeepFace's own bordered
         # detection would have aligned them.
         assert all(face.crop.size == 0 and face.located for face in located)
+
+
+def test_a_frame_over_the_detection_side_is_proposed_on_downscaled_as_detection_is(
+    demo_pictures,
+):
+    proposals = FaceProposals()
+    given = []
+
+    def proposed(image):
+        given.append(image.shape[:2])
+        return proposals(image)
+
+    for picture in demo_pictures:
+        located = locate_faces(picture, "opencv", None, False, 480, proposals=proposed)
+        assert given[-1] == (360, 480)  # 640x480 at a longer side of 480
+        # Around the proposals scaled back, the faces a full-size search finds.
+        whole = find_faces(picture, "opencv", 0, bordered=False)
+        assert len(located) == len(whole)
+        for face in whole:
+            assert max(box_overlap(box(face), box(other)) for other in located) >= 0.5
 
 
 def test_proposing_imports_neither_tensorflow_nor_the_mtcnn_package():

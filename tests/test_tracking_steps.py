@@ -308,14 +308,15 @@ def test_tracking_is_off_at_zero_seconds_and_its_settings_make_the_policy():
         {"FACESTREAM_TRACKING_REANALYSE_AFTER": "1.5", "FACESTREAM_TRACKING_MAX_MOVE": "0.5"}
     )
     assert on.enabled and on.policy.reanalyse_after_ms == 1500 and on.policy.max_move == 0.5
-    # Whole frames are searched around proposed faces by default, and only when the tracker
-    # searches whole frames at all.
-    assert on.proposes_faces and not off.proposes_faces
+    # Fast mode searches whole frames around proposed faces by default, and only when the
+    # tracker searches whole frames at all; exact mode never does.
+    assert on.proposes_faces("fast") and not on.proposes_faces("exact")
+    assert not off.proposes_faces("fast")
     for variable, value in (
         ("FACESTREAM_TRACKING_WHOLE_FRAME_SEARCH", "detector"),
         ("FACESTREAM_TRACKING_WHOLE_FRAME_EVERY", "0"),
     ):
-        assert not TrackingSettings.from_env({variable: value}).proposes_faces
+        assert not TrackingSettings.from_env({variable: value}).proposes_faces("fast")
 
 
 def test_a_frame_is_searched_whole_without_tracks_and_every_period_else_around_each_track():
