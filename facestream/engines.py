@@ -207,13 +207,13 @@ class OpenVINOEngine:
                     child.call(_prepare, self, source)
 
     def save_cached(
-        self, model: Any, role: str, weight_files: Sequence[Path], quantized: bool
+        self, build: Callable[[], Any], role: str, weight_files: Sequence[Path], quantized: bool
     ) -> None:
-        """Keep `model` in the cache as the conversion (`quantized`: int8's) of `role`,
-        unless the cache holds it already."""
+        """Keep the model `build` gives in the cache as the conversion (`quantized`: int8's)
+        of `role`, unless the cache holds it already (then it is not built)."""
         path = self._cached(role, weight_files, quantized)
         if not path.is_file():
-            self._save(model, path)
+            self._save(build(), path)
 
     def _save(self, model: Any, path: Path) -> None:
         with cache_entry(path.parent) as staging:

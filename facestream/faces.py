@@ -291,13 +291,12 @@ def find_faces(
         return crop_faces(
             image, detector_backend, locate_faces(image, detector_backend, regions, bordered)
         )
+    scale = _detection_scale(image, detection_max_side)
     if detector_backend == "skip":
         whole = deepface_internals.facial_area(x=0, y=0, w=width, h=height)
         detected = [deepface_internals.detected_face(img=image, area=whole, confidence=0)]
-    elif _detection_scale(image, detection_max_side) < 1:
-        detected = _detect_on_copy(
-            image, detector_backend, _detection_scale(image, detection_max_side), bordered
-        )
+    elif scale < 1:
+        detected = _detect_on_copy(image, detector_backend, scale, bordered)
     elif not bordered:
         detected = _detect_on_copy(image, detector_backend, 1.0, bordered=False)
     else:

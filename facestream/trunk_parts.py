@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -49,7 +49,7 @@ class ConversionCache(Protocol):
     def cache_key(self, role: str, weight_files: Sequence[Path]) -> str: ...
 
     def save_cached(
-        self, model: Any, role: str, weight_files: Sequence[Path], quantized: bool
+        self, build: Callable[[], Any], role: str, weight_files: Sequence[Path], quantized: bool
     ) -> None: ...
 
 
@@ -94,18 +94,14 @@ def convert_shared_trunk(
         for part in parts:  # never joined in this order: not worth their disk
             shutil.rmtree(part, ignore_errors=True)
         return False
-    int8 = engine.precision == "int8"
-    staging = Path(tempfile.mkdtemp(prefix=".int8-parts-", dir=engine.cache_dir)) if int8 else None
-    try:
-        if staging is not None:
+    with tempfile.TemporaryDirectory(prefix=".int8-parts-", dir=engine.cache_dir) as scratch:
+        int8 = Path(scratch) if engine.precision == "int8" else None
+        if int8 is not None:
             with WorkerProcess(f"quantizing {role}") as child:
-                child.call(quantize_parts, engine, sources[0], parts, staging)
+                child.call(quantize_parts, engine, sources[0], parts, int8)
         with WorkerProcess(f"joining {role}") as child:
-            child.call(join_parts, engine, role, files, parts, staging)
-        return True
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+            child.call(join_parts, engine, role, files, parts, int8)
+    return True
 
 
 def convert_part(source: ModelSource, index: int, part: Path, dense: bool) -> None:
@@ -151,15 +147,15 @@ def join_parts(
     """In a child: the trunk and the heads of `parts` joined into one model (one output per
     head, in order), cached as `role`'s fp32 conversion of `files` and, when the int8 parts
     are in the folder `int8`, as its int8 one too."""
+    heads = [part / f"{HEAD}.xml" for part in parts]
     engine.save_cached(
-        joined_model(parts[0] / f"{TRUNK}.xml", [part / f"{HEAD}.xml" for part in parts]),
-        role,
-        files,
-        quantized=False,
+        lambda: joined_model(parts[0] / f"{TRUNK}.xml", heads), role, files, quantized=False
     )
     if int8 is not None:
-        heads = [int8 / f"{_head(index)}.xml" for index in range(len(parts))]
-        engine.save_cached(joined_model(int8 / f"{TRUNK}.xml", heads), role, files, quantized=True)
+        int8_heads = [int8 / f"{_head(index)}.xml" for index in range(len(parts))]
+        engine.save_cached(
+            lambda: joined_model(int8 / f"{TRUNK}.xml", int8_heads), role, files, quantized=True
+        )
 
 
 def joined_model(trunk_file: Path, head_files: Sequence[Path]) -> Any:

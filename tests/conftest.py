@@ -41,6 +41,12 @@ def test_photos(public_photos) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def valid_test_photos(test_photos) -> list[Path]:
+    """The test photos that are valid images (the ones in a `bad` folder are not)."""
+    return [path for path in test_photos if path.parent.name != "bad"]
+
+
+@pytest.fixture(scope="session")
 def embedded_broker() -> Iterator[EmbeddedBroker]:
     """One embedded broker for the session, on a free loopback port; stopped by pid."""
     broker = EmbeddedBroker(free_port())

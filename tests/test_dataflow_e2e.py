@@ -96,15 +96,13 @@ def face_crops_of_public_photos(public_photos) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def deepface_answers(test_photos, face_crops_of_public_photos) -> dict[object, object]:
+def deepface_answers(valid_test_photos, face_crops_of_public_photos) -> dict[object, object]:
     """DeepFace.analyze's answer (reference_analysis) to every test photo (by path) and face
     crop (by request id, detector skip), found once for every engine's run: DeepFace's
     models in a process that exits with them (tests/model_process.py)."""
     with WorkerProcess("deepface-reference") as deepface:
         answers: dict[object, object] = {
-            path: deepface.call(reference_analysis, path)
-            for path in test_photos
-            if path.parent.name != "bad"
+            path: deepface.call(reference_analysis, path) for path in valid_test_photos
         }
         for request_id, crop in face_crops_of_public_photos.items():
             image = cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR)

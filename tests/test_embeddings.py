@@ -138,15 +138,11 @@ def faces_by_box(faces, box):
 
 
 @pytest.fixture(scope="module")
-def deepface_represents(test_photos) -> dict[Path, list[dict]]:
+def deepface_represents(valid_test_photos) -> dict[Path, list[dict]]:
     """DeepFace.represent's faces on every valid test photo, found once for every engine's
     run, in a process that exits with DeepFace's models (tests/model_process.py)."""
     with WorkerProcess("deepface-reference") as deepface:
-        return {
-            path: deepface.call(represent, path)
-            for path in test_photos
-            if path.parent.name != "bad"  # invalid images: refused alike, test_dataflow_e2e.py
-        }
+        return {path: deepface.call(represent, path) for path in valid_test_photos}
 
 
 @pytest.mark.model_process
