@@ -31,9 +31,11 @@ test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# `make demo IMAGES=path/to/folder` runs it on your own images.
+# `make demo IMAGES=path/to/folder` runs it on your own images; `make demo VIEW=1` also
+# shows its video live in a browser (the page's address is printed; VIEW=HOST:PORT to choose).
 demo: $(STAMP)
-	$(VENV)/bin/facestream demo $(if $(IMAGES),--images "$(IMAGES)")
+	$(VENV)/bin/facestream demo $(if $(IMAGES),--images "$(IMAGES)") \
+		$(if $(VIEW),--view $(if $(filter 1 yes,$(VIEW)),,"$(VIEW)"))
 
 # Benchmarks run on synthetic weights (same cost as the real ones) unless DEEPFACE_HOME
 # already holds weights. The bench checks the files of every section it runs first, makes the

@@ -52,6 +52,8 @@ QUIET_LIBRARIES = {
     "OPENCV_FFMPEG_LOGLEVEL": "-8",
 }
 # Said after writing or finding synthetic weights.
+# `--view` without an address: this machine only, on a free port.
+DEFAULT_VIEW_ADDRESS = "127.0.0.1:0"
 SYNTHETIC_NOTICE = f"!! {SYNTHETIC_WARNING} (same architecture and cost as DeepFace's own)"
 # What a command runs, given the settings and its parsed arguments; returns the exit code.
 Handler: TypeAlias = Callable[[Any, argparse.Namespace], int]
@@ -224,6 +226,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         download=not args.no_download,
         timeout=args.timeout,
         concurrency=args.concurrency,
+        view=args.view,
     )
     return demo.main(settings, options)
 
@@ -320,6 +323,8 @@ def run_video_command(settings: ClientProcessSettings, args: argparse.Namespace)
         timeout=args.timeout,
         embeddings=not args.no_embeddings,
         gallery=args.gallery or "",
+        view=args.view,
+        keep_view=args.keep_view,
     )
     return run_video(settings, options)
 
@@ -501,6 +506,7 @@ def _add_demo(commands: Subcommands) -> None:
         "--timeout", type=float, default=300.0, help="seconds to wait per image (default 300)"
     )
     demo.add_argument("--concurrency", type=int, default=4, help="images in flight (default 4)")
+    _add_view(demo, "the demo video")
 
 
 def _add_health(commands: Subcommands) -> None:
@@ -613,6 +619,24 @@ def _add_video(commands: Subcommands) -> None:
     )
     video.add_argument(
         "--gallery", help="identify each face (each track) against this gallery of yours"
+    )
+    _add_view(video, "the stream")
+    video.add_argument(
+        "--keep-view",
+        action="store_true",
+        help="with --view: keep serving the page after the stream ended, until Ctrl-C",
+    )
+
+
+def _add_view(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument(
+        "--view",
+        nargs="?",
+        const=DEFAULT_VIEW_ADDRESS,
+        default=None,
+        metavar="ADDRESS",
+        help=f"watch {what} live in a browser: serve a page at ADDRESS (HOST:PORT, PORT or "
+        f"HOST; default {DEFAULT_VIEW_ADDRESS}, a free port) and print its URL",
     )
 
 

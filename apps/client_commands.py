@@ -19,10 +19,11 @@ import numpy as np
 from tqdm import tqdm
 
 from apps.image_sources import IMAGE_SUFFIXES, NamedImage, image_files
+from apps.live_view import LiveView, parse_view_address, view_notice
 from apps.report import annotate_image
 from apps.result_table import error_row, format_table, frame_json, result_json, result_rows
 from apps.result_text import identity_text
-from apps.video import FrameResult, stream_video
+from apps.video import FrameResult, StreamSummary, VideoStream
 from apps.video_source import (
     VideoSourceError,
     open_video_source,
@@ -254,6 +255,8 @@ class VideoOptions:
     timeout: float
     embeddings: bool = True  # False: JSON lines leave the faces' embeddings out
     gallery: str = ""  # identify each face against this gallery of the caller's
+    view: str | None = None  # serve the live view at this address (apps.live_view)
+    keep_view: bool = False  # keep serving it after the stream ended, until Ctrl-C
 
 
 class AnnotatedVideo:
@@ -276,26 +279,34 @@ class AnnotatedVideo:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.release()
+            self._writer = None
 
 
 def run_video(settings: ClientProcessSettings, options: VideoOptions) -> int:
     """Send a video's sampled frames as one stream and print each frame's result as it
-    comes. Exit code 0 when every frame sent was answered and the source did not break, 1
-    otherwise, 2 when the source cannot be opened or an option does not fit it."""
+    comes (and with `view`, show it on a live page). Exit code 0 when every frame sent was
+    answered and the source did not break, 1 otherwise, 2 when the source cannot be opened,
+    an option does not fit it or the view's address cannot be served."""
     # OpenCV's warnings about a source it cannot open: the error below says what went wrong.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     try:
         check_stream_id(options.stream_id)
         if options.window < 1:
             raise ValueError(f"--window {options.window}: give 1 or more frames")
+        if options.keep_view and options.view is None:
+            raise ValueError("--keep-view needs --view")
         out = AnnotatedVideo(options.out, options.fps) if options.out else None
+        view_address = parse_view_address(options.view) if options.view is not None else None
         source = open_video_source(options.source, options.fps, options.start, options.duration)
     except (InvalidRequestError, ValueError, VideoSourceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{source.description}: stream {options.stream_id}", file=sys.stderr, flush=True)
+    view = LiveView(source.description, "live" if source.live else "file") if view_address else None
 
     def show(answer: FrameResult) -> None:
+        if view is not None:
+            view.offer(answer)
         frame = answer.frame.stream_frame(options.stream_id, last=False)
         if answer.result is not None:
             frame = answer.result.frame
@@ -332,7 +343,7 @@ def run_video(settings: ClientProcessSettings, options: VideoOptions) -> int:
     signal.signal(signal.SIGTERM, stop_reading)
     try:
         with source, client_for(settings) as client:
-            summary = stream_video(
+            stream = VideoStream(
                 client,
                 source,
                 options.stream_id,
@@ -341,14 +352,40 @@ def run_video(settings: ClientProcessSettings, options: VideoOptions) -> int:
                 timeout=options.timeout,
                 identify=identify_in(options.gallery) if options.gallery else None,
             )
+            if view is not None and view_address is not None:
+                view.counts = stream.summary
+                try:
+                    url = view.serve(*view_address)
+                except OSError as error:
+                    print(f"error: --view {options.view}: {error.strerror}", file=sys.stderr)
+                    return 2
+                for line in view_notice(url, view_address[0]):
+                    print(line, file=sys.stderr, flush=True)
+            summary = stream.run()
+        if out is not None:
+            out.close()
+        if view is not None:
+            view.finish(summary.line())
+        code = _video_outcome(summary, out, interrupted.is_set())
+        if view is not None and options.keep_view:
+            _keep_serving(url)
+        return code
     except grpc.RpcError as error:
         print(f"error: {describe_rpc_error(error)}", file=sys.stderr)
+        if view is not None:
+            view.finish(f"the stream failed: {describe_rpc_error(error)}")
         return 1
     except KeyboardInterrupt:
         return 130
     finally:
         if out is not None:
             out.close()
+        if view is not None:
+            view.close()
+
+
+def _video_outcome(summary: StreamSummary, out: AnnotatedVideo | None, interrupted: bool) -> int:
+    """Print how a stream went; `facestream video`'s exit code for it."""
     if summary.sent == 0 and summary.broken:
         print(f"error: {summary.broken}", file=sys.stderr)
         return 2
@@ -358,7 +395,17 @@ def run_video(settings: ClientProcessSettings, options: VideoOptions) -> int:
     if summary.ended:
         print(f"error: {summary.ended}", file=sys.stderr)
         return 1
-    if interrupted.is_set():
+    if interrupted:
         return 130
     complete = summary.answered == summary.sent and not summary.broken
     return 0 if complete else 1
+
+
+def _keep_serving(url: str) -> None:
+    """`--keep-view`: the page stays until Ctrl-C (or SIGTERM)."""
+    closing = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: closing.set())
+    signal.signal(signal.SIGTERM, lambda *_: closing.set())
+    print(f"view: the stream has ended; the page stays at {url} until Ctrl-C", file=sys.stderr)
+    while not closing.wait(0.5):
+        pass

@@ -26,6 +26,7 @@ import grpc
 from apps.client_commands import analyze_images, describe_rpc_error
 from apps.demo_video import compose_demo_video, write_animation
 from apps.image_sources import IMAGE_SUFFIXES, NamedImage, demo_images, folder_images
+from apps.live_view import LiveView, parse_view_address, view_notice
 from apps.local_system import LocalSystemError, ready_system, say, stop_on_signals
 from apps.report import (
     ReportEntry,
@@ -37,7 +38,7 @@ from apps.report import (
 )
 from apps.result_table import COLUMNS, error_row, format_table, result_rows
 from apps.result_text import identity_text
-from apps.video import FrameResult, stream_video
+from apps.video import FrameResult, VideoStream
 from apps.video_source import open_video_source
 from di import Settings, child_environment
 from facestream.client import AnalyzeClient, identify_in
@@ -67,6 +68,7 @@ class DemoOptions:
     download: bool  # may DeepFace download missing weights?
     timeout: float  # seconds per image
     concurrency: int
+    view: str | None = None  # show the demo video live on a page at this address
 
 
 def choose_weights(
@@ -150,6 +152,32 @@ def _loader(image: NamedImage) -> Callable[[], NamedImage]:
 def run(settings: Settings, options: DemoOptions) -> int:
     """The demo; its exit code (0 when every image got a result)."""
     say("facestream demo: broker -> dataflow -> gRPC server, all on this machine")
+    live = _serve_view(options.view) if options.view is not None else None
+    try:
+        return _run(settings, options, live)
+    finally:
+        if live is not None:
+            live.close()
+
+
+def _serve_view(address: str) -> LiveView:
+    """`--view`: the demo video's page, served before anything starts (so that a bad
+    address fails at once)."""
+    try:
+        host, port = parse_view_address(address)
+    except ValueError as error:
+        raise DemoError(str(error)) from None
+    live = LiveView("the demo video", "file")
+    try:
+        url = live.serve(host, port)
+    except OSError as error:
+        raise DemoError(f"--view {address}: {error.strerror}") from None
+    for line in view_notice(url, host):
+        say(line)
+    return live
+
+
+def _run(settings: Settings, options: DemoOptions, live: LiveView | None) -> int:
     images = _load_images(options)
     home, synthetic = choose_weights(settings, options.download)
     run_id = f"demo-{uuid.uuid4().hex[:8]}"
@@ -177,7 +205,7 @@ def run(settings: Settings, options: DemoOptions) -> int:
         seconds = time.monotonic() - started
         video = system.supervise(
             lambda: stream_demo_video(
-                client, options.report, f"{run_id}-video", options.timeout, identify
+                client, options.report, f"{run_id}-video", options.timeout, identify, live
             ),
             options.timeout * 2 + 60,
             "the video's results",
@@ -249,18 +277,31 @@ def stream_demo_video(
     stream_id: str,
     timeout: float,
     identify: records_pb2.Identify | None = None,
+    live: LiveView | None = None,
 ) -> VideoSection:
     """Compose the demo video into `folder`, send it as stream `stream_id` (each track
-    identified with `identify`), and write its annotated frames there as an animated WebP;
-    the report's section for it."""
+    identified with `identify`; shown on the `live` page, when given), and write its
+    annotated frames there as an animated WebP; the report's section for it."""
     folder.mkdir(parents=True, exist_ok=True)
     composed = compose_demo_video(folder / "video.mp4", VIDEO_SECONDS, VIDEO_FPS)
     say(f"video: {composed.frame_count} frames composed from the public photos, sent as a stream")
     answers: list[FrameResult] = []
+
+    def on_result(answer: FrameResult) -> None:
+        answers.append(answer)
+        if live is not None:
+            live.offer(answer)
+
     with open_video_source(str(composed.path), VIDEO_FPS) as source:
-        summary = stream_video(
-            client, source, stream_id, answers.append, timeout=timeout, identify=identify
+        stream = VideoStream(
+            client, source, stream_id, on_result, timeout=timeout, identify=identify
         )
+        if live is not None:
+            live.counts = stream.summary
+            say(f"video: live at {live.url}")
+        summary = stream.run()
+    if live is not None:
+        live.finish(summary.line())
     write_animation(
         [annotate_image(a.frame.image, a.result) for a in answers],
         folder / VIDEO_ANIMATION,

@@ -72,6 +72,7 @@ class FrameRow:
     position_ms: int
     status: str
     faces: int
+    tracks: str  # each face's track and whether the models ran on it, or "-" untracked
     labels: str
 
 
@@ -112,6 +113,14 @@ def face_label(face: records_pb2.Face) -> str:
     return " ".join(parts) or "face"
 
 
+def track_text(face: records_pb2.Face) -> str:
+    """A face's track and where its attributes come from: "t1 analysed" (the models ran
+    on it in this frame), "t1 carried" (its track's), or "-" for a face not tracked."""
+    if not face.track_id:
+        return "-"
+    return f"{face.track_id} {'carried' if face.carried else 'analysed'}"
+
+
 def frame_rows(
     results: Sequence[records_pb2.AnalysisResult | None],
     frames: Sequence[tuple[int, int, int]],
@@ -128,6 +137,7 @@ def frame_rows(
                 position_ms=position_ms,
                 status=status_name(result) if result is not None else NO_RESULT,
                 faces=len(faces),
+                tracks="; ".join(track_text(face) for face in faces),
                 labels="; ".join(face_label(face) for face in faces),
             )
         )
@@ -250,14 +260,15 @@ def _video_section(video: VideoSection) -> str:
     rows = "".join(
         f'<tr class="frame"><td>{row.sequence}</td><td>{row.frame_index}</td>'
         f"<td>{row.position_ms / 1000:.2f}</td><td>{html.escape(row.status)}</td>"
-        f"<td>{row.faces}</td><td>{html.escape(row.labels)}</td></tr>"
+        f"<td>{row.faces}</td><td>{html.escape(row.tracks)}</td>"
+        f"<td>{html.escape(row.labels)}</td></tr>"
         for row in video.frames
     )
     return (
         f'<section class="video"><h2>Video</h2><p>{name}</p>'
         f'<img src="{html.escape(video.animation_file)}" alt="{name}, annotated">'
         '<table class="frames"><tr><th>#</th><th>frame</th><th>at (s)</th><th>status</th>'
-        f"<th>faces</th><th>labels</th></tr>{rows}</table></section>"
+        f"<th>faces</th><th>tracks</th><th>labels</th></tr>{rows}</table></section>"
     )
 
 

@@ -129,7 +129,7 @@ class StreamSummary:
 
 
 class _StreamState:
-    """What `stream_video`'s threads share: the window of frames out, the frames waiting for
+    """What a `VideoStream`'s threads share: the window of frames out, the frames waiting for
     their result, and the counts."""
 
     def __init__(self, window: int, on_result: Callable[[FrameResult], None]) -> None:
@@ -195,64 +195,83 @@ class _StreamState:
                 self.all_answered.set()
 
 
-def stream_video(
-    client: AnalyzeClient,
-    source: VideoSource,
-    stream_id: str,
-    on_result: Callable[[FrameResult], None],
-    *,
-    window: int = DEFAULT_WINDOW,
-    timeout: float = 300.0,
-    identify: records_pb2.Identify | None = None,
-) -> StreamSummary:
-    """Send `source`'s sampled frames as stream `stream_id` (each face identified with
-    `identify`) and call `on_result` for each (from another thread, one at a time, in
-    sequence order) as results come. Returns once every frame sent is answered, or
-    `timeout` seconds passed without any answer. grpc.RpcError when a call fails."""
-    state = _StreamState(window, on_result)
-    queue = FrameQueue(LIVE_BUFFER if source.live else window, drop_oldest=source.live)
-    # The watch first, so that no result goes by unseen (the server keeps recent ones too).
-    results = client.watch_stream(stream_id)
-    replies = client.submit_stream(_frame_requests(queue, state, stream_id, identify))
-    failures: list[grpc.RpcError] = []
-    watcher = threading.Thread(
-        target=_watch, args=(results, replies, state, failures), name="watch-stream", daemon=True
-    )
-    reader = threading.Thread(
-        target=_read_source, args=(source, queue), name="read-source", daemon=True
-    )
-    watcher.start()
-    reader.start()
-    try:
+class VideoStream:
+    """`source`'s sampled frames sent as stream `stream_id` (each face identified with
+    `identify`): `run` sends them and calls `on_result` for each (from another thread, one
+    at a time, in sequence order) as results come; `summary` says how far it got, from any
+    thread."""
+
+    def __init__(
+        self,
+        client: AnalyzeClient,
+        source: VideoSource,
+        stream_id: str,
+        on_result: Callable[[FrameResult], None],
+        *,
+        window: int = DEFAULT_WINDOW,
+        timeout: float = 300.0,
+        identify: records_pb2.Identify | None = None,
+    ) -> None:
+        self.client = client
+        self.source = source
+        self.stream_id = stream_id
+        self.timeout = timeout
+        self.identify = identify
+        self._state = _StreamState(window, on_result)
+        self._queue = FrameQueue(LIVE_BUFFER if source.live else window, drop_oldest=source.live)
+
+    def summary(self) -> StreamSummary:
+        """The counts so far (the final ones once `run` returned)."""
+        state, queue = self._state, self._queue
+        with state.lock:
+            sent, answered, refused = state.sent, state.answered, state.refused
+        return StreamSummary(
+            self.stream_id, sent, answered, refused, queue.dropped, queue.reason, state.ended
+        )
+
+    def run(self) -> StreamSummary:
+        """Send the frames; returns once every frame sent is answered, or `timeout` seconds
+        passed without any answer. grpc.RpcError when a call fails."""
+        state, queue, source = self._state, self._queue, self.source
+        # The watch first, so that no result goes by unseen (the server keeps recent ones).
+        results = self.client.watch_stream(self.stream_id)
+        replies = self.client.submit_stream(
+            _frame_requests(queue, state, self.stream_id, self.identify)
+        )
+        failures: list[grpc.RpcError] = []
+        watcher = threading.Thread(
+            target=_watch,
+            args=(results, replies, state, failures),
+            name="watch-stream",
+            daemon=True,
+        )
+        reader = threading.Thread(
+            target=_read_source, args=(source, queue), name="read-source", daemon=True
+        )
+        watcher.start()
+        reader.start()
         try:
-            for reply in replies:
-                state.replied(reply)
-        except grpc.RpcError:
-            if failures:  # the watch failed first, and ended the submitting call
-                raise failures[0] from None
-            raise
-        state.done_sending()
-        while not state.all_answered.wait(0.2):
-            if failures:
-                raise failures[0]
-            if time.monotonic() - state.last_progress > timeout:
-                break
-    finally:
-        state.stopped.set()
-        source.stop()
-        queue.abandon()
-        results.cancel()
-        replies.cancel()
-        reader.join(READ_TIMEOUT_MS / 1000 + 5)
-    return StreamSummary(
-        stream_id,
-        state.sent,
-        state.answered,
-        state.refused,
-        queue.dropped,
-        queue.reason,
-        state.ended,
-    )
+            try:
+                for reply in replies:
+                    state.replied(reply)
+            except grpc.RpcError:
+                if failures:  # the watch failed first, and ended the submitting call
+                    raise failures[0] from None
+                raise
+            state.done_sending()
+            while not state.all_answered.wait(0.2):
+                if failures:
+                    raise failures[0]
+                if time.monotonic() - state.last_progress > self.timeout:
+                    break
+        finally:
+            state.stopped.set()
+            source.stop()
+            queue.abandon()
+            results.cancel()
+            replies.cancel()
+            reader.join(READ_TIMEOUT_MS / 1000 + 5)
+        return self.summary()
 
 
 def _read_source(source: VideoSource, queue: FrameQueue) -> None:
@@ -272,12 +291,12 @@ def _watch(
     failures: list[grpc.RpcError],
 ) -> None:
     """Hand each result on; if the watch fails, the stream cannot go on: end the
-    submitting call too, with this failure for `stream_video` to raise."""
+    submitting call too, with this failure for `VideoStream.run` to raise."""
     try:
         for result in results:
             state.settle(result.frame.sequence, result)
     except grpc.RpcError as error:
-        if error.code() != grpc.StatusCode.CANCELLED:  # cancelled: stream_video is done
+        if error.code() != grpc.StatusCode.CANCELLED:  # cancelled: the stream is done
             failures.append(error)
             state.stopped.set()
             replies.cancel()

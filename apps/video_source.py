@@ -40,6 +40,7 @@ class SampledFrame:
     position_ms: int  # in the source (a live source: since it was opened)
     image: np.ndarray  # BGR, as decoded
     jpeg: bytes
+    captured_at: float = 0.0  # time.monotonic() when it was read from the source
 
     def stream_frame(self, stream_id: str, last: bool) -> records_pb2.StreamFrame:
         return records_pb2.StreamFrame(
@@ -92,9 +93,8 @@ class VideoSource:
         while not self._stop.is_set():
             if not self.capture.grab():
                 break
-            position_ms = (
-                (time.monotonic() - opened) * 1000 if self.live else index * 1000 / self.source_fps
-            )
+            read_at = time.monotonic()
+            position_ms = (read_at - opened) * 1000 if self.live else index * 1000 / self.source_fps
             if self.end_ms is not None and position_ms >= self.end_ms:
                 return
             if position_ms + 1e-6 >= next_sample_ms:
@@ -103,7 +103,9 @@ class VideoSource:
                     break
                 # Never a burst to catch up: the next sample is a period after this one.
                 next_sample_ms = max(next_sample_ms + period_ms, position_ms + period_ms / 2)
-                yield SampledFrame(sequence, index, round(position_ms), image, encode_jpeg(image))
+                yield SampledFrame(
+                    sequence, index, round(position_ms), image, encode_jpeg(image), read_at
+                )
                 sequence += 1
             index += 1
         if self._stop.is_set():

@@ -1,5 +1,5 @@
 """One camera's client in the cameras row of `make bench`: what `facestream video URL` does
-(`stream_video` over a live source), in a process of its own so that its cost is counted as
+(`VideoStream` over a live source), in a process of its own so that its cost is counted as
 a user pays it, for a given number of seconds; then one JSON line on stdout: frames sent,
 answered, refused and dropped, each answered frame's capture-to-result seconds, the
 frames whose result was not OK or NO_FACE, and the CPU seconds the client used.
@@ -14,7 +14,7 @@ import json
 import time
 from typing import Any
 
-from apps.video import FrameResult, stream_video
+from apps.video import FrameResult, VideoStream
 from apps.video_source import open_video_source
 from bench.video import ANSWERED
 from facestream.client import AnalyzeClient
@@ -42,9 +42,9 @@ def watch_camera(address: str, url: str, seconds: float, fps: float) -> dict[str
             captured = source.opened_at + done.frame.position_ms / 1000
             latencies.append(time.monotonic() - captured)
 
-        summary = stream_video(
+        summary = VideoStream(
             client, source, f"camera-{time.time_ns()}", on_result, timeout=NO_PROGRESS_TIMEOUT
-        )
+        ).run()
     return {
         "sent": summary.sent,
         "answered": summary.answered,

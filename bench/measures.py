@@ -198,7 +198,7 @@ def measure_video(inputs: Inputs, systems: RunningSystems) -> dict[str, Any]:
     """The composed video, sampled once: the strongest peer of the headline (or ALONE_PEER
     without it) called once per sampled frame (--concurrency calls in flight, as in the
     headline) and each facestream system (exact with and without tracking, fast with
-    tracking) fed by `stream_video` (--concurrency frames unanswered), `--repeat` passes
+    tracking) fed by `VideoStream` (--concurrency frames unanswered), `--repeat` passes
     each, in turn; the carried attributes against the untracked pass; then a live 5 fps
     camera in fast mode."""
     peers_running, exact, fast = systems.started()

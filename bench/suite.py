@@ -15,7 +15,7 @@ error and the rest still run (bench/sections.py). They measure:
   process, the dataflows' first start (converting and quantizing) apart from steady state;
 - crops: the photos' face crops with detector `skip` on every side;
 - video: the demo's composed video sampled at 5 fps, the strongest peer called once per
-  frame against facestream fed by `stream_video` (tracking on and off, fast), then a live
+  frame against facestream fed by `VideoStream` (tracking on and off, fast), then a live
   5 fps camera; video_stages: seconds per frame in detection and analysis, in process;
 - shapes: facestream's shapes (exact): `-w 1`, `-w 2`, 2 processes x `-w 1`, `-w 4`, peak
   RSS, and the exact ceiling (the dataflow's steps in one process) in the same rotation;
@@ -23,6 +23,8 @@ error and the rest still run (bench/sections.py). They measure:
   system, fast and exact mode with tracking, 1, 2, 3, 4, 6, ... cameras until a step is not
   held (p99 capture to result under 1 s, at most 1% of frames dropped); each mode's memory
   at its first start and in steady state;
+- view: the composed video streamed through one fast-mode system with and without a headless
+  Chromium watching `facestream video --view`'s page, in turn: frames answered/s both ways;
 - recognition: identification against 10,000 faces; recognition_scale: 10,000 and 100,000
   faces through the store's index, against DeepFace's search (exact and ann) and find;
 - stages, ceiling, engines, embedding, pipeline_parts, overlap: in-process measures, each in
@@ -66,6 +68,7 @@ from bench.sections import Inputs, Run, Section, prepare_weights, say
 from bench.systems import RunningSystems
 from bench.tables import table
 from bench.targets import unmet
+from bench.view_cost import measure_view
 from bench.workload import MODES, bench_images
 from di import load_settings
 from facestream.engines import resolve_precision
@@ -86,6 +89,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("video_stages", measure_video_stages, ATTRIBUTE_ACTIONS),
     Section("shapes", measure_shapes, ATTRIBUTE_ACTIONS),
     Section("cameras", measure_cameras, ATTRIBUTE_ACTIONS),
+    Section("view", measure_view, ATTRIBUTE_ACTIONS),
     Section("stages", measure_stages, ATTRIBUTE_ACTIONS),
     Section("ceiling", measure_ceiling, ATTRIBUTE_ACTIONS),
     Section("engines", measure_engines, VGG_ATTRIBUTES),

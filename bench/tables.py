@@ -132,6 +132,20 @@ def video_stage_rows(report: Report) -> list[str]:
     ]
 
 
+def view_rows(report: Report) -> list[str]:
+    """The live view's cost: frames answered/s with and without a browser watching."""
+    view = report["view"]
+    rates, cpu = view["frames_per_s"], view["client_cpu_s_per_frame"]
+    return [
+        f"| video --view, {view['mode']} mode, frames answered/s without a page / with "
+        f"Chromium watching | {rates['without_view']:.2f} / {rates['with_browser']:.2f} "
+        f"({view['with_browser_vs_without']:.2f}x) |",
+        f"| video --view, client CPU per frame without / with; Chromium's | "
+        f"{1000 * cpu['without_view']:.1f} / {1000 * cpu['with_browser']:.1f} ms; "
+        f"{1000 * view['browser_cpu_s_per_frame']:.1f} ms |",
+    ]
+
+
 def camera_rows(report: Report) -> list[str]:
     """Per mode: each step's cameras (held or not, frames/s, worst p99 and drops, the
     processes' shares of the cores), where a frame's time goes at the highest held step,
@@ -383,6 +397,7 @@ SECTION_ROWS: dict[str, Callable[[Report], list[str]]] = {
     "headline": headline_rows,
     "shapes": shape_rows,
     "cameras": camera_rows,
+    "view": view_rows,
     "stages": stage_rows,
     "crops": crop_rows,
     "video": video_rows,

@@ -1,5 +1,5 @@
 """The video row of `make bench`: the demo's composed video sampled at 5 fps, facestream's
-stream (`stream_video`; exact mode with and without tracking, fast mode with tracking)
+stream (`VideoStream`; exact mode with and without tracking, fast mode with tracking)
 against DeepFace's peer called once per sampled frame; the agreement of carried attributes
 with the same faces analysed frame by frame; a live 5 fps camera in fast mode, capture to
 result.
@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from apps.demo_video import ComposedVideo, compose_demo_video
-from apps.video import FrameResult, stream_video
+from apps.live_view import LiveView
+from apps.video import FrameResult, VideoStream
 from apps.video_source import open_video_source
 from bench.load import LoadRun
 from facestream.client import AnalyzeClient
@@ -39,7 +40,7 @@ LABELLED = ("gender", "emotion", "race")
 
 def sampled_frames(workdir: Path) -> tuple[ComposedVideo, list[bytes]]:
     """The demo video composed into `workdir`, and its frames sampled at VIDEO_FPS as JPEG:
-    the bytes the peer is sent, the same ones `stream_video` sends facestream."""
+    the bytes the peer is sent, the same ones `VideoStream` sends facestream."""
     video = compose_demo_video(workdir / "bench.mp4", VIDEO_SECONDS, VIDEO_FPS)
     with open_video_source(str(video.path), VIDEO_FPS) as source:
         return video, [frame.jpeg for frame in source.frames()]
@@ -51,12 +52,14 @@ def stream_pass(
     window: int,
     results: list[records_pb2.AnalysisResult] | None = None,
     seconds: float | None = None,
+    view: LiveView | None = None,
 ) -> LoadRun:
     """One pass over the video at `source_name` (a file, or a live URL read for `seconds`)
-    with `stream_video` under a fresh stream id, at most `window` frames unanswered: the
+    with `VideoStream` under a fresh stream id, at most `window` frames unanswered: the
     frames, the faces in their results and the seconds from the call (the first frame goes
     as soon as it is sampled) to the last result; each frame's result is appended to
-    `results`. A live source's `latencies` are each frame's capture to its result.
+    `results`, and offered to `view` (which is told when the stream ended). A live
+    source's `latencies` are each frame's capture to its result.
 
     Fails when a frame got no analysis: a pass with holes would not compare with the
     peer's.
@@ -71,6 +74,8 @@ def stream_pass(
         def on_result(done: FrameResult) -> None:
             nonlocal faces, last
             last = time.perf_counter()
+            if view is not None:
+                view.offer(done)
             if source.live and source.opened_at is not None:
                 captured = source.opened_at + done.frame.position_ms / 1000
                 latencies.append(time.monotonic() - captured)
@@ -82,10 +87,15 @@ def stream_pass(
             if results is not None:
                 results.append(done.result)
 
-        started = time.perf_counter()
-        summary = stream_video(
+        stream = VideoStream(
             client, source, f"bench-video-{time.time_ns()}", on_result, window=window, timeout=900
         )
+        if view is not None:
+            view.counts = stream.summary
+        started = time.perf_counter()
+        summary = stream.run()
+        if view is not None:
+            view.finish(summary.line())
     lost = summary.refused or summary.answered != summary.sent
     if summary.broken or lost or failures or (summary.dropped and not source.live):
         raise RuntimeError(f"a video pass went wrong: {summary.line()}; errors: {failures[:3]}")

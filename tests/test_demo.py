@@ -95,11 +95,16 @@ def test_demo_runs_the_whole_system_and_writes_a_marked_report(synthetic_home, t
         FACESTREAM_DATAFLOW_METRICS_PORT=str(metrics["dataflow"]),
     )
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # TensorFlow as loud as it is by default
-    with demo_run(["--no-download", "--report", str(report)], env, tmp_path) as run:
+    args = ["--no-download", "--report", str(report), "--view"]
+    with demo_run(args, env, tmp_path) as run:
         code = run.wait(900)
         pids = run.child_pids()
     out = run.stdout
     assert code == 0, f"{out}\n{run.stderr}"
+    # --view: the page's address said at the start, and again as the video begins.
+    view = re.search(r"^view: (http://127\.0\.0\.1:\d+/)$", out, re.MULTILINE)
+    assert view and out.index(view.group(0)) < out.index("broker: embedded"), out
+    assert f"video: live at {view.group(1)}" in out
 
     # Only the demo's own lines: TensorFlow's and absl's start-up noise stays in the
     # children's logs.
@@ -164,12 +169,17 @@ def test_demo_runs_the_whole_system_and_writes_a_marked_report(synthetic_home, t
     assert "50 frame(s) sent, 50 answered, 0 refused, 0 dropped" in out
     assert '<img src="video.webp"' in index
     frame_rows = re.findall(
-        r'<tr class="frame"><td>(\d+)</td>.*?<td>(\w+)</td><td>(\d+)</td>', index
+        r'<tr class="frame"><td>(\d+)</td>.*?<td>(\w+)</td><td>(\d+)</td><td>([^<]*)</td>',
+        index,
     )
     assert [int(row[0]) for row in frame_rows] == list(range(50))
     # Two faces at first, one while the other is away, two once it is back.
-    counts = [row[1:] for row in frame_rows]
+    counts = [row[1:3] for row in frame_rows]
     assert counts[0] == counts[-1] == ("OK", "2") and ("OK", "1") in counts[1:-1]
+    # Each face followed as a track: both analysed when first seen, carried after.
+    tracks = [row[3].split("; ") for row in frame_rows]
+    assert sorted(tracks[0]) == ["t1 analysed", "t2 analysed"], tracks[0]
+    assert any(track.endswith(" carried") for frame in tracks for track in frame)
     ok, animation = cv2.imreadanimation(str(report / "video.webp"))
     assert ok and len(animation.frames) == 50
 

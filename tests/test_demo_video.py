@@ -139,7 +139,17 @@ def test_frame_rows_say_what_each_frame_got():
     ]
     assert [(r.status, r.faces) for r in rows] == [("OK", 2), ("NO_FACE", 0), (NO_RESULT, 0)]
     assert rows[0].labels == "31 Woman happy; 31 Woman happy"
-    assert rows[2].labels == ""
+    assert rows[0].tracks == "-; -"  # not tracked
+    assert rows[2].labels == rows[2].tracks == ""
+
+
+def test_frame_rows_name_each_faces_track_and_whether_it_was_analysed():
+    result = a_result([(1, 2, 30, 40), (50, 2, 30, 40)])
+    result.faces[0].track_id, result.faces[1].track_id = "t1", "t2"
+    result.faces[1].carried = True
+    [row] = frame_rows([result], [(0, 0, 0)])
+    assert row.tracks == "t1 analysed; t2 carried"
+    assert row.labels.startswith("t1 31 Woman") and "; t2 31 Woman" in row.labels
 
 
 def test_report_shows_the_video_above_the_images_with_a_row_per_frame(tmp_path):

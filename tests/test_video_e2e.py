@@ -5,7 +5,9 @@ detector, synthetic weights), the gRPC server and the embedded broker. A compose
 from __future__ import annotations
 
 import json
+import re
 import signal
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -16,15 +18,18 @@ import cv2
 import pytest
 
 from apps.demo_video import ComposedVideo, compose_demo_video, demo_frames
+from apps.headless_chromium import MISSING, chromium, installed
 from apps.launch import TopicReader
 from apps.mjpeg_camera import mjpeg_stream
 from apps.processes import ChildProcess, wait_until
 from apps.video import LIVE_BUFFER, FrameQueue
 from apps.video_source import SampledFrame, open_video_source
+from facestream.models import SYNTHETIC_WARNING
 from facestream.tracking import box_overlap
 from facestream.v1 import records_pb2
 from tests.commands import facestream_command, run_facestream
 from tests.grpc_helpers import ready_pipeline
+from tests.images import box_pixels
 from tests.pipeline import Topics
 
 # The composed video's faces and the detector's boxes for them overlap at least this much.
@@ -232,6 +237,81 @@ def test_ctrl_c_ends_a_live_stream_with_every_frame_sent_answered(system, tmp_pa
     assert f"{len(frames)} frame(s) sent, {len(frames)} answered" in video.errors()
 
 
+def view_address(errors: str) -> str:
+    """The live view's URL, once `facestream video --view` printed it."""
+    found = re.search(r"^view: (http://\S+)$", errors, re.MULTILINE)
+    return found.group(1) if found else ""
+
+
+@pytest.mark.models
+def test_the_live_view_shows_boxes_tracks_and_the_end_in_a_browser(system, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    if installed() is None:
+        pytest.skip(MISSING)
+
+    pictures = [frame for frame, _boxes in demo_frames(50, (640, 480))]  # a 10 s loop
+    with mjpeg_stream(pictures, fps=5) as url:  # a camera without end
+        video = ChildProcess(
+            "video",
+            facestream_command("video", url, "--json", "--stream-id", "viewed", "--view"),
+            system,
+            tmp_path,
+            separate_errors=True,
+        )
+        try:
+            wait_until(lambda: view_address(video.errors()), 120, "the view's address")
+            page = view_address(video.errors())
+            assert page.startswith("http://127.0.0.1:")
+            with chromium(tmp_path) as browser:
+                browser.get(page)
+
+                def shown(what: str) -> str:
+                    return browser.find_element(By.ID, "status").get_attribute(what) or ""
+
+                def open_tracks() -> list[str]:
+                    rows = browser.find_elements(By.CSS_SELECTOR, "#open-tracks tr[data-track]")
+                    return [row.get_attribute("data-track") for row in rows]
+
+                # Both faces of the video followed, and the picture drawn from that frame.
+                WebDriverWait(browser, 300, 0.1).until(
+                    lambda _b: (
+                        shown("data-faces") == "2"
+                        and shown("data-picture") == shown("data-frame")
+                        and len(open_tracks()) == 2
+                    )
+                )
+                tracks = open_tracks()
+                assert all(re.fullmatch(r"t\d+", track) for track in tracks), tracks
+                assert "answered" in browser.find_element(By.ID, "status").text
+                warning = browser.find_element(By.ID, "warning")  # the test's weights
+                assert warning.is_displayed() and warning.text == SYNTHETIC_WARNING
+                picture = browser.find_element(By.ID, "picture")
+                WebDriverWait(browser, 30, 0.1).until(
+                    lambda _b: browser.execute_script(
+                        "return arguments[0].naturalWidth", picture
+                    ) == 640
+                )  # fmt: skip
+                screenshot = tmp_path / "live-view.png"
+                assert browser.save_screenshot(str(screenshot))
+                shot = cv2.imread(str(screenshot), cv2.IMREAD_COLOR)
+                place = picture.rect
+                x, y = round(place["x"]), round(place["y"])
+                shown_picture = shot[y : y + round(place["height"]), x : x + round(place["width"])]
+                assert box_pixels(shown_picture) > 300  # a face's box and its label band
+                video.process.send_signal(signal.SIGINT)  # the camera's user stops the stream
+                ended = browser.find_element(By.ID, "ended")
+                WebDriverWait(browser, 120, 0.1).until(lambda _b: ended.is_displayed())
+                assert ended.text.startswith("The stream has ended: stream viewed: ")
+            code = video.process.wait(120)
+        finally:
+            video.stop(signal.SIGKILL)
+    assert code == 130, video.errors()
+    frames = frame_lines(video.output())
+    assert f"{len(frames)} frame(s) sent, {len(frames)} answered" in video.errors()
+
+
 def test_a_live_queue_drops_its_oldest_frames_and_a_file_queue_none():
     def sampled(n: int) -> SampledFrame:
         return SampledFrame(n, n, 200 * n, None, b"")  # type: ignore[arg-type]
@@ -284,11 +364,25 @@ def test_options_that_do_not_fit_the_source_fail_with_exit_2(tmp_path):
         (["--stream-id", "two words"], "stream id 'two words' is not valid"),
         (["--out", str(tmp_path / "x.txt")], "use a .mp4 or .avi file"),
         (["--window", "0"], "--window"),
+        (["--keep-view"], "--keep-view needs --view"),
+        (["--view", "127.0.0.1:70000"], "the port must be 0 to 65535"),
     ):
         done = run_facestream("video", str(video.path), *args, timeout=120)
         assert done.returncode == 2, (args, done.stderr)
         assert reason in done.stderr, (args, done.stderr)
     assert Path(video.path).is_file()
+
+
+def test_a_view_address_in_use_fails_before_any_frame_is_sent(tmp_path):
+    video = compose_demo_video(tmp_path / "short.avi", seconds=1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_facestream("video", str(video.path), "--view", f"127.0.0.1:{port}")
+    assert done.returncode == 2, done.stderr
+    assert f"error: --view 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert done.stdout == ""  # nothing was sent
 
 
 def test_start_and_duration_pick_a_part_of_a_file(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 from apps.demo_video import compose_demo_video
 from apps.processes import wait_until
-from apps.video import stream_video
+from apps.video import VideoStream
 from apps.video_source import open_video_source
 from facestream.client import request
 from facestream.kafka_records import result_record
@@ -304,7 +304,7 @@ def test_a_stream_whose_watch_is_refused_ends_with_that_refusal(topics, tmp_path
         open_video_source(str(video.path)) as source,
         pytest.raises(grpc.RpcError) as refused,
     ):
-        stream_video(client, source, "no-read", lambda _answer: None, timeout=60)
+        VideoStream(client, source, "no-read", lambda _answer: None, timeout=60).run()
     assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "results:read" in refused.value.details()
 
