@@ -368,7 +368,7 @@ def run_video(settings: ClientProcessSettings, options: VideoOptions) -> int:
             view.finish(summary.line())
         code = _video_outcome(summary, out, interrupted.is_set())
         if view is not None and options.keep_view:
-            _keep_serving(url)
+            _keep_serving(view.url)
         return code
     except grpc.RpcError as error:
         print(f"error: {describe_rpc_error(error)}", file=sys.stderr)

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,6 +311,32 @@ def test_the_live_view_shows_boxes_tracks_and_the_end_in_a_browser(system, tmp_p
     assert code == 130, video.errors()
     frames = frame_lines(video.output())
     assert f"{len(frames)} frame(s) sent, {len(frames)} answered" in video.errors()
+
+
+@pytest.mark.models
+def test_keep_view_serves_the_ended_streams_page_until_ctrl_c(system, composed, tmp_path):
+    video = ChildProcess(
+        "video",
+        facestream_command("video", str(composed.path), "--json", "--view", "--keep-view"),
+        system,
+        tmp_path,
+        separate_errors=True,
+    )
+    try:
+        wait_until(lambda: "the page stays at" in video.errors(), 300, "the stream's end")
+        page = view_address(video.errors())
+        assert f"the page stays at {page} until Ctrl-C" in video.errors()
+        with urllib.request.urlopen(f"{page}state.json", timeout=30) as reply:
+            state = json.load(reply)
+        assert state["finished"].startswith(f"stream {frame_lines(video.output())[0]['stream_id']}")
+        assert state["answered"] == state["sent"] == composed.frame_count
+        assert state["open_tracks"] == [] and state["ended_tracks"]  # all ended at the last frame
+        assert video.running()
+        video.process.send_signal(signal.SIGINT)
+        code = video.process.wait(60)
+    finally:
+        video.stop(signal.SIGKILL)
+    assert code == 0, video.errors()  # the stream was whole; Ctrl-C only closed the page
 
 
 def test_a_live_queue_drops_its_oldest_frames_and_a_file_queue_none():
