@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from apps.image_sources import IMAGE_SUFFIXES, NamedImage, image_files
-from apps.live_view import LiveView, parse_view_address, view_notice
+from apps.live_view import LiveView, parse_view_address
 from apps.report import annotate_image
 from apps.result_table import error_row, format_table, frame_json, result_json, result_rows
 from apps.result_text import identity_text
@@ -296,13 +296,14 @@ def run_video(settings: ClientProcessSettings, options: VideoOptions) -> int:
         if options.keep_view and options.view is None:
             raise ValueError("--keep-view needs --view")
         out = AnnotatedVideo(options.out, options.fps) if options.out else None
-        view_address = parse_view_address(options.view) if options.view is not None else None
+        if options.view is not None:
+            parse_view_address(options.view)  # a bad address fails before the source opens
         source = open_video_source(options.source, options.fps, options.start, options.duration)
     except (InvalidRequestError, ValueError, VideoSourceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{source.description}: stream {options.stream_id}", file=sys.stderr, flush=True)
-    view = LiveView(source.description, "live" if source.live else "file") if view_address else None
+    view = LiveView(source.description, "live" if source.live else "file") if options.view else None
 
     def show(answer: FrameResult) -> None:
         if view is not None:
@@ -352,14 +353,14 @@ def run_video(settings: ClientProcessSettings, options: VideoOptions) -> int:
                 timeout=options.timeout,
                 identify=identify_in(options.gallery) if options.gallery else None,
             )
-            if view is not None and view_address is not None:
+            if view is not None and options.view is not None:
                 view.counts = stream.summary
                 try:
-                    url = view.serve(*view_address)
-                except OSError as error:
-                    print(f"error: --view {options.view}: {error.strerror}", file=sys.stderr)
+                    notice = view.serve_at(options.view)
+                except ValueError as error:
+                    print(f"error: {error}", file=sys.stderr)
                     return 2
-                for line in view_notice(url, view_address[0]):
+                for line in notice:
                     print(line, file=sys.stderr, flush=True)
             summary = stream.run()
         if out is not None:

@@ -26,7 +26,7 @@ import grpc
 from apps.client_commands import analyze_images, describe_rpc_error
 from apps.demo_video import compose_demo_video, write_animation
 from apps.image_sources import IMAGE_SUFFIXES, NamedImage, demo_images, folder_images
-from apps.live_view import LiveView, parse_view_address, view_notice
+from apps.live_view import LiveView
 from apps.local_system import LocalSystemError, ready_system, say, stop_on_signals
 from apps.report import (
     ReportEntry,
@@ -163,16 +163,12 @@ def run(settings: Settings, options: DemoOptions) -> int:
 def _serve_view(address: str) -> LiveView:
     """`--view`: the demo video's page, served before anything starts (so that a bad
     address fails at once)."""
-    try:
-        host, port = parse_view_address(address)
-    except ValueError as error:
-        raise DemoError(str(error)) from None
     live = LiveView("the demo video", "file")
     try:
-        url = live.serve(host, port)
-    except OSError as error:
-        raise DemoError(f"--view {address}: {error.strerror}") from None
-    for line in view_notice(url, host):
+        notice = live.serve_at(address)
+    except ValueError as error:
+        raise DemoError(str(error)) from None
+    for line in notice:
         say(line)
     return live
 

@@ -29,7 +29,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from apps.live_page import PAGE
-from apps.report import annotate_image, face_label
+from apps.report import annotate_image, attribute_words, face_words
 from apps.video import FrameResult, StreamSummary
 from facestream.kafka_records import status_name
 from facestream.models import SYNTHETIC_WARNING
@@ -103,7 +103,7 @@ class TrackBoard:
                     0, 0,
                 )  # fmt: skip
             track.last_sequence = frame.sequence
-            track.label = face_label(face).removeprefix(face.track_id).strip()
+            track.label = " ".join(face_words(face))
             track.analysed_last = not face.carried
             track.frames_seen += 1
             track.frames_analysed += not face.carried
@@ -128,9 +128,7 @@ def _by_number(item: tuple[str, OpenTrack]) -> tuple[int, str]:
 
 def ended_track(summary: records_pb2.TrackSummary) -> EndedTrack:
     """A track summary as the page lists it: its span, counts and mean attributes."""
-    parts = [summary.subject] if summary.subject else []
-    parts += [f"{summary.age:.0f}"] if summary.HasField("age") else []
-    parts += [d.dominant for d in (summary.gender, summary.emotion, summary.race) if d.dominant]
+    parts = ([summary.subject] if summary.subject else []) + attribute_words(summary)
     return EndedTrack(
         track_id=summary.track_id,
         first_position_ms=summary.first.position_ms,
@@ -221,7 +219,7 @@ class LiveView:
         and it as the newest frame to draw."""
         result = answer.result
         with self._changed:
-            if answer.frame.captured_at:
+            if answer.frame.captured_at and not answer.frame.closing:
                 self._latencies.append(time.monotonic() - answer.frame.captured_at)
             if result is not None:
                 self._board.record(result)
@@ -324,6 +322,17 @@ class LiveView:
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{server.port}/"
         return self.url
+
+    def serve_at(self, address: str) -> list[str]:
+        """Serve the page at `--view`'s ADDRESS (`parse_view_address`); the lines that
+        tell where it is (`view_notice`). ValueError naming the address when it cannot be
+        parsed or bound."""
+        host, port = parse_view_address(address)
+        try:
+            url = self.serve(host, port)
+        except OSError as error:
+            raise ValueError(f"--view {address}: {error.strerror}") from None
+        return view_notice(url, host)
 
     def close(self, grace: float = CLOSE_GRACE_SECONDS) -> None:
         """Stop serving, once the pages still connected got the end (at most `grace`

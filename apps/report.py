@@ -104,13 +104,23 @@ def summarize(entries: Sequence[ReportEntry], seconds: float) -> Summary:
 
 
 def face_label(face: records_pb2.Face) -> str:
-    """A short label for a face: its track, whom it was identified as (a verified
-    match), its age, then the dominant gender, emotion and race."""
+    """A short label for a face: its track, then `face_words`."""
     parts = [face.track_id] if face.track_id else []
-    parts += [identified_as(face)] if identified_as(face) else []
-    parts += [f"{face.age:.0f}"] if face.HasField("age") else []
-    parts += [d.dominant for d in (face.gender, face.emotion, face.race) if d.dominant]
-    return " ".join(parts) or "face"
+    return " ".join(parts + face_words(face)) or "face"
+
+
+def face_words(face: records_pb2.Face) -> list[str]:
+    """Whom a face was identified as (a verified match), then its `attribute_words`."""
+    who = identified_as(face)
+    return ([who] if who else []) + attribute_words(face)
+
+
+def attribute_words(described: records_pb2.Face | records_pb2.TrackSummary) -> list[str]:
+    """The age, then the dominant gender, emotion and race, of a face or of a track's
+    means."""
+    words = [f"{described.age:.0f}"] if described.HasField("age") else []
+    distributions = (described.gender, described.emotion, described.race)
+    return words + [d.dominant for d in distributions if d.dominant]
 
 
 def track_text(face: records_pb2.Face) -> str:

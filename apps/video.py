@@ -8,8 +8,11 @@ At most `window` frames are out (sent, not yet answered), so the system sets the
   in a small buffer, and when that is full the oldest unsent frame is dropped (and counted),
   so memory stays bounded and the frames sent are the recent ones.
 
-A frame is sent once the next one is read (or the source ended), so that the stream's last
-frame carries the last-frame flag; a live stream's frames wait one sampling period for it.
+A file's frame is sent once the next one is read (or the file ended), so that the stream's
+last frame carries the last-frame flag. A live source's frame is sent as soon as it is read
+(waiting for the next would hold every result back one sampling period); when the source
+ends, its newest picture is sent once more, as the stream's last frame (the closing frame:
+the same frame index and position, the next sequence number).
 """
 
 from __future__ import annotations
@@ -63,12 +66,10 @@ class FrameQueue:
             self._changed.notify_all()
 
     def put_back(self, frame: SampledFrame) -> None:
-        """Return `frame`, taken earlier, to the front of the line (as the oldest unsent)."""
+        """Return `frame`, taken earlier, to the front of the line (as the oldest unsent;
+        a file's frames, which are never dropped)."""
         with self._changed:
             self._frames.appendleft(frame)
-            if self._drop_oldest and len(self._frames) > self._capacity:
-                self._frames.popleft()
-                self.dropped += 1
             self._changed.notify_all()
 
     def close(self, reason: str = "") -> None:
@@ -235,9 +236,8 @@ class VideoStream:
         state, queue, source = self._state, self._queue, self.source
         # The watch first, so that no result goes by unseen (the server keeps recent ones).
         results = self.client.watch_stream(self.stream_id)
-        replies = self.client.submit_stream(
-            _frame_requests(queue, state, self.stream_id, self.identify)
-        )
+        requests = _live_frame_requests if source.live else _file_frame_requests
+        replies = self.client.submit_stream(requests(queue, state, self.stream_id, self.identify))
         failures: list[grpc.RpcError] = []
         watcher = threading.Thread(
             target=_watch,
@@ -274,6 +274,14 @@ class VideoStream:
         return self.summary()
 
 
+def capture_to_result(source: VideoSource, done: FrameResult) -> float | None:
+    """Seconds from a live frame's capture (its position since the source opened) to now,
+    its result; None for a file's frame, and for the closing frame (not captured then)."""
+    if not source.live or source.opened_at is None or done.frame.closing:
+        return None
+    return time.monotonic() - (source.opened_at + done.frame.position_ms / 1000)
+
+
 def _read_source(source: VideoSource, queue: FrameQueue) -> None:
     try:
         for frame in source.frames():
@@ -302,21 +310,20 @@ def _watch(
             replies.cancel()
 
 
-def _frame_requests(
+def _file_frame_requests(
     queue: FrameQueue,
     state: _StreamState,
     stream_id: str,
     identify: records_pb2.Identify | None = None,
 ) -> Iterator[analyze_service_pb2.SubmitRequest]:
-    """SubmitStream's requests: each frame once the next one is read (so the last one is
-    known), and only while the window has room."""
+    """SubmitStream's requests for a file: each frame once the next one is read (so the
+    last one is known), and only while the window has room."""
     if not _room(state):
         return
     held = queue.get()
     sequence = 0
     while held is not None and not state.stopped.is_set():
         following = queue.get()
-        # Numbered as sent: a live source's dropped frames leave no gap in the stream.
         frame = replace(held, sequence=sequence)
         sequence += 1
         state.sending(frame)
@@ -324,9 +331,36 @@ def _frame_requests(
         yield request(frame.jpeg, frame=place, identify=identify)
         if following is None or not _room(state):
             return
-        # Back in line while the window was full: a live source may have dropped it since.
-        queue.put_back(following)
+        queue.put_back(following)  # back in line while the window is full
         held = queue.get()
+
+
+def _live_frame_requests(
+    queue: FrameQueue,
+    state: _StreamState,
+    stream_id: str,
+    identify: records_pb2.Identify | None = None,
+) -> Iterator[analyze_service_pb2.SubmitRequest]:
+    """SubmitStream's requests for a live source: each frame as soon as it is read, while
+    the window has room; once the source ended, the closing frame (the newest picture
+    again, flagged last)."""
+    newest: SampledFrame | None = None
+    sequence = 0
+    while not state.stopped.is_set() and _room(state):
+        frame = queue.get()
+        last = frame is None
+        if frame is None:
+            if newest is None:  # nothing was sent: there is no stream to end
+                return
+            frame = replace(newest, closing=True)
+        # Numbered as sent: a live source's dropped frames leave no gap in the stream.
+        frame = replace(frame, sequence=sequence)
+        sequence += 1
+        state.sending(frame)
+        yield request(frame.jpeg, frame=frame.stream_frame(stream_id, last=last), identify=identify)
+        if last:
+            return
+        newest = frame
 
 
 def _room(state: _StreamState) -> bool:

@@ -41,6 +41,8 @@ class SampledFrame:
     image: np.ndarray  # BGR, as decoded
     jpeg: bytes
     captured_at: float = 0.0  # time.monotonic() when it was read from the source
+    # A live source's newest picture sent once more to end its stream (apps.video).
+    closing: bool = False
 
     def stream_frame(self, stream_id: str, last: bool) -> records_pb2.StreamFrame:
         return records_pb2.StreamFrame(

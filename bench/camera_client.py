@@ -14,7 +14,7 @@ import json
 import time
 from typing import Any
 
-from apps.video import FrameResult, VideoStream
+from apps.video import FrameResult, VideoStream, capture_to_result
 from apps.video_source import open_video_source
 from bench.video import ANSWERED
 from facestream.client import AnalyzeClient
@@ -38,9 +38,8 @@ def watch_camera(address: str, url: str, seconds: float, fps: float) -> dict[str
             if done.result is None or done.result.status not in ANSWERED:
                 failed += 1
                 return
-            assert source.opened_at is not None
-            captured = source.opened_at + done.frame.position_ms / 1000
-            latencies.append(time.monotonic() - captured)
+            if (latency := capture_to_result(source, done)) is not None:
+                latencies.append(latency)
 
         summary = VideoStream(
             client, source, f"camera-{time.time_ns()}", on_result, timeout=NO_PROGRESS_TIMEOUT

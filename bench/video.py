@@ -20,7 +20,7 @@ import numpy as np
 
 from apps.demo_video import ComposedVideo, compose_demo_video
 from apps.live_view import LiveView
-from apps.video import FrameResult, VideoStream
+from apps.video import FrameResult, VideoStream, capture_to_result
 from apps.video_source import open_video_source
 from bench.load import LoadRun
 from facestream.client import AnalyzeClient
@@ -76,9 +76,8 @@ def stream_pass(
             last = time.perf_counter()
             if view is not None:
                 view.offer(done)
-            if source.live and source.opened_at is not None:
-                captured = source.opened_at + done.frame.position_ms / 1000
-                latencies.append(time.monotonic() - captured)
+            if (latency := capture_to_result(source, done)) is not None:
+                latencies.append(latency)
             if done.result is None or done.result.status not in ANSWERED:
                 why = done.error or (done.result.error.message if done.result else "no result")
                 failures.append(f"frame {done.frame.sequence}: {why}")

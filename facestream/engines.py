@@ -32,7 +32,7 @@ import numpy as np
 from facestream.mapped_pages import releasing_mapped_pages
 from facestream.model_source import ModelSource
 from facestream.openvino_conversion import cache_entry, from_keras, save_fp32
-from facestream.quantization import quantize
+from facestream.quantization import QUANTIZATION_LAYOUT, quantize
 from facestream.worker_process import WorkerProcess
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ class OpenVINOEngine:
         key = self.cache_key(role, weight_files)
         if quantized:
             assert self.calibration is not None  # __post_init__ refuses int8 without one
-            key += f"-int8-{self.calibration.digest}"
+            key += f"-int8-q{QUANTIZATION_LAYOUT}-{self.calibration.digest}"
         return self.cache_dir / key / "model.xml"
 
     def has_cached(self, role: str, weight_files: Sequence[Path]) -> bool:

@@ -248,3 +248,18 @@ def test_an_address_in_use_is_an_error_not_an_exit():
         with pytest.raises(OSError, match="in use"):
             live.serve("127.0.0.1", taken.getsockname()[1])
         live.close()
+
+
+def test_serving_at_an_address_says_where_and_names_an_address_it_cannot_bind():
+    live = LiveView("camera 0", "live")
+    try:
+        notice = live.serve_at("127.0.0.1:0")
+        assert notice == [f"view: {live.url}"]
+        assert live.url.startswith("http://127.0.0.1:")
+        taken = live.url.rstrip("/").rsplit(":", 1)[1]
+        other = LiveView("camera 1", "live")
+        with pytest.raises(ValueError, match=rf"^--view 127\.0\.0\.1:{taken}: .*in use"):
+            other.serve_at(f"127.0.0.1:{taken}")
+        other.close()
+    finally:
+        live.close()

@@ -23,7 +23,7 @@ from apps.headless_chromium import MISSING, chromium, installed
 from apps.launch import TopicReader
 from apps.mjpeg_camera import mjpeg_stream
 from apps.processes import ChildProcess, wait_until
-from apps.video import LIVE_BUFFER, FrameQueue
+from apps.video import LIVE_BUFFER, FrameQueue, _live_frame_requests, _StreamState
 from apps.video_source import SampledFrame, open_video_source
 from facestream.models import SYNTHETIC_WARNING
 from facestream.tracking import box_overlap
@@ -210,7 +210,11 @@ def test_a_live_source_faster_than_the_system_drops_its_oldest_frames(system):
     assert [f["sequence"] for f in frames] == list(range(len(frames)))  # no hole
     assert f"{len(frames)} frame(s) sent, {len(frames)} answered" in summary
     indexes = [f["frame_index"] for f in frames]
-    assert indexes == sorted(indexes) and len(set(indexes)) == len(indexes)
+    # The camera ended: its newest picture came again as the closing frame, flagged last.
+    assert frames[-1]["last"] and not any(f["last"] for f in frames[:-1])
+    assert indexes[-1] == indexes[-2]
+    sent = indexes[:-1]
+    assert sent == sorted(sent) and len(set(sent)) == len(sent)
 
 
 @pytest.mark.models
@@ -337,6 +341,34 @@ def test_keep_view_serves_the_ended_streams_page_until_ctrl_c(system, composed, 
     finally:
         video.stop(signal.SIGKILL)
     assert code == 0, video.errors()  # the stream was whole; Ctrl-C only closed the page
+
+
+def test_a_live_sources_frames_go_as_read_and_its_newest_picture_closes_the_stream():
+    def sampled(n: int) -> SampledFrame:
+        return SampledFrame(n, 10 * n, 200 * n, None, b"jpeg-%d" % n)  # type: ignore[arg-type]
+
+    queue = FrameQueue(LIVE_BUFFER, drop_oldest=True)
+    state = _StreamState(8, lambda _result: None)
+    requests = _live_frame_requests(queue, state, "cam")
+    queue.put(sampled(0))
+    # The first frame goes before the second is read (a file's would wait for it).
+    first = next(requests)
+    assert (first.image, first.frame.sequence, first.frame.last) == (b"jpeg-0", 0, False)
+    queue.put(sampled(1))
+    queue.close()
+    second, closing = list(requests)
+    assert (second.frame.frame_index, second.frame.last) == (10, False)
+    assert closing.image == b"jpeg-1" and closing.frame.last
+    assert [frame.closing for frame in state.out.values()] == [False, False, True]
+    assert (closing.frame.sequence, closing.frame.frame_index, closing.frame.position_ms) == (
+        2, 10, 200
+    )  # fmt: skip
+    assert state.sent == 3
+
+    # A source that ended before its first frame sends nothing.
+    empty = FrameQueue(LIVE_BUFFER, drop_oldest=True)
+    empty.close()
+    assert list(_live_frame_requests(empty, _StreamState(8, lambda _result: None), "cam")) == []
 
 
 def test_a_live_queue_drops_its_oldest_frames_and_a_file_queue_none():
